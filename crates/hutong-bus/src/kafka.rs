@@ -1,0 +1,110 @@
+use std::time::Duration;
+
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer},
+    util::Timeout,
+};
+use tracing::{debug, info};
+
+use crate::{BusConfig, BusError, OutboundMessage, PublishFuture, Publisher, Receipt};
+
+/// The rdkafka producer behind the [`Publisher`] seam: idempotent, `acks=all`.
+#[derive(Clone)]
+pub struct KafkaPublisher {
+    producer: FutureProducer,
+    queue_timeout: Duration,
+}
+
+impl std::fmt::Debug for KafkaPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaPublisher").field("queue_timeout", &self.queue_timeout).finish_non_exhaustive()
+    }
+}
+
+impl KafkaPublisher {
+    /// Creates the producer (it connects lazily).
+    pub fn new(config: &BusConfig) -> Result<Self, BusError> {
+        let producer: FutureProducer =
+            config.to_rdkafka().create().map_err(|e| BusError::Refused(format!("producer config: {e}")))?;
+        Ok(Self { producer, queue_timeout: Duration::from_millis(config.queue_timeout_ms) })
+    }
+
+    /// Waits until every message in flight is delivered or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
+        self.producer.flush(Timeout::After(timeout)).map_err(classify)
+    }
+}
+
+impl Publisher for KafkaPublisher {
+    fn publish(&self, msg: OutboundMessage) -> PublishFuture {
+        let producer = self.producer.clone();
+        let queue_timeout = self.queue_timeout;
+        Box::pin(async move {
+            let mut headers = OwnedHeaders::new_with_capacity(8);
+            for (k, v) in msg.event.headers() {
+                headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+            }
+            let mut record = FutureRecord::<str, [u8]>::to(&msg.topic).headers(headers);
+            if let Some(k) = &msg.key {
+                record = record.key(k.as_str());
+            }
+            if let Some(v) = &msg.value {
+                record = record.payload(v.as_slice());
+            }
+            match producer.send(record, Timeout::After(queue_timeout)).await {
+                Ok(delivery) => Ok(Receipt { topic: msg.topic, partition: delivery.partition, offset: delivery.offset }),
+                Err((e, _)) => Err(classify(e)),
+            }
+        })
+    }
+}
+
+/// Sorts a Kafka error into retryable trouble, backpressure or a refusal.
+fn classify(e: KafkaError) -> BusError {
+    use RDKafkaErrorCode as C;
+    let code = e.rdkafka_error_code();
+    match code {
+        Some(C::QueueFull) => BusError::QueueFull,
+        Some(
+            C::MessageSizeTooLarge
+            | C::InvalidMessageSize
+            | C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::InvalidRecord
+            | C::UnknownTopicOrPartition
+            | C::InvalidTopic
+            | C::RecordListTooLarge,
+        ) => BusError::Refused(e.to_string()),
+        _ => BusError::Unavailable(e.to_string()),
+    }
+}
+
+/// Creates `topics` that do not exist yet; existing ones are left as they are.
+pub async fn ensure_topics(config: &BusConfig, topics: &[String]) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> = config
+        .to_rdkafka()
+        .create()
+        .map_err(|e| BusError::Refused(format!("admin client config: {e}")))?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, config.partitions, TopicReplication::Fixed(config.replication_factor)))
+        .collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results = admin.create_topics(&new, &opts).await.map_err(classify)?;
+    for r in results {
+        match r {
+            Ok(topic) => info!(topic, "topic created"),
+            Err((topic, C::TopicAlreadyExists)) => debug!(topic, "topic exists"),
+            Err((topic, code)) => {
+                return Err(BusError::Unavailable(format!("creating topic {topic}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+use RDKafkaErrorCode as C;

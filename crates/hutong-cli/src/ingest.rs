@@ -1,0 +1,131 @@
+//! `hutong ingest`: submit an NDJSON export over gRPC and summarise the answers.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use hutong_gateway::DEPARTMENT_HEADER;
+use hutong_proto::v1::{ingest_client::IngestClient, RecordResult, Status, SubmitRequest, SubmitResponse};
+use tonic::{metadata::MetadataValue, transport::Channel, Request};
+
+use crate::records::{read_ndjson, Line};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct IngestArgs {
+    /// Department id the records come from (sent as `x-hutong-department`).
+    #[arg(long, short)]
+    department: String,
+    /// The department's source kind, e.g. `household_registration`.
+    #[arg(long, short)]
+    kind: String,
+    /// NDJSON file: one wrapper `{"source_id", "revision", "op", "payload"}` or bare payload per line.
+    file: PathBuf,
+    /// Gateway address.
+    #[arg(long, default_value = "http://127.0.0.1:50051", env = "HUTONG_ADDR")]
+    addr: String,
+    /// Records per request.
+    #[arg(long, default_value_t = 500)]
+    batch_size: usize,
+    /// Use the streaming RPC (SubmitStream) instead of unary Submit.
+    #[arg(long)]
+    stream: bool,
+    /// Payload field that holds the source id of bare payload lines.
+    #[arg(long)]
+    id_field: Option<String>,
+    /// Print one JSON line per record instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let lines = read_ndjson(&args.file, &args.kind, args.id_field.as_deref())?;
+    let channel = Channel::from_shared(args.addr.clone())
+        .context("bad --addr")?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the gateway at {}", args.addr))?;
+    let mut client = IngestClient::new(channel);
+    let dept: MetadataValue<_> = args.department.parse().context("bad --department")?;
+    let batches: Vec<SubmitRequest> = lines
+        .chunks(args.batch_size.max(1))
+        .enumerate()
+        .map(|(i, chunk)| SubmitRequest {
+            batch_id: format!("{}#{i}", args.file.display()),
+            records: chunk.iter().map(|l| l.record.clone()).collect(),
+        })
+        .collect();
+
+    let mut responses: Vec<SubmitResponse> = Vec::with_capacity(batches.len());
+    if args.stream {
+        let mut req = Request::new(futures::stream::iter(batches));
+        req.metadata_mut().insert(DEPARTMENT_HEADER, dept);
+        let mut stream = client.submit_stream(req).await?.into_inner();
+        while let Some(resp) = stream.next().await {
+            responses.push(resp?);
+        }
+    } else {
+        for batch in batches {
+            let mut req = Request::new(batch);
+            req.metadata_mut().insert(DEPARTMENT_HEADER, dept.clone());
+            responses.push(client.submit(req).await?.into_inner());
+        }
+    }
+
+    let results: Vec<RecordResult> = responses.into_iter().flat_map(|r| r.results).collect();
+    anyhow::ensure!(results.len() == lines.len(), "gateway answered {} of {} records", results.len(), lines.len());
+    if args.json {
+        for (line, r) in lines.iter().zip(&results) {
+            println!("{}", result_json(line, r));
+        }
+    } else {
+        print_summary(&args, &lines, &results);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn status_name(s: i32) -> &'static str {
+    match Status::try_from(s).unwrap_or(Status::Unspecified) {
+        Status::Published => "PUBLISHED",
+        Status::Rejected => "REJECTED",
+        Status::Duplicate => "DUPLICATE",
+        Status::Spooled => "SPOOLED",
+        Status::Unspecified => "UNSPECIFIED",
+    }
+}
+
+fn result_json(line: &Line, r: &RecordResult) -> serde_json::Value {
+    serde_json::json!({
+        "line": line.number,
+        "source_id": r.source_id,
+        "status": status_name(r.status),
+        "receipts": r.receipts.iter().map(|x| serde_json::json!({
+            "entity": x.entity, "topic": x.topic, "partition": x.partition, "offset": x.offset, "event_id": x.event_id,
+        })).collect::<Vec<_>>(),
+        "violations": r.violations.iter().map(|v| serde_json::json!({
+            "pointer": v.pointer, "rule": v.rule, "message": v.message,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn print_summary(args: &IngestArgs, lines: &[Line], results: &[RecordResult]) {
+    let count = |s: Status| results.iter().filter(|r| r.status == s as i32).count();
+    println!(
+        "{}: {} records from {} ({}): {} published, {} rejected, {} duplicate",
+        args.file.display(),
+        results.len(),
+        args.department,
+        args.kind,
+        count(Status::Published),
+        count(Status::Rejected),
+        count(Status::Duplicate),
+    );
+    for (line, r) in lines.iter().zip(results) {
+        let receipts: Vec<String> =
+            r.receipts.iter().map(|x| format!("{}[{}]@{}", x.topic, x.partition, x.offset)).collect();
+        println!("  line {:>3}  {:<10} {:<16} {}", line.number, status_name(r.status), r.source_id, receipts.join(" "));
+        for v in &r.violations {
+            let p = if v.pointer.is_empty() { "/" } else { &v.pointer };
+            println!("             {p} [{}] {}", v.rule, v.message);
+        }
+    }
+}

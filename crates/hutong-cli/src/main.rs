@@ -1,0 +1,150 @@
+//! `hutong`: the Hutong (互通) gateway and its tools.
+
+mod config;
+mod ingest;
+mod records;
+mod tail;
+mod validate;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Hutong (互通): departments submit records over gRPC as they are; adapters map
+/// them to one data standard; valid records are published to Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "hutong", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: gRPC ingest → adapters → standard → Kafka.
+    Serve(ServeArgs),
+    /// Submit a department's NDJSON export to a running gateway and summarise the answers.
+    Ingest(ingest::IngestArgs),
+    /// Print messages of a topic: key, headers and JSON value.
+    Tail(tail::TailArgs),
+    /// Dry run of an NDJSON export through adapter and standard, without Kafka:
+    /// one JSON line per record; exit status 1 if any record is rejected.
+    Validate(validate::ValidateArgs),
+    /// Ask a gateway whether it is serving (gRPC health); exit status 0 when it is.
+    Health(HealthArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct HealthArgs {
+    /// Gateway address.
+    #[arg(long, default_value = "http://127.0.0.1:50051", env = "HUTONG_ADDR")]
+    addr: String,
+    /// Keep asking for up to this many seconds.
+    #[arg(long, default_value_t = 0)]
+    wait: u64,
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Config file (TOML); layered over built-in defaults and under `HUTONG__*`
+    /// environment variables (e.g. `HUTONG__KAFKA__BOOTSTRAP_SERVERS`).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Print the effective configuration and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_env("HUTONG_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Ingest(args) => ingest::run(args).await,
+            Command::Tail(args) => tail::run(args).await,
+            Command::Validate(args) => validate::run(args),
+            Command::Health(args) => health(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config = config::load(args.config.as_deref())?;
+    if args.print_config {
+        println!("{}", toml_like(&config)?);
+        return Ok(());
+    }
+    hutong_gateway::serve(config, shutdown_signal()).await?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}
+
+fn toml_like(config: &hutong_gateway::GatewayConfig) -> anyhow::Result<String> {
+    Ok(serde_json::to_string_pretty(config)?)
+}
+
+async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
+    use hutong_proto::v1::ingest_server::SERVICE_NAME;
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
+    loop {
+        let answer = match HealthClient::connect(args.addr.clone()).await {
+            Ok(mut c) => c
+                .check(HealthCheckRequest { service: SERVICE_NAME.to_owned() })
+                .await
+                .map(|r| r.into_inner().status)
+                .map_err(|e| anyhow::anyhow!(e.message().to_owned())),
+            Err(e) => Err(anyhow::anyhow!(e)),
+        };
+        match answer {
+            Ok(s) if s == ServingStatus::Serving as i32 => {
+                println!("{}: serving", args.addr);
+                return Ok(ExitCode::SUCCESS);
+            }
+            other if std::time::Instant::now() >= deadline => {
+                eprintln!("{}: not serving ({other:?})", args.addr);
+                return Ok(ExitCode::from(1));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested: finishing requests in flight");
+}

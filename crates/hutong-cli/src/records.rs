@@ -1,0 +1,122 @@
+//! Reading a department's NDJSON export into source records.
+//!
+//! Each line is either a wrapper
+//! `{"source_id": "…", "revision": 1, "op": "UPSERT", "occurred_at": "…", "charset": "…", "payload": {…}}`
+//! or a bare payload object; a bare payload's source id is its `--id-field`
+//! value, else `<file>:<line>`. A line that is not JSON is still sent (as its
+//! bytes) so the gateway answers it and keeps it in the dead-letter topic.
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use chrono::DateTime;
+use hutong_proto::{
+    v1::{Op, SourceRecord},
+    Timestamp,
+};
+use serde_json::Value;
+
+/// A source record and the line it came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Line {
+    pub(crate) number: usize,
+    pub(crate) record: SourceRecord,
+}
+
+pub(crate) fn read_ndjson(path: &Path, kind: &str, id_field: Option<&str>) -> anyhow::Result<Vec<Line>> {
+    let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("input");
+    let mut out = Vec::new();
+    for (i, raw) in text.split(|b| *b == b'\n').enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let number = i + 1;
+        let fallback_id = format!("{name}:{number}");
+        let record = match serde_json::from_slice::<Value>(raw) {
+            Ok(Value::Object(obj)) if obj.contains_key("payload") => wrapper(obj, kind, &fallback_id)
+                .with_context(|| format!("{}:{number}", path.display()))?,
+            Ok(v) => {
+                let source_id = id_field
+                    .and_then(|f| v.get(f))
+                    .and_then(|x| x.as_str().map(str::to_owned).or_else(|| x.as_number().map(|n| n.to_string())))
+                    .unwrap_or(fallback_id);
+                SourceRecord { kind: kind.to_owned(), source_id, revision: 1, payload: raw.to_vec(), ..Default::default() }
+            }
+            Err(_) => SourceRecord {
+                kind: kind.to_owned(),
+                source_id: fallback_id,
+                revision: 1,
+                payload: raw.to_vec(),
+                ..Default::default()
+            },
+        };
+        out.push(Line { number, record });
+    }
+    Ok(out)
+}
+
+fn wrapper(mut obj: serde_json::Map<String, Value>, kind: &str, fallback_id: &str) -> anyhow::Result<SourceRecord> {
+    let source_id = match obj.remove("source_id") {
+        Some(Value::String(s)) => s,
+        Some(Value::Number(n)) => n.to_string(),
+        None => fallback_id.to_owned(),
+        Some(other) => anyhow::bail!("source_id must be a string, got {other}"),
+    };
+    let revision = obj.get("revision").map_or(Ok(1), |r| r.as_u64().context("revision must be a non-negative integer"))?;
+    let op = match obj.get("op").and_then(Value::as_str).unwrap_or("UPSERT").to_ascii_uppercase().as_str() {
+        "UPSERT" => Op::Upsert,
+        "DELETE" => Op::Delete,
+        "EVENT" => Op::Event,
+        other => anyhow::bail!("op must be UPSERT, DELETE or EVENT, got {other:?}"),
+    };
+    let occurred_at = match obj.get("occurred_at").and_then(Value::as_str) {
+        Some(t) => {
+            let t = DateTime::parse_from_rfc3339(t).with_context(|| format!("occurred_at {t:?} is not RFC 3339"))?;
+            Some(Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 })
+        }
+        None => None,
+    };
+    let charset = obj.get("charset").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let payload = match obj.remove("payload") {
+        // A string payload is sent as its bytes (e.g. a CSV-turned-JSON text).
+        Some(Value::String(s)) => s.into_bytes(),
+        Some(v) => serde_json::to_vec(&v)?,
+        None => Vec::new(),
+    };
+    Ok(SourceRecord {
+        kind: kind.to_owned(),
+        source_id,
+        revision,
+        op: op as i32,
+        occurred_at,
+        payload,
+        charset,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_wrappers_bare_payloads_and_garbage() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.ndjson");
+        std::fs::write(
+            &f,
+            "{\"source_id\":\"A\",\"revision\":3,\"op\":\"delete\",\"payload\":{\"XM\":\"张三\"}}\n\n{\"ID\":7,\"XM\":\"李四\"}\nnot json\n",
+        )
+        .unwrap();
+        let lines = read_ndjson(&f, "k", Some("ID")).unwrap();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(lines[0].record.source_id, "A");
+        assert_eq!(lines[0].record.revision, 3);
+        assert_eq!(lines[0].record.op, Op::Delete as i32);
+        assert_eq!(lines[1].record.source_id, "7");
+        assert_eq!(lines[1].number, 3);
+        assert_eq!(lines[2].record.source_id, "x.ndjson:4");
+        assert_eq!(lines[2].record.payload, b"not json");
+    }
+}

@@ -1,0 +1,84 @@
+use std::{net::SocketAddr, path::PathBuf};
+
+use hutong_adapter::PayloadLimits;
+use hutong_bus::BusConfig;
+use serde::{Deserialize, Serialize};
+
+/// The gateway's configuration: built-in defaults, then the file, then
+/// `HUTONG__`-prefixed environment variables (layered by the CLI).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Address of the gRPC ingest service.
+    pub listen: SocketAddr,
+    /// The `schemas/` folder: the standard, code lists and department adapters.
+    pub schemas_dir: PathBuf,
+    /// Kafka.
+    pub kafka: BusConfig,
+    /// Where the pseudonym key comes from.
+    pub pseudonym: PseudonymConfig,
+    /// Bounds on what callers may send.
+    pub limits: LimitsConfig,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            schemas_dir: PathBuf::from("schemas"),
+            kafka: BusConfig::default(),
+            pseudonym: PseudonymConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// The key of keyed pseudonyms (`person_key`): from a file or an environment
+/// variable, never from the config file itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct PseudonymConfig {
+    /// A file holding the key (at least 16 bytes; surrounding white space ignored).
+    pub key_file: Option<PathBuf>,
+    /// The environment variable holding the key, used when `key-file` is unset.
+    pub key_env: String,
+}
+
+impl Default for PseudonymConfig {
+    fn default() -> Self {
+        Self { key_file: None, key_env: "HUTONG_PSEUDONYM_KEY".to_owned() }
+    }
+}
+
+/// Bounds on what callers may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest gRPC message, decoded, in bytes.
+    pub max_message_bytes: usize,
+    /// Most records in one `SubmitRequest`.
+    pub max_records_per_batch: usize,
+    /// Largest payload of one record, in bytes.
+    pub max_payload_bytes: usize,
+    /// Deepest JSON nesting of a payload.
+    pub max_json_depth: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let p = PayloadLimits::default();
+        Self {
+            max_message_bytes: 16 * 1024 * 1024,
+            max_records_per_batch: 10_000,
+            max_payload_bytes: p.max_bytes,
+            max_json_depth: p.max_depth,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// The payload part of the limits.
+    pub fn payload(&self) -> PayloadLimits {
+        PayloadLimits { max_bytes: self.max_payload_bytes, max_depth: self.max_json_depth }
+    }
+}

@@ -1,0 +1,16 @@
+//! The Hutong gateway: the `hutong.v1.Ingest` gRPC service, the pipeline from
+//! a department's source record to canonical messages on the bus, and the
+//! server around them (health, reflection, graceful shutdown).
+#![warn(missing_docs)]
+
+mod config;
+mod identity;
+mod pipeline;
+mod server;
+mod service;
+
+pub use config::{GatewayConfig, LimitsConfig, PseudonymConfig};
+pub use identity::{department_from_request, DEPARTMENT_HEADER};
+pub use pipeline::{Outcome, Pipeline, Prepared};
+pub use server::{serve, serve_on, GatewayError};
+pub use service::IngestService;

@@ -1,0 +1,183 @@
+use std::sync::Arc;
+
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use hutong_adapter::{decode_payload, Adapters, Canonical, MapContext, PayloadLimits, PseudonymKey};
+use hutong_bus::{event_id, CloudEvent, OutboundMessage, TopicNames};
+use hutong_proto::v1::{Op, SourceRecord};
+use hutong_standard::{Standard, Violation};
+use serde_json::{json, Value};
+
+/// A source record after adapter and standard: what to publish.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Every canonical record is valid; publish these.
+    Publish(Vec<Prepared>),
+    /// The record was rejected; publish the dead-letter copy.
+    Reject {
+        /// Every reason found.
+        violations: Vec<Violation>,
+        /// The dead-letter message (original payload and reasons).
+        dlq: OutboundMessage,
+    },
+}
+
+/// One canonical record ready for the bus.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Entity name.
+    pub entity: String,
+    /// The canonical record (also the message value, unless a tombstone).
+    pub record: Value,
+    /// The message.
+    pub message: OutboundMessage,
+}
+
+/// The per-record work of the gateway, with no I/O: adapter → standard →
+/// envelope. Shared by the ingest service and the dry-run `validate`.
+#[derive(Debug)]
+pub struct Pipeline {
+    standard: Arc<Standard>,
+    adapters: Arc<Adapters>,
+    key: PseudonymKey,
+    topics: TopicNames,
+    limits: PayloadLimits,
+}
+
+impl Pipeline {
+    /// A pipeline over a loaded standard and adapters.
+    pub fn new(
+        standard: Arc<Standard>,
+        adapters: Arc<Adapters>,
+        key: PseudonymKey,
+        topics: TopicNames,
+        limits: PayloadLimits,
+    ) -> Self {
+        Self { standard, adapters, key, topics, limits }
+    }
+
+    /// The standard in use.
+    pub fn standard(&self) -> &Standard {
+        &self.standard
+    }
+
+    /// The adapters in use.
+    pub fn adapters(&self) -> &Adapters {
+        &self.adapters
+    }
+
+    /// Every topic the pipeline may publish to (entities of the standard and the DLQ).
+    pub fn topics(&self) -> Vec<String> {
+        let mut t: Vec<String> = self.standard.entities().map(|e| self.topics.entity(&e.name, e.major)).collect();
+        t.push(self.topics.dlq());
+        t
+    }
+
+    /// Runs one source record of `department` through adapter and standard.
+    pub fn prepare(&self, department: &str, rec: &SourceRecord, received: DateTime<Utc>) -> Outcome {
+        let op = Op::try_from(rec.op).unwrap_or(Op::Unspecified);
+        match self.map(department, rec, op) {
+            Ok(prepared) => Outcome::Publish(prepared),
+            Err(violations) => {
+                let dlq = self.dead_letter(department, rec, op, received, &violations);
+                Outcome::Reject { violations, dlq }
+            }
+        }
+    }
+
+    fn map(&self, department: &str, rec: &SourceRecord, op: Op) -> Result<Vec<Prepared>, Vec<Violation>> {
+        if rec.source_id.is_empty() {
+            return Err(vec![Violation::new("", "record:source-id", "source_id is empty")]);
+        }
+        let Some(adapter) = self.adapters.get(department, &rec.kind) else {
+            return Err(vec![Violation::new(
+                "",
+                "record:kind",
+                format!("department {department} has no adapter for kind {:?}", rec.kind),
+            )]);
+        };
+        let payload = decode_payload(&rec.payload, &rec.charset, self.limits).map_err(|v| vec![v])?;
+        let canonical = adapter.map(&payload, &MapContext { key: &self.key })?;
+        let time = rec.occurred_at.as_ref().and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+        let mut violations = Vec::new();
+        let mut out = Vec::with_capacity(canonical.len());
+        for (index, Canonical { entity, key, record }) in canonical.into_iter().enumerate() {
+            let Some(schema) = self.standard.entity(&entity) else {
+                violations.push(Violation::new("", "entity", format!("the standard has no entity {entity:?}")));
+                continue;
+            };
+            if op == Op::Delete {
+                // A tombstone needs only its key.
+                if key.is_none() {
+                    violations.push(Violation::new(format!("/{}", schema.key), "required", "a DELETE needs the entity key"));
+                }
+            } else {
+                violations.extend(schema.validate(&record));
+            }
+            let value = (op != Op::Delete).then(|| serde_json::to_vec(&record).expect("json values serialise"));
+            let message = OutboundMessage {
+                topic: self.topics.entity(&entity, schema.major),
+                event: CloudEvent {
+                    id: event_id(department, &rec.kind, &rec.source_id, rec.revision, index),
+                    source: format!("/departments/{department}/{}", rec.kind),
+                    ty: format!("cn.hutong.{entity}.{}", op_name(op)),
+                    subject: key.clone(),
+                    time: time.unwrap_or_else(Utc::now),
+                    dataschema: Some(schema.schema_id.clone()),
+                },
+                key,
+                value,
+            };
+            out.push(Prepared { entity, record, message });
+        }
+        if violations.is_empty() { Ok(out) } else { Err(violations) }
+    }
+
+    fn dead_letter(
+        &self,
+        department: &str,
+        rec: &SourceRecord,
+        op: Op,
+        received: DateTime<Utc>,
+        violations: &[Violation],
+    ) -> OutboundMessage {
+        // Keep the original exactly: as JSON when it parses, else as base64.
+        let payload = match serde_json::from_slice::<Value>(&rec.payload) {
+            Ok(v) if rec.charset.is_empty() || rec.charset.eq_ignore_ascii_case("utf-8") => json!({ "json": v }),
+            _ => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(&rec.payload) }),
+        };
+        let value = json!({
+            "department": department,
+            "kind": rec.kind,
+            "source_id": rec.source_id,
+            "revision": rec.revision,
+            "op": op_name(op),
+            "charset": rec.charset,
+            "received_at": received.to_rfc3339(),
+            "payload": payload,
+            "violations": violations,
+        });
+        let id = event_id(department, &rec.kind, &rec.source_id, rec.revision, usize::MAX);
+        OutboundMessage {
+            topic: self.topics.dlq(),
+            key: Some(id.clone()),
+            event: CloudEvent {
+                id,
+                source: format!("/departments/{department}/{}", rec.kind),
+                ty: "cn.hutong.dlq.rejected".to_owned(),
+                subject: None,
+                time: received,
+                dataschema: None,
+            },
+            value: Some(serde_json::to_vec(&value).expect("json values serialise")),
+        }
+    }
+}
+
+fn op_name(op: Op) -> &'static str {
+    match op {
+        Op::Delete => "delete",
+        Op::Event => "event",
+        Op::Upsert | Op::Unspecified => "upsert",
+    }
+}

@@ -1,0 +1,123 @@
+use std::{future::Future, sync::Arc, time::Duration};
+
+use hutong_adapter::{AdapterError, Adapters, PseudonymKey};
+use hutong_bus::{ensure_topics, BusError, KafkaPublisher, Publisher};
+use hutong_proto::v1::ingest_server::IngestServer;
+use hutong_standard::{Standard, StandardError};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{codec::CompressionEncoding, transport::Server};
+use tracing::{info, warn};
+
+use crate::{GatewayConfig, IngestService, Pipeline, PseudonymConfig};
+
+/// Why the gateway could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The standard did not load.
+    #[error("standard: {0}")]
+    Standard(#[from] StandardError),
+    /// An adapter did not load.
+    #[error("adapter: {0}")]
+    Adapter(#[from] AdapterError),
+    /// Kafka could not be set up.
+    #[error("kafka: {0}")]
+    Bus(#[from] BusError),
+    /// The pseudonym key is missing or too short.
+    #[error("pseudonym key: {0}")]
+    Key(String),
+    /// The listener or the server failed.
+    #[error("server: {0}")]
+    Transport(String),
+}
+
+impl PseudonymConfig {
+    /// Reads the key from `key-file`, else from the `key-env` variable.
+    pub fn load_key(&self) -> Result<PseudonymKey, GatewayError> {
+        let bytes = match &self.key_file {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| GatewayError::Key(format!("{}: {e}", path.display())))?
+                .trim_ascii()
+                .to_vec(),
+            None => std::env::var(&self.key_env)
+                .map_err(|_| {
+                    GatewayError::Key(format!("set pseudonym.key-file or the {} environment variable", self.key_env))
+                })?
+                .into_bytes(),
+        };
+        PseudonymKey::new(bytes)
+            .ok_or_else(|| GatewayError::Key(format!("must be at least {} bytes", PseudonymKey::MIN_LEN)))
+    }
+}
+
+impl Pipeline {
+    /// Loads the standard and adapters of `config` and the pseudonym key.
+    pub fn from_config(config: &GatewayConfig) -> Result<Self, GatewayError> {
+        let standard = Arc::new(Standard::load(&config.schemas_dir)?);
+        let adapters = Arc::new(Adapters::load(&config.schemas_dir.join("departments"), &standard)?);
+        let key = config.pseudonym.load_key()?;
+        Ok(Self::new(standard, adapters, key, config.kafka.topics(), config.limits.payload()))
+    }
+}
+
+/// Runs the gateway of `config` until `shutdown` resolves, then finishes the
+/// requests in flight and flushes the producer.
+pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + Send) -> Result<(), GatewayError> {
+    let pipeline = Arc::new(Pipeline::from_config(&config)?);
+    info!(
+        entities = pipeline.standard().entities().count(),
+        adapters = pipeline.adapters().iter().count(),
+        schemas = %config.schemas_dir.display(),
+        "standard and adapters loaded"
+    );
+    if config.kafka.create_topics {
+        ensure_topics(&config.kafka, &pipeline.topics()).await?;
+    }
+    let producer = KafkaPublisher::new(&config.kafka)?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| GatewayError::Transport(format!("binding {}: {e}", config.listen)))?;
+    info!(addr = %config.listen, brokers = %config.kafka.bootstrap_servers, "gateway listening");
+    let publisher: Arc<dyn Publisher> = Arc::new(producer.clone());
+    serve_on(listener, pipeline, publisher, &config, shutdown).await?;
+    info!("flushing producer");
+    if let Err(e) = producer.flush(Duration::from_millis(config.kafka.message_timeout_ms)) {
+        warn!(error = %e, "producer flush incomplete");
+    }
+    Ok(())
+}
+
+/// Serves the ingest service (with health and reflection) on `listener`.
+pub async fn serve_on(
+    listener: TcpListener,
+    pipeline: Arc<Pipeline>,
+    publisher: Arc<dyn Publisher>,
+    config: &GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
+    let transport = |e: &dyn std::fmt::Display| GatewayError::Transport(e.to_string());
+    let ingest = IngestServer::new(IngestService::new(pipeline, publisher, config.limits.max_records_per_batch))
+        .max_decoding_message_size(config.limits.max_message_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<IngestServer<IngestService>>().await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(hutong_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| transport(&e))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(hutong_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| transport(&e))?;
+    Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(ingest)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+        .map_err(|e| transport(&e))
+}

@@ -1,0 +1,110 @@
+//! In-process: the gateway's gRPC server on 127.0.0.1:0 publishing through the
+//! real rdkafka producer to librdkafka's mock cluster.
+
+use std::{path::Path, sync::Arc, time::Duration};
+
+use hutong_adapter::{Adapters, PseudonymKey};
+use hutong_bus::{BusConfig, KafkaPublisher, Publisher};
+use hutong_gateway::{serve_on, GatewayConfig, Pipeline, DEPARTMENT_HEADER};
+use hutong_proto::v1::{ingest_client::IngestClient, Op, SourceRecord, Status, SubmitRequest};
+use hutong_standard::Standard;
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    message::{Headers, Message},
+    mocking::MockCluster,
+    ClientConfig,
+};
+use tokio::net::TcpListener;
+
+fn schemas() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
+}
+
+fn record(source_id: &str, payload: serde_json::Value) -> SourceRecord {
+    SourceRecord {
+        kind: "household_registration".into(),
+        source_id: source_id.into(),
+        revision: 1,
+        op: Op::Upsert as i32,
+        occurred_at: None,
+        payload: serde_json::to_vec(&payload).unwrap(),
+        charset: String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::Result<()> {
+    // The mock cluster is !Send: it stays on this test's thread.
+    let mock = MockCluster::new(1)?;
+    mock.create_topic("hutong.person.v1", 1, 1)?;
+    mock.create_topic("hutong.dlq.v1", 1, 1)?;
+    let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
+    let config = GatewayConfig { kafka: bus.clone(), ..GatewayConfig::default() };
+
+    let standard = Arc::new(Standard::load(&schemas())?);
+    let adapters = Arc::new(Adapters::load(&schemas().join("departments"), &standard)?);
+    let key = PseudonymKey::new(b"mock-cluster-test-key".to_vec()).unwrap();
+    let pipeline = Arc::new(Pipeline::new(standard, adapters, key, bus.topics(), config.limits.payload()));
+    let publisher: Arc<dyn Publisher> = Arc::new(KafkaPublisher::new(&bus)?);
+
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        serve_on(listener, pipeline, publisher, &config, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+
+    let mut client = IngestClient::connect(format!("http://{addr}")).await?;
+    let valid = serde_json::json!({"GMSFHM": "11010519491231002X", "XM": "张三", "XB": "男", "MZ": "01",
+        "CSRQ": "19491231", "HJDZ_XZQH": "110105", "HJDZ_QHNXXDZ": "朝阳路1号"});
+    let invalid = serde_json::json!({"GMSFHM": "110105194912310021", "XM": "李四", "XB": "女"});
+    let mut req = tonic::Request::new(SubmitRequest {
+        batch_id: "m".into(),
+        records: vec![record("A", valid), record("B", invalid)],
+    });
+    req.metadata_mut().insert(DEPARTMENT_HEADER, "gongan".parse()?);
+    let resp = client.submit(req).await?.into_inner();
+
+    let a = &resp.results[0];
+    assert_eq!(a.status, Status::Published as i32, "{:?}", a.violations);
+    assert_eq!(a.receipts[0].topic, "hutong.person.v1");
+    assert_eq!(a.receipts[0].offset, 0, "the receipt carries the delivery report's offset");
+    let b = &resp.results[1];
+    assert_eq!(b.status, Status::Rejected as i32);
+    assert_eq!(b.receipts[0].topic, "hutong.dlq.v1");
+    assert!(b.violations.iter().any(|v| v.rule == "format:gb11643" && v.pointer == "/citizen_id"));
+
+    // What the mock broker holds.
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("group.id", "mock-test")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&["hutong.person.v1"])?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let msg = loop {
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            break m?.detach();
+        }
+        assert!(std::time::Instant::now() < deadline, "no message on the mock cluster");
+    };
+    let headers: Vec<(String, String)> = msg
+        .headers()
+        .unwrap()
+        .iter()
+        .map(|h| (h.key.to_owned(), String::from_utf8_lossy(h.value.unwrap()).into_owned()))
+        .collect();
+    assert!(headers.contains(&("ce_id".to_owned(), a.receipts[0].event_id.clone())));
+    assert!(headers.contains(&("ce_specversion".to_owned(), "1.0".to_owned())));
+    let value: serde_json::Value = serde_json::from_slice(msg.payload().unwrap())?;
+    assert_eq!(value["name"], "张三");
+    assert_eq!(value["sex"], "1");
+    assert_eq!(msg.key().map(|k| k.len()), Some(64));
+
+    let _ = stop_tx.send(());
+    server.await??;
+    Ok(())
+}

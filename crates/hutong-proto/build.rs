@@ -1,0 +1,20 @@
+//! Compiles `proto/` with protox (no system `protoc`) and writes the file
+//! descriptor set that server reflection serves.
+
+use std::{env, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = ["hutong/v1/ingest.proto"];
+    for f in files {
+        println!("cargo:rerun-if-changed={}", proto_root.join(f).display());
+    }
+    let fds = protox::compile(files, [&proto_root])?;
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    std::fs::write(out.join("hutong_descriptor.bin"), prost::Message::encode_to_vec(&fds))?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

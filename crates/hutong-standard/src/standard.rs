@@ -1,0 +1,274 @@
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use jsonschema::{Keyword, PatternOptions, Registry, Resource, ValidationError, Validator};
+use serde_json::{Map, Value};
+
+use crate::{checks, codes::CodeLists, Violation};
+
+/// Why the standard could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StandardError {
+    /// A file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A schema file is not valid JSON, lacks `$id`, or does not compile.
+    #[error("{path}: {message}")]
+    Schema {
+        /// The schema file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A code list file is malformed.
+    #[error("{path}: {message}")]
+    CodeList {
+        /// The code list file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl StandardError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+        Self::Io { path: path.to_owned(), source }
+    }
+    fn schema(path: &Path, message: impl std::fmt::Display) -> Self {
+        Self::Schema { path: path.to_owned(), message: message.to_string() }
+    }
+}
+
+/// One entity of the standard (a schema under `standard/v<major>/`).
+#[derive(Debug)]
+pub struct Entity {
+    /// Entity name, e.g. `person`.
+    pub name: String,
+    /// Major version; a new major is a new topic.
+    pub major: u32,
+    /// The schema's `$id`, used as `ce_dataschema`.
+    pub schema_id: String,
+    /// The property that keys the entity (`x-entity-key`).
+    pub key: String,
+    /// Chinese title of the entity.
+    pub title: String,
+    /// The schema document.
+    pub schema: Value,
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    validator: Validator,
+}
+
+impl Entity {
+    /// Every violation of `record` against this entity's schema.
+    pub fn validate(&self, record: &Value) -> Vec<Violation> {
+        self.validator.iter_errors(record).map(|e| violation_from(&e)).collect()
+    }
+
+    /// `<entity>.v<major>`, the topic suffix of this entity.
+    pub fn topic_suffix(&self) -> String {
+        format!("{}.v{}", self.name, self.major)
+    }
+}
+
+/// The loaded standard: compiled entity schemas and code lists.
+#[derive(Debug)]
+pub struct Standard {
+    root: PathBuf,
+    codes: Arc<CodeLists>,
+    entities: BTreeMap<String, Entity>,
+}
+
+impl Standard {
+    /// Loads `root/standard/**.json` and `root/codes/*.json` and compiles every
+    /// entity schema once. `root` is the `schemas/` folder.
+    pub fn load(root: &Path) -> Result<Self, StandardError> {
+        let codes = Arc::new(CodeLists::load(&root.join("codes"))?);
+        let mut docs = Vec::new();
+        collect_json(&root.join("standard"), &mut docs)?;
+        docs.sort();
+
+        let mut resources = Vec::with_capacity(docs.len());
+        let mut parsed = Vec::with_capacity(docs.len());
+        for path in docs {
+            let text = std::fs::read_to_string(&path).map_err(|e| StandardError::io(&path, e))?;
+            let schema: Value = serde_json::from_str(&text).map_err(|e| StandardError::schema(&path, e))?;
+            let id = schema
+                .get("$id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| StandardError::schema(&path, "missing $id"))?
+                .to_owned();
+            resources.push((id.clone(), Resource::from_contents(schema.clone())));
+            parsed.push((path, id, schema));
+        }
+        let registry = Registry::new()
+            .extend(resources)
+            .and_then(|r| r.prepare())
+            .map_err(|e| StandardError::schema(&root.join("standard"), e))?;
+
+        let mut entities = BTreeMap::new();
+        for (path, schema_id, schema) in parsed {
+            let Some(major) = major_of(&path) else { continue };
+            let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().replace('-', "_");
+            let key = schema
+                .get("x-entity-key")
+                .and_then(Value::as_str)
+                .ok_or_else(|| StandardError::schema(&path, "entity schema lacks x-entity-key"))?
+                .to_owned();
+            let title = schema.get("title").and_then(Value::as_str).unwrap_or(&name).to_owned();
+            let validator = compile(&schema, &registry, &codes).map_err(|e| StandardError::schema(&path, e))?;
+            entities.insert(name.clone(), Entity { name, major, schema_id, key, title, schema, path, validator });
+        }
+        Ok(Self { root: root.to_owned(), codes, entities })
+    }
+
+    /// The `schemas/` folder this standard was loaded from.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The entity `name` (e.g. `person`), if the standard defines it.
+    pub fn entity(&self, name: &str) -> Option<&Entity> {
+        self.entities.get(name)
+    }
+
+    /// All entities, by name.
+    pub fn entities(&self) -> impl Iterator<Item = &Entity> {
+        self.entities.values()
+    }
+
+    /// The code lists.
+    pub fn codes(&self) -> &CodeLists {
+        &self.codes
+    }
+
+    /// Every violation of `record` against entity `name`; an unknown entity is
+    /// itself a violation.
+    pub fn validate(&self, name: &str, record: &Value) -> Vec<Violation> {
+        match self.entity(name) {
+            Some(e) => e.validate(record),
+            None => vec![Violation::new("", "entity", format!("the standard has no entity {name:?}"))],
+        }
+    }
+}
+
+fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), StandardError> {
+    for entry in std::fs::read_dir(dir).map_err(|e| StandardError::io(dir, e))? {
+        let path = entry.map_err(|e| StandardError::io(dir, e))?.path();
+        if path.is_dir() {
+            collect_json(&path, out)?;
+        } else if path.extension().is_some_and(|x| x == "json") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// `Some(n)` for a schema in a `v<n>` folder (an entity), `None` for shared definitions.
+fn major_of(path: &Path) -> Option<u32> {
+    let dir = path.parent()?.file_name()?.to_str()?;
+    dir.strip_prefix('v')?.parse().ok()
+}
+
+fn compile(schema: &Value, registry: &Registry<'_>, codes: &Arc<CodeLists>) -> Result<Validator, ValidationError<'static>> {
+    let divisions = Arc::clone(codes);
+    let id_codes = Arc::clone(codes);
+    let list_codes = Arc::clone(codes);
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .with_registry(registry)
+        .with_pattern_options(PatternOptions::regex())
+        .should_validate_formats(true)
+        .should_ignore_unknown_formats(false)
+        .with_format("gb11643", move |s: &str| {
+            checks::check_gb11643(s).is_ok() && known_province(&id_codes, s)
+        })
+        .with_format("gb32100", |s: &str| checks::check_gb32100(s).is_ok())
+        .with_format("division-code", move |s: &str| {
+            divisions.get("division").is_some_and(|l| l.contains(s))
+        })
+        .with_keyword("x-code-list", move |_parent: &Map<String, Value>, value: &Value, _path| {
+            let id = value.as_str().ok_or_else(|| ValidationError::custom("x-code-list must be a string"))?;
+            if !list_codes.get(id).is_some() {
+                return Err(ValidationError::custom(format!("unknown code list {id:?}")));
+            }
+            Ok(Box::new(CodeListKeyword { codes: Arc::clone(&list_codes), id: id.to_owned() })
+                as Box<dyn for<'i> Keyword<'i>>)
+        })
+        .build(schema)
+}
+
+/// The first two digits of a citizen ID name a province in the division list
+/// (retired county codes stay valid, so only the province is checked).
+fn known_province(codes: &CodeLists, id: &str) -> bool {
+    let Some(divisions) = codes.get("division") else { return true };
+    id.get(..2).is_some_and(|p| divisions.contains(&format!("{p}0000")))
+}
+
+struct CodeListKeyword {
+    codes: Arc<CodeLists>,
+    id: String,
+}
+
+impl<'i> Keyword<'i> for CodeListKeyword {
+    fn validate(&self, instance: &'i Value) -> Result<(), ValidationError<'i>> {
+        if self.is_valid(instance) {
+            return Ok(());
+        }
+        let list = self.codes.get(&self.id);
+        let title = list.map(|l| l.title.as_str()).unwrap_or_default();
+        Err(ValidationError::custom(format!("{instance} is not a code of {} ({title})", self.id)))
+    }
+
+    fn is_valid(&self, instance: &'i Value) -> bool {
+        match instance {
+            Value::String(s) => self.codes.get(&self.id).is_some_and(|l| l.contains(s)),
+            _ => true,
+        }
+    }
+}
+
+fn violation_from(e: &ValidationError<'_>) -> Violation {
+    use jsonschema::error::ValidationErrorKind as K;
+    let pointer = e.instance_path().to_string();
+    let (rule, message) = match e.kind() {
+        K::Format { format } => {
+            let detail = e.instance().as_str().and_then(|s| format_detail(format, s));
+            (format!("format:{format}"), detail.unwrap_or_else(|| e.to_string()))
+        }
+        K::Custom { keyword, message } => {
+            let kw = if keyword.is_empty() { last_segment(&e.schema_path().to_string()) } else { keyword.clone() };
+            (kw, message.clone())
+        }
+        kind => (kind.keyword().to_owned(), e.to_string()),
+    };
+    Violation { pointer, rule, message }
+}
+
+fn last_segment(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or_default().to_owned()
+}
+
+/// The reason a checked format failed, in words, without echoing the value
+/// (values here are citizen IDs and must not reach logs through messages).
+fn format_detail(format: &str, value: &str) -> Option<String> {
+    match format {
+        "gb11643" => Some(match checks::check_gb11643(value) {
+            Err(e) => format!("not a valid citizen ID (GB 11643): {e}"),
+            Ok(()) => "not a valid citizen ID (GB 11643): unknown province prefix".to_owned(),
+        }),
+        "gb32100" => checks::check_gb32100(value)
+            .err()
+            .map(|e| format!("not a valid unified social credit code (GB 32100): {e}")),
+        "division-code" => Some(format!("{value:?} is not in the division code list")),
+        _ => None,
+    }
+}

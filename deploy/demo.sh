@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# README command 1: the main job, end to end on this machine.
+# Installs what is missing, starts the local broker (tansu) and the gateway,
+# submits the sample 公安 household-registration export (valid and invalid
+# rows), and shows the published person records and the rejects with reasons.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source deploy/prereqs.sh
+
+step() { printf '\n\033[1;32m==> %s\033[0m\n' "$*"; }
+STATE=.hutong
+mkdir -p "$STATE"
+
+step "building hutong"
+cargo build -p hutong-cli
+HUTONG="$ROOT/target/debug/hutong"
+
+step "starting the local broker (fresh storage)"
+deploy/broker.sh stop >/dev/null 2>&1 || true
+deploy/broker.sh start --fresh
+
+if [ ! -s "$STATE/pseudonym.key" ]; then
+  head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STATE/pseudonym.key"
+  chmod 600 "$STATE/pseudonym.key"
+fi
+
+step "starting the gateway (log: .hutong/gateway.log)"
+"$HUTONG" serve --config deploy/local/hutong.toml >"$STATE/gateway.log" 2>&1 &
+GATEWAY=$!
+trap 'kill $GATEWAY 2>/dev/null || true; wait $GATEWAY 2>/dev/null || true; deploy/broker.sh stop >/dev/null 2>&1 || true' EXIT
+"$HUTONG" health --wait 60 || { cat "$STATE/gateway.log"; exit 1; }
+
+SAMPLE=schemas/departments/gongan/samples/household_registration.ndjson
+step "公安 submits its household-registration export: $SAMPLE"
+"$HUTONG" ingest --department gongan --kind household_registration "$SAMPLE"
+
+step "published on hutong.person.v1 (as any Kafka consumer sees them)"
+"$HUTONG" tail hutong.person.v1 --from-beginning --idle-timeout 5
+
+step "rejected, on hutong.dlq.v1 with the original payload and the reasons"
+"$HUTONG" tail hutong.dlq.v1 --from-beginning --idle-timeout 5
+
+step "done: the gateway and the broker stop now (deploy/broker.sh start keeps a broker running)"

@@ -1,0 +1,273 @@
+//! Shared helpers of Hutong's end-to-end tests: a real broker process
+//! (tansu, memory storage), the `hutong` binary as a process, and an
+//! independent Kafka consumer.
+//!
+//! A test that needs the broker fails (never skips) when it cannot start.
+
+use std::{
+    collections::BTreeMap,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context as _};
+use rdkafka::{
+    consumer::{BaseConsumer, Consumer},
+    message::{Headers, Message},
+    ClientConfig,
+};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_owned()
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// Polls `ready` until it is true or `timeout` passes.
+pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ready()? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed when dropped; its output goes to a log file.
+#[derive(Debug)]
+pub struct Process {
+    child: Child,
+    /// Where its stdout and stderr go.
+    pub log: PathBuf,
+}
+
+impl Process {
+    fn spawn(mut cmd: Command, log: PathBuf) -> anyhow::Result<Self> {
+        let out = std::fs::File::create(&log)?;
+        cmd.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null());
+        let child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
+        Ok(Self { child, log })
+    }
+
+    /// Fails when the process has already exited.
+    pub fn check_alive(&mut self, name: &str) -> anyhow::Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            bail!("{name} exited with {status}; its log:\n{log}");
+        }
+        Ok(())
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The tansu binary: `$TANSU_BIN`, else `tansu` in `~/.cargo/bin`, else on `PATH`.
+pub fn tansu_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("TANSU_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo"));
+    let candidate = home.join("bin/tansu");
+    if candidate.is_file() {
+        return Ok(candidate);
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("tansu"))
+        .find(|p| p.is_file());
+    on_path.context("the tansu broker is not installed: run deploy/broker.sh install (tests need a broker and fail without one)")
+}
+
+/// A tansu broker with memory storage on a free port.
+#[derive(Debug)]
+pub struct Broker {
+    /// The broker process.
+    pub process: Process,
+    /// `127.0.0.1:PORT`.
+    pub bootstrap: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts tansu and waits until it accepts connections.
+    pub fn start() -> anyhow::Result<Self> {
+        let bin = tansu_bin()?;
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let mut cmd = Command::new(bin);
+        cmd.current_dir(dir.path())
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"]);
+        let mut process = Process::spawn(cmd, dir.path().join("tansu.log"))?;
+        let bootstrap = format!("127.0.0.1:{port}");
+        wait_until("tansu to listen", Duration::from_secs(30), || {
+            process.check_alive("tansu")?;
+            Ok(TcpStream::connect(&bootstrap).is_ok())
+        })?;
+        Ok(Self { process, bootstrap, _dir: dir })
+    }
+}
+
+/// The `hutong` binary of this build (`$HUTONG_BIN` overrides).
+pub fn hutong_bin() -> anyhow::Result<PathBuf> {
+    if let Ok(p) = std::env::var("HUTONG_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    // target/<profile>/deps/<test-exe> → target/<profile>/hutong
+    let exe = std::env::current_exe()?;
+    let bin = exe.parent().and_then(Path::parent).map(|d| d.join("hutong")).context("no target dir")?;
+    anyhow::ensure!(bin.is_file(), "{} is missing: build it first (cargo build --workspace)", bin.display());
+    Ok(bin)
+}
+
+/// The pseudonym key every end-to-end gateway uses.
+pub const TEST_KEY: &str = "hutong-e2e-test-key-0123456789abcdef";
+
+/// The hutong gateway as a process, configured by a file in a temp dir.
+#[derive(Debug)]
+pub struct Gateway {
+    /// The gateway process.
+    pub process: Process,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    /// Its config dir.
+    pub dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    /// Starts `hutong serve` against `bootstrap` and waits until its health check serves.
+    pub async fn start(bootstrap: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let config = dir.path().join("hutong.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:{port}\"\nschemas-dir = {:?}\n\n[kafka]\nbootstrap-servers = \"{bootstrap}\"\n",
+                repo_root().join("schemas")
+            ),
+        )?;
+        let mut cmd = Command::new(hutong_bin()?);
+        cmd.args(["serve", "--config"]).arg(&config).env("HUTONG_PSEUDONYM_KEY", TEST_KEY).env("HUTONG_LOG", "debug");
+        let mut process = Process::spawn(cmd, dir.path().join("gateway.log"))?;
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            process.check_alive("hutong serve")?;
+            if serving(&endpoint).await {
+                break;
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&process.log).unwrap_or_default();
+                bail!("gateway not serving after 60s; its log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(Self { process, endpoint, dir })
+    }
+
+    /// The gateway's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.process.log).unwrap_or_default()
+    }
+}
+
+async fn serving(endpoint: &str) -> bool {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let Ok(mut client) = HealthClient::connect(endpoint.to_owned()).await else { return false };
+    client
+        .check(HealthCheckRequest { service: "hutong.v1.Ingest".into() })
+        .await
+        .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
+}
+
+/// A message as an independent consumer saw it.
+#[derive(Debug, Clone)]
+pub struct Consumed {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset.
+    pub offset: i64,
+    /// Key as text.
+    pub key: Option<String>,
+    /// Headers as text.
+    pub headers: BTreeMap<String, String>,
+    /// Value as JSON (`None` for a tombstone).
+    pub value: Option<serde_json::Value>,
+}
+
+/// Reads `topic` from the beginning with a fresh group until `n` messages
+/// arrived or `timeout` passed; returns what arrived.
+pub fn consume(bootstrap: &str, topic: &str, n: usize, timeout: Duration) -> anyhow::Result<Vec<Consumed>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("e2e-{topic}-{}", std::process::id()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .set("session.timeout.ms", "6000")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while out.len() < n && Instant::now() < deadline {
+        let Some(msg) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let msg = msg?;
+        let headers = msg
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_owned(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push(Consumed {
+            topic: msg.topic().to_owned(),
+            partition: msg.partition(),
+            offset: msg.offset(),
+            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            headers,
+            value: msg.payload().map(serde_json::from_slice).transpose()?,
+        });
+    }
+    Ok(out)
+}
+
+/// HMAC-SHA256 hex of `value` under [`TEST_KEY`], computed independently of Hutong's code.
+pub fn expected_person_key(citizen_id: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(TEST_KEY.as_bytes()).expect("any key length");
+    mac.update(citizen_id.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
