@@ -43,7 +43,8 @@ start() {
   fi
   if [ "${1:-}" = "--fresh" ]; then rm -f "$STATE"/broker.db*; fi
   log "starting tansu on 127.0.0.1:$PORT (storage: .hutong/broker.db, log: .hutong/broker.log)"
-  (cd "$STATE" && nohup "$TANSU" broker \
+  (cd "$STATE" || exit 1
+    nohup "$TANSU" broker \
       --listener-url "tcp://127.0.0.1:$PORT" \
       --advertised-listener-url "tcp://127.0.0.1:$PORT" \
       --storage-engine "sqlite://broker.db" >broker.log 2>&1 &

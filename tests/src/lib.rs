@@ -12,11 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use rdkafka::{
+    ClientConfig,
     consumer::{BaseConsumer, Consumer},
     message::{Headers, Message},
-    ClientConfig,
 };
 
 /// The repository root.
@@ -30,7 +30,11 @@ pub fn free_port() -> u16 {
 }
 
 /// Polls `ready` until it is true or `timeout` passes.
-pub fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+pub fn wait_until(
+    what: &str,
+    timeout: Duration,
+    mut ready: impl FnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
         if ready()? {
@@ -104,7 +108,9 @@ pub fn tansu_bin() -> anyhow::Result<PathBuf> {
         .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
         .map(|d| d.join("tansu"))
         .find(|p| p.is_file());
-    on_path.context("the tansu broker is not installed: run deploy/broker.sh install (tests need a broker and fail without one)")
+    on_path.context(
+        "the tansu broker is not installed: run deploy/broker.sh install (tests need a broker and fail without one)",
+    )
 }
 
 /// A tansu broker with memory storage on a free port.
@@ -203,8 +209,10 @@ impl Gateway {
 }
 
 async fn serving(endpoint: &str) -> bool {
-    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
-    let Ok(mut client) = HealthClient::connect(endpoint.to_owned()).await else { return false };
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(endpoint.to_owned()) else { return false };
+    let Ok(channel) = endpoint.connect().await else { return false };
+    let mut client = HealthClient::new(channel);
     client
         .check(HealthCheckRequest { service: "hutong.v1.Ingest".into() })
         .await

@@ -2,11 +2,15 @@
 
 use std::process::Command;
 
-use hutong_tests::{hutong_bin, repo_root, TEST_KEY};
+use hutong_tests::{TEST_KEY, hutong_bin, repo_root};
 use serde_json::Value;
 
 fn hutong(args: &[&str]) -> anyhow::Result<std::process::Output> {
-    Ok(Command::new(hutong_bin()?).args(args).current_dir(repo_root()).env("HUTONG_PSEUDONYM_KEY", TEST_KEY).output()?)
+    Ok(Command::new(hutong_bin()?)
+        .args(args)
+        .current_dir(repo_root())
+        .env("HUTONG_PSEUDONYM_KEY", TEST_KEY)
+        .output()?)
 }
 
 #[test]

@@ -5,11 +5,9 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use hutong_proto::v1::{
-    ingest_client::IngestClient, Op, RecordResult, SourceRecord, Status, SubmitRequest,
-};
-use hutong_tests::{consume, expected_person_key, repo_root, Broker, Gateway};
-use serde_json::{json, Value};
+use hutong_proto::v1::{Op, RecordResult, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
+use hutong_tests::{Broker, Gateway, consume, expected_person_key, repo_root};
+use serde_json::{Value, json};
 use tonic::Request;
 
 const PERSON_SCHEMA_ID: &str = "https://schemas.hutong.dev/standard/v1/person.json";
@@ -195,21 +193,24 @@ async fn streaming_retries_keep_event_ids_and_reflection_lists_the_service() -> 
     assert_eq!(resp.results[0].status, Status::Rejected as i32);
     assert_eq!(resp.results[0].violations[0].rule, "record:kind");
     // No department → UNAUTHENTICATED.
-    let err = client
-        .submit(Request::new(SubmitRequest { batch_id: String::new(), records: vec![] }))
-        .await
-        .unwrap_err();
+    let err =
+        client.submit(Request::new(SubmitRequest { batch_id: String::new(), records: vec![] })).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
     // Server reflection lists the ingest service (what grpcurl uses).
     use tonic_reflection::pb::v1::{
-        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
-        server_reflection_response::MessageResponse, ServerReflectionRequest,
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let mut refl = ServerReflectionClient::connect(gateway.endpoint.clone()).await?;
-    let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let channel = tonic::transport::Endpoint::from_shared(gateway.endpoint.clone())?.connect().await?;
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
     let mut resp = refl.server_reflection_info(futures::stream::iter([req])).await?.into_inner();
-    let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await?.and_then(|r| r.message_response) else {
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await?.and_then(|r| r.message_response)
+    else {
         anyhow::bail!("no list-services answer");
     };
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();

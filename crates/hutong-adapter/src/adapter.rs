@@ -209,11 +209,17 @@ fn build_field(f: FieldSpec, schema: &Value, standard: &Standard) -> Result<Fiel
     let target = resolve_target(schema, &segments).ok_or_else(|| format!("target {} is not in the standard", f.to))?;
     let ty = target.get("type").and_then(Value::as_str);
     if !matches!(ty, Some("string") | None) {
-        return Err(format!("target {} has type {}, adapters fill strings in format version 1", f.to, ty.unwrap_or("?")));
+        return Err(format!(
+            "target {} has type {}, adapters fill strings in format version 1",
+            f.to,
+            ty.unwrap_or("?")
+        ));
     }
     match (&f.from, &f.value) {
         (Some(_), Some(_)) => return Err(format!("field {}: give `from` or `value`, not both", f.to)),
-        (None, None) if f.default.is_none() => return Err(format!("field {}: needs `from`, `value` or `default`", f.to)),
+        (None, None) if f.default.is_none() => {
+            return Err(format!("field {}: needs `from`, `value` or `default`", f.to));
+        }
         _ => {}
     }
     let transforms = f
@@ -238,7 +244,7 @@ fn build_transform(t: TransformSpec, standard: &Standard) -> Result<Transform, S
             {
                 return Err(format!("unknown = {{ other = {code:?} }} is not a code of {}", c.list));
             }
-            Transform::Code { list: list.clone(), unknown: c.unknown }
+            Transform::Code { list: Box::new(list.clone()), unknown: c.unknown }
         }
         TransformSpec::Map(m) => Transform::Map { table: m.table, unknown: m.unknown },
         TransformSpec::CitizenId(c) => Transform::CitizenId(c.legacy15),
@@ -333,7 +339,12 @@ impl Adapters {
             if let Some(prev) = by_kind.insert(id, adapter) {
                 return Err(AdapterError::Check {
                     path: f,
-                    message: format!("kind {} of {} is also mapped by {}", prev.kind, prev.department, prev.path.display()),
+                    message: format!(
+                        "kind {} of {} is also mapped by {}",
+                        prev.kind,
+                        prev.department,
+                        prev.path.display()
+                    ),
                 });
             }
         }

@@ -14,5 +14,5 @@ pub mod spec;
 mod transform;
 
 pub use adapter::{Adapter, AdapterError, Adapters, Canonical, MapContext};
-pub use payload::{decode_payload, PayloadLimits};
+pub use payload::{PayloadLimits, decode_payload};
 pub use pseudonym::PseudonymKey;

@@ -28,7 +28,9 @@ pub fn decode_payload(bytes: &[u8], charset: &str, limits: PayloadLimits) -> Res
     }
     let text: std::borrow::Cow<'_, str> = match charset.trim().to_ascii_lowercase().as_str() {
         "" | "utf-8" | "utf8" => std::str::from_utf8(bytes)
-            .map_err(|e| Violation::new("", "payload:charset", format!("payload is not valid UTF-8: {e}; set charset")))?
+            .map_err(|e| {
+                Violation::new("", "payload:charset", format!("payload is not valid UTF-8: {e}; set charset"))
+            })?
             .into(),
         "gb18030" | "gbk" | "gb2312" => {
             let (text, had_errors) = encoding_rs::GB18030.decode_without_bom_handling(bytes);

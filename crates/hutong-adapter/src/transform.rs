@@ -1,7 +1,7 @@
 //! The runtime form of transforms: a source string in, a string or a violation out.
 
 use chrono::NaiveDate;
-use hutong_standard::{checks, CodeList};
+use hutong_standard::{CodeList, checks};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::{
@@ -16,7 +16,7 @@ pub(crate) enum Transform {
     Nfkc,
     Upper,
     Date(Vec<String>),
-    Code { list: CodeList, unknown: UnknownPolicy },
+    Code { list: Box<CodeList>, unknown: UnknownPolicy },
     Map { table: std::collections::BTreeMap<String, String>, unknown: UnknownPolicy },
     CitizenId(Legacy15Policy),
     Pseudonym,

@@ -47,7 +47,8 @@ fn reports_every_adapter_violation_with_its_target() {
     let standard = Standard::load(&root()).unwrap();
     let adapters = Adapters::load(&root().join("departments"), &standard).unwrap();
     let a = adapters.get("gongan", "household_registration").unwrap();
-    let row = json!({"GMSFHM": "11010519491231002X", "XM": "张三", "XB": "M", "MZ": "火星族", "CSRQ": "1949年12月31日"});
+    let row =
+        json!({"GMSFHM": "11010519491231002X", "XM": "张三", "XB": "M", "MZ": "火星族", "CSRQ": "1949年12月31日"});
     let err = a.map(&row, &MapContext { key: &key() }).unwrap_err();
     let got: Vec<(&str, &str)> = err.iter().map(|v| (v.pointer.as_str(), v.rule.as_str())).collect();
     assert_eq!(got, [("/sex", "adapter:code"), ("/birth_date", "adapter:date"), ("/ethnicity", "adapter:code")]);
@@ -79,8 +80,14 @@ fn unknown_keys_are_errors_naming_file_and_key() {
 fn static_checks_refuse_what_does_not_fit_the_standard() {
     for (extra, words) in [
         ("[[output.field]]\nto = \"/shoe_size\"\nfrom = \"X\"\n", "/shoe_size is not in the standard"),
-        ("[[output.field]]\nto = \"/sex\"\nfrom = \"X\"\ntransforms = [{ code = { list = \"nope\", unknown = \"reject\" } }]\n", "unknown code list"),
-        ("[[output.field]]\nto = \"/sex\"\nfrom = \"X\"\ntransforms = [{ code = { list = \"gb-t-2261.1\", unknown = { other = \"7\" } } }]\n", "not a code of"),
+        (
+            "[[output.field]]\nto = \"/sex\"\nfrom = \"X\"\ntransforms = [{ code = { list = \"nope\", unknown = \"reject\" } }]\n",
+            "unknown code list",
+        ),
+        (
+            "[[output.field]]\nto = \"/sex\"\nfrom = \"X\"\ntransforms = [{ code = { list = \"gb-t-2261.1\", unknown = { other = \"7\" } } }]\n",
+            "not a code of",
+        ),
         ("[[output.field]]\nto = \"/residence/nope\"\nfrom = \"X\"\n", "/residence/nope is not in the standard"),
     ] {
         let e = parse(&format!("{HEAD}{KEY}{extra}")).unwrap_err().to_string();

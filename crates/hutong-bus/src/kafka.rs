@@ -56,7 +56,9 @@ impl Publisher for KafkaPublisher {
                 record = record.payload(v.as_slice());
             }
             match producer.send(record, Timeout::After(queue_timeout)).await {
-                Ok(delivery) => Ok(Receipt { topic: msg.topic, partition: delivery.partition, offset: delivery.offset }),
+                Ok(delivery) => {
+                    Ok(Receipt { topic: msg.topic, partition: delivery.partition, offset: delivery.offset })
+                }
                 Err((e, _)) => Err(classify(e)),
             }
         })
@@ -76,8 +78,7 @@ fn classify(e: KafkaError) -> BusError {
             | C::ClusterAuthorizationFailed
             | C::InvalidRecord
             | C::UnknownTopicOrPartition
-            | C::InvalidTopic
-            | C::RecordListTooLarge,
+            | C::InvalidTopic,
         ) => BusError::Refused(e.to_string()),
         _ => BusError::Unavailable(e.to_string()),
     }
@@ -85,10 +86,8 @@ fn classify(e: KafkaError) -> BusError {
 
 /// Creates `topics` that do not exist yet; existing ones are left as they are.
 pub async fn ensure_topics(config: &BusConfig, topics: &[String]) -> Result<(), BusError> {
-    let admin: AdminClient<DefaultClientContext> = config
-        .to_rdkafka()
-        .create()
-        .map_err(|e| BusError::Refused(format!("admin client config: {e}")))?;
+    let admin: AdminClient<DefaultClientContext> =
+        config.to_rdkafka().create().map_err(|e| BusError::Refused(format!("admin client config: {e}")))?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, config.partitions, TopicReplication::Fixed(config.replication_factor)))

@@ -9,6 +9,6 @@ mod kafka;
 mod publisher;
 
 pub use config::{BusConfig, TopicNames};
-pub use envelope::{event_id, CloudEvent, OutboundMessage, CONTENT_TYPE_JSON};
-pub use kafka::{ensure_topics, KafkaPublisher};
+pub use envelope::{CONTENT_TYPE_JSON, CloudEvent, OutboundMessage, event_id};
+pub use kafka::{KafkaPublisher, ensure_topics};
 pub use publisher::{BusError, MemoryPublisher, PublishFuture, Publisher, Receipt};

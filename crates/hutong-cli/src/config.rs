@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use figment::{
-    providers::{Env, Format as _, Serialized, Toml},
     Figment,
+    providers::{Env, Format as _, Serialized, Toml},
 };
 use hutong_gateway::GatewayConfig;
 
@@ -31,6 +31,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail's error type
     fn layers_file_then_env_and_refuses_unknown_keys() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("hutong.toml", "listen = \"127.0.0.1:6000\"\n[kafka]\ntopic-prefix = \"t\"\n")?;

@@ -5,10 +5,10 @@ use std::{path::PathBuf, process::ExitCode};
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use hutong_gateway::DEPARTMENT_HEADER;
-use hutong_proto::v1::{ingest_client::IngestClient, RecordResult, Status, SubmitRequest, SubmitResponse};
-use tonic::{metadata::MetadataValue, transport::Channel, Request};
+use hutong_proto::v1::{RecordResult, Status, SubmitRequest, SubmitResponse, ingest_client::IngestClient};
+use tonic::{Request, metadata::MetadataValue, transport::Channel};
 
-use crate::records::{read_ndjson, Line};
+use crate::records::{Line, read_ndjson};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct IngestArgs {

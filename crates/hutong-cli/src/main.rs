@@ -104,11 +104,12 @@ fn toml_like(config: &hutong_gateway::GatewayConfig) -> anyhow::Result<String> {
 
 async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
     use hutong_proto::v1::ingest_server::SERVICE_NAME;
-    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
     loop {
-        let answer = match HealthClient::connect(args.addr.clone()).await {
-            Ok(mut c) => c
+        let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?.connect().await;
+        let answer = match channel {
+            Ok(channel) => HealthClient::new(channel)
                 .check(HealthCheckRequest { service: SERVICE_NAME.to_owned() })
                 .await
                 .map(|r| r.into_inner().status)

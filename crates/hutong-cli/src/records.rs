@@ -11,8 +11,8 @@ use std::path::Path;
 use anyhow::Context as _;
 use chrono::DateTime;
 use hutong_proto::{
-    v1::{Op, SourceRecord},
     Timestamp,
+    v1::{Op, SourceRecord},
 };
 use serde_json::Value;
 
@@ -35,14 +35,21 @@ pub(crate) fn read_ndjson(path: &Path, kind: &str, id_field: Option<&str>) -> an
         let number = i + 1;
         let fallback_id = format!("{name}:{number}");
         let record = match serde_json::from_slice::<Value>(raw) {
-            Ok(Value::Object(obj)) if obj.contains_key("payload") => wrapper(obj, kind, &fallback_id)
-                .with_context(|| format!("{}:{number}", path.display()))?,
+            Ok(Value::Object(obj)) if obj.contains_key("payload") => {
+                wrapper(obj, kind, &fallback_id).with_context(|| format!("{}:{number}", path.display()))?
+            }
             Ok(v) => {
                 let source_id = id_field
                     .and_then(|f| v.get(f))
                     .and_then(|x| x.as_str().map(str::to_owned).or_else(|| x.as_number().map(|n| n.to_string())))
                     .unwrap_or(fallback_id);
-                SourceRecord { kind: kind.to_owned(), source_id, revision: 1, payload: raw.to_vec(), ..Default::default() }
+                SourceRecord {
+                    kind: kind.to_owned(),
+                    source_id,
+                    revision: 1,
+                    payload: raw.to_vec(),
+                    ..Default::default()
+                }
             }
             Err(_) => SourceRecord {
                 kind: kind.to_owned(),
@@ -64,7 +71,8 @@ fn wrapper(mut obj: serde_json::Map<String, Value>, kind: &str, fallback_id: &st
         None => fallback_id.to_owned(),
         Some(other) => anyhow::bail!("source_id must be a string, got {other}"),
     };
-    let revision = obj.get("revision").map_or(Ok(1), |r| r.as_u64().context("revision must be a non-negative integer"))?;
+    let revision =
+        obj.get("revision").map_or(Ok(1), |r| r.as_u64().context("revision must be a non-negative integer"))?;
     let op = match obj.get("op").and_then(Value::as_str).unwrap_or("UPSERT").to_ascii_uppercase().as_str() {
         "UPSERT" => Op::Upsert,
         "DELETE" => Op::Delete,
@@ -85,15 +93,7 @@ fn wrapper(mut obj: serde_json::Map<String, Value>, kind: &str, fallback_id: &st
         Some(v) => serde_json::to_vec(&v)?,
         None => Vec::new(),
     };
-    Ok(SourceRecord {
-        kind: kind.to_owned(),
-        source_id,
-        revision,
-        op: op as i32,
-        occurred_at,
-        payload,
-        charset,
-    })
+    Ok(SourceRecord { kind: kind.to_owned(), source_id, revision, op: op as i32, occurred_at, payload, charset })
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 use rdkafka::{
+    ClientConfig,
     consumer::{Consumer, StreamConsumer},
     message::{Headers, Message},
-    ClientConfig,
 };
 
 #[derive(Debug, clap::Args)]
@@ -57,7 +57,9 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
             .headers()
             .map(|h| {
                 h.iter()
-                    .map(|x| (x.key.to_owned(), x.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default()))
+                    .map(|x| {
+                        (x.key.to_owned(), x.value.map(|v| String::from_utf8_lossy(v).into_owned()).unwrap_or_default())
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -65,14 +67,21 @@ pub(crate) async fn run(args: TailArgs) -> anyhow::Result<ExitCode> {
             .payload()
             .map(|p| serde_json::from_slice(p).unwrap_or_else(|_| String::from_utf8_lossy(p).into_owned().into()));
         if args.json {
-            let h: serde_json::Map<String, serde_json::Value> = headers.into_iter().map(|(k, v)| (k, v.into())).collect();
+            let h: serde_json::Map<String, serde_json::Value> =
+                headers.into_iter().map(|(k, v)| (k, v.into())).collect();
             println!(
                 "{}",
                 serde_json::json!({"topic": msg.topic(), "partition": msg.partition(), "offset": msg.offset(),
                     "key": key, "headers": h, "value": value})
             );
         } else {
-            println!("── {} [{}] @{}  key={}", msg.topic(), msg.partition(), msg.offset(), key.as_deref().unwrap_or("-"));
+            println!(
+                "── {} [{}] @{}  key={}",
+                msg.topic(),
+                msg.partition(),
+                msg.offset(),
+                key.as_deref().unwrap_or("-")
+            );
             for (k, v) in headers {
                 println!("   {k}: {v}");
             }

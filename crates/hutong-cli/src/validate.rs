@@ -39,7 +39,9 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let standard = Arc::new(Standard::load(&config.schemas_dir)?);
     let adapters = Arc::new(Adapters::load(&config.schemas_dir.join("departments"), &standard)?);
     let key = config.pseudonym.load_key().unwrap_or_else(|e| {
-        eprintln!("note: no pseudonym key ({e}); using a throw-away key, so person_key values differ from the gateway's");
+        eprintln!(
+            "note: no pseudonym key ({e}); using a throw-away key, so person_key values differ from the gateway's"
+        );
         let random: Vec<u8> = (0..2).flat_map(|_| uuid::Uuid::new_v4().into_bytes()).collect();
         PseudonymKey::new(random).expect("32 bytes is long enough")
     });

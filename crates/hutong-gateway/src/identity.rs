@@ -11,10 +11,7 @@ pub fn department_from_request<T>(request: &Request<T>) -> Result<String, Status
         .metadata()
         .get(DEPARTMENT_HEADER)
         .ok_or_else(|| Status::unauthenticated(format!("missing {DEPARTMENT_HEADER} metadata")))?;
-    let dept = value
-        .to_str()
-        .map_err(|_| Status::unauthenticated(format!("{DEPARTMENT_HEADER} is not ASCII")))?
-        .trim();
+    let dept = value.to_str().map_err(|_| Status::unauthenticated(format!("{DEPARTMENT_HEADER} is not ASCII")))?.trim();
     let valid = !dept.is_empty()
         && dept.len() <= 64
         && dept.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');

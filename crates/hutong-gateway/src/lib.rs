@@ -10,7 +10,7 @@ mod server;
 mod service;
 
 pub use config::{GatewayConfig, LimitsConfig, PseudonymConfig};
-pub use identity::{department_from_request, DEPARTMENT_HEADER};
+pub use identity::{DEPARTMENT_HEADER, department_from_request};
 pub use pipeline::{Outcome, Pipeline, Prepared};
-pub use server::{serve, serve_on, GatewayError};
+pub use server::{GatewayError, serve, serve_on};
 pub use service::IngestService;

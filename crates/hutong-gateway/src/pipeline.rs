@@ -2,11 +2,11 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
-use hutong_adapter::{decode_payload, Adapters, Canonical, MapContext, PayloadLimits, PseudonymKey};
-use hutong_bus::{event_id, CloudEvent, OutboundMessage, TopicNames};
+use hutong_adapter::{Adapters, Canonical, MapContext, PayloadLimits, PseudonymKey, decode_payload};
+use hutong_bus::{CloudEvent, OutboundMessage, TopicNames, event_id};
 use hutong_proto::v1::{Op, SourceRecord};
 use hutong_standard::{Standard, Violation};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// A source record after adapter and standard: what to publish.
 #[derive(Debug, Clone)]
@@ -18,7 +18,7 @@ pub enum Outcome {
         /// Every reason found.
         violations: Vec<Violation>,
         /// The dead-letter message (original payload and reasons).
-        dlq: OutboundMessage,
+        dlq: Box<OutboundMessage>,
     },
 }
 
@@ -79,7 +79,7 @@ impl Pipeline {
         match self.map(department, rec, op) {
             Ok(prepared) => Outcome::Publish(prepared),
             Err(violations) => {
-                let dlq = self.dead_letter(department, rec, op, received, &violations);
+                let dlq = Box::new(self.dead_letter(department, rec, op, received, &violations));
                 Outcome::Reject { violations, dlq }
             }
         }
@@ -109,7 +109,11 @@ impl Pipeline {
             if op == Op::Delete {
                 // A tombstone needs only its key.
                 if key.is_none() {
-                    violations.push(Violation::new(format!("/{}", schema.key), "required", "a DELETE needs the entity key"));
+                    violations.push(Violation::new(
+                        format!("/{}", schema.key),
+                        "required",
+                        "a DELETE needs the entity key",
+                    ));
                 }
             } else {
                 violations.extend(schema.validate(&record));

@@ -1,7 +1,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use hutong_adapter::{AdapterError, Adapters, PseudonymKey};
-use hutong_bus::{ensure_topics, BusError, KafkaPublisher, Publisher};
+use hutong_bus::{BusError, KafkaPublisher, Publisher, ensure_topics};
 use hutong_proto::v1::ingest_server::IngestServer;
 use hutong_standard::{Standard, StandardError};
 use tokio::net::TcpListener;

@@ -1,16 +1,16 @@
 use std::{pin::Pin, sync::Arc};
 
 use chrono::Utc;
-use futures::{future::try_join_all, Stream, StreamExt};
+use futures::{Stream, StreamExt, future::try_join_all};
 use hutong_bus::{BusError, Publisher};
 use hutong_proto::v1::{
-    ingest_server::Ingest, Receipt, RecordResult, SourceRecord, Status as RecordStatus, SubmitRequest, SubmitResponse,
-    Violation,
+    Receipt, RecordResult, SourceRecord, Status as RecordStatus, SubmitRequest, SubmitResponse, Violation,
+    ingest_server::Ingest,
 };
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
-use crate::{department_from_request, Outcome, Pipeline};
+use crate::{Outcome, Pipeline, department_from_request};
 
 /// Requests of one stream processed at once (their answers keep request order).
 const STREAM_CONCURRENCY: usize = 8;
@@ -59,12 +59,17 @@ impl IngestService {
         Ok(SubmitResponse { batch_id: req.batch_id, results })
     }
 
-    async fn publish_record(&self, index: usize, rec: &SourceRecord, outcome: Outcome) -> Result<RecordResult, BusError> {
+    async fn publish_record(
+        &self,
+        index: usize,
+        rec: &SourceRecord,
+        outcome: Outcome,
+    ) -> Result<RecordResult, BusError> {
         let (status, messages, violations) = match outcome {
             Outcome::Publish(prepared) => {
                 (RecordStatus::Published, prepared.into_iter().map(|p| p.message).collect::<Vec<_>>(), vec![])
             }
-            Outcome::Reject { violations, dlq } => (RecordStatus::Rejected, vec![dlq], violations),
+            Outcome::Reject { violations, dlq } => (RecordStatus::Rejected, vec![*dlq], violations),
         };
         let entities: Vec<String> = messages
             .iter()

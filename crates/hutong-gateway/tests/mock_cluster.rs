@@ -5,14 +5,14 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use hutong_adapter::{Adapters, PseudonymKey};
 use hutong_bus::{BusConfig, KafkaPublisher, Publisher};
-use hutong_gateway::{serve_on, GatewayConfig, Pipeline, DEPARTMENT_HEADER};
-use hutong_proto::v1::{ingest_client::IngestClient, Op, SourceRecord, Status, SubmitRequest};
+use hutong_gateway::{DEPARTMENT_HEADER, GatewayConfig, Pipeline, serve_on};
+use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use hutong_standard::Standard;
 use rdkafka::{
+    ClientConfig,
     consumer::{BaseConsumer, Consumer},
     message::{Headers, Message},
     mocking::MockCluster,
-    ClientConfig,
 };
 use tokio::net::TcpListener;
 

@@ -184,10 +184,7 @@ mod tests {
 
     #[test]
     fn gb11643_rejects_wrong_check_digit() {
-        assert_eq!(
-            check_gb11643("110105194912310021"),
-            Err(CitizenIdError::CheckDigit { found: '1', expected: 'X' })
-        );
+        assert_eq!(check_gb11643("110105194912310021"), Err(CitizenIdError::CheckDigit { found: '1', expected: 'X' }));
     }
 
     #[test]
@@ -231,9 +228,6 @@ mod tests {
         // Tencent's organisation code 71526726-X, Huawei's 19220382-1.
         assert_eq!(gb11714_check_char("71526726"), Some('X'));
         assert_eq!(gb11714_check_char("19220382"), Some('1'));
-        assert!(matches!(
-            check_gb32100("9144030071526727XG"),
-            Err(CreditCodeError::OrganisationCode { .. })
-        ));
+        assert!(matches!(check_gb32100("9144030071526727XG"), Err(CreditCodeError::OrganisationCode { .. })));
     }
 }

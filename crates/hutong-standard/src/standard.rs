@@ -7,7 +7,7 @@ use std::{
 use jsonschema::{Keyword, PatternOptions, Registry, Resource, ValidationError, Validator};
 use serde_json::{Map, Value};
 
-use crate::{checks, codes::CodeLists, Violation};
+use crate::{Violation, checks, codes::CodeLists};
 
 /// Why the standard could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -178,7 +178,11 @@ fn major_of(path: &Path) -> Option<u32> {
     dir.strip_prefix('v')?.parse().ok()
 }
 
-fn compile(schema: &Value, registry: &Registry<'_>, codes: &Arc<CodeLists>) -> Result<Validator, ValidationError<'static>> {
+fn compile(
+    schema: &Value,
+    registry: &Registry<'_>,
+    codes: &Arc<CodeLists>,
+) -> Result<Validator, ValidationError<'static>> {
     let divisions = Arc::clone(codes);
     let id_codes = Arc::clone(codes);
     let list_codes = Arc::clone(codes);
@@ -188,16 +192,12 @@ fn compile(schema: &Value, registry: &Registry<'_>, codes: &Arc<CodeLists>) -> R
         .with_pattern_options(PatternOptions::regex())
         .should_validate_formats(true)
         .should_ignore_unknown_formats(false)
-        .with_format("gb11643", move |s: &str| {
-            checks::check_gb11643(s).is_ok() && known_province(&id_codes, s)
-        })
+        .with_format("gb11643", move |s: &str| checks::check_gb11643(s).is_ok() && known_province(&id_codes, s))
         .with_format("gb32100", |s: &str| checks::check_gb32100(s).is_ok())
-        .with_format("division-code", move |s: &str| {
-            divisions.get("division").is_some_and(|l| l.contains(s))
-        })
+        .with_format("division-code", move |s: &str| divisions.get("division").is_some_and(|l| l.contains(s)))
         .with_keyword("x-code-list", move |_parent: &Map<String, Value>, value: &Value, _path| {
             let id = value.as_str().ok_or_else(|| ValidationError::custom("x-code-list must be a string"))?;
-            if !list_codes.get(id).is_some() {
+            if list_codes.get(id).is_none() {
                 return Err(ValidationError::custom(format!("unknown code list {id:?}")));
             }
             Ok(Box::new(CodeListKeyword { codes: Arc::clone(&list_codes), id: id.to_owned() })
