@@ -121,7 +121,7 @@ impl Adapter {
                 .ok_or_else(|| check(format!("output entity {:?} is not in the standard", out.entity)))?;
             let mut fields = Vec::with_capacity(out.field.len());
             for f in out.field {
-                fields.push(build_field(f, &entity.schema, standard).map_err(&check)?);
+                fields.push(build_field(f, &out.entity, standard).map_err(&check)?);
             }
             if !fields.iter().any(|f| f.segments == [entity.key.clone()]) {
                 return Err(check(format!("output {} does not fill its key /{}", out.entity, entity.key)));
@@ -204,9 +204,10 @@ impl Field {
     }
 }
 
-fn build_field(f: FieldSpec, schema: &Value, standard: &Standard) -> Result<Field, String> {
+fn build_field(f: FieldSpec, entity: &str, standard: &Standard) -> Result<Field, String> {
     let segments = parse_pointer(&f.to)?;
-    let target = resolve_target(schema, &segments).ok_or_else(|| format!("target {} is not in the standard", f.to))?;
+    let target =
+        standard.property_schema(entity, &segments).ok_or_else(|| format!("target {} is not in the standard", f.to))?;
     let ty = target.get("type").and_then(Value::as_str);
     if !matches!(ty, Some("string") | None) {
         return Err(format!(
@@ -259,23 +260,6 @@ fn parse_pointer(p: &str) -> Result<Vec<String>, String> {
         return Err(format!("target {p:?} has an empty segment"));
     }
     Ok(segs)
-}
-
-/// Follows `properties` (and local `$ref`s) of `schema` along `segments`.
-fn resolve_target<'s>(schema: &'s Value, segments: &[String]) -> Option<&'s Value> {
-    let mut node = schema;
-    for seg in segments {
-        node = deref(schema, node)?;
-        node = node.get("properties")?.get(seg)?;
-    }
-    deref(schema, node)
-}
-
-fn deref<'s>(root: &'s Value, node: &'s Value) -> Option<&'s Value> {
-    match node.get("$ref").and_then(Value::as_str) {
-        Some(r) => root.pointer(r.strip_prefix('#')?),
-        None => Some(node),
-    }
 }
 
 fn required_of(schema: &Value) -> Vec<String> {

@@ -31,8 +31,24 @@ enum Command {
     /// Dry run of an NDJSON export through adapter and standard, without Kafka:
     /// one JSON line per record; exit status 1 if any record is rejected.
     Validate(validate::ValidateArgs),
+    /// The unified data standard: render its reference for people.
+    #[command(subcommand)]
+    Standard(StandardCommand),
     /// Ask a gateway whether it is serving (gRPC health); exit status 0 when it is.
     Health(HealthArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum StandardCommand {
+    /// Render the standard (entities, fields, code lists) as Markdown.
+    Docs {
+        /// The `schemas/` folder.
+        #[arg(long, default_value = "schemas")]
+        schemas: PathBuf,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +92,7 @@ fn main() -> ExitCode {
             Command::Tail(args) => tail::run(args).await,
             Command::Validate(args) => validate::run(args),
             Command::Health(args) => health(args).await,
+            Command::Standard(StandardCommand::Docs { schemas, out }) => standard_docs(&schemas, out.as_deref()),
         }
     });
     match result {
@@ -100,6 +117,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
 fn toml_like(config: &hutong_gateway::GatewayConfig) -> anyhow::Result<String> {
     Ok(serde_json::to_string_pretty(config)?)
+}
+
+fn standard_docs(schemas: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let standard = hutong_standard::Standard::load(schemas)?;
+    let text = hutong_standard::docs::render_markdown(&standard);
+    match out {
+        Some(path) => {
+            std::fs::write(path, text)?;
+            eprintln!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {

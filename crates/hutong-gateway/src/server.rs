@@ -15,13 +15,13 @@ use crate::{GatewayConfig, IngestService, Pipeline, PseudonymConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     /// The standard did not load.
-    #[error("standard: {0}")]
+    #[error("standard")]
     Standard(#[from] StandardError),
     /// An adapter did not load.
-    #[error("adapter: {0}")]
+    #[error("adapter")]
     Adapter(#[from] AdapterError),
     /// Kafka could not be set up.
-    #[error("kafka: {0}")]
+    #[error("kafka")]
     Bus(#[from] BusError),
     /// The pseudonym key is missing or too short.
     #[error("pseudonym key: {0}")]

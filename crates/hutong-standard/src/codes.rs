@@ -50,6 +50,38 @@ struct CodeListFile {
     codes: Vec<Code>,
     #[serde(default)]
     data: Option<String>,
+    /// A gzip'd `code<TAB>name` file of numeric codes kept compactly
+    /// (membership and name only), e.g. 620,000 village codes.
+    #[serde(default)]
+    compact_data: Option<String>,
+}
+
+/// Numeric codes held compactly: sorted codes, names in one string.
+#[derive(Debug, Clone, Default)]
+struct CompactCodes {
+    codes: Vec<u64>,
+    ends: Vec<u32>,
+    names: String,
+}
+
+impl CompactCodes {
+    fn index(&self, code: &str) -> Option<usize> {
+        if code.is_empty() || code.len() > 19 || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        // Leading zeros would alias: keep the length in the number's top digit.
+        self.codes.binary_search(&compact_key(code)?).ok()
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.names[start..self.ends[i] as usize]
+    }
+}
+
+fn compact_key(code: &str) -> Option<u64> {
+    let n: u64 = code.parse().ok()?;
+    Some(n.checked_mul(100)? + code.len() as u64)
 }
 
 /// A code list with its provenance and fast lookups by code and by name.
@@ -74,10 +106,16 @@ pub struct CodeList {
     codes: Vec<Code>,
     by_code: HashMap<String, usize>,
     by_name: HashMap<String, usize>,
+    compact: CompactCodes,
 }
 
 impl CodeList {
-    fn build(file: CodeListFile, codes: Vec<Code>, origin: &Path) -> Result<Self, StandardError> {
+    fn build(
+        file: CodeListFile,
+        codes: Vec<Code>,
+        compact: CompactCodes,
+        origin: &Path,
+    ) -> Result<Self, StandardError> {
         let mut by_code = HashMap::with_capacity(codes.len());
         let mut by_name = HashMap::with_capacity(codes.len());
         for (i, c) in codes.iter().enumerate() {
@@ -105,6 +143,7 @@ impl CodeList {
             codes,
             by_code,
             by_name,
+            compact,
         })
     }
 
@@ -115,7 +154,27 @@ impl CodeList {
 
     /// Whether `code` is in the list.
     pub fn contains(&self, code: &str) -> bool {
-        self.by_code.contains_key(code)
+        self.by_code.contains_key(code) || self.compact.index(code).is_some()
+    }
+
+    /// The name of `code`, from the full or the compact part of the list.
+    pub fn name_of(&self, code: &str) -> Option<&str> {
+        self.get(code).map(|c| c.name.as_str()).or_else(|| self.compact.index(code).map(|i| self.compact.name(i)))
+    }
+
+    /// How many codes the list has, compact ones included.
+    pub fn len(&self) -> usize {
+        self.codes.len() + self.compact.codes.len()
+    }
+
+    /// Whether the list has no codes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Codes of the compact part (e.g. villages), with their names.
+    pub fn compact_codes(&self) -> impl Iterator<Item = (u64, &str)> + '_ {
+        self.compact.codes.iter().enumerate().map(|(i, k)| (k / 100, self.compact.name(i)))
     }
 
     /// The code whose code, name or alias is `value`.
@@ -153,7 +212,11 @@ impl CodeLists {
                 Some(data) => read_tsv(&dir.join(data))?,
                 None => std::mem::take(&mut file.codes),
             };
-            let list = CodeList::build(file, codes, &path)?;
+            let compact = match file.compact_data.take() {
+                Some(data) => read_compact(&dir.join(data))?,
+                None => CompactCodes::default(),
+            };
+            let list = CodeList::build(file, codes, compact, &path)?;
             if lists.contains_key(&list.id) {
                 return Err(StandardError::CodeList { path, message: format!("duplicate list id {}", list.id) });
             }
@@ -171,6 +234,41 @@ impl CodeLists {
     pub fn iter(&self) -> impl Iterator<Item = &CodeList> {
         self.lists.values()
     }
+}
+
+fn read_compact(path: &Path) -> Result<CompactCodes, StandardError> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| StandardError::io(path, e))?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(file).read_to_string(&mut text).map_err(|e| StandardError::io(path, e))?;
+    let bad = |n: usize, m: &str| StandardError::CodeList { path: path.to_owned(), message: format!("line {n}: {m}") };
+    let mut rows: Vec<(u64, &str)> = Vec::with_capacity(text.len() / 40);
+    for (n, line) in text.lines().enumerate() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (code, name) = line.split_once('\t').ok_or_else(|| bad(n + 1, "expected code<TAB>name"))?;
+        let key = compact_key(code).filter(|_| code.bytes().all(|b| b.is_ascii_digit()));
+        rows.push((key.ok_or_else(|| bad(n + 1, "codes must be numeric"))?, name));
+    }
+    rows.sort_unstable_by_key(|r| r.0);
+    if let Some(w) = rows.windows(2).find(|w| w[0].0 == w[1].0) {
+        return Err(StandardError::CodeList {
+            path: path.to_owned(),
+            message: format!("duplicate code {}", w[0].0 / 100),
+        });
+    }
+    let mut compact = CompactCodes {
+        codes: Vec::with_capacity(rows.len()),
+        ends: Vec::with_capacity(rows.len()),
+        names: String::with_capacity(rows.iter().map(|r| r.1.len()).sum()),
+    };
+    for (key, name) in rows {
+        compact.codes.push(key);
+        compact.names.push_str(name);
+        compact.ends.push(compact.names.len() as u32);
+    }
+    Ok(compact)
 }
 
 fn read_tsv(path: &Path) -> Result<Vec<Code>, StandardError> {

@@ -8,6 +8,7 @@
 
 pub mod checks;
 pub mod codes;
+pub mod docs;
 mod standard;
 mod violation;
 

@@ -85,6 +85,9 @@ pub struct Standard {
     root: PathBuf,
     codes: Arc<CodeLists>,
     entities: BTreeMap<String, Entity>,
+    version: String,
+    /// Every schema document (core and entities) by `$id`.
+    documents: BTreeMap<String, Value>,
 }
 
 impl Standard {
@@ -109,13 +112,39 @@ impl Standard {
             resources.push((id.clone(), Resource::from_contents(schema.clone())));
             parsed.push((path, id, schema));
         }
+        let annotations = parsed
+            .iter()
+            .find(|(_, id, _)| id.ends_with("/standard/annotations.json"))
+            .map(|(path, _, schema)| {
+                jsonschema::options()
+                    .with_draft(jsonschema::Draft::Draft202012)
+                    .build(schema)
+                    .map_err(|e| StandardError::schema(path, e))
+            })
+            .transpose()?
+            .ok_or_else(|| {
+                StandardError::schema(
+                    &root.join("standard"),
+                    "annotations.json (the annotations meta-schema) is missing",
+                )
+            })?;
+        for (path, _, schema) in &parsed {
+            check_annotations(schema, "", &annotations).map_err(|e| StandardError::schema(path, e))?;
+        }
+        let version = std::fs::read_to_string(root.join("standard/VERSION"))
+            .map_err(|e| StandardError::io(&root.join("standard/VERSION"), e))?
+            .trim()
+            .to_owned();
+
         let registry = Registry::new()
             .extend(resources)
             .and_then(|r| r.prepare())
             .map_err(|e| StandardError::schema(&root.join("standard"), e))?;
 
         let mut entities = BTreeMap::new();
+        let mut documents = BTreeMap::new();
         for (path, schema_id, schema) in parsed {
+            documents.insert(schema_id.clone(), schema.clone());
             let Some(major) = major_of(&path) else { continue };
             let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default().replace('-', "_");
             let key = schema
@@ -127,7 +156,12 @@ impl Standard {
             let validator = compile(&schema, &registry, &codes).map_err(|e| StandardError::schema(&path, e))?;
             entities.insert(name.clone(), Entity { name, major, schema_id, key, title, schema, path, validator });
         }
-        Ok(Self { root: root.to_owned(), codes, entities })
+        Ok(Self { root: root.to_owned(), codes, entities, version, documents })
+    }
+
+    /// The standard's version (`standard/VERSION`).
+    pub fn version(&self) -> &str {
+        &self.version
     }
 
     /// The `schemas/` folder this standard was loaded from.
@@ -145,6 +179,40 @@ impl Standard {
         self.entities.values()
     }
 
+    /// Every schema document (shared core definitions and entities) by `$id`.
+    pub fn documents(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.documents.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The schema of the property at `path` (property names from the root) of
+    /// entity `name`, following `$ref`s across the standard's documents.
+    pub fn property_schema(&self, name: &str, path: &[impl AsRef<str>]) -> Option<&Value> {
+        let entity = self.entity(name)?;
+        let (mut base, mut node) = self.deref(&entity.schema_id, &entity.schema)?;
+        for seg in path {
+            let prop = node.get("properties")?.get(seg.as_ref())?;
+            (base, node) = self.deref(base, prop)?;
+        }
+        Some(node)
+    }
+
+    /// Follows `node`'s `$ref` (if any, repeatedly) from document `base`.
+    pub fn deref<'a>(&'a self, base: &'a str, node: &'a Value) -> Option<(&'a str, &'a Value)> {
+        let (mut base, mut node) = (base, node);
+        for _ in 0..32 {
+            let Some(r) = node.get("$ref").and_then(Value::as_str) else { return Some((base, node)) };
+            let (uri, fragment) = r.split_once('#').unwrap_or((r, ""));
+            let (doc_id, doc) = if uri.is_empty() {
+                self.documents.get_key_value(base)?
+            } else {
+                self.documents.get_key_value(&join_uri(base, uri))?
+            };
+            base = doc_id;
+            node = if fragment.is_empty() { doc } else { doc.pointer(fragment)? };
+        }
+        None
+    }
+
     /// The code lists.
     pub fn codes(&self) -> &CodeLists {
         &self.codes
@@ -158,6 +226,63 @@ impl Standard {
             None => vec![Violation::new("", "entity", format!("the standard has no entity {name:?}"))],
         }
     }
+}
+
+/// Checks every `x-*` annotation of a schema document against the
+/// annotations meta-schema; values (examples, enums, consts) are not schemas
+/// and are skipped.
+fn check_annotations(node: &Value, at: &str, meta: &Validator) -> Result<(), String> {
+    match node {
+        Value::Object(map) => {
+            let annotations: Map<String, Value> =
+                map.iter().filter(|(k, _)| k.starts_with("x-")).map(|(k, v)| (k.clone(), v.clone())).collect();
+            if let Some(e) = meta.iter_errors(&Value::Object(annotations)).next() {
+                return Err(format!("annotation at {}: {e}", if at.is_empty() { "/" } else { at }));
+            }
+            for (k, v) in map {
+                let here = format!("{at}/{k}");
+                match (k.as_str(), v) {
+                    // Values, not schemas.
+                    ("examples" | "enum" | "const" | "default", _) => {}
+                    // Maps of names to schemas: the names are not keywords.
+                    (
+                        "properties" | "patternProperties" | "$defs" | "definitions" | "dependentSchemas",
+                        Value::Object(named),
+                    ) => {
+                        for (name, schema) in named {
+                            check_annotations(schema, &format!("{here}/{name}"), meta)?;
+                        }
+                    }
+                    _ => check_annotations(v, &here, meta)?,
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            items.iter().enumerate().try_for_each(|(i, v)| check_annotations(v, &format!("{at}/{i}"), meta))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Resolves a relative reference against a base URI (enough for the
+/// standard's own `https://…/a/b.json` ids and `../core/x.json` references).
+fn join_uri(base: &str, reference: &str) -> String {
+    if reference.contains("://") {
+        return reference.to_owned();
+    }
+    let mut parts: Vec<&str> = base.split('/').collect();
+    parts.pop();
+    for seg in reference.split('/') {
+        match seg {
+            "." | "" => {}
+            ".." => {
+                parts.pop();
+            }
+            s => parts.push(s),
+        }
+    }
+    parts.join("/")
 }
 
 fn collect_json(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), StandardError> {

