@@ -7,8 +7,9 @@ use hutong_standard::{Standard, Violation};
 use serde_json::{Map, Value};
 
 use crate::{
+    expr::{Expr, Scope},
     pseudonym::PseudonymKey,
-    spec::{AdapterSpec, FieldSpec, TransformSpec},
+    spec::{AdapterSpec, FieldSpec, TransformSpec, ValueType},
     transform::Transform,
 };
 
@@ -46,6 +47,10 @@ pub enum AdapterError {
 pub struct MapContext<'a> {
     /// Key of keyed pseudonyms such as `person_key`.
     pub key: &'a PseudonymKey,
+    /// The record's source id (`meta.source_id` in expressions).
+    pub source_id: &'a str,
+    /// The record's revision (`meta.revision` in expressions).
+    pub revision: u64,
 }
 
 /// A canonical record produced by an adapter, not yet validated.
@@ -63,16 +68,21 @@ pub struct Canonical {
 struct Field {
     to: String,
     segments: Vec<String>,
-    from: Option<String>,
+    from: Vec<String>,
+    sep: String,
     value: Option<String>,
+    expr: Option<Expr>,
+    when: Option<Expr>,
     default: Option<String>,
     transforms: Vec<Transform>,
+    as_type: ValueType,
 }
 
 #[derive(Debug, Clone)]
 struct Output {
     entity: String,
     key_field: String,
+    when: Option<Expr>,
     fields: Vec<Field>,
 }
 
@@ -123,6 +133,11 @@ impl Adapter {
             for f in out.field {
                 fields.push(build_field(f, &out.entity, standard).map_err(&check)?);
             }
+            let when = out
+                .when
+                .as_deref()
+                .map(|w| Expr::compile(w).map_err(|e| check(format!("output {} when: {e}", out.entity))))
+                .transpose()?;
             if !fields.iter().any(|f| f.segments == [entity.key.clone()]) {
                 return Err(check(format!("output {} does not fill its key /{}", out.entity, entity.key)));
             }
@@ -131,7 +146,7 @@ impl Adapter {
                     return Err(check(format!("output {} does not fill required field /{req}", out.entity)));
                 }
             }
-            outputs.push(Output { entity: out.entity, key_field: entity.key.clone(), fields });
+            outputs.push(Output { entity: out.entity, key_field: entity.key.clone(), when, fields });
         }
         Ok(Self {
             department: spec.department,
@@ -152,15 +167,25 @@ impl Adapter {
     pub fn map(&self, payload: &Value, ctx: &MapContext<'_>) -> Result<Vec<Canonical>, Vec<Violation>> {
         let mut violations = Vec::new();
         let mut records = Vec::with_capacity(self.outputs.len());
+        let scope = Scope::new(payload, ctx, &self.department, &self.kind);
         for out in &self.outputs {
+            match out.when.as_ref().map(|w| w.test(&scope)) {
+                Some(Ok(false)) => continue,
+                Some(Err(e)) => {
+                    violations.push(Violation::new("", "adapter:when", format!("output {}: {e}", out.entity)));
+                    continue;
+                }
+                Some(Ok(true)) | None => {}
+            }
             let mut record = Value::Object(Map::new());
             for field in &out.fields {
-                match field.produce(payload, ctx) {
-                    Ok(Some(v)) => set_pointer(&mut record, &field.segments, Value::String(v)),
+                match field.produce(payload, ctx, &scope) {
+                    Ok(Some(v)) => set_pointer(&mut record, &field.segments, v),
                     Ok(None) => {}
                     Err(v) => violations.push(v),
                 }
             }
+            compact_arrays(&mut record);
             let key = record.get(&out.key_field).and_then(Value::as_str).map(str::to_owned);
             records.push(Canonical { entity: out.entity.clone(), key, record });
         }
@@ -169,66 +194,132 @@ impl Adapter {
 }
 
 impl Field {
-    fn produce(&self, payload: &Value, ctx: &MapContext<'_>) -> Result<Option<String>, Violation> {
-        let raw = match (&self.value, &self.from) {
-            (Some(v), _) => Some(v.clone()),
-            (None, Some(from)) => match payload.get(from) {
-                None | Some(Value::Null) => None,
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Number(n)) => Some(n.to_string()),
-                Some(Value::Bool(b)) => Some(b.to_string()),
-                Some(_) => {
-                    return Err(Violation::new(
-                        &self.to,
-                        "adapter:type",
-                        format!("source field {from} must be a string or number"),
-                    ));
+    fn source_name(&self) -> String {
+        if self.from.is_empty() { "value".to_owned() } else { self.from.join("+") }
+    }
+
+    fn produce(&self, payload: &Value, ctx: &MapContext<'_>, scope: &Scope<'_>) -> Result<Option<Value>, Violation> {
+        let fail =
+            |rule: &str, msg: String| Violation::new(&self.to, rule, format!("source field {}: {msg}", self.source_name()));
+        if let Some(w) = &self.when {
+            match w.test(scope) {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) => return Err(fail("adapter:when", e)),
+            }
+        }
+        let raw = if let Some(v) = &self.value {
+            Some(v.clone())
+        } else if let Some(e) = &self.expr {
+            e.eval_string(scope).map_err(|e| fail("adapter:expr", e))?
+        } else {
+            let mut parts = Vec::with_capacity(self.from.len());
+            for name in &self.from {
+                match payload.get(name) {
+                    None | Some(Value::Null) => {}
+                    Some(Value::String(s)) if s.trim().is_empty() => {}
+                    Some(Value::String(s)) => parts.push(s.clone()),
+                    Some(Value::Number(n)) => parts.push(n.to_string()),
+                    Some(Value::Bool(b)) => parts.push(b.to_string()),
+                    Some(_) => return Err(fail("adapter:type", "must be a string or number".to_owned())),
                 }
-            },
-            (None, None) => None,
+            }
+            // A joined value needs every part; a single one may be absent.
+            (parts.len() == self.from.len() && !parts.is_empty()).then(|| parts.join(&self.sep))
         };
         let mut value = match raw {
             Some(s) if !s.trim().is_empty() => s,
             _ => match &self.default {
-                Some(d) => return Ok(Some(d.clone())),
+                Some(d) => d.clone(),
                 None => return Ok(None),
             },
         };
         for t in &self.transforms {
-            value = t.apply(value, ctx.key).map_err(|(rule, msg)| {
-                let from = self.from.as_deref().unwrap_or("value");
-                Violation::new(&self.to, rule, format!("source field {from}: {msg}"))
-            })?;
+            match t.apply(value, ctx.key).map_err(|(rule, msg)| fail(rule, msg))? {
+                Some(v) => value = v,
+                None => return Ok(None),
+            }
         }
-        Ok((!value.is_empty()).then_some(value))
+        if value.is_empty() {
+            return Ok(None);
+        }
+        convert(&value, self.as_type).map(Some).map_err(|m| fail("adapter:type", m))
+    }
+}
+
+/// The string result of a field as the JSON type its target wants.
+fn convert(value: &str, ty: ValueType) -> Result<Value, String> {
+    match ty {
+        ValueType::String => Ok(Value::String(value.to_owned())),
+        ValueType::Integer => {
+            value.trim().parse::<i64>().map(Value::from).map_err(|_| format!("{value:?} is not an integer"))
+        }
+        ValueType::Number => value
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| format!("{value:?} is not a number")),
+        ValueType::Boolean => match value.trim() {
+            "true" | "1" | "是" | "Y" | "y" | "TRUE" | "True" => Ok(Value::Bool(true)),
+            "false" | "0" | "否" | "N" | "n" | "FALSE" | "False" => Ok(Value::Bool(false)),
+            _ => Err(format!("{value:?} is not a boolean (true/false, 1/0, 是/否, Y/N)")),
+        },
     }
 }
 
 fn build_field(f: FieldSpec, entity: &str, standard: &Standard) -> Result<Field, String> {
     let segments = parse_pointer(&f.to)?;
-    let target =
-        standard.property_schema(entity, &segments).ok_or_else(|| format!("target {} is not in the standard", f.to))?;
-    let ty = target.get("type").and_then(Value::as_str);
-    if !matches!(ty, Some("string") | None) {
+    let target = standard
+        .property_schema(entity, &segments)
+        .ok_or_else(|| format!("target {} is not in the standard", f.to))?;
+    let as_type = f.as_type.unwrap_or(ValueType::String);
+    let accepted: Vec<&str> = match target.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => vec![],
+    };
+    let fits = accepted.is_empty()
+        || accepted.contains(&as_type.schema_name())
+        || (as_type == ValueType::Integer && accepted.contains(&"number"));
+    if !fits {
         return Err(format!(
-            "target {} has type {}, adapters fill strings in format version 1",
+            "target {} has type {}, but the field fills {} (set `as`)",
             f.to,
-            ty.unwrap_or("?")
+            accepted.join("|"),
+            as_type.schema_name()
         ));
     }
-    match (&f.from, &f.value) {
-        (Some(_), Some(_)) => return Err(format!("field {}: give `from` or `value`, not both", f.to)),
-        (None, None) if f.default.is_none() => {
-            return Err(format!("field {}: needs `from`, `value` or `default`", f.to));
-        }
-        _ => {}
+    let sources = [f.from.is_some(), f.value.is_some(), f.expr.is_some()].iter().filter(|x| **x).count();
+    if sources > 1 {
+        return Err(format!("field {}: give one of `from`, `value` or `expr`", f.to));
     }
+    if sources == 0 && f.default.is_none() {
+        return Err(format!("field {}: needs `from`, `value`, `expr` or `default`", f.to));
+    }
+    let compile = |what: &str, src: &Option<String>| {
+        src.as_deref().map(|s| Expr::compile(s).map_err(|e| format!("field {} {what}: {e}", f.to))).transpose()
+    };
+    let expr = compile("expr", &f.expr)?;
+    let when = compile("when", &f.when)?;
     let transforms = f
         .transforms
         .into_iter()
         .map(|t| build_transform(t, standard).map_err(|e| format!("field {}: {e}", f.to)))
         .collect::<Result<_, _>>()?;
-    Ok(Field { to: f.to, segments, from: f.from, value: f.value, default: f.default, transforms })
+    Ok(Field {
+        to: f.to,
+        segments,
+        from: f.from.map(|s| s.names().into_iter().map(str::to_owned).collect()).unwrap_or_default(),
+        sep: f.sep.unwrap_or_else(|| ",".to_owned()),
+        value: f.value,
+        expr,
+        when,
+        default: f.default,
+        transforms,
+        as_type,
+    })
 }
 
 fn build_transform(t: TransformSpec, standard: &Standard) -> Result<Transform, String> {
@@ -236,6 +327,23 @@ fn build_transform(t: TransformSpec, standard: &Standard) -> Result<Transform, S
         TransformSpec::Trim => Transform::Trim,
         TransformSpec::Nfkc => Transform::Nfkc,
         TransformSpec::Upper => Transform::Upper,
+        TransformSpec::Lower => Transform::Lower,
+        TransformSpec::Datetime(d) => {
+            if d.formats.is_empty() {
+                return Err("datetime needs at least one format".to_owned());
+            }
+            let offset = chrono::DateTime::parse_from_rfc3339(&format!("2000-01-01T00:00:00{}", d.timezone))
+                .map(|t| *t.offset())
+                .map_err(|_| format!("timezone {:?} is not an offset like +08:00", d.timezone))?;
+            Transform::Datetime { formats: d.formats, offset }
+        }
+        TransformSpec::IdBirthDate => Transform::IdBirthDate,
+        TransformSpec::IdSex => Transform::IdSex,
+        TransformSpec::IdDivision => Transform::IdDivision,
+        TransformSpec::Phone => Transform::Phone,
+        TransformSpec::Gcj02ToWgs84(c) => Transform::Gcj02ToWgs84(c),
+        TransformSpec::Split(s) => Transform::Split { sep: s.sep, index: s.index },
+        TransformSpec::Replace(r) => Transform::Replace { from: r.from, to: r.to },
         TransformSpec::Date(formats) if formats.is_empty() => return Err("date needs at least one format".to_owned()),
         TransformSpec::Date(formats) => Transform::Date(formats),
         TransformSpec::Code(c) => {
@@ -270,14 +378,50 @@ fn required_of(schema: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Sets `value` at `segments`, creating objects, and arrays for numeric segments.
 fn set_pointer(root: &mut Value, segments: &[String], value: Value) {
+    let Some((last, parents)) = segments.split_last() else { return };
     let mut node = root;
-    for seg in &segments[..segments.len() - 1] {
-        let map = node.as_object_mut().expect("adapter targets only create objects");
-        node = map.entry(seg.clone()).or_insert_with(|| Value::Object(Map::new()));
+    for (i, seg) in parents.iter().enumerate() {
+        let next_is_index = segments[i + 1].parse::<usize>().is_ok();
+        let fresh = || if next_is_index { Value::Array(Vec::new()) } else { Value::Object(Map::new()) };
+        node = match (node, seg.parse::<usize>()) {
+            (Value::Array(items), Ok(idx)) => {
+                if items.len() <= idx {
+                    items.resize(idx + 1, Value::Null);
+                }
+                if items[idx].is_null() {
+                    items[idx] = fresh();
+                }
+                &mut items[idx]
+            }
+            (Value::Object(map), _) => map.entry(seg.clone()).or_insert_with(fresh),
+            _ => return,
+        };
     }
-    if let (Some(map), Some(last)) = (node.as_object_mut(), segments.last()) {
-        map.insert(last.clone(), value);
+    match (node, last.parse::<usize>()) {
+        (Value::Array(items), Ok(idx)) => {
+            if items.len() <= idx {
+                items.resize(idx + 1, Value::Null);
+            }
+            items[idx] = value;
+        }
+        (Value::Object(map), _) => {
+            map.insert(last.clone(), value);
+        }
+        _ => {}
+    }
+}
+
+/// Drops the holes (`null`s) that optional array elements left behind.
+fn compact_arrays(v: &mut Value) {
+    match v {
+        Value::Array(items) => {
+            items.retain(|x| !x.is_null());
+            items.iter_mut().for_each(compact_arrays);
+        }
+        Value::Object(map) => map.values_mut().for_each(compact_arrays),
+        _ => {}
     }
 }
 

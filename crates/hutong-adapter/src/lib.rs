@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod adapter;
+mod expr;
 mod payload;
 mod pseudonym;
 pub mod spec;

@@ -48,6 +48,9 @@ pub struct AdapterSpec {
 pub struct OutputSpec {
     /// Entity of the standard, e.g. `person`.
     pub entity: String,
+    /// A CEL condition over `src` (the payload): the record is produced only when true.
+    #[serde(default)]
+    pub when: Option<String>,
     /// How each target field is filled.
     pub field: Vec<FieldSpec>,
 }
@@ -58,18 +61,76 @@ pub struct OutputSpec {
 pub struct FieldSpec {
     /// JSON pointer into the canonical record, e.g. `/residence/division_code`.
     pub to: String,
-    /// Source field name (top-level key of the payload).
+    /// Source field name (top-level key of the payload), or several joined by `sep`.
     #[serde(default)]
-    pub from: Option<String>,
+    pub from: Option<Sources>,
+    /// Separator when `from` names several fields (default `,`).
+    #[serde(default)]
+    pub sep: Option<String>,
     /// A constant instead of a source field.
     #[serde(default)]
     pub value: Option<String>,
+    /// A CEL expression over `src` (the payload) and `meta` (source_id, revision, kind, department).
+    #[serde(default)]
+    pub expr: Option<String>,
+    /// A CEL condition: the field is filled only when true.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// JSON type of the result: `string` (default), `integer`, `number` or `boolean`.
+    #[serde(default, rename = "as")]
+    pub as_type: Option<ValueType>,
     /// Used when the source field is missing or blank.
     #[serde(default)]
     pub default: Option<String>,
     /// Applied in order to the source value.
     #[serde(default)]
     pub transforms: Vec<TransformSpec>,
+}
+
+/// One source field or several.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Sources {
+    /// One field.
+    One(String),
+    /// Several fields, joined by `sep`.
+    Many(Vec<String>),
+}
+
+impl Sources {
+    /// The field names.
+    pub fn names(&self) -> Vec<&str> {
+        match self {
+            Self::One(s) => vec![s.as_str()],
+            Self::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// The JSON type a field's value is converted to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ValueType {
+    /// A JSON string (default).
+    String,
+    /// A JSON integer.
+    Integer,
+    /// A JSON number.
+    Number,
+    /// `true`/`false` (also 是/否, 1/0, Y/N).
+    Boolean,
+}
+
+impl ValueType {
+    /// The JSON Schema `type` name.
+    pub fn schema_name(self) -> &'static str {
+        match self {
+            Self::String => "string",
+            Self::Integer => "integer",
+            Self::Number => "number",
+            Self::Boolean => "boolean",
+        }
+    }
 }
 
 /// A transform of a string value.
@@ -82,8 +143,13 @@ pub enum TransformSpec {
     Nfkc,
     /// Upper-case ASCII letters.
     Upper,
-    /// Parse a date in any of the given `chrono` formats; output `YYYY-MM-DD`.
+    /// Lower-case ASCII letters.
+    Lower,
+    /// Parse a date in any of the given `chrono` formats (or `excel` for a
+    /// spreadsheet serial day number); output `YYYY-MM-DD`.
     Date(Vec<String>),
+    /// Parse a date-time; output RFC 3339 with the offset of `timezone`.
+    Datetime(DatetimeSpec),
     /// Look the value up in a code list of the standard by code, name or alias.
     Code(CodeSpec),
     /// Map department codes to national codes.
@@ -92,6 +158,62 @@ pub enum TransformSpec {
     CitizenId(CitizenIdSpec),
     /// Replace the value with its keyed pseudonym (HMAC-SHA256, hex).
     Pseudonym,
+    /// The birth date (`YYYY-MM-DD`) embedded in an 18-character citizen ID.
+    IdBirthDate,
+    /// The GB/T 2261.1 sex code embedded in a citizen ID (odd sequence: 1, even: 2).
+    IdSex,
+    /// The 6-digit division code embedded in a citizen ID.
+    IdDivision,
+    /// Normalise a Chinese phone number: `+86`, spaces and dashes removed;
+    /// mobiles as 11 digits, landlines as `0AREA-NUMBER`.
+    Phone,
+    /// Convert a `lon,lat` pair from GCJ-02 (Chinese map apps) to WGS-84 and
+    /// keep one coordinate: `"lon"` or `"lat"`.
+    Gcj02ToWgs84(Coordinate),
+    /// Split on `sep` and keep part `index` (0-based).
+    Split(SplitSpec),
+    /// Replace every occurrence of `from` with `to`.
+    Replace(ReplaceSpec),
+}
+
+/// `datetime = { formats = ["%Y-%m-%d %H:%M:%S"], timezone = "+08:00" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DatetimeSpec {
+    /// `chrono` formats tried in order, or `excel`; a format with `%z` carries its own offset.
+    pub formats: Vec<String>,
+    /// The offset of local times without one, e.g. `+08:00` (China Standard Time).
+    pub timezone: String,
+}
+
+/// Which coordinate of a converted pair to keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Coordinate {
+    /// Longitude.
+    Lon,
+    /// Latitude.
+    Lat,
+}
+
+/// `split = { sep = ",", index = 0 }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SplitSpec {
+    /// Separator.
+    pub sep: String,
+    /// Which part to keep (0-based); a missing part yields no value.
+    pub index: usize,
+}
+
+/// `replace = { from = "（", to = "(" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ReplaceSpec {
+    /// Text to replace.
+    pub from: String,
+    /// Replacement.
+    pub to: String,
 }
 
 /// What to do with a value a code list or map does not know.

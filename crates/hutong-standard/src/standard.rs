@@ -190,8 +190,13 @@ impl Standard {
         let entity = self.entity(name)?;
         let (mut base, mut node) = self.deref(&entity.schema_id, &entity.schema)?;
         for seg in path {
-            let prop = node.get("properties")?.get(seg.as_ref())?;
-            (base, node) = self.deref(base, prop)?;
+            let seg = seg.as_ref();
+            // A numeric segment indexes an array: its schema is `items`.
+            let next = match (seg.parse::<usize>(), node.get("items")) {
+                (Ok(_), Some(items)) => items,
+                _ => node.get("properties")?.get(seg)?,
+            };
+            (base, node) = self.deref(base, next)?;
         }
         Some(node)
     }
