@@ -199,8 +199,9 @@ impl Field {
     }
 
     fn produce(&self, payload: &Value, ctx: &MapContext<'_>, scope: &Scope<'_>) -> Result<Option<Value>, Violation> {
-        let fail =
-            |rule: &str, msg: String| Violation::new(&self.to, rule, format!("source field {}: {msg}", self.source_name()));
+        let fail = |rule: &str, msg: String| {
+            Violation::new(&self.to, rule, format!("source field {}: {msg}", self.source_name()))
+        };
         if let Some(w) = &self.when {
             match w.test(scope) {
                 Ok(true) => {}
@@ -271,9 +272,8 @@ fn convert(value: &str, ty: ValueType) -> Result<Value, String> {
 
 fn build_field(f: FieldSpec, entity: &str, standard: &Standard) -> Result<Field, String> {
     let segments = parse_pointer(&f.to)?;
-    let target = standard
-        .property_schema(entity, &segments)
-        .ok_or_else(|| format!("target {} is not in the standard", f.to))?;
+    let target =
+        standard.property_schema(entity, &segments).ok_or_else(|| format!("target {} is not in the standard", f.to))?;
     let as_type = f.as_type.unwrap_or(ValueType::String);
     let accepted: Vec<&str> = match target.get("type") {
         Some(Value::String(t)) => vec![t.as_str()],
@@ -303,11 +303,26 @@ fn build_field(f: FieldSpec, entity: &str, standard: &Standard) -> Result<Field,
     };
     let expr = compile("expr", &f.expr)?;
     let when = compile("when", &f.when)?;
-    let transforms = f
+    let transforms: Vec<Transform> = f
         .transforms
         .into_iter()
         .map(|t| build_transform(t, standard).map_err(|e| format!("field {}: {e}", f.to)))
         .collect::<Result<_, _>>()?;
+    // A department code map must land inside the target's code list.
+    if let (Some(list_id), Some(Transform::Map { table, unknown })) =
+        (target.get("x-code-list").and_then(Value::as_str), transforms.last())
+    {
+        let list = standard.codes().get(list_id).ok_or_else(|| format!("unknown code list {list_id}"))?;
+        let mut outside: Vec<&str> = table.values().map(String::as_str).filter(|c| !list.contains(c)).collect();
+        if let crate::spec::UnknownPolicy::Other(c) = unknown
+            && !list.contains(c)
+        {
+            outside.push(c);
+        }
+        if !outside.is_empty() {
+            return Err(format!("field {}: map yields {outside:?}, not codes of {list_id}", f.to));
+        }
+    }
     Ok(Field {
         to: f.to,
         segments,

@@ -4,7 +4,7 @@
 
 use std::{cell::OnceCell, sync::Arc};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use crate::MapContext;
 
@@ -78,14 +78,30 @@ impl<'a> Scope<'a> {
         self.context
             .get_or_init(|| {
                 let mut c = cel::Context::default();
-                let src = cel::to_value(self.payload).map_err(|e| format!("payload as CEL: {e}"))?;
-                let meta = cel::to_value(&self.meta).map_err(|e| format!("meta as CEL: {e}"))?;
-                c.add_variable_from_value("src", src);
-                c.add_variable_from_value("meta", meta);
+                c.add_variable_from_value("src", to_cel(self.payload));
+                c.add_variable_from_value("meta", to_cel(&self.meta));
                 Ok(c)
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+}
+
+/// JSON → CEL with integers as `int` (CEL does not mix `int` and `uint`, and
+/// people write `src.AGE >= 60`, not `60u`).
+fn to_cel(v: &Value) -> cel::Value {
+    match v {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Number(n) => match n.as_i64() {
+            Some(i) => cel::Value::Int(i),
+            None => cel::Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => cel::Value::String(Arc::new(s.clone())),
+        Value::Array(items) => items.iter().map(to_cel).collect::<Vec<_>>().into(),
+        Value::Object(map) => {
+            map.iter().map(|(k, v)| (k.clone(), to_cel(v))).collect::<std::collections::HashMap<_, _>>().into()
+        }
     }
 }
 

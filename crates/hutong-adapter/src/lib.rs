@@ -9,6 +9,7 @@
 
 mod adapter;
 mod expr;
+pub mod golden;
 mod payload;
 mod pseudonym;
 pub mod spec;

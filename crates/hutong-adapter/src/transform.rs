@@ -1,7 +1,7 @@
 //! The runtime form of transforms: a source string in, a string or a failure out.
 
 use chrono::{DateTime, Duration, FixedOffset, NaiveDate, NaiveDateTime, SecondsFormat};
-use hutong_standard::{checks, CodeList};
+use hutong_standard::{CodeList, checks};
 use unicode_normalization::UnicodeNormalization;
 
 use crate::{
@@ -66,9 +66,10 @@ impl Transform {
                         Legacy15Policy::Convert => checks::gb11643_from_legacy15(&value)
                             .map(Some)
                             .ok_or(("adapter:citizen-id", "cannot convert legacy number".to_owned())),
-                        Legacy15Policy::Reject => {
-                            Err(("adapter:citizen-id", "legacy 15-digit citizen ID; this adapter rejects them".to_owned()))
-                        }
+                        Legacy15Policy::Reject => Err((
+                            "adapter:citizen-id",
+                            "legacy 15-digit citizen ID; this adapter rejects them".to_owned(),
+                        )),
                     };
                 }
                 some(value)
@@ -120,11 +121,7 @@ fn excel_serial(value: &str) -> Option<NaiveDateTime> {
 
 pub(crate) fn parse_date(value: &str, formats: &[String]) -> Option<NaiveDate> {
     formats.iter().find_map(|f| {
-        if f == "excel" {
-            excel_serial(value).map(|t| t.date())
-        } else {
-            NaiveDate::parse_from_str(value, f).ok()
-        }
+        if f == "excel" { excel_serial(value).map(|t| t.date()) } else { NaiveDate::parse_from_str(value, f).ok() }
     })
 }
 

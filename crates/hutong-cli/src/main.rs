@@ -1,5 +1,6 @@
 //! `hutong`: the Hutong (互通) gateway and its tools.
 
+mod adapter_cmd;
 mod config;
 mod ingest;
 mod records;
@@ -31,6 +32,9 @@ enum Command {
     /// Dry run of an NDJSON export through adapter and standard, without Kafka:
     /// one JSON line per record; exit status 1 if any record is rejected.
     Validate(validate::ValidateArgs),
+    /// Department adapters: static checks and golden fixtures, without Kafka.
+    #[command(subcommand)]
+    Adapter(adapter_cmd::AdapterCommand),
     /// The unified data standard: render its reference for people.
     #[command(subcommand)]
     Standard(StandardCommand),
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
             Command::Tail(args) => tail::run(args).await,
             Command::Validate(args) => validate::run(args),
             Command::Health(args) => health(args).await,
+            Command::Adapter(cmd) => adapter_cmd::run(cmd),
             Command::Standard(StandardCommand::Docs { schemas, out }) => standard_docs(&schemas, out.as_deref()),
         }
     });

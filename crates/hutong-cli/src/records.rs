@@ -35,7 +35,7 @@ pub(crate) fn read_ndjson(path: &Path, kind: &str, id_field: Option<&str>) -> an
         let number = i + 1;
         let fallback_id = format!("{name}:{number}");
         let record = match serde_json::from_slice::<Value>(raw) {
-            Ok(Value::Object(obj)) if obj.contains_key("payload") => {
+            Ok(Value::Object(obj)) if obj.contains_key("payload") || obj.contains_key("payload_base64") => {
                 wrapper(obj, kind, &fallback_id).with_context(|| format!("{}:{number}", path.display()))?
             }
             Ok(v) => {
@@ -87,6 +87,21 @@ fn wrapper(mut obj: serde_json::Map<String, Value>, kind: &str, fallback_id: &st
         None => None,
     };
     let charset = obj.get("charset").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if let Some(b64) = obj.remove("payload_base64") {
+        // Legacy exports (GBK/GB18030) travel as their original bytes.
+        use base64::Engine as _;
+        let text = b64.as_str().context("payload_base64 must be a string")?;
+        let payload = base64::engine::general_purpose::STANDARD.decode(text).context("payload_base64 is not base64")?;
+        return Ok(SourceRecord {
+            kind: kind.to_owned(),
+            source_id,
+            revision,
+            op: op as i32,
+            occurred_at,
+            payload,
+            charset,
+        });
+    }
     let payload = match obj.remove("payload") {
         // A string payload is sent as its bytes (e.g. a CSV-turned-JSON text).
         Some(Value::String(s)) => s.into_bytes(),

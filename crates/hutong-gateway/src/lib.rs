@@ -6,11 +6,13 @@
 mod config;
 mod identity;
 mod pipeline;
+mod reload;
 mod server;
 mod service;
 
 pub use config::{GatewayConfig, LimitsConfig, PseudonymConfig};
 pub use identity::{DEPARTMENT_HEADER, department_from_request};
 pub use pipeline::{Outcome, Pipeline, Prepared};
+pub use reload::{ReloadStatus, Reloader, WatchGuard};
 pub use server::{GatewayError, serve, serve_on};
 pub use service::IngestService;

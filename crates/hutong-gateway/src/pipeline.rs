@@ -97,7 +97,8 @@ impl Pipeline {
             )]);
         };
         let payload = decode_payload(&rec.payload, &rec.charset, self.limits).map_err(|v| vec![v])?;
-        let canonical = adapter.map(&payload, &MapContext { key: &self.key, source_id: &rec.source_id, revision: rec.revision })?;
+        let canonical =
+            adapter.map(&payload, &MapContext { key: &self.key, source_id: &rec.source_id, revision: rec.revision })?;
         let time = rec.occurred_at.as_ref().and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
         let mut violations = Vec::new();
         let mut out = Vec::with_capacity(canonical.len());

@@ -1,15 +1,15 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
-use hutong_adapter::{AdapterError, Adapters, PseudonymKey};
+use hutong_adapter::{AdapterError, PseudonymKey};
 use hutong_bus::{BusError, KafkaPublisher, Publisher, ensure_topics};
 use hutong_proto::v1::ingest_server::IngestServer;
-use hutong_standard::{Standard, StandardError};
+use hutong_standard::StandardError;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{codec::CompressionEncoding, transport::Server};
 use tracing::{info, warn};
 
-use crate::{GatewayConfig, IngestService, Pipeline, PseudonymConfig};
+use crate::{GatewayConfig, IngestService, PseudonymConfig, Reloader};
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -50,20 +50,13 @@ impl PseudonymConfig {
     }
 }
 
-impl Pipeline {
-    /// Loads the standard and adapters of `config` and the pseudonym key.
-    pub fn from_config(config: &GatewayConfig) -> Result<Self, GatewayError> {
-        let standard = Arc::new(Standard::load(&config.schemas_dir)?);
-        let adapters = Arc::new(Adapters::load(&config.schemas_dir.join("departments"), &standard)?);
-        let key = config.pseudonym.load_key()?;
-        Ok(Self::new(standard, adapters, key, config.kafka.topics(), config.limits.payload()))
-    }
-}
-
 /// Runs the gateway of `config` until `shutdown` resolves, then finishes the
 /// requests in flight and flushes the producer.
 pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + Send) -> Result<(), GatewayError> {
-    let pipeline = Arc::new(Pipeline::from_config(&config)?);
+    let key = config.pseudonym.load_key()?;
+    let reloader =
+        Arc::new(Reloader::new(config.schemas_dir.clone(), key, config.kafka.topics(), config.limits.payload())?);
+    let pipeline = reloader.current();
     info!(
         entities = pipeline.standard().entities().count(),
         adapters = pipeline.adapters().iter().count(),
@@ -73,13 +66,24 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     if config.kafka.create_topics {
         ensure_topics(&config.kafka, &pipeline.topics()).await?;
     }
+    let kafka = config.kafka.clone();
+    let _watch = reloader.watch(move |p| {
+        if kafka.create_topics {
+            let kafka = kafka.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ensure_topics(&kafka, &p.topics()).await {
+                    warn!(error = %e, "creating topics of the reloaded standard");
+                }
+            });
+        }
+    })?;
     let producer = KafkaPublisher::new(&config.kafka)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .map_err(|e| GatewayError::Transport(format!("binding {}: {e}", config.listen)))?;
     info!(addr = %config.listen, brokers = %config.kafka.bootstrap_servers, "gateway listening");
     let publisher: Arc<dyn Publisher> = Arc::new(producer.clone());
-    serve_on(listener, pipeline, publisher, &config, shutdown).await?;
+    serve_on(listener, reloader, publisher, &config, shutdown).await?;
     info!("flushing producer");
     if let Err(e) = producer.flush(Duration::from_millis(config.kafka.message_timeout_ms)) {
         warn!(error = %e, "producer flush incomplete");
@@ -90,13 +94,13 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
 /// Serves the ingest service (with health and reflection) on `listener`.
 pub async fn serve_on(
     listener: TcpListener,
-    pipeline: Arc<Pipeline>,
+    pipelines: Arc<Reloader>,
     publisher: Arc<dyn Publisher>,
     config: &GatewayConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
     let transport = |e: &dyn std::fmt::Display| GatewayError::Transport(e.to_string());
-    let ingest = IngestServer::new(IngestService::new(pipeline, publisher, config.limits.max_records_per_batch))
+    let ingest = IngestServer::new(IngestService::new(pipelines, publisher, config.limits.max_records_per_batch))
         .max_decoding_message_size(config.limits.max_message_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);

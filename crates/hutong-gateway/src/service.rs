@@ -10,7 +10,7 @@ use hutong_proto::v1::{
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
-use crate::{Outcome, Pipeline, department_from_request};
+use crate::{Outcome, Reloader, department_from_request};
 
 /// Requests of one stream processed at once (their answers keep request order).
 const STREAM_CONCURRENCY: usize = 8;
@@ -18,7 +18,7 @@ const STREAM_CONCURRENCY: usize = 8;
 /// The `hutong.v1.Ingest` service.
 #[derive(Clone)]
 pub struct IngestService {
-    pipeline: Arc<Pipeline>,
+    pipelines: Arc<Reloader>,
     publisher: Arc<dyn Publisher>,
     max_records: usize,
 }
@@ -31,8 +31,8 @@ impl std::fmt::Debug for IngestService {
 
 impl IngestService {
     /// A service publishing through `publisher`, accepting at most `max_records` per request.
-    pub fn new(pipeline: Arc<Pipeline>, publisher: Arc<dyn Publisher>, max_records: usize) -> Self {
-        Self { pipeline, publisher, max_records }
+    pub fn new(pipelines: Arc<Reloader>, publisher: Arc<dyn Publisher>, max_records: usize) -> Self {
+        Self { pipelines, publisher, max_records }
     }
 
     /// Handles one batch: every record prepared, every message published
@@ -46,8 +46,10 @@ impl IngestService {
             )));
         }
         let received = Utc::now();
+        // The whole batch runs on the pipeline current at its start, even if a reload lands meanwhile.
+        let pipeline = self.pipelines.current();
         let futures = req.records.iter().enumerate().map(|(index, rec)| {
-            let outcome = self.pipeline.prepare(department, rec, received);
+            let outcome = pipeline.prepare(department, rec, received);
             self.publish_record(index, rec, outcome)
         });
         let results = try_join_all(futures).await.map_err(|e| {

@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use hutong_adapter::{Adapters, PseudonymKey};
 use hutong_bus::{BusConfig, KafkaPublisher, Publisher};
-use hutong_gateway::{DEPARTMENT_HEADER, GatewayConfig, Pipeline, serve_on};
+use hutong_gateway::{DEPARTMENT_HEADER, GatewayConfig, Pipeline, Reloader, serve_on};
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use hutong_standard::Standard;
 use rdkafka::{
@@ -44,14 +44,15 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
     let standard = Arc::new(Standard::load(&schemas())?);
     let adapters = Arc::new(Adapters::load(&schemas().join("departments"), &standard)?);
     let key = PseudonymKey::new(b"mock-cluster-test-key".to_vec()).unwrap();
-    let pipeline = Arc::new(Pipeline::new(standard, adapters, key, bus.topics(), config.limits.payload()));
+    let pipeline = Pipeline::new(standard, adapters, key.clone(), bus.topics(), config.limits.payload());
+    let pipelines = Arc::new(Reloader::fixed(pipeline, schemas(), key));
     let publisher: Arc<dyn Publisher> = Arc::new(KafkaPublisher::new(&bus)?);
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        serve_on(listener, pipeline, publisher, &config, async {
+        serve_on(listener, pipelines, publisher, &config, async {
             let _ = stop_rx.await;
         })
         .await

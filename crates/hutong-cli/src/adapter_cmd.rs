@@ -1,0 +1,99 @@
+//! `hutong adapter check|test`: the admin's tools for adapters, without Kafka.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use hutong_adapter::{Adapter, Adapters, golden};
+use hutong_standard::Standard;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum AdapterCommand {
+    /// Static checks: parse every adapter (or the one at PATH) and check it
+    /// against the standard: targets exist with compatible types, required
+    /// fields covered, code lists and maps valid, CEL compiles.
+    Check(Target),
+    /// Run the golden fixtures (schemas/departments/<dept>/fixtures/<kind>/*.json)
+    /// through adapter and standard; a readable diff for each failure.
+    Test(Target),
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Target {
+    /// An adapter file, a department folder, or nothing for every adapter.
+    path: Option<PathBuf>,
+    /// The `schemas/` folder.
+    #[arg(long, default_value = "schemas")]
+    schemas: PathBuf,
+}
+
+fn select(target: &Target, standard: &Standard) -> anyhow::Result<Vec<Adapter>> {
+    if let Some(p) = &target.path
+        && p.extension().is_some_and(|x| x == "toml")
+    {
+        return Ok(vec![Adapter::load(p, standard)?]);
+    }
+    let all = Adapters::load(&target.schemas.join("departments"), standard)?;
+    let wanted = target.path.as_deref().map(canonical);
+    let chosen: Vec<Adapter> =
+        all.iter().filter(|a| wanted.as_ref().is_none_or(|w| canonical(&a.path).starts_with(w))).cloned().collect();
+    anyhow::ensure!(
+        !chosen.is_empty(),
+        "no adapter under {}",
+        target.path.as_deref().unwrap_or(Path::new("?")).display()
+    );
+    Ok(chosen)
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_owned())
+}
+
+pub(crate) fn run(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AdapterCommand::Check(t) => {
+            let standard = Standard::load(&t.schemas)?;
+            let adapters = select(&t, &standard)?;
+            for a in &adapters {
+                let entities: Vec<&str> = a.entities().collect();
+                println!("ok    {}/{} → {}  ({})", a.department, a.kind, entities.join(", "), a.path.display());
+            }
+            println!("{} adapter(s) pass the static checks", adapters.len());
+            Ok(ExitCode::SUCCESS)
+        }
+        AdapterCommand::Test(t) => {
+            let standard = Standard::load(&t.schemas)?;
+            let (mut passed, mut failed) = (0usize, 0usize);
+            for a in select(&t, &standard)? {
+                let results = match golden::run_fixtures(&a, &standard) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        failed += 1;
+                        println!("FAIL  {}/{}: {e}", a.department, a.kind);
+                        continue;
+                    }
+                };
+                for r in results {
+                    let name = r.path.file_name().and_then(|n| n.to_str()).unwrap_or("?");
+                    match r.failure {
+                        None => {
+                            passed += 1;
+                            println!("ok    {}/{} {name}  {}", a.department, a.kind, r.description);
+                        }
+                        Some(f) => {
+                            failed += 1;
+                            println!("FAIL  {}/{} {name}  {}\n{}", a.department, a.kind, r.description, indent(&f));
+                        }
+                    }
+                }
+            }
+            println!("{passed} passed, {failed} failed");
+            Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+    }
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("      {l}")).collect::<Vec<_>>().join("\n")
+}
