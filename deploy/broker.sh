@@ -62,8 +62,11 @@ start() {
 stop() {
   if [ -f "$STATE/broker.pid" ] && kill "$(cat "$STATE/broker.pid")" 2>/dev/null; then
     log "broker stopped"
+  elif pkill -f "tansu broker --listener-url tcp://127.0.0.1:$PORT " 2>/dev/null; then
+    log "broker stopped (no pid file; matched by its command line)"
   fi
   rm -f "$STATE/broker.pid"
+  for _ in $(seq 1 50); do listening || break; sleep 0.1; done
 }
 
 case "${1:-}" in

@@ -35,10 +35,28 @@ SAMPLE=schemas/departments/gongan/samples/household_registration.ndjson
 step "公安 submits its household-registration export: $SAMPLE"
 "$HUTONG" ingest --department gongan --kind household_registration "$SAMPLE"
 
-step "published on hutong.person.v1 (as any Kafka consumer sees them)"
-"$HUTONG" tail hutong.person.v1 --from-beginning --idle-timeout 5
+step "the eight other departments submit theirs (民政 卫健 人社 司法 信访 12345 网格 市场监管)"
+for f in schemas/departments/*/samples/*.ndjson; do
+  dept=$(basename "$(dirname "$(dirname "$f")")"); kind=$(basename "$f" .ndjson)
+  [ "$dept" = gongan ] && continue
+  "$HUTONG" ingest --quiet --department "$dept" --kind "$kind" "$f"
+done
 
-step "rejected, on hutong.dlq.v1 with the original payload and the reasons"
-"$HUTONG" tail hutong.dlq.v1 --from-beginning --idle-timeout 5
+step "published on hutong.person.v1 (as any Kafka consumer sees them; first 3)"
+"$HUTONG" tail hutong.person.v1 --from-beginning --max 3 --idle-timeout 5
+
+step "a governance event on hutong.event.v1 (矛盾纠纷, 信访, 12345, 网格 patrols; first 2)"
+"$HUTONG" tail hutong.event.v1 --from-beginning --max 2 --idle-timeout 5
+
+step "rejected, on hutong.dlq.v1 with the original payload and the reasons (first 3)"
+"$HUTONG" tail hutong.dlq.v1 --from-beginning --max 3 --idle-timeout 5
+
+step "how many records each topic holds now"
+for t in person household building organization grid event service_request service_resource dlq; do
+  printf '  %-28s ' "hutong.$t.v1"; "$HUTONG" tail "hutong.$t.v1" --from-beginning --idle-timeout 3 --json 2>/dev/null | wc -l
+done
+
+step "the schema registry (Confluent-compatible REST) serves the standard behind every topic"
+curl -s http://127.0.0.1:8081/subjects; echo
 
 step "done: the gateway and the broker stop now (deploy/broker.sh start keeps a broker running)"

@@ -10,6 +10,17 @@ source deploy/prereqs.sh
 deploy/broker.sh install
 export TANSU_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 
+# An independent Confluent client (Python confluent-kafka) checks the schema
+# registry in the end-to-end tests.
+VENV="$ROOT/.hutong/venv"
+if ! "$VENV/bin/python" -c 'import confluent_kafka.schema_registry' >/dev/null 2>&1; then
+  echo "[test] installing confluent-kafka[schemaregistry] into .hutong/venv" >&2
+  mkdir -p "$ROOT/.hutong"
+  python3 -m venv "$VENV" || { apt-get install -y -qq python3-venv && python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q "confluent-kafka[schemaregistry]==2.16.1"
+fi
+export HUTONG_PYTHON="$VENV/bin/python"
+
 echo "[test] building the workspace once (binaries and tests)" >&2
 cargo build --workspace --all-targets --locked
 export HUTONG_BIN="$ROOT/target/debug/hutong"

@@ -166,6 +166,8 @@ pub struct Gateway {
     pub process: Process,
     /// `http://127.0.0.1:PORT`.
     pub endpoint: String,
+    /// The schema registry's base URL, `http://127.0.0.1:PORT`.
+    pub registry_url: String,
     /// Its config dir.
     pub dir: tempfile::TempDir,
 }
@@ -175,11 +177,14 @@ impl Gateway {
     pub async fn start(bootstrap: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
+        let registry_port = free_port();
+        let registry_url = format!("http://127.0.0.1:{registry_port}");
         let config = dir.path().join("hutong.toml");
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\nschemas-dir = {:?}\n\n[kafka]\nbootstrap-servers = \"{bootstrap}\"\n",
+                "listen = \"127.0.0.1:{port}\"\nschemas-dir = {:?}\n\n[kafka]\nbootstrap-servers = \"{bootstrap}\"\n\n\
+                 [registry]\nlisten = \"127.0.0.1:{registry_port}\"\npublic-url = \"{registry_url}\"\n",
                 repo_root().join("schemas")
             ),
         )?;
@@ -199,7 +204,7 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(Self { process, endpoint, dir })
+        Ok(Self { process, endpoint, registry_url, dir })
     }
 
     /// The gateway's log so far.

@@ -66,3 +66,80 @@ fn bad_config_and_unknown_kind_get_clear_errors() -> anyhow::Result<()> {
     assert_eq!(line["violations"][0]["rule"], "record:kind");
     Ok(())
 }
+
+#[test]
+fn schema_lint_passes_and_registry_is_in_sync() -> anyhow::Result<()> {
+    let out = hutong(&["schema", "lint"])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains(": 0 issue(s)"), "{stdout}");
+    Ok(())
+}
+
+#[test]
+fn schema_compat_exit_codes_follow_the_contract() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let write = |name: &str, v: serde_json::Value| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, v.to_string()).unwrap();
+        p.to_str().unwrap().to_owned()
+    };
+    let old = write(
+        "old.json",
+        serde_json::json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": false}),
+    );
+    let added = write(
+        "added.json",
+        serde_json::json!({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "additionalProperties": false}),
+    );
+    let narrowed = write(
+        "narrowed.json",
+        serde_json::json!({"type": "object", "properties": {"a": {"type": "string", "maxLength": 3}}, "additionalProperties": false}),
+    );
+    let bad = write("bad.json", serde_json::json!(null));
+    std::fs::write(dir.path().join("bad.json"), "{ not json")?;
+
+    let out = hutong(&["schema", "compat", &old, &added])?;
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = hutong(&["schema", "compat", &old, &narrowed])?;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("MAX_LENGTH_ADDED #/properties/a/maxLength"));
+    // FORWARD is the same check with the two swapped.
+    let out = hutong(&["schema", "compat", &narrowed, &old, "--mode", "forward"])?;
+    assert_eq!(out.status.code(), Some(1));
+    let out = hutong(&["schema", "compat", &old, &bad])?;
+    assert_eq!(out.status.code(), Some(2));
+    let out = hutong(&["schema", "diff", &old, &narrowed])?;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("field `a`"), "{}", String::from_utf8_lossy(&out.stdout));
+    Ok(())
+}
+
+#[test]
+fn an_incompatible_change_to_the_standard_is_refused_with_its_changes() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let schemas = dir.path().join("schemas");
+    copy_dir(&repo_root().join("schemas"), &schemas);
+    let person = schemas.join("standard/v1/person.json");
+    let text = std::fs::read_to_string(&person)?.replacen("\"maxLength\": 64", "\"maxLength\": 32", 1);
+    std::fs::write(&person, text)?;
+    let before = std::fs::read_to_string(schemas.join("registry/registry.json"))?;
+    let out = hutong(&["schema", "register", "--schemas", schemas.to_str().unwrap()])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("hutong.person.v1-value: refused"), "{stdout}");
+    assert!(stdout.contains("MAX_LENGTH_DECREASED"), "{stdout}");
+    assert_eq!(std::fs::read_to_string(schemas.join("registry/registry.json"))?, before, "nothing written");
+    // lint sees the unregistered schema too.
+    let out = hutong(&["schema", "lint", "--schemas", schemas.to_str().unwrap()])?;
+    assert_eq!(out.status.code(), Some(1));
+    Ok(())
+}
+
+fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let p = entry.unwrap().path();
+        let to = dst.join(p.file_name().unwrap());
+        if p.is_dir() { copy_dir(&p, &to) } else { std::fs::copy(&p, &to).map(|_| ()).unwrap() }
+    }
+}

@@ -10,8 +10,6 @@ use hutong_tests::{Broker, Gateway, consume, expected_person_key, repo_root};
 use serde_json::{Value, json};
 use tonic::Request;
 
-const PERSON_SCHEMA_ID: &str = "https://schemas.hutong.dev/standard/v1/person.json";
-
 fn sample() -> anyhow::Result<Vec<(SourceRecord, Value)>> {
     let path = repo_root().join("schemas/departments/gongan/samples/household_registration.ndjson");
     let mut out = Vec::new();
@@ -35,6 +33,14 @@ fn request<T>(body: T, department: &str) -> Request<T> {
     let mut r = Request::new(body);
     r.metadata_mut().insert("x-hutong-department", department.parse().unwrap());
     r
+}
+
+/// Global id of the latest person schema, as `schemas/registry/registry.json` says.
+fn person_schema_id() -> u64 {
+    let text = std::fs::read_to_string(repo_root().join("schemas/registry/registry.json")).unwrap();
+    let reg: Value = serde_json::from_str(&text).unwrap();
+    let versions = reg["subjects"]["hutong.person.v1-value"]["versions"].as_array().unwrap();
+    versions.last().unwrap()["id"].as_u64().unwrap()
 }
 
 const REJECTED: [&str; 3] = ["HJ2024900", "HJ2024901", "HJ2024902"];
@@ -102,7 +108,7 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
         assert_eq!(h["ce_source"], "/departments/gongan/household_registration");
         assert_eq!(h["ce_type"], "cn.hutong.person.upsert");
         assert_eq!(h["ce_subject"], key);
-        assert_eq!(h["ce_dataschema"], PERSON_SCHEMA_ID);
+        assert_eq!(h["ce_dataschema"], format!("{}/schemas/ids/{}", gateway.registry_url, person_schema_id()));
         assert_eq!(h["content-type"], "application/json");
         assert!(chrono_like(&h["ce_time"]), "ce_time {:?}", h["ce_time"]);
         // The canonical value: names trimmed and normalised, codes national.
@@ -137,6 +143,21 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
         assert_eq!(m.headers["ce_type"], "cn.hutong.dlq.rejected");
         assert_eq!(m.headers["ce_id"], by_id[id].receipts[0].event_id);
     }
+
+    // A Confluent client (Python confluent-kafka) lists subjects and fetches
+    // schemas from the running gateway, and ce_dataschema resolves there.
+    let python = std::env::var("HUTONG_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let out = std::process::Command::new(&python)
+        .arg(repo_root().join("tests/python/registry_client.py"))
+        .arg(&gateway.registry_url)
+        .arg(&persons[0].headers["ce_dataschema"])
+        .output()?;
+    assert!(
+        out.status.success(),
+        "the Confluent client disagrees (needs `confluent-kafka[schemaregistry]` for {python}; deploy/test.sh installs it):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // No raw citizen ID in the gateway's log, even at debug level.
     let log = gateway.log();
@@ -226,5 +247,74 @@ async fn gateway_stops_gracefully_on_sigterm() -> anyhow::Result<()> {
     let status = gateway.process.terminate()?;
     assert!(status.success(), "exit status {status}; log:\n{}", gateway.log());
     assert!(gateway.log().contains("gateway stopped"));
+    Ok(())
+}
+
+/// Every department's sample export flows through the running gateway as
+/// that department: what the dry run accepts is published on the standard
+/// topics, and every record it rejects lands in the dead-letter topic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let gateway = Gateway::start(&broker.bootstrap).await?;
+    let mut samples: Vec<std::path::PathBuf> = Vec::new();
+    for dept in std::fs::read_dir(repo_root().join("schemas/departments"))? {
+        let dir = dept?.path().join("samples");
+        for f in std::fs::read_dir(&dir).into_iter().flatten() {
+            samples.push(f?.path());
+        }
+    }
+    samples.sort();
+    assert!(samples.len() >= 10, "samples of nine departments: {samples:?}");
+    let bin = hutong_tests::hutong_bin()?;
+    let mut departments = std::collections::BTreeSet::new();
+    let (mut rejected, mut per_topic) = (0usize, BTreeMap::<String, usize>::new());
+    for sample in &samples {
+        let dept = sample.parent().unwrap().parent().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
+        let kind = sample.file_stem().unwrap().to_str().unwrap().to_owned();
+        departments.insert(dept.clone());
+        let run = |args: &[&str]| {
+            std::process::Command::new(&bin)
+                .args(args)
+                .current_dir(repo_root())
+                .env("HUTONG_PSEUDONYM_KEY", hutong_tests::TEST_KEY)
+                .output()
+        };
+        let path = sample.to_str().unwrap();
+        let dry = run(&["validate", "-d", &dept, "-k", &kind, path])?;
+        let live = run(&["ingest", "-d", &dept, "-k", &kind, "--addr", &gateway.endpoint, "--json", path])?;
+        assert!(live.status.success(), "{dept}/{kind}: {}", String::from_utf8_lossy(&live.stderr));
+        let dry: Vec<Value> =
+            String::from_utf8(dry.stdout)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+        let live: Vec<Value> =
+            String::from_utf8(live.stdout)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+        assert_eq!(dry.len(), live.len(), "{dept}/{kind}");
+        let mut kind_rejects = 0;
+        for (d, l) in dry.iter().zip(&live) {
+            let expected = if d["status"] == "VALID" { "PUBLISHED" } else { "REJECTED" };
+            assert_eq!(l["status"], expected, "{dept}/{kind} line {}: {l}", l["line"]);
+            if expected == "REJECTED" {
+                kind_rejects += 1;
+                assert_eq!(l["receipts"][0]["topic"], "hutong.dlq.v1");
+            } else {
+                for (rec, receipt) in d["records"].as_array().unwrap().iter().zip(l["receipts"].as_array().unwrap()) {
+                    assert_eq!(rec["topic"], receipt["topic"]);
+                    assert_eq!(rec["event_id"], receipt["event_id"]);
+                    *per_topic.entry(rec["topic"].as_str().unwrap().to_owned()).or_default() += 1;
+                }
+            }
+        }
+        assert!(kind_rejects >= 1, "{dept}/{kind}: the sample holds records that must be rejected");
+        rejected += kind_rejects;
+    }
+    assert_eq!(departments.len(), 9, "{departments:?}");
+    // What an independent consumer sees on each topic.
+    for (topic, n) in &per_topic {
+        let got = consume(&broker.bootstrap, topic, *n, Duration::from_secs(30))?;
+        assert_eq!(got.len(), *n, "{topic}");
+    }
+    let dlq = consume(&broker.bootstrap, "hutong.dlq.v1", rejected, Duration::from_secs(30))?;
+    assert_eq!(dlq.len(), rejected);
+    println!("published per topic: {per_topic:?}; rejected into the DLQ: {rejected}");
     Ok(())
 }

@@ -255,13 +255,17 @@ fn convert(value: &str, ty: ValueType) -> Result<Value, String> {
         ValueType::Integer => {
             value.trim().parse::<i64>().map(Value::from).map_err(|_| format!("{value:?} is not an integer"))
         }
-        ValueType::Number => value
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(Value::Number)
-            .ok_or_else(|| format!("{value:?} is not a number")),
+        // Integral values stay integers (8, not 8.0), as a person would write them.
+        ValueType::Number => match value.trim().parse::<i64>() {
+            Ok(i) => Ok(Value::from(i)),
+            Err(_) => value
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map(Value::Number)
+                .ok_or_else(|| format!("{value:?} is not a number")),
+        },
         ValueType::Boolean => match value.trim() {
             "true" | "1" | "是" | "Y" | "y" | "TRUE" | "True" => Ok(Value::Bool(true)),
             "false" | "0" | "否" | "N" | "n" | "FALSE" | "False" => Ok(Value::Bool(false)),

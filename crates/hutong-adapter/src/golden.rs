@@ -176,3 +176,64 @@ fn diff(want: &[Value], got: &[Value]) -> String {
     let d = similar::TextDiff::from_lines(&w, &g);
     format!("records differ (- expected, + got):\n{}", d.unified_diff().context_radius(3))
 }
+
+/// One adapter file's standing against a standard: its static checks and fixtures.
+#[derive(Debug)]
+pub struct Standing {
+    /// The adapter file.
+    pub path: PathBuf,
+    /// `department/kind` when it loaded.
+    pub name: Option<String>,
+    /// Static-check error, if it does not load.
+    pub check_error: Option<String>,
+    /// Fixtures that fail, with why.
+    pub failing_fixtures: Vec<String>,
+    /// Fixtures run.
+    pub fixtures: usize,
+}
+
+impl Standing {
+    /// Whether the adapter loads and all its fixtures pass.
+    pub fn is_ok(&self) -> bool {
+        self.check_error.is_none() && self.failing_fixtures.is_empty()
+    }
+}
+
+/// Checks every adapter file under `departments` one by one against
+/// `standard` (one broken file does not hide the others): what a schema
+/// change does to the adapters.
+pub fn standing(departments: &Path, standard: &Standard) -> Vec<Standing> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(departments)
+        .into_iter()
+        .flatten()
+        .filter_map(|d| d.ok().map(|d| d.path()))
+        .filter(|d| d.is_dir())
+        .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().filter_map(|f| f.ok().map(|f| f.path())))
+        .filter(|f| f.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| match Adapter::load(&path, standard) {
+            Err(e) => {
+                Standing { path, name: None, check_error: Some(e.to_string()), failing_fixtures: vec![], fixtures: 0 }
+            }
+            Ok(a) => {
+                let name = Some(format!("{}/{}", a.department, a.kind));
+                match run_fixtures(&a, standard) {
+                    Err(e) => Standing { path, name, check_error: None, failing_fixtures: vec![e], fixtures: 0 },
+                    Ok(results) => Standing {
+                        path,
+                        name,
+                        check_error: None,
+                        fixtures: results.len(),
+                        failing_fixtures: results
+                            .into_iter()
+                            .filter_map(|r| r.failure.map(|f| format!("{}: {f}", r.path.display())))
+                            .collect(),
+                    },
+                }
+            }
+        })
+        .collect()
+}

@@ -35,6 +35,9 @@ pub(crate) struct IngestArgs {
     /// Print one JSON line per record instead of the summary.
     #[arg(long)]
     json: bool,
+    /// Print only the summary line.
+    #[arg(long, short, conflicts_with = "json")]
+    quiet: bool,
 }
 
 pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
@@ -119,6 +122,9 @@ fn print_summary(args: &IngestArgs, lines: &[Line], results: &[RecordResult]) {
         count(Status::Rejected),
         count(Status::Duplicate),
     );
+    if args.quiet {
+        return;
+    }
     for (line, r) in lines.iter().zip(results) {
         let receipts: Vec<String> =
             r.receipts.iter().map(|x| format!("{}[{}]@{}", x.topic, x.partition, x.offset)).collect();

@@ -4,6 +4,7 @@ mod adapter_cmd;
 mod config;
 mod ingest;
 mod records;
+mod schema_cmd;
 mod tail;
 mod validate;
 
@@ -35,6 +36,9 @@ enum Command {
     /// Department adapters: static checks and golden fixtures, without Kafka.
     #[command(subcommand)]
     Adapter(adapter_cmd::AdapterCommand),
+    /// Schema governance: compatibility, diff, lint, register, impact.
+    #[command(subcommand)]
+    Schema(schema_cmd::SchemaCommand),
     /// The unified data standard: render its reference for people.
     #[command(subcommand)]
     Standard(StandardCommand),
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
             Command::Validate(args) => validate::run(args),
             Command::Health(args) => health(args).await,
             Command::Adapter(cmd) => adapter_cmd::run(cmd),
+            Command::Schema(cmd) => schema_cmd::run(cmd),
             Command::Standard(StandardCommand::Docs { schemas, out }) => standard_docs(&schemas, out.as_deref()),
         }
     });
@@ -183,4 +188,15 @@ async fn shutdown_signal() {
         () = term => {},
     }
     tracing::info!("shutdown requested: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn every_command_line_is_well_formed() {
+        // Catches clashing flags and the like in every subcommand.
+        super::Cli::command().debug_assert();
+    }
 }

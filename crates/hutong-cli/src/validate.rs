@@ -1,12 +1,10 @@
 //! `hutong validate`: the dry run through adapter and standard, without Kafka.
 
-use std::{path::PathBuf, process::ExitCode, sync::Arc};
+use std::{path::PathBuf, process::ExitCode};
 
 use chrono::Utc;
-use hutong_adapter::{Adapters, PseudonymKey};
-use hutong_gateway::{Outcome, Pipeline};
-use hutong_standard::Standard;
-use serde_json::json;
+use hutong_adapter::PseudonymKey;
+use hutong_gateway::Pipeline;
 
 use crate::records::read_ndjson;
 
@@ -36,8 +34,6 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     if let Some(s) = args.schemas {
         config.schemas_dir = s;
     }
-    let standard = Arc::new(Standard::load(&config.schemas_dir)?);
-    let adapters = Arc::new(Adapters::load(&config.schemas_dir.join("departments"), &standard)?);
     let key = config.pseudonym.load_key().unwrap_or_else(|e| {
         eprintln!(
             "note: no pseudonym key ({e}); using a throw-away key, so person_key values differ from the gateway's"
@@ -45,35 +41,14 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         let random: Vec<u8> = (0..2).flat_map(|_| uuid::Uuid::new_v4().into_bytes()).collect();
         PseudonymKey::new(random).expect("32 bytes is long enough")
     });
-    let pipeline = Pipeline::new(standard, adapters, key, config.kafka.topics(), config.limits.payload());
+    let pipeline = Pipeline::load(&config.schemas_dir, key, config.pipeline_settings())?;
     let lines = read_ndjson(&args.file, &args.kind, args.id_field.as_deref())?;
     let now = Utc::now();
     let mut rejected = 0usize;
     for line in &lines {
-        let out = match pipeline.prepare(&args.department, &line.record, now) {
-            Outcome::Publish(prepared) => json!({
-                "line": line.number,
-                "source_id": line.record.source_id,
-                "status": "VALID",
-                "records": prepared.iter().map(|p| json!({
-                    "entity": p.entity,
-                    "topic": p.message.topic,
-                    "key": p.message.key,
-                    "event_id": p.message.event.id,
-                    "value": p.record,
-                })).collect::<Vec<_>>(),
-            }),
-            Outcome::Reject { violations, .. } => {
-                rejected += 1;
-                json!({
-                    "line": line.number,
-                    "source_id": line.record.source_id,
-                    "status": "REJECTED",
-                    "violations": violations,
-                })
-            }
-        };
-        println!("{out}");
+        let run = hutong_gateway::dry_run(&pipeline, &args.department, &line.record, now);
+        rejected += usize::from(!run.is_valid());
+        println!("{}", run.to_json(line.number, &line.record.source_id));
     }
     eprintln!("{} record(s): {} valid, {rejected} rejected", lines.len(), lines.len() - rejected);
     Ok(if rejected == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })

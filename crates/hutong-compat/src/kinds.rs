@@ -30,6 +30,13 @@ macro_rules! change_kinds {
                 }
             }
 
+            /// What the change means, in words for an admin.
+            pub fn description(&self) -> &'static str {
+                match self {
+                    $(ChangeKind::$variant => $doc,)*
+                }
+            }
+
             /// Looks a kind up by its Confluent name (`"TYPE_CHANGED"`); `None` if unknown.
             pub fn from_name(name: &str) -> Option<ChangeKind> {
                 match name {

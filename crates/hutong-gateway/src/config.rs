@@ -19,6 +19,35 @@ pub struct GatewayConfig {
     pub pseudonym: PseudonymConfig,
     /// Bounds on what callers may send.
     pub limits: LimitsConfig,
+    /// The schema registry's REST API (Confluent-compatible, read side).
+    pub registry: RegistryConfig,
+}
+
+/// Where the schema registry is served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Address of the registry's HTTP port; empty to serve none.
+    pub listen: String,
+    /// The URL consumers reach it at; `ce_dataschema` is `<public-url>/schemas/ids/<id>`.
+    pub public_url: String,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:8081".to_owned(), public_url: "http://127.0.0.1:8081".to_owned() }
+    }
+}
+
+impl GatewayConfig {
+    /// The pipeline's settings under this configuration.
+    pub fn pipeline_settings(&self) -> crate::PipelineSettings {
+        crate::PipelineSettings {
+            topics: self.kafka.topics(),
+            limits: self.limits.payload(),
+            registry_url: self.registry.public_url.clone(),
+        }
+    }
 }
 
 impl Default for GatewayConfig {
@@ -29,6 +58,7 @@ impl Default for GatewayConfig {
             kafka: BusConfig::default(),
             pseudonym: PseudonymConfig::default(),
             limits: LimitsConfig::default(),
+            registry: RegistryConfig::default(),
         }
     }
 }

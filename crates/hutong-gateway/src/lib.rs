@@ -3,16 +3,20 @@
 //! server around them (health, reflection, graceful shutdown).
 #![warn(missing_docs)]
 
+mod admin;
 mod config;
 mod identity;
 mod pipeline;
+mod registry_api;
 mod reload;
 mod server;
 mod service;
 
-pub use config::{GatewayConfig, LimitsConfig, PseudonymConfig};
+pub use admin::{AdminService, DryRun, check_subject, dry_run};
+pub use config::{GatewayConfig, LimitsConfig, PseudonymConfig, RegistryConfig};
 pub use identity::{DEPARTMENT_HEADER, department_from_request};
-pub use pipeline::{Outcome, Pipeline, Prepared};
+pub use pipeline::{Outcome, Pipeline, PipelineSettings, Prepared};
+pub use registry_api::router as registry_router;
 pub use reload::{ReloadStatus, Reloader, WatchGuard};
 pub use server::{GatewayError, serve, serve_on};
 pub use service::IngestService;

@@ -1,10 +1,11 @@
-use std::sync::Arc;
+use std::{collections::BTreeMap, sync::Arc};
 
 use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use hutong_adapter::{Adapters, Canonical, MapContext, PayloadLimits, PseudonymKey, decode_payload};
 use hutong_bus::{CloudEvent, OutboundMessage, TopicNames, event_id};
 use hutong_proto::v1::{Op, SourceRecord};
+use hutong_registry::{Registry, subject_for_topic};
 use hutong_standard::{Standard, Violation};
 use serde_json::{Value, json};
 
@@ -39,21 +40,51 @@ pub struct Prepared {
 pub struct Pipeline {
     standard: Arc<Standard>,
     adapters: Arc<Adapters>,
+    registry: Arc<Registry>,
     key: PseudonymKey,
     topics: TopicNames,
     limits: PayloadLimits,
+    /// `ce_dataschema` of each entity: the registry URL of its exact schema version.
+    dataschema: BTreeMap<String, String>,
+}
+
+/// How the pipeline names and bounds what it publishes.
+#[derive(Debug, Clone)]
+pub struct PipelineSettings {
+    /// Topic names.
+    pub topics: TopicNames,
+    /// Payload bounds.
+    pub limits: PayloadLimits,
+    /// Public base URL of the schema registry (`ce_dataschema` points under it).
+    pub registry_url: String,
 }
 
 impl Pipeline {
-    /// A pipeline over a loaded standard and adapters.
+    /// A pipeline over a loaded standard, adapters and registry. Every entity's
+    /// current schema must be registered (its `ce_dataschema` is the registry
+    /// URL of that exact version).
     pub fn new(
         standard: Arc<Standard>,
         adapters: Arc<Adapters>,
+        registry: Arc<Registry>,
         key: PseudonymKey,
-        topics: TopicNames,
-        limits: PayloadLimits,
-    ) -> Self {
-        Self { standard, adapters, key, topics, limits }
+        settings: PipelineSettings,
+    ) -> Result<Self, String> {
+        let mut dataschema = BTreeMap::new();
+        for e in standard.entities() {
+            let subject = subject_for_topic(&settings.topics.entity(&e.name, e.major));
+            let registered = registry.find(&subject, &e.dereferenced).ok_or_else(|| {
+                format!("entity {}: its schema is not registered as {subject} (run `hutong schema register`)", e.name)
+            })?;
+            let url = format!("{}/schemas/ids/{}", settings.registry_url.trim_end_matches('/'), registered.id);
+            dataschema.insert(e.name.clone(), url);
+        }
+        Ok(Self { standard, adapters, registry, key, topics: settings.topics, limits: settings.limits, dataschema })
+    }
+
+    /// The schema registry in use.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
     }
 
     /// The standard in use.
@@ -128,7 +159,7 @@ impl Pipeline {
                     ty: format!("cn.hutong.{entity}.{}", op_name(op)),
                     subject: key.clone(),
                     time: time.unwrap_or_else(Utc::now),
-                    dataschema: Some(schema.schema_id.clone()),
+                    dataschema: self.dataschema.get(&entity).cloned(),
                 },
                 key,
                 value,

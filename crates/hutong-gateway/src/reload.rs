@@ -11,12 +11,12 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use hutong_adapter::{Adapters, PayloadLimits, PseudonymKey};
-use hutong_bus::TopicNames;
+use hutong_adapter::{Adapters, PseudonymKey};
+use hutong_registry::Registry;
 use hutong_standard::Standard;
 use tracing::{error, info, warn};
 
-use crate::{GatewayError, Pipeline};
+use crate::{GatewayError, Pipeline, PipelineSettings};
 
 /// What the last reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,55 +33,31 @@ pub struct Reloader {
     current: ArcSwap<Pipeline>,
     schemas: PathBuf,
     key: PseudonymKey,
-    topics: TopicNames,
-    limits: PayloadLimits,
+    settings: PipelineSettings,
     status: Mutex<ReloadStatus>,
 }
 
 impl Pipeline {
-    /// Loads the standard and adapters under `schemas`.
-    pub fn load(
-        schemas: &Path,
-        key: PseudonymKey,
-        topics: TopicNames,
-        limits: PayloadLimits,
-    ) -> Result<Self, GatewayError> {
+    /// Loads the standard, the adapters and the registry under `schemas`.
+    pub fn load(schemas: &Path, key: PseudonymKey, settings: PipelineSettings) -> Result<Self, GatewayError> {
         let standard = Arc::new(Standard::load(schemas)?);
         let adapters = Arc::new(Adapters::load(&schemas.join("departments"), &standard)?);
-        Ok(Self::new(standard, adapters, key, topics, limits))
+        let registry = Arc::new(Registry::load(schemas).map_err(|e| GatewayError::Registry(e.to_string()))?);
+        Self::new(standard, adapters, registry, key, settings).map_err(GatewayError::Registry)
     }
 }
 
 impl Reloader {
     /// Loads the first pipeline; fails when it does not load.
-    pub fn new(
-        schemas: PathBuf,
-        key: PseudonymKey,
-        topics: TopicNames,
-        limits: PayloadLimits,
-    ) -> Result<Self, GatewayError> {
-        let first = Pipeline::load(&schemas, key.clone(), topics.clone(), limits)?;
+    pub fn new(schemas: PathBuf, key: PseudonymKey, settings: PipelineSettings) -> Result<Self, GatewayError> {
+        let first = Pipeline::load(&schemas, key.clone(), settings.clone())?;
         Ok(Self {
             current: ArcSwap::from_pointee(first),
             schemas,
             key,
-            topics,
-            limits,
+            settings,
             status: Mutex::new(ReloadStatus { generation: 1, last_error: None }),
         })
-    }
-
-    /// A reloader that always serves `pipeline` (tests, tools).
-    pub fn fixed(pipeline: Pipeline, schemas: PathBuf, key: PseudonymKey) -> Self {
-        let topics = TopicNames::new("hutong");
-        Self {
-            current: ArcSwap::from_pointee(pipeline),
-            schemas,
-            key,
-            topics,
-            limits: PayloadLimits::default(),
-            status: Mutex::new(ReloadStatus { generation: 1, last_error: None }),
-        }
     }
 
     /// The pipeline in use now; hold it for the whole request.
@@ -97,7 +73,7 @@ impl Reloader {
     /// Rebuilds the pipeline from `schemas/`; swaps it in only if it loads.
     pub fn reload(&self) -> Result<u64, GatewayError> {
         let mut status = self.status.lock().expect("reload status lock");
-        match Pipeline::load(&self.schemas, self.key.clone(), self.topics.clone(), self.limits) {
+        match Pipeline::load(&self.schemas, self.key.clone(), self.settings.clone()) {
             Ok(p) => {
                 self.current.store(Arc::new(p));
                 status.generation += 1;

@@ -2,14 +2,14 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use hutong_adapter::{AdapterError, PseudonymKey};
 use hutong_bus::{BusError, KafkaPublisher, Publisher, ensure_topics};
-use hutong_proto::v1::ingest_server::IngestServer;
+use hutong_proto::v1::{admin_server::AdminServer, ingest_server::IngestServer};
 use hutong_standard::StandardError;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{codec::CompressionEncoding, transport::Server};
 use tracing::{info, warn};
 
-use crate::{GatewayConfig, IngestService, PseudonymConfig, Reloader};
+use crate::{AdminService, GatewayConfig, IngestService, PseudonymConfig, Reloader};
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,9 @@ pub enum GatewayError {
     /// Kafka could not be set up.
     #[error("kafka")]
     Bus(#[from] BusError),
+    /// The schema registry is unreadable, or the standard is not registered.
+    #[error("registry: {0}")]
+    Registry(String),
     /// The pseudonym key is missing or too short.
     #[error("pseudonym key: {0}")]
     Key(String),
@@ -54,8 +57,7 @@ impl PseudonymConfig {
 /// requests in flight and flushes the producer.
 pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + Send) -> Result<(), GatewayError> {
     let key = config.pseudonym.load_key()?;
-    let reloader =
-        Arc::new(Reloader::new(config.schemas_dir.clone(), key, config.kafka.topics(), config.limits.payload())?);
+    let reloader = Arc::new(Reloader::new(config.schemas_dir.clone(), key, config.pipeline_settings())?);
     let pipeline = reloader.current();
     info!(
         entities = pipeline.standard().entities().count(),
@@ -83,7 +85,20 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         .map_err(|e| GatewayError::Transport(format!("binding {}: {e}", config.listen)))?;
     info!(addr = %config.listen, brokers = %config.kafka.bootstrap_servers, "gateway listening");
     let publisher: Arc<dyn Publisher> = Arc::new(producer.clone());
+    let registry_task = if config.registry.listen.is_empty() {
+        None
+    } else {
+        let l = TcpListener::bind(&config.registry.listen)
+            .await
+            .map_err(|e| GatewayError::Transport(format!("binding {}: {e}", config.registry.listen)))?;
+        info!(addr = %config.registry.listen, "schema registry listening");
+        let app = crate::registry_router(Arc::clone(&reloader));
+        Some(tokio::spawn(async move { axum::serve(l, app).await }))
+    };
     serve_on(listener, reloader, publisher, &config, shutdown).await?;
+    if let Some(t) = registry_task {
+        t.abort();
+    }
     info!("flushing producer");
     if let Err(e) = producer.flush(Duration::from_millis(config.kafka.message_timeout_ms)) {
         warn!(error = %e, "producer flush incomplete");
@@ -100,10 +115,12 @@ pub async fn serve_on(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
     let transport = |e: &dyn std::fmt::Display| GatewayError::Transport(e.to_string());
-    let ingest = IngestServer::new(IngestService::new(pipelines, publisher, config.limits.max_records_per_batch))
-        .max_decoding_message_size(config.limits.max_message_bytes)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+    let ingest =
+        IngestServer::new(IngestService::new(Arc::clone(&pipelines), publisher, config.limits.max_records_per_batch))
+            .max_decoding_message_size(config.limits.max_message_bytes)
+            .accept_compressed(CompressionEncoding::Gzip)
+            .send_compressed(CompressionEncoding::Gzip);
+    let admin = AdminServer::new(AdminService::new(Arc::clone(&pipelines)));
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<IngestServer<IngestService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -121,6 +138,7 @@ pub async fn serve_on(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ingest)
+        .add_service(admin)
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await
         .map_err(|e| transport(&e))

@@ -3,11 +3,10 @@
 
 use std::{path::Path, sync::Arc, time::Duration};
 
-use hutong_adapter::{Adapters, PseudonymKey};
+use hutong_adapter::PseudonymKey;
 use hutong_bus::{BusConfig, KafkaPublisher, Publisher};
-use hutong_gateway::{DEPARTMENT_HEADER, GatewayConfig, Pipeline, Reloader, serve_on};
+use hutong_gateway::{DEPARTMENT_HEADER, GatewayConfig, Reloader, serve_on};
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
-use hutong_standard::Standard;
 use rdkafka::{
     ClientConfig,
     consumer::{BaseConsumer, Consumer},
@@ -41,11 +40,8 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
     let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
     let config = GatewayConfig { kafka: bus.clone(), ..GatewayConfig::default() };
 
-    let standard = Arc::new(Standard::load(&schemas())?);
-    let adapters = Arc::new(Adapters::load(&schemas().join("departments"), &standard)?);
     let key = PseudonymKey::new(b"mock-cluster-test-key".to_vec()).unwrap();
-    let pipeline = Pipeline::new(standard, adapters, key.clone(), bus.topics(), config.limits.payload());
-    let pipelines = Arc::new(Reloader::fixed(pipeline, schemas(), key));
+    let pipelines = Arc::new(Reloader::new(schemas(), key, config.pipeline_settings())?);
     let publisher: Arc<dyn Publisher> = Arc::new(KafkaPublisher::new(&bus)?);
 
     let listener = TcpListener::bind("127.0.0.1:0").await?;

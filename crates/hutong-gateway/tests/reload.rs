@@ -8,9 +8,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hutong_adapter::{PayloadLimits, PseudonymKey};
-use hutong_bus::TopicNames;
-use hutong_gateway::{Outcome, Reloader};
+use hutong_adapter::PseudonymKey;
+use hutong_gateway::{GatewayConfig, Outcome, Reloader};
 use hutong_proto::v1::{Op, SourceRecord};
 
 fn copy_dir(src: &Path, dst: &Path) {
@@ -49,7 +48,7 @@ fn accepted(r: &Reloader, sex: &str) -> bool {
 
 fn reloader(dir: &Path) -> Reloader {
     let key = PseudonymKey::new(b"reload-test-key-0123".to_vec()).unwrap();
-    Reloader::new(dir.to_owned(), key, TopicNames::new("hutong"), PayloadLimits::default()).unwrap()
+    Reloader::new(dir.to_owned(), key, GatewayConfig::default().pipeline_settings()).unwrap()
 }
 
 const ADAPTER: &str = "departments/gongan/household_registration.toml";

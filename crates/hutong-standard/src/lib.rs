@@ -9,6 +9,7 @@
 pub mod checks;
 pub mod codes;
 pub mod docs;
+pub mod lint;
 mod standard;
 mod violation;
 

@@ -62,6 +62,9 @@ pub struct Entity {
     pub title: String,
     /// The schema document.
     pub schema: Value,
+    /// The schema with every `$ref` into the core definitions inlined: self-contained,
+    /// what the registry serves and compatibility checks compare.
+    pub dereferenced: Value,
     /// Where it was loaded from.
     pub path: PathBuf,
     validator: Validator,
@@ -154,7 +157,15 @@ impl Standard {
                 .to_owned();
             let title = schema.get("title").and_then(Value::as_str).unwrap_or(&name).to_owned();
             let validator = compile(&schema, &registry, &codes).map_err(|e| StandardError::schema(&path, e))?;
-            entities.insert(name.clone(), Entity { name, major, schema_id, key, title, schema, path, validator });
+            let dereferenced = jsonschema::options()
+                .with_draft(jsonschema::Draft::Draft202012)
+                .with_registry(&registry)
+                .dereference(&schema)
+                .map_err(|e| StandardError::schema(&path, format!("dereferencing: {e}")))?;
+            entities.insert(
+                name.clone(),
+                Entity { name, major, schema_id, key, title, schema, dereferenced, path, validator },
+            );
         }
         Ok(Self { root: root.to_owned(), codes, entities, version, documents })
     }

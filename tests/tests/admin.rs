@@ -1,0 +1,131 @@
+//! The admin gRPC service and the `hutong` CLI give the same answers:
+//! dry-run validation, compatibility, the registry's subjects, the adapters.
+
+use std::process::Command;
+
+use hutong_proto::v1::{
+    CheckCompatibilityRequest, ListAdaptersRequest, ListSchemasRequest, Op, SourceRecord, ValidateRecordRequest,
+    admin_client::AdminClient,
+};
+use hutong_tests::{Broker, Gateway, TEST_KEY, hutong_bin, repo_root};
+use serde_json::Value;
+
+fn cli(args: &[&str]) -> anyhow::Result<(Option<i32>, String)> {
+    let out = Command::new(hutong_bin()?)
+        .args(args)
+        .current_dir(repo_root())
+        .env("HUTONG_PSEUDONYM_KEY", TEST_KEY)
+        .output()?;
+    Ok((out.status.code(), String::from_utf8(out.stdout)?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let gateway = Gateway::start(&broker.bootstrap).await?;
+    let channel = tonic::transport::Endpoint::from_shared(gateway.endpoint.clone())?.connect().await?;
+    let mut admin = AdminClient::new(channel);
+
+    // ValidateRecord vs `hutong validate`, record by record.
+    let sample = "schemas/departments/gongan/samples/household_registration.ndjson";
+    let (code, stdout) = cli(&["validate", "-d", "gongan", "-k", "household_registration", sample])?;
+    assert_eq!(code, Some(1));
+    let cli_lines: Vec<Value> = stdout.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let text = std::fs::read_to_string(repo_root().join(sample))?;
+    let mut compared = 0;
+    for (line, cli_line) in text.lines().zip(&cli_lines) {
+        let v: Value = serde_json::from_str(line)?;
+        let rec = SourceRecord {
+            kind: "household_registration".into(),
+            source_id: v["source_id"].as_str().unwrap().into(),
+            revision: v["revision"].as_u64().unwrap(),
+            op: Op::Upsert as i32,
+            occurred_at: None,
+            payload: serde_json::to_vec(&v["payload"])?,
+            charset: String::new(),
+        };
+        let rpc = admin
+            .validate_record(ValidateRecordRequest { department: "gongan".into(), record: Some(rec) })
+            .await?
+            .into_inner();
+        assert_eq!(rpc.valid, cli_line["status"] == "VALID", "{line}");
+        if rpc.valid {
+            let cli_records = cli_line["records"].as_array().unwrap();
+            assert_eq!(rpc.records.len(), cli_records.len());
+            for (r, c) in rpc.records.iter().zip(cli_records) {
+                assert_eq!(serde_json::from_str::<Value>(&r.json)?, c["value"]);
+                assert_eq!(r.event_id, c["event_id"].as_str().unwrap());
+                assert_eq!(r.key, c["key"].as_str().unwrap());
+                assert_eq!(r.topic, c["topic"].as_str().unwrap());
+            }
+        } else {
+            let cli_v: Vec<(String, String, String)> = cli_line["violations"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| {
+                    (
+                        x["pointer"].as_str().unwrap().into(),
+                        x["rule"].as_str().unwrap().into(),
+                        x["message"].as_str().unwrap().into(),
+                    )
+                })
+                .collect();
+            let rpc_v: Vec<(String, String, String)> =
+                rpc.violations.iter().map(|x| (x.pointer.clone(), x.rule.clone(), x.message.clone())).collect();
+            assert_eq!(rpc_v, cli_v);
+        }
+        compared += 1;
+    }
+    assert_eq!(compared, cli_lines.len());
+
+    // CheckCompatibility vs `hutong schema check`, for a breaking and a compatible change.
+    let (_, latest) = cli(&["schema", "show", "hutong.person.v1-value"])?;
+    let person: Value = serde_json::from_str(&latest)?;
+    let dir = tempfile::tempdir()?;
+    let mut breaking = person.clone();
+    breaking["properties"]["name"]["maxLength"] = 8.into();
+    let mut widening = person.clone();
+    widening["properties"]["nickname"] = serde_json::json!({"type": "string"});
+    for (schema, expect_ok) in [(breaking, false), (widening, true)] {
+        let f = dir.path().join("new.json");
+        std::fs::write(&f, schema.to_string())?;
+        let (code, out) = cli(&["schema", "check", "hutong.person.v1-value", f.to_str().unwrap()])?;
+        let rpc = admin
+            .check_compatibility(CheckCompatibilityRequest {
+                subject: "hutong.person.v1-value".into(),
+                schema_json: schema.to_string(),
+                mode: String::new(),
+            })
+            .await?
+            .into_inner();
+        assert_eq!(rpc.compatible, expect_ok);
+        assert_eq!(code, Some(if expect_ok { 0 } else { 1 }));
+        for c in &rpc.changes {
+            assert!(out.contains(&format!("{} {}", c.kind, c.pointer)), "CLI lacks {} {}:\n{out}", c.kind, c.pointer);
+        }
+        assert_eq!(out.lines().count(), rpc.changes.len() + 1, "{out}");
+    }
+
+    // ListSchemas vs `hutong schema list --json`.
+    let (_, out) = cli(&["schema", "list", "--json"])?;
+    let cli_subjects: Vec<Value> = out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let rpc = admin.list_schemas(ListSchemasRequest {}).await?.into_inner();
+    assert_eq!(rpc.subjects.len(), cli_subjects.len());
+    for (r, c) in rpc.subjects.iter().zip(&cli_subjects) {
+        assert_eq!(r.subject, c["subject"].as_str().unwrap());
+        assert_eq!(r.latest_id as u64, c["latest_id"].as_u64().unwrap());
+        assert_eq!(r.compatibility, c["compatibility"].as_str().unwrap());
+    }
+
+    // ListAdapters vs `hutong adapter check`.
+    let (code, out) = cli(&["adapter", "check"])?;
+    assert_eq!(code, Some(0), "{out}");
+    let rpc = admin.list_adapters(ListAdaptersRequest {}).await?.into_inner();
+    assert_eq!(rpc.reload_generation, 1);
+    for a in &rpc.adapters {
+        assert!(out.contains(&format!("ok    {}/{}", a.department, a.kind)), "{out}");
+    }
+    assert_eq!(out.lines().filter(|l| l.starts_with("ok ")).count(), rpc.adapters.len());
+    Ok(())
+}
