@@ -77,6 +77,13 @@ impl Process {
         self.child.id()
     }
 
+    /// Sends SIGKILL (`kill -9`) and reaps the process.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
         Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status()?;
@@ -121,26 +128,47 @@ pub struct Broker {
     /// `127.0.0.1:PORT`.
     pub bootstrap: String,
     _dir: tempfile::TempDir,
+    storage: String,
 }
 
 impl Broker {
-    /// Starts tansu and waits until it accepts connections.
+    /// Starts tansu with memory storage and waits until it accepts connections.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(tempfile::tempdir()?, free_port(), "memory://tansu/")
+    }
+
+    /// Starts tansu with SQLite storage in its own folder, so it can be restarted.
+    pub fn start_durable() -> anyhow::Result<Self> {
+        Self::start_with(tempfile::tempdir()?, free_port(), "sqlite://broker.db")
+    }
+
+    fn start_with(dir: tempfile::TempDir, port: u16, storage: &str) -> anyhow::Result<Self> {
+        let process = Self::spawn(&dir, port, storage)?;
+        Ok(Self { process, bootstrap: format!("127.0.0.1:{port}"), _dir: dir, storage: storage.to_owned() })
+    }
+
+    fn spawn(dir: &tempfile::TempDir, port: u16, storage: &str) -> anyhow::Result<Process> {
         let bin = tansu_bin()?;
-        let dir = tempfile::tempdir()?;
-        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let mut cmd = Command::new(bin);
         cmd.current_dir(dir.path())
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"]);
-        let mut process = Process::spawn(cmd, dir.path().join("tansu.log"))?;
+            .args(["--storage-engine", storage]);
+        let mut process = Process::spawn(cmd, dir.path().join(format!("tansu-{}.log", std::process::id())))?;
         let bootstrap = format!("127.0.0.1:{port}");
         wait_until("tansu to listen", Duration::from_secs(30), || {
             process.check_alive("tansu")?;
             Ok(TcpStream::connect(&bootstrap).is_ok())
         })?;
-        Ok(Self { process, bootstrap, _dir: dir })
+        Ok(process)
+    }
+
+    /// Kills the broker (`kill -9`) and starts it again on the same port and storage.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.process.kill9()?;
+        let port: u16 = self.bootstrap.rsplit(':').next().unwrap_or_default().parse()?;
+        self.process = Self::spawn(&self._dir, port, &self.storage)?;
+        Ok(())
     }
 }
 
@@ -283,4 +311,36 @@ pub fn expected_person_key(citizen_id: &str) -> String {
     let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(TEST_KEY.as_bytes()).expect("any key length");
     mac.update(citizen_id.as_bytes());
     hex::encode(mac.finalize().into_bytes())
+}
+
+/// A plain HTTP/1.1 GET of `http://host:port/path`: (status code, body).
+pub fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let rest = url.strip_prefix("http://").context("http:// URLs only")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}"))).unwrap_or((rest, "/".to_owned()));
+    let mut s = TcpStream::connect(host)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header")?;
+    let status = head.split_whitespace().nth(1).context("no status")?.parse()?;
+    // Bodies here are small; undo chunked encoding if the server used it.
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some((size, tail)) = rest.split_once("\r\n") {
+            let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&tail[..n]);
+            rest = &tail[n + 2..];
+        }
+        out
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
 }

@@ -159,6 +159,22 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // Prometheus metrics count what happened, by department, kind and outcome, and rejects by rule.
+    let (code, metrics) = hutong_tests::http_get(&format!("{}/metrics", gateway.registry_url))?;
+    assert_eq!(code, 200);
+    let published = sample.len() - REJECTED.len();
+    for line in [
+        format!(
+            "hutong_records_total{{department=\"gongan\",kind=\"household_registration\",outcome=\"published\"}} {published}"
+        ),
+        "hutong_records_total{department=\"gongan\",kind=\"household_registration\",outcome=\"rejected\"} 3".to_owned(),
+        "hutong_violations_total{rule=\"format:gb11643\"} 1".to_owned(),
+        "hutong_records_in_flight 0".to_owned(),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from /metrics:\n{metrics}");
+    }
+    assert!(metrics.contains("hutong_batch_duration_seconds_bucket"), "{metrics}");
+
     // No raw citizen ID in the gateway's log, even at debug level.
     let log = gateway.log();
     assert!(log.contains("batch handled"), "gateway log:\n{log}");

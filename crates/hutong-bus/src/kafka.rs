@@ -1,6 +1,12 @@
-use std::time::Duration;
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use arc_swap::ArcSwap;
 
 use rdkafka::{
+    ClientConfig,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     error::{KafkaError, RDKafkaErrorCode},
@@ -8,14 +14,20 @@ use rdkafka::{
     producer::{FutureProducer, FutureRecord, Producer},
     util::Timeout,
 };
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::{BusConfig, BusError, OutboundMessage, PublishFuture, Publisher, Receipt};
 
 /// The rdkafka producer behind the [`Publisher`] seam: idempotent, `acks=all`.
+///
+/// A fatal producer error (e.g. an idempotence sequence error) rebuilds the
+/// producer; the messages it failed are answered with an error (never OK), so
+/// callers retry them with the same event ids.
 #[derive(Clone)]
 pub struct KafkaPublisher {
-    producer: FutureProducer,
+    producer: Arc<ArcSwap<FutureProducer>>,
+    config: ClientConfig,
+    rebuilds: Arc<Mutex<u64>>,
     queue_timeout: Duration,
 }
 
@@ -28,21 +40,55 @@ impl std::fmt::Debug for KafkaPublisher {
 impl KafkaPublisher {
     /// Creates the producer (it connects lazily).
     pub fn new(config: &BusConfig) -> Result<Self, BusError> {
+        let client = config.to_rdkafka();
         let producer: FutureProducer =
-            config.to_rdkafka().create().map_err(|e| BusError::Refused(format!("producer config: {e}")))?;
-        Ok(Self { producer, queue_timeout: Duration::from_millis(config.queue_timeout_ms) })
+            client.create().map_err(|e| BusError::Refused(format!("producer config: {e}")))?;
+        Ok(Self {
+            producer: Arc::new(ArcSwap::from_pointee(producer)),
+            config: client,
+            rebuilds: Arc::default(),
+            queue_timeout: Duration::from_millis(config.queue_timeout_ms),
+        })
     }
 
     /// Waits until every message in flight is delivered or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
-        self.producer.flush(Timeout::After(timeout)).map_err(classify)
+        self.producer.load().flush(Timeout::After(timeout)).map_err(classify)
+    }
+
+    /// Messages in the producer's queue, not yet acknowledged.
+    pub fn queue_len(&self) -> i64 {
+        i64::from(self.producer.load().in_flight_count())
+    }
+
+    /// How many times a fatal error made the producer be rebuilt.
+    pub fn rebuilds(&self) -> u64 {
+        *self.rebuilds.lock().expect("rebuild lock")
+    }
+
+    /// Replaces `failed` with a fresh producer, once, however many messages saw it fail.
+    fn rebuild(&self, failed: &Arc<FutureProducer>) {
+        let mut count = self.rebuilds.lock().expect("rebuild lock");
+        if !Arc::ptr_eq(&self.producer.load_full(), failed) {
+            return; // someone else already did
+        }
+        let reason = failed.client().fatal_error().map(|(_, r)| r).unwrap_or_default();
+        match self.config.create::<FutureProducer>() {
+            Ok(p) => {
+                self.producer.store(Arc::new(p));
+                *count += 1;
+                warn!(rebuilds = *count, reason, "fatal producer error: producer rebuilt");
+            }
+            Err(e) => warn!(error = %e, "fatal producer error: rebuilding the producer failed"),
+        }
     }
 }
 
 impl Publisher for KafkaPublisher {
     fn publish(&self, msg: OutboundMessage) -> PublishFuture {
-        let producer = self.producer.clone();
+        let producer = self.producer.load_full();
         let queue_timeout = self.queue_timeout;
+        let this = self.clone();
         Box::pin(async move {
             let mut headers = OwnedHeaders::new_with_capacity(8);
             for (k, v) in msg.event.headers() {
@@ -59,7 +105,13 @@ impl Publisher for KafkaPublisher {
                 Ok(delivery) => {
                     Ok(Receipt { topic: msg.topic, partition: delivery.partition, offset: delivery.offset })
                 }
-                Err((e, _)) => Err(classify(e)),
+                Err((e, _)) => {
+                    if e.rdkafka_error_code() == Some(C::Fatal) || producer.client().fatal_error().is_some() {
+                        this.rebuild(&producer);
+                        return Err(BusError::Unavailable(format!("fatal producer error, producer rebuilt: {e}")));
+                    }
+                    Err(classify(e))
+                }
             }
         })
     }

@@ -21,6 +21,35 @@ pub struct GatewayConfig {
     pub limits: LimitsConfig,
     /// The schema registry's REST API (Confluent-compatible, read side).
     pub registry: RegistryConfig,
+    /// Duplicate detection and backpressure.
+    pub delivery: DeliveryConfig,
+}
+
+/// Duplicate detection and backpressure (`[delivery]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Published source records remembered to answer retries DUPLICATE.
+    pub dedupe_capacity: u64,
+    /// How long a published record is remembered, in seconds.
+    pub dedupe_ttl_secs: u64,
+    /// Records in flight (accepted, not yet answered) across all departments;
+    /// beyond it requests get RESOURCE_EXHAUSTED. Keep it below the producer
+    /// queue (`queue.buffering.max.messages`, 100,000 by default).
+    pub max_in_flight: usize,
+    /// Records in flight per department, so one department cannot starve the others.
+    pub max_in_flight_per_department: usize,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        Self {
+            dedupe_capacity: 100_000,
+            dedupe_ttl_secs: 900,
+            max_in_flight: 50_000,
+            max_in_flight_per_department: 20_000,
+        }
+    }
 }
 
 /// Where the schema registry is served.
@@ -59,6 +88,7 @@ impl Default for GatewayConfig {
             pseudonym: PseudonymConfig::default(),
             limits: LimitsConfig::default(),
             registry: RegistryConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }

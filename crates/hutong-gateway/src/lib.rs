@@ -6,6 +6,7 @@
 mod admin;
 mod config;
 mod identity;
+mod metrics;
 mod pipeline;
 mod registry_api;
 mod reload;
@@ -13,8 +14,9 @@ mod server;
 mod service;
 
 pub use admin::{AdminService, DryRun, check_subject, dry_run};
-pub use config::{GatewayConfig, LimitsConfig, PseudonymConfig, RegistryConfig};
+pub use config::{DeliveryConfig, GatewayConfig, LimitsConfig, PseudonymConfig, RegistryConfig};
 pub use identity::{DEPARTMENT_HEADER, department_from_request};
+pub use metrics::{Metrics, router as metrics_router};
 pub use pipeline::{Outcome, Pipeline, PipelineSettings, Prepared};
 pub use registry_api::router as registry_router;
 pub use reload::{ReloadStatus, Reloader, WatchGuard};

@@ -9,7 +9,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{codec::CompressionEncoding, transport::Server};
 use tracing::{info, warn};
 
-use crate::{AdminService, GatewayConfig, IngestService, PseudonymConfig, Reloader};
+use crate::{AdminService, GatewayConfig, IngestService, Metrics, PseudonymConfig, Reloader};
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +85,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         .map_err(|e| GatewayError::Transport(format!("binding {}: {e}", config.listen)))?;
     info!(addr = %config.listen, brokers = %config.kafka.bootstrap_servers, "gateway listening");
     let publisher: Arc<dyn Publisher> = Arc::new(producer.clone());
+    let metrics = Arc::new(Metrics::default());
     let registry_task = if config.registry.listen.is_empty() {
         None
     } else {
@@ -92,10 +93,17 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
             .await
             .map_err(|e| GatewayError::Transport(format!("binding {}: {e}", config.registry.listen)))?;
         info!(addr = %config.registry.listen, "schema registry listening");
-        let app = crate::registry_router(Arc::clone(&reloader));
+        let (m, r, p) = (Arc::clone(&metrics), Arc::clone(&reloader), producer.clone());
+        let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> = Arc::new(move |m: &Metrics| {
+            m.producer_queue.set(p.queue_len());
+            let status = r.status();
+            m.reload_generation.set(status.generation);
+            m.reload_failed.set(i64::from(status.last_error.is_some()));
+        });
+        let app = crate::registry_router(Arc::clone(&reloader)).merge(crate::metrics_router(m, refresh));
         Some(tokio::spawn(async move { axum::serve(l, app).await }))
     };
-    serve_on(listener, reloader, publisher, &config, shutdown).await?;
+    serve_on(listener, reloader, publisher, metrics, &config, shutdown).await?;
     if let Some(t) = registry_task {
         t.abort();
     }
@@ -111,15 +119,21 @@ pub async fn serve_on(
     listener: TcpListener,
     pipelines: Arc<Reloader>,
     publisher: Arc<dyn Publisher>,
+    metrics: Arc<Metrics>,
     config: &GatewayConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
     let transport = |e: &dyn std::fmt::Display| GatewayError::Transport(e.to_string());
-    let ingest =
-        IngestServer::new(IngestService::new(Arc::clone(&pipelines), publisher, config.limits.max_records_per_batch))
-            .max_decoding_message_size(config.limits.max_message_bytes)
-            .accept_compressed(CompressionEncoding::Gzip)
-            .send_compressed(CompressionEncoding::Gzip);
+    let ingest = IngestServer::new(IngestService::new(
+        Arc::clone(&pipelines),
+        publisher,
+        config.limits.max_records_per_batch,
+        config.delivery,
+        metrics,
+    ))
+    .max_decoding_message_size(config.limits.max_message_bytes)
+    .accept_compressed(CompressionEncoding::Gzip)
+    .send_compressed(CompressionEncoding::Gzip);
     let admin = AdminServer::new(AdminService::new(Arc::clone(&pipelines)));
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<IngestServer<IngestService>>().await;

@@ -1,4 +1,9 @@
-use std::{pin::Pin, sync::Arc};
+use std::{
+    collections::HashMap,
+    pin::Pin,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use chrono::Utc;
 use futures::{Stream, StreamExt, future::try_join_all};
@@ -7,10 +12,14 @@ use hutong_proto::v1::{
     Receipt, RecordResult, SourceRecord, Status as RecordStatus, SubmitRequest, SubmitResponse, Violation,
     ingest_server::Ingest,
 };
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
-use crate::{Outcome, Reloader, department_from_request};
+use crate::{
+    DeliveryConfig, Metrics, Outcome, Reloader, department_from_request,
+    metrics::{ErrorLabels, RecordLabels, RuleLabels},
+};
 
 /// Requests of one stream processed at once (their answers keep request order).
 const STREAM_CONCURRENCY: usize = 8;
@@ -21,6 +30,12 @@ pub struct IngestService {
     pipelines: Arc<Reloader>,
     publisher: Arc<dyn Publisher>,
     max_records: usize,
+    /// Published source records, by (department, kind, source_id, revision): retries answer DUPLICATE.
+    recent: moka::sync::Cache<String, Arc<Vec<Receipt>>>,
+    in_flight: Arc<Semaphore>,
+    per_department: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    delivery: DeliveryConfig,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for IngestService {
@@ -31,8 +46,50 @@ impl std::fmt::Debug for IngestService {
 
 impl IngestService {
     /// A service publishing through `publisher`, accepting at most `max_records` per request.
-    pub fn new(pipelines: Arc<Reloader>, publisher: Arc<dyn Publisher>, max_records: usize) -> Self {
-        Self { pipelines, publisher, max_records }
+    pub fn new(
+        pipelines: Arc<Reloader>,
+        publisher: Arc<dyn Publisher>,
+        max_records: usize,
+        delivery: DeliveryConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            pipelines,
+            publisher,
+            max_records,
+            recent: moka::sync::Cache::builder()
+                .max_capacity(delivery.dedupe_capacity)
+                .time_to_live(Duration::from_secs(delivery.dedupe_ttl_secs))
+                .build(),
+            in_flight: Arc::new(Semaphore::new(delivery.max_in_flight)),
+            per_department: Arc::default(),
+            delivery,
+            metrics,
+        }
+    }
+
+    /// Records accepted and not yet answered, across departments.
+    pub fn in_flight(&self) -> usize {
+        self.delivery.max_in_flight - self.in_flight.available_permits()
+    }
+
+    /// Admission: room for `n` records globally and for the department, or
+    /// RESOURCE_EXHAUSTED at once (never an unbounded queue).
+    fn admit(&self, department: &str, n: usize) -> Result<(OwnedSemaphorePermit, OwnedSemaphorePermit), Status> {
+        let n32 = u32::try_from(n).unwrap_or(u32::MAX);
+        let dept = {
+            let mut map = self.per_department.lock().expect("per-department limits lock");
+            Arc::clone(
+                map.entry(department.to_owned())
+                    .or_insert_with(|| Arc::new(Semaphore::new(self.delivery.max_in_flight_per_department))),
+            )
+        };
+        let busy = |scope: &str| {
+            Status::resource_exhausted(format!("{scope} has too many records in flight; retry after a short back-off"))
+        };
+        let d = dept.try_acquire_many_owned(n32).map_err(|_| busy(&format!("department {department}")))?;
+        let g = Arc::clone(&self.in_flight).try_acquire_many_owned(n32).map_err(|_| busy("the gateway"))?;
+        Ok((d, g))
     }
 
     /// Handles one batch: every record prepared, every message published
@@ -45,30 +102,97 @@ impl IngestService {
                 self.max_records
             )));
         }
+        let started = std::time::Instant::now();
+        let _permits = self.admit(department, req.records.len()).inspect_err(|_| {
+            self.metrics.delivery_errors.get_or_create(&ErrorLabels { kind: "admission".into() }).inc();
+        })?;
+        let n = req.records.len() as i64;
+        self.metrics.in_flight.inc_by(n);
+        let result = self.deliver(department, req).await;
+        self.metrics.in_flight.dec_by(n);
+        self.metrics.batch_seconds.observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn deliver(&self, department: &str, req: SubmitRequest) -> Result<SubmitResponse, Status> {
         let received = Utc::now();
         // The whole batch runs on the pipeline current at its start, even if a reload lands meanwhile.
         let pipeline = self.pipelines.current();
         let futures = req.records.iter().enumerate().map(|(index, rec)| {
             let outcome = pipeline.prepare(department, rec, received);
-            self.publish_record(index, rec, outcome)
+            self.publish_record(department, index, rec, outcome)
         });
-        let results = try_join_all(futures).await.map_err(|e| {
-            warn!(department, error = %e, "batch not delivered");
-            status_from_bus(&e)
-        })?;
-        let rejected = results.iter().filter(|r| r.status == RecordStatus::Rejected as i32).count();
-        info!(department, records = results.len(), rejected, "batch handled");
+        let results: Vec<RecordResult> = try_join_all(futures)
+            .await
+            .map_err(|e| {
+                warn!(department, error = %e, "batch not delivered");
+                let kind = match e {
+                    BusError::Unavailable(_) => "unavailable",
+                    BusError::QueueFull => "queue_full",
+                    BusError::Refused(_) => "refused",
+                };
+                self.metrics.delivery_errors.get_or_create(&ErrorLabels { kind: kind.into() }).inc();
+                status_from_bus(&e)
+            })?
+            .into_iter()
+            .collect();
+        for (r, rec) in results.iter().zip(&req.records) {
+            // Only names the adapters know become label values: cardinality stays bounded.
+            let known = pipeline.adapters().get(department, &rec.kind).is_some();
+            let outcome = match RecordStatus::try_from(r.status).unwrap_or(RecordStatus::Unspecified) {
+                RecordStatus::Published => "published",
+                RecordStatus::Rejected => "rejected",
+                RecordStatus::Duplicate => "duplicate",
+                RecordStatus::Spooled => "spooled",
+                RecordStatus::Unspecified => "unspecified",
+            };
+            let labels = RecordLabels {
+                department: if known { department.to_owned() } else { "unknown".to_owned() },
+                kind: if known { rec.kind.clone() } else { "unknown".to_owned() },
+                outcome: outcome.to_owned(),
+            };
+            self.metrics.records.get_or_create(&labels).inc();
+            for v in &r.violations {
+                let rule = v.rule.split(':').take(2).collect::<Vec<_>>().join(":");
+                self.metrics.violations.get_or_create(&RuleLabels { rule }).inc();
+            }
+        }
+        let count = |s: RecordStatus| results.iter().filter(|r| r.status == s as i32).count();
+        info!(
+            department,
+            records = results.len(),
+            rejected = count(RecordStatus::Rejected),
+            duplicate = count(RecordStatus::Duplicate),
+            "batch handled"
+        );
         Ok(SubmitResponse { batch_id: req.batch_id, results })
     }
 
     async fn publish_record(
         &self,
+        department: &str,
         index: usize,
         rec: &SourceRecord,
         outcome: Outcome,
     ) -> Result<RecordResult, BusError> {
+        let answer =
+            |status: RecordStatus, receipts: Vec<Receipt>, violations: Vec<hutong_standard::Violation>| RecordResult {
+                index: index as u32,
+                source_id: rec.source_id.clone(),
+                revision: rec.revision,
+                status: status as i32,
+                receipts,
+                violations: violations
+                    .into_iter()
+                    .map(|v| Violation { pointer: v.pointer, rule: v.rule, message: v.message })
+                    .collect(),
+            };
         let (status, messages, violations) = match outcome {
             Outcome::Publish(prepared) => {
+                let key = dedupe_key(department, rec);
+                if let Some(receipts) = self.recent.get(&key) {
+                    return Ok(answer(RecordStatus::Duplicate, receipts.as_ref().clone(), vec![]));
+                }
                 (RecordStatus::Published, prepared.into_iter().map(|p| p.message).collect::<Vec<_>>(), vec![])
             }
             Outcome::Reject { violations, dlq } => (RecordStatus::Rejected, vec![*dlq], violations),
@@ -78,8 +202,18 @@ impl IngestService {
             .map(|m| if status == RecordStatus::Rejected { "dlq".to_owned() } else { entity_of(&m.event.ty) })
             .collect();
         let ids: Vec<String> = messages.iter().map(|m| m.event.id.clone()).collect();
-        let delivered = try_join_all(messages.into_iter().map(|m| self.publisher.publish(m))).await?;
-        let receipts = delivered
+        // All of a record's messages, or an error for the record: OK only when every one is delivered.
+        let delivered = match try_join_all(messages.into_iter().map(|m| self.publisher.publish(m))).await {
+            Ok(d) => d,
+            // The broker refuses this record for good (e.g. too large): the record's fault, not the batch's.
+            Err(BusError::Refused(reason)) if is_record_refusal(&reason) => {
+                let v =
+                    hutong_standard::Violation::new("", "bus:refused", format!("Kafka refused the record: {reason}"));
+                return Ok(answer(RecordStatus::Rejected, vec![], vec![v]));
+            }
+            Err(e) => return Err(e),
+        };
+        let receipts: Vec<Receipt> = delivered
             .into_iter()
             .zip(ids)
             .zip(entities)
@@ -91,18 +225,21 @@ impl IngestService {
                 entity,
             })
             .collect();
-        Ok(RecordResult {
-            index: index as u32,
-            source_id: rec.source_id.clone(),
-            revision: rec.revision,
-            status: status as i32,
-            receipts,
-            violations: violations
-                .into_iter()
-                .map(|v| Violation { pointer: v.pointer, rule: v.rule, message: v.message })
-                .collect(),
-        })
+        if status == RecordStatus::Published {
+            self.recent.insert(dedupe_key(department, rec), Arc::new(receipts.clone()));
+        }
+        Ok(answer(status, receipts, violations))
     }
+}
+
+/// The identity of a source record: what makes a retry a duplicate.
+fn dedupe_key(department: &str, rec: &SourceRecord) -> String {
+    format!("{department}\u{0}{}\u{0}{}\u{0}{}", rec.kind, rec.source_id, rec.revision)
+}
+
+/// Refusals that concern the record itself rather than the topic or the cluster.
+fn is_record_refusal(reason: &str) -> bool {
+    reason.contains("MessageSizeTooLarge") || reason.contains("InvalidRecord") || reason.contains("too large")
 }
 
 /// `cn.hutong.<entity>.<op>` → `<entity>`.
@@ -114,7 +251,10 @@ fn entity_of(ce_type: &str) -> String {
 pub(crate) fn status_from_bus(e: &BusError) -> Status {
     match e {
         BusError::Unavailable(m) => Status::unavailable(format!("kafka unavailable, retry later: {m}")),
-        BusError::QueueFull => Status::resource_exhausted("gateway is at capacity, retry later"),
+        BusError::QueueFull => Status::resource_exhausted("the producer queue is full, retry after a short back-off"),
+        BusError::Refused(m) if m.contains("Authorization") => {
+            Status::permission_denied(format!("kafka refused the gateway: {m}"))
+        }
         BusError::Refused(m) => Status::failed_precondition(format!("kafka refused the record: {m}")),
     }
 }

@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use hutong_adapter::PseudonymKey;
 use hutong_bus::{BusConfig, KafkaPublisher, Publisher};
-use hutong_gateway::{DEPARTMENT_HEADER, GatewayConfig, Reloader, serve_on};
+use hutong_gateway::{DEPARTMENT_HEADER, GatewayConfig, Metrics, Reloader, serve_on};
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use rdkafka::{
     ClientConfig,
@@ -48,7 +48,7 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        serve_on(listener, pipelines, publisher, &config, async {
+        serve_on(listener, pipelines, publisher, Arc::new(Metrics::default()), &config, async {
             let _ = stop_rx.await;
         })
         .await

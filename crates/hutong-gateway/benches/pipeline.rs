@@ -1,0 +1,87 @@
+//! Per-record cost of the pipeline (adapter + validation + envelope +
+//! serialisation), per department source kind, on the first valid record of
+//! each sample export; plus the adapter and the validation alone.
+//!
+//! `cargo bench -p hutong-gateway --bench pipeline`
+
+use std::{hint::black_box, path::Path};
+
+use chrono::Utc;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use hutong_adapter::{MapContext, PayloadLimits, PseudonymKey, decode_payload};
+use hutong_gateway::{GatewayConfig, Outcome, Pipeline};
+use hutong_proto::v1::{Op, SourceRecord};
+
+fn samples() -> Vec<(String, String, SourceRecord)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/departments");
+    let mut out = Vec::new();
+    let mut depts: Vec<_> = std::fs::read_dir(&root).unwrap().map(|d| d.unwrap().path()).collect();
+    depts.sort();
+    for dept in depts {
+        let mut files: Vec<_> =
+            std::fs::read_dir(dept.join("samples")).into_iter().flatten().map(|f| f.unwrap().path()).collect();
+        files.sort();
+        for f in files {
+            let d = dept.file_name().unwrap().to_str().unwrap().to_owned();
+            let kind = f.file_stem().unwrap().to_str().unwrap().to_owned();
+            let first = std::fs::read_to_string(&f).unwrap().lines().next().unwrap().to_owned();
+            let v: serde_json::Value = serde_json::from_str(&first).unwrap();
+            let Some(payload) = v.get("payload") else { continue };
+            let rec = SourceRecord {
+                kind: kind.clone(),
+                source_id: v["source_id"].as_str().unwrap().to_owned(),
+                revision: 1,
+                op: Op::Upsert as i32,
+                occurred_at: None,
+                payload: serde_json::to_vec(payload).unwrap(),
+                charset: String::new(),
+            };
+            out.push((d, kind, rec));
+        }
+    }
+    out
+}
+
+fn bench(c: &mut Criterion) {
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+    let key = PseudonymKey::new(b"bench-key-0123456789".to_vec()).unwrap();
+    let pipeline = Pipeline::load(&schemas, key.clone(), GatewayConfig::default().pipeline_settings()).unwrap();
+    let now = Utc::now();
+    let mut group = c.benchmark_group("pipeline");
+    group.throughput(Throughput::Elements(1));
+    for (dept, kind, rec) in samples() {
+        if !matches!(pipeline.prepare(&dept, &rec, now), Outcome::Publish(_)) {
+            continue; // only records that pass
+        }
+        let name = format!("{dept}/{kind} ({} B)", rec.payload.len());
+        group.bench_function(format!("prepare {name}"), |b| {
+            b.iter(|| pipeline.prepare(black_box(&dept), black_box(&rec), now))
+        });
+        let adapter = pipeline.adapters().get(&dept, &kind).unwrap();
+        let ctx = MapContext { key: &key, source_id: &rec.source_id, revision: 1 };
+        group.bench_function(format!("decode+adapter {name}"), |b| {
+            b.iter(|| {
+                let payload = decode_payload(black_box(&rec.payload), "", PayloadLimits::default()).unwrap();
+                adapter.map(&payload, &ctx).unwrap()
+            })
+        });
+        let payload = decode_payload(&rec.payload, "", PayloadLimits::default()).unwrap();
+        let records = adapter.map(&payload, &ctx).unwrap();
+        group.bench_function(format!("validate {name}"), |b| {
+            b.iter(|| {
+                records
+                    .iter()
+                    .map(|r| pipeline.standard().validate(&r.entity, black_box(&r.record)).len())
+                    .sum::<usize>()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(2)).warm_up_time(std::time::Duration::from_millis(500));
+    targets = bench
+}
+criterion_main!(benches);

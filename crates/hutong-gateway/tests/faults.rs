@@ -1,0 +1,249 @@
+//! Delivery under faults, against librdkafka's mock cluster: a record is
+//! answered OK only after its delivery report; trouble becomes the right gRPC
+//! code; nothing crashes; retries keep their event ids.
+
+use std::{
+    collections::BTreeMap,
+    path::Path,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use hutong_adapter::PseudonymKey;
+use hutong_bus::{BusConfig, KafkaPublisher, Publisher};
+use hutong_gateway::{DeliveryConfig, GatewayConfig, IngestService, Metrics, Reloader};
+use hutong_proto::v1::{Op, RecordResult, SourceRecord, Status as RecordStatus, SubmitRequest};
+use rdkafka::{
+    ClientConfig,
+    consumer::{BaseConsumer, Consumer},
+    message::{Headers, Message},
+    mocking::MockCluster,
+    types::{RDKafkaApiKey, RDKafkaRespErr},
+};
+use tonic::Code;
+
+const PERSON: &str = "hutong.person.v1";
+
+fn citizen_id(seq: u32) -> String {
+    let body = format!("110105198001{:02}{:03}", 1 + seq % 28, seq % 1000);
+    let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let sum: u32 = body.bytes().zip(weights).map(|(b, w)| u32::from(b - b'0') * w).sum();
+    format!("{body}{}", char::from(b"10X98765432"[(sum % 11) as usize]))
+}
+
+fn record(seq: u32, address: &str) -> SourceRecord {
+    let payload =
+        serde_json::json!({"GMSFHM": citizen_id(seq), "XM": format!("测试{seq}"), "XB": "1", "HJDZ_QHNXXDZ": address});
+    SourceRecord {
+        kind: "household_registration".into(),
+        source_id: format!("F{seq}"),
+        revision: 1,
+        op: Op::Upsert as i32,
+        occurred_at: None,
+        payload: serde_json::to_vec(&payload).unwrap(),
+        charset: String::new(),
+    }
+}
+
+fn batch(range: std::ops::Range<u32>) -> SubmitRequest {
+    SubmitRequest { batch_id: String::new(), records: range.map(|i| record(i, "朝阳路1号")).collect() }
+}
+
+struct Harness {
+    service: IngestService,
+    publisher: KafkaPublisher,
+}
+
+fn harness(
+    mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    tune: impl FnOnce(&mut BusConfig, &mut DeliveryConfig),
+) -> Harness {
+    mock.create_topic(PERSON, 1, 1).unwrap();
+    mock.create_topic("hutong.dlq.v1", 1, 1).unwrap();
+    let mut bus =
+        BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
+    let mut delivery = DeliveryConfig::default();
+    tune(&mut bus, &mut delivery);
+    let config = GatewayConfig { kafka: bus.clone(), ..GatewayConfig::default() };
+    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+    let key = PseudonymKey::new(b"faults-test-key-0123".to_vec()).unwrap();
+    let pipelines = Arc::new(Reloader::new(schemas, key, config.pipeline_settings()).unwrap());
+    let publisher = KafkaPublisher::new(&bus).unwrap();
+    let service = IngestService::new(
+        pipelines,
+        Arc::new(publisher.clone()) as Arc<dyn Publisher>,
+        10_000,
+        delivery,
+        Arc::new(Metrics::default()),
+    );
+    Harness { service, publisher }
+}
+
+fn statuses(results: &[RecordResult]) -> Vec<i32> {
+    results.iter().map(|r| r.status).collect()
+}
+
+/// Every message of `topic` now, by ce_id.
+fn consume_all(
+    mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    topic: &str,
+    at_least: usize,
+) -> BTreeMap<String, usize> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("group.id", format!("faults-{}", uuid_like()))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut seen = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut total = 0;
+    while Instant::now() < deadline && total < at_least {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let id = m
+                .headers()
+                .and_then(|h| {
+                    h.iter()
+                        .find(|x| x.key == "ce_id")
+                        .and_then(|x| x.value)
+                        .map(|v| String::from_utf8_lossy(v).into_owned())
+                })
+                .unwrap();
+            *seen.entry(id).or_insert(0) += 1;
+            total += 1;
+        }
+    }
+    seen
+}
+
+fn uuid_like() -> String {
+    format!("{:?}", Instant::now())
+}
+
+async fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_for_less_than_the_timeout_is_ridden_out() {
+    let mock = MockCluster::new(1).unwrap();
+    let h = harness(&mock, |b, _| b.message_timeout_ms = 30_000);
+    mock.broker_down(1).unwrap();
+    let svc = h.service.clone();
+    let call = tokio::spawn(async move { svc.submit_batch("gongan", batch(0..5)).await });
+    // The records are in the gateway and unanswered while the broker is down.
+    wait_until("records in flight", || h.service.in_flight() == 5).await;
+    assert!(!call.is_finished(), "answered before delivery");
+    mock.broker_up(1).unwrap();
+    let resp = call.await.unwrap().unwrap();
+    assert_eq!(statuses(&resp.results), vec![RecordStatus::Published as i32; 5]);
+    assert_eq!(h.service.in_flight(), 0);
+    println!("broker down < timeout: sent 5, acknowledged 5 after the broker returned");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_down_for_longer_than_the_timeout_is_unavailable_and_a_retry_publishes() {
+    let mock = MockCluster::new(1).unwrap();
+    let h = harness(&mock, |b, _| b.message_timeout_ms = 1_500);
+    mock.broker_down(1).unwrap();
+    let err = h.service.submit_batch("gongan", batch(0..5)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert!(err.message().contains("retry"), "{}", err.message());
+    mock.broker_up(1).unwrap();
+    let resp = h.service.submit_batch("gongan", batch(0..5)).await.unwrap();
+    assert_eq!(statuses(&resp.results), vec![RecordStatus::Published as i32; 5]);
+    // A second retry within the window answers DUPLICATE with the original receipts.
+    let again = h.service.submit_batch("gongan", batch(0..5)).await.unwrap();
+    assert_eq!(statuses(&again.results), vec![RecordStatus::Duplicate as i32; 5]);
+    assert_eq!(again.results[2].receipts, resp.results[2].receipts);
+    let seen = consume_all(&mock, PERSON, 5);
+    assert_eq!(seen.len(), 5, "every record present once after de-duplication by ce_id: {seen:?}");
+    let dups: usize = seen.values().map(|n| n - 1).sum();
+    println!(
+        "broker down > timeout: sent 5 (UNAVAILABLE), retried 5 (PUBLISHED), retried again 5 (DUPLICATE); consumed {} messages, {dups} duplicates before de-duplication",
+        seen.values().sum::<usize>()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transient_produce_errors_are_retried_by_the_producer() {
+    let mock = MockCluster::new(1).unwrap();
+    let h = harness(&mock, |_, _| {});
+    mock.request_errors(
+        RDKafkaApiKey::Produce,
+        &[
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__TRANSPORT,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        ],
+    );
+    let resp = h.service.submit_batch("gongan", batch(0..3)).await.unwrap();
+    assert_eq!(statuses(&resp.results), vec![RecordStatus::Published as i32; 3]);
+    let seen = consume_all(&mock, PERSON, 3);
+    assert_eq!(seen.len(), 3);
+    assert!(seen.values().all(|n| *n == 1), "the idempotent producer wrote no duplicate: {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_too_large_for_kafka_is_rejected_alone() {
+    let mock = MockCluster::new(1).unwrap();
+    let h = harness(&mock, |b, _| {
+        b.options.insert("message.max.bytes".into(), "1200".into());
+    });
+    let big = "很长的地址".repeat(50);
+    let req = SubmitRequest {
+        batch_id: String::new(),
+        records: vec![record(1, "朝阳路1号"), record(2, &big), record(3, "朝阳路3号")],
+    };
+    let resp = h.service.submit_batch("gongan", req).await.unwrap();
+    assert_eq!(
+        statuses(&resp.results),
+        vec![RecordStatus::Published as i32, RecordStatus::Rejected as i32, RecordStatus::Published as i32]
+    );
+    assert_eq!(resp.results[1].violations[0].rule, "bus:refused");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_beyond_the_queue_is_resource_exhausted_not_a_crash() {
+    let mock = MockCluster::new(1).unwrap();
+    let h = harness(&mock, |b, d| {
+        b.options.insert("queue.buffering.max.messages".into(), "5".into());
+        b.queue_timeout_ms = 0;
+        b.message_timeout_ms = 5_000;
+        d.max_in_flight = 50;
+    });
+    mock.broker_down(1).unwrap();
+    let err = h.service.submit_batch("gongan", batch(0..20)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    // Admission control answers before the queue: more than the gateway holds.
+    let err = h.service.submit_batch("gongan", batch(100..151)).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("in flight"), "{}", err.message());
+    mock.broker_up(1).unwrap();
+    let p = h.publisher.clone();
+    wait_until("the producer queue to drain", || p.queue_len() == 0).await;
+    let resp = h.service.submit_batch("gongan", batch(200..203)).await.unwrap();
+    assert_eq!(statuses(&resp.results), vec![RecordStatus::Published as i32; 3], "the gateway recovers");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_producer_error_rebuilds_the_producer_and_nothing_is_answered_ok() {
+    let mock = MockCluster::new(1).unwrap();
+    let h = harness(&mock, |b, _| {
+        b.options.insert("enable.gapless.guarantee".into(), "true".into());
+    });
+    // Warm up: a producer id and sequence numbers exist.
+    let ok = h.service.submit_batch("gongan", batch(0..2)).await.unwrap();
+    assert_eq!(statuses(&ok.results), vec![RecordStatus::Published as i32; 2]);
+    mock.request_errors(RDKafkaApiKey::Produce, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER]);
+    let err = h.service.submit_batch("gongan", batch(10..12)).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    assert_eq!(h.publisher.rebuilds(), 1);
+    let retry = h.service.submit_batch("gongan", batch(10..12)).await.unwrap();
+    assert_eq!(statuses(&retry.results), vec![RecordStatus::Published as i32; 2]);
+}
