@@ -77,7 +77,8 @@ impl<'a> Scope<'a> {
     fn context(&self) -> Result<&cel::Context<'static, 'static>, String> {
         self.context
             .get_or_init(|| {
-                let mut c = cel::Context::default();
+                // The standard environment is built once: building it per record cost ~20 µs.
+                let mut c = cel::Context::with_env(Arc::clone(stdlib()));
                 c.add_variable_from_value("src", to_cel(self.payload));
                 c.add_variable_from_value("meta", to_cel(&self.meta));
                 Ok(c)
@@ -85,6 +86,12 @@ impl<'a> Scope<'a> {
             .as_ref()
             .map_err(Clone::clone)
     }
+}
+
+/// CEL's standard environment (functions and macros), shared by every record.
+fn stdlib() -> &'static Arc<cel::Env> {
+    static ENV: std::sync::OnceLock<Arc<cel::Env>> = std::sync::OnceLock::new();
+    ENV.get_or_init(|| Arc::new(cel::Env::stdlib()))
 }
 
 /// JSON → CEL with integers as `int` (CEL does not mix `int` and `uint`, and
