@@ -1,4 +1,5 @@
 use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 /// `content-type` of every canonical value.
@@ -24,7 +25,7 @@ pub fn event_id(department: &str, kind: &str, source_id: &str, revision: u64, in
 }
 
 /// CloudEvents 1.0 attributes of one message (Kafka protocol binding, binary mode).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CloudEvent {
     /// `ce_id`.
     pub id: String,
@@ -62,7 +63,7 @@ impl CloudEvent {
 }
 
 /// One message ready for the bus.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OutboundMessage {
     /// Topic it goes to.
     pub topic: String,

@@ -7,8 +7,10 @@ mod config;
 mod envelope;
 mod kafka;
 mod publisher;
+mod spool;
 
 pub use config::{BusConfig, TopicNames};
 pub use envelope::{CONTENT_TYPE_JSON, CloudEvent, OutboundMessage, event_id};
 pub use kafka::{KafkaPublisher, ensure_topics};
 pub use publisher::{BusError, MemoryPublisher, PublishFuture, Publisher, Receipt};
+pub use spool::{Spool, SpoolError};

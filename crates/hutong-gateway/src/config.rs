@@ -23,6 +23,28 @@ pub struct GatewayConfig {
     pub registry: RegistryConfig,
     /// Duplicate detection and backpressure.
     pub delivery: DeliveryConfig,
+    /// Store and forward while Kafka is unreachable.
+    pub spool: SpoolConfig,
+}
+
+/// Store and forward (`[spool]`): off by default.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct SpoolConfig {
+    /// Accept records into the local spool when Kafka is unreachable (answer SPOOLED).
+    pub enabled: bool,
+    /// The spool file (redb).
+    pub path: PathBuf,
+    /// Most messages it holds; beyond, requests get RESOURCE_EXHAUSTED.
+    pub max_records: u64,
+    /// How often a non-empty spool tries to replay, in milliseconds.
+    pub replay_interval_ms: u64,
+}
+
+impl Default for SpoolConfig {
+    fn default() -> Self {
+        Self { enabled: false, path: PathBuf::from("spool.redb"), max_records: 1_000_000, replay_interval_ms: 1_000 }
+    }
 }
 
 /// Duplicate detection and backpressure (`[delivery]`).
@@ -89,6 +111,7 @@ impl Default for GatewayConfig {
             limits: LimitsConfig::default(),
             registry: RegistryConfig::default(),
             delivery: DeliveryConfig::default(),
+            spool: SpoolConfig::default(),
         }
     }
 }

@@ -14,7 +14,7 @@ mod server;
 mod service;
 
 pub use admin::{AdminService, DryRun, check_subject, dry_run};
-pub use config::{DeliveryConfig, GatewayConfig, LimitsConfig, PseudonymConfig, RegistryConfig};
+pub use config::{DeliveryConfig, GatewayConfig, LimitsConfig, PseudonymConfig, RegistryConfig, SpoolConfig};
 pub use identity::{DEPARTMENT_HEADER, department_from_request};
 pub use metrics::{Metrics, router as metrics_router};
 pub use pipeline::{Outcome, Pipeline, PipelineSettings, Prepared};

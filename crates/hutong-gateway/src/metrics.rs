@@ -60,6 +60,8 @@ pub struct Metrics {
     pub reload_generation: Gauge<u64, AtomicU64>,
     /// 1 while the last hot reload was refused (the working version still serves).
     pub reload_failed: Gauge<i64, AtomicI64>,
+    /// Messages waiting in the store-and-forward spool.
+    pub spool_depth: Gauge<i64, AtomicI64>,
 }
 
 impl Default for Metrics {
@@ -98,6 +100,8 @@ impl Default for Metrics {
         );
         let reload_failed = Gauge::<i64, AtomicI64>::default();
         registry.register("reload_failed", "1 while the last hot reload was refused", reload_failed.clone());
+        let spool_depth = Gauge::<i64, AtomicI64>::default();
+        registry.register("spool_messages", "Messages waiting in the store-and-forward spool", spool_depth.clone());
         Self {
             registry,
             records,
@@ -108,6 +112,7 @@ impl Default for Metrics {
             delivery_errors,
             reload_generation,
             reload_failed,
+            spool_depth,
         }
     }
 }

@@ -1,7 +1,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use hutong_adapter::{AdapterError, PseudonymKey};
-use hutong_bus::{BusError, KafkaPublisher, Publisher, ensure_topics};
+use hutong_bus::{BusError, KafkaPublisher, Publisher, Spool, ensure_topics};
 use hutong_proto::v1::{admin_server::AdminServer, ingest_server::IngestServer};
 use hutong_standard::StandardError;
 use tokio::net::TcpListener;
@@ -86,6 +86,31 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     info!(addr = %config.listen, brokers = %config.kafka.bootstrap_servers, "gateway listening");
     let publisher: Arc<dyn Publisher> = Arc::new(producer.clone());
     let metrics = Arc::new(Metrics::default());
+    let spool = if config.spool.enabled {
+        let s = Arc::new(
+            Spool::open(&config.spool.path, config.spool.max_records)
+                .map_err(|e| GatewayError::Transport(format!("{}: {e}", config.spool.path.display())))?,
+        );
+        info!(path = %config.spool.path.display(), waiting = s.len(), "store and forward on");
+        Some(s)
+    } else {
+        None
+    };
+    let replay_task = spool.clone().map(|s| {
+        let publisher = Arc::clone(&publisher);
+        let every = Duration::from_millis(config.spool.replay_interval_ms);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                if !s.is_empty() {
+                    match s.replay(publisher.as_ref()).await {
+                        Ok(n) if n > 0 => info!(replayed = n, "spool drained into kafka"),
+                        _ => {}
+                    }
+                }
+            }
+        })
+    });
     let registry_task = if config.registry.listen.is_empty() {
         None
     } else {
@@ -94,7 +119,9 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
             .map_err(|e| GatewayError::Transport(format!("binding {}: {e}", config.registry.listen)))?;
         info!(addr = %config.registry.listen, "schema registry listening");
         let (m, r, p) = (Arc::clone(&metrics), Arc::clone(&reloader), producer.clone());
+        let sp = spool.clone();
         let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> = Arc::new(move |m: &Metrics| {
+            m.spool_depth.set(sp.as_ref().map_or(0, |s| s.len() as i64));
             m.producer_queue.set(p.queue_len());
             let status = r.status();
             m.reload_generation.set(status.generation);
@@ -103,7 +130,10 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         let app = crate::registry_router(Arc::clone(&reloader)).merge(crate::metrics_router(m, refresh));
         Some(tokio::spawn(async move { axum::serve(l, app).await }))
     };
-    serve_on(listener, reloader, publisher, metrics, &config, shutdown).await?;
+    serve_on(listener, reloader, publisher, metrics, spool, &config, shutdown).await?;
+    if let Some(t) = replay_task {
+        t.abort();
+    }
     if let Some(t) = registry_task {
         t.abort();
     }
@@ -120,20 +150,25 @@ pub async fn serve_on(
     pipelines: Arc<Reloader>,
     publisher: Arc<dyn Publisher>,
     metrics: Arc<Metrics>,
+    spool: Option<Arc<Spool>>,
     config: &GatewayConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
     let transport = |e: &dyn std::fmt::Display| GatewayError::Transport(e.to_string());
-    let ingest = IngestServer::new(IngestService::new(
+    let mut service = IngestService::new(
         Arc::clone(&pipelines),
         publisher,
         config.limits.max_records_per_batch,
         config.delivery,
         metrics,
-    ))
-    .max_decoding_message_size(config.limits.max_message_bytes)
-    .accept_compressed(CompressionEncoding::Gzip)
-    .send_compressed(CompressionEncoding::Gzip);
+    );
+    if let Some(s) = spool {
+        service = service.with_spool(s);
+    }
+    let ingest = IngestServer::new(service)
+        .max_decoding_message_size(config.limits.max_message_bytes)
+        .accept_compressed(CompressionEncoding::Gzip)
+        .send_compressed(CompressionEncoding::Gzip);
     let admin = AdminServer::new(AdminService::new(Arc::clone(&pipelines)));
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<IngestServer<IngestService>>().await;

@@ -7,7 +7,7 @@ use std::{
 
 use chrono::Utc;
 use futures::{Stream, StreamExt, future::try_join_all};
-use hutong_bus::{BusError, Publisher};
+use hutong_bus::{BusError, Publisher, Spool, SpoolError};
 use hutong_proto::v1::{
     Receipt, RecordResult, SourceRecord, Status as RecordStatus, SubmitRequest, SubmitResponse, Violation,
     ingest_server::Ingest,
@@ -36,6 +36,7 @@ pub struct IngestService {
     per_department: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     delivery: DeliveryConfig,
     metrics: Arc<Metrics>,
+    spool: Option<Arc<Spool>>,
 }
 
 impl std::fmt::Debug for IngestService {
@@ -65,7 +66,14 @@ impl IngestService {
             per_department: Arc::default(),
             delivery,
             metrics,
+            spool: None,
         }
+    }
+
+    /// Store and forward through `spool` while Kafka is unreachable.
+    pub fn with_spool(mut self, spool: Arc<Spool>) -> Self {
+        self.spool = Some(spool);
+        self
     }
 
     /// Records accepted and not yet answered, across departments.
@@ -202,9 +210,21 @@ impl IngestService {
             .map(|m| if status == RecordStatus::Rejected { "dlq".to_owned() } else { entity_of(&m.event.ty) })
             .collect();
         let ids: Vec<String> = messages.iter().map(|m| m.event.id.clone()).collect();
+        // While the spool holds anything, new records queue behind it: order is kept.
+        if let Some(spool) = self.spool.as_ref().filter(|s| !s.is_empty()) {
+            return self.spooled(spool, &messages, ids, entities, index, rec, violations, status);
+        }
+        let copies = self.spool.as_ref().map(|_| messages.clone());
         // All of a record's messages, or an error for the record: OK only when every one is delivered.
         let delivered = match try_join_all(messages.into_iter().map(|m| self.publisher.publish(m))).await {
             Ok(d) => d,
+            // Kafka unreachable and store-and-forward on: durable on disk, then SPOOLED.
+            Err(BusError::Unavailable(reason)) if self.spool.is_some() => {
+                let spool = self.spool.as_ref().expect("checked");
+                warn!(department, error = %reason, "kafka unavailable: spooling");
+                let messages = copies.unwrap_or_default();
+                return self.spooled(spool, &messages, ids, entities, index, rec, violations, status);
+            }
             // The broker refuses this record for good (e.g. too large): the record's fault, not the batch's.
             Err(BusError::Refused(reason)) if is_record_refusal(&reason) => {
                 let v =
@@ -232,6 +252,52 @@ impl IngestService {
     }
 }
 
+impl IngestService {
+    /// Writes a record's messages to the spool (fsync'd) and answers SPOOLED.
+    #[allow(clippy::too_many_arguments)]
+    fn spooled(
+        &self,
+        spool: &Spool,
+        messages: &[hutong_bus::OutboundMessage],
+        ids: Vec<String>,
+        entities: Vec<String>,
+        index: usize,
+        rec: &SourceRecord,
+        violations: Vec<hutong_standard::Violation>,
+        status: RecordStatus,
+    ) -> Result<RecordResult, BusError> {
+        spool.append(messages).map_err(|e| match e {
+            SpoolError::Full(_) => BusError::QueueFull,
+            SpoolError::Store(m) => BusError::Unavailable(format!("spool: {m}")),
+        })?;
+        let receipts = messages
+            .iter()
+            .zip(ids)
+            .zip(entities)
+            .map(|((m, event_id), entity)| Receipt {
+                topic: m.topic.clone(),
+                partition: -1,
+                offset: -1,
+                event_id,
+                entity,
+            })
+            .collect();
+        // A spooled reject still reports why it was rejected.
+        let status = if status == RecordStatus::Rejected { RecordStatus::Rejected } else { RecordStatus::Spooled };
+        Ok(RecordResult {
+            index: index as u32,
+            source_id: rec.source_id.clone(),
+            revision: rec.revision,
+            status: status as i32,
+            receipts,
+            violations: violations
+                .into_iter()
+                .map(|v| Violation { pointer: v.pointer, rule: v.rule, message: v.message })
+                .collect(),
+        })
+    }
+}
+
 /// The identity of a source record: what makes a retry a duplicate.
 fn dedupe_key(department: &str, rec: &SourceRecord) -> String {
     format!("{department}\u{0}{}\u{0}{}\u{0}{}", rec.kind, rec.source_id, rec.revision)
@@ -251,7 +317,9 @@ fn entity_of(ce_type: &str) -> String {
 pub(crate) fn status_from_bus(e: &BusError) -> Status {
     match e {
         BusError::Unavailable(m) => Status::unavailable(format!("kafka unavailable, retry later: {m}")),
-        BusError::QueueFull => Status::resource_exhausted("the producer queue is full, retry after a short back-off"),
+        BusError::QueueFull => {
+            Status::resource_exhausted("the producer queue (or the spool) is full, retry after a short back-off")
+        }
         BusError::Refused(m) if m.contains("Authorization") => {
             Status::permission_denied(format!("kafka refused the gateway: {m}"))
         }

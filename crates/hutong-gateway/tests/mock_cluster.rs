@@ -48,7 +48,7 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        serve_on(listener, pipelines, publisher, Arc::new(Metrics::default()), &config, async {
+        serve_on(listener, pipelines, publisher, Arc::new(Metrics::default()), None, &config, async {
             let _ = stop_rx.await;
         })
         .await
