@@ -212,3 +212,20 @@ fn copy_dir(src: &Path, dst: &Path) {
         if p.is_dir() { copy_dir(&p, &to) } else { std::fs::copy(&p, &to).map(|_| ()).unwrap() }
     }
 }
+
+#[test]
+fn a_hostile_pattern_in_a_schema_runs_in_linear_time() {
+    let dir = tempfile_copy();
+    let p = dir.join("standard/v1/person.json");
+    let mut doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    doc["properties"]["name"]["pattern"] = json!("^(a+)+$");
+    doc["properties"]["name"]["maxLength"] = json!(100_000);
+    std::fs::write(&p, doc.to_string()).unwrap();
+    let s = Standard::load(&dir).unwrap();
+    let mut person = valid_person();
+    // Catastrophic for a backtracking engine; the linear-time engine answers at once.
+    person["name"] = json!(format!("{}b", "a".repeat(50_000)));
+    let v = s.validate("person", &person);
+    assert!(v.iter().any(|v| v.pointer == "/name" && v.rule == "pattern"), "{v:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
