@@ -1,6 +1,7 @@
 //! `hutong`: the Hutong (互通) gateway and its tools.
 
 mod adapter_cmd;
+mod bench;
 mod config;
 mod ingest;
 mod records;
@@ -33,6 +34,8 @@ enum Command {
     /// Dry run of an NDJSON export through adapter and standard, without Kafka:
     /// one JSON line per record; exit status 1 if any record is rejected.
     Validate(validate::ValidateArgs),
+    /// Benchmark a running gateway over gRPC against the raw producer, same run.
+    Bench(bench::BenchArgs),
     /// Department adapters: static checks and golden fixtures, without Kafka.
     #[command(subcommand)]
     Adapter(adapter_cmd::AdapterCommand),
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
             Command::Validate(args) => validate::run(args),
             Command::Health(args) => health(args).await,
             Command::Adapter(cmd) => adapter_cmd::run(cmd),
+            Command::Bench(args) => bench::run(args).await,
             Command::Schema(cmd) => schema_cmd::run(cmd),
             Command::Standard(StandardCommand::Docs { schemas, out }) => standard_docs(&schemas, out.as_deref()),
         }
