@@ -113,7 +113,7 @@ impl Adapter {
     pub fn parse(text: &str, path: &Path, standard: &Standard) -> Result<Self, AdapterError> {
         let spec: AdapterSpec =
             toml::from_str(text).map_err(|e| AdapterError::Parse { path: path.to_owned(), message: e.to_string() })?;
-        Self::build(spec, path, standard)
+        Self::build(spec, path, standard).map_err(|e| with_line(e, text))
     }
 
     fn build(spec: AdapterSpec, path: &Path, standard: &Standard) -> Result<Self, AdapterError> {
@@ -378,6 +378,21 @@ fn build_transform(t: TransformSpec, standard: &Standard) -> Result<Transform, S
         TransformSpec::CitizenId(c) => Transform::CitizenId(c.legacy15),
         TransformSpec::Pseudonym => Transform::Pseudonym,
     })
+}
+
+/// Prefixes a static-check error about field `to = "/x"` (or a named key)
+/// with the line it is on, so admins land on it.
+fn with_line(e: AdapterError, text: &str) -> AdapterError {
+    let AdapterError::Check { path, message } = e else { return e };
+    let needle = message
+        .split_whitespace()
+        .find(|w| w.starts_with('/'))
+        .map(|w| format!("\"{}\"", w.trim_end_matches([':', ',', ')'])));
+    let line = needle.and_then(|n| text.lines().position(|l| l.contains(&n) && l.trim_start().starts_with("to")));
+    match line {
+        Some(i) => AdapterError::Check { path, message: format!("line {}: {message}", i + 1) },
+        None => AdapterError::Check { path, message },
+    }
 }
 
 fn parse_pointer(p: &str) -> Result<Vec<String>, String> {

@@ -90,8 +90,14 @@ fn static_checks_refuse_what_does_not_fit_the_standard() {
         ),
         ("[[output.field]]\nto = \"/residence/nope\"\nfrom = \"X\"\n", "/residence/nope is not in the standard"),
     ] {
-        let e = parse(&format!("{HEAD}{KEY}{extra}")).unwrap_err().to_string();
+        let text = format!("{HEAD}{KEY}{extra}");
+        let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains(words), "{e} should mention {words}");
+        // Errors point to the file and the line of the field.
+        let line = text.lines().position(|l| l.starts_with("to = ") && extra.contains(l)).map(|i| i + 1);
+        if let Some(line) = line.filter(|_| words.contains('/')) {
+            assert!(e.contains(&format!("test.toml: line {line}:")), "{e} should point to line {line}");
+        }
     }
     let no_name = KEY.replace("to = \"/name\"", "to = \"/sex\"");
     let e = parse(&format!("{HEAD}{no_name}")).unwrap_err().to_string();

@@ -169,6 +169,32 @@ pub fn check_gb32100(code: &str) -> Result<(), CreditCodeError> {
     Ok(())
 }
 
+/// A normalised Chinese mainland phone number: an 11-digit mobile
+/// (`1[3-9]` + 9 digits), or a landline `0AREA-LOCAL[-EXT]` with a 3- or
+/// 4-digit area code (010, 02x: 3; others: 4), a 7- or 8-digit local number
+/// not starting with 0 or 1, and an optional extension of up to 6 digits.
+pub fn check_cn_phone(s: &str) -> bool {
+    let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+    let b = s.as_bytes();
+    if b.len() == 11 && b[0] == b'1' && (b'3'..=b'9').contains(&b[1]) && digits(s) {
+        return true;
+    }
+    let mut parts = s.split('-');
+    let (Some(area), Some(local), ext, None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let area_ok = digits(area)
+        && area.starts_with('0')
+        && match area.as_bytes().get(1) {
+            Some(b'1' | b'2') => area.len() == 3,
+            Some(b'3'..=b'9') => area.len() == 4,
+            _ => false,
+        };
+    let local_ok = digits(local) && (7..=8).contains(&local.len()) && !local.starts_with(['0', '1']);
+    let ext_ok = ext.is_none_or(|e| digits(e) && e.len() <= 6);
+    area_ok && local_ok && ext_ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +222,27 @@ mod tests {
         assert_eq!(check_gb11643("11010519491231002x"), Err(CitizenIdError::Charset));
         assert_eq!(check_gb11643("1101051949123100"), Err(CitizenIdError::Length(16)));
         assert_eq!(check_gb11643("110105491231002"), Err(CitizenIdError::Legacy15));
+    }
+
+    #[test]
+    fn cn_phones() {
+        for ok in ["13800138000", "19912345678", "010-62751234", "0571-87654321", "0571-87654321-801", "020-8888888"] {
+            assert!(check_cn_phone(ok), "{ok}");
+        }
+        for bad in [
+            "12800138000",
+            "1380013800",
+            "+8613800138000",
+            "0571 87654321",
+            "571-87654321",
+            "0571-0765432",
+            "0571-876543210",
+            "010-62751234-1234567",
+            "0571-87654321-801-1",
+            "13800138000-1",
+        ] {
+            assert!(!check_cn_phone(bad), "{bad}");
+        }
     }
 
     #[test]

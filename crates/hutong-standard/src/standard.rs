@@ -335,6 +335,7 @@ fn compile(
         .should_ignore_unknown_formats(false)
         .with_format("gb11643", move |s: &str| checks::check_gb11643(s).is_ok() && known_province(&id_codes, s))
         .with_format("gb32100", |s: &str| checks::check_gb32100(s).is_ok())
+        .with_format("cn-phone", checks::check_cn_phone)
         .with_format("division-code", move |s: &str| divisions.get("division").is_some_and(|l| l.contains(s)))
         .with_keyword("x-code-list", move |_parent: &Map<String, Value>, value: &Value, _path| {
             let id = value.as_str().ok_or_else(|| ValidationError::custom("x-code-list must be a string"))?;
@@ -410,6 +411,7 @@ fn format_detail(format: &str, value: &str) -> Option<String> {
             .err()
             .map(|e| format!("not a valid unified social credit code (GB 32100): {e}")),
         "division-code" => Some(format!("{value:?} is not in the division code list")),
+        "cn-phone" => Some("not a normalised Chinese mobile (11 digits) or landline (0AREA-NUMBER) number".to_owned()),
         _ => None,
     }
 }

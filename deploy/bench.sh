@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The benchmark of docs/benchmarks.md: a release build, tansu with memory
+# storage on 127.0.0.1:19092, the gateway, then `hutong bench` (gateway vs raw
+# producer in the same run), streamed and unary. Arguments go to every
+# `hutong bench` run (e.g. --records 50000).
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+source deploy/prereqs.sh
+deploy/broker.sh install
+cargo build --release -p hutong-cli
+HUTONG="$ROOT/target/release/hutong"
+WORK="$(mktemp -d)"
+trap 'kill $GW $BROKER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+( cd "$WORK" && exec "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" broker --listener-url tcp://127.0.0.1:19092 \
+    --advertised-listener-url tcp://127.0.0.1:19092 --storage-engine memory://tansu/ >"$WORK/broker.log" 2>&1 ) &
+BROKER=$!
+cat >"$WORK/hutong.toml" <<TOML
+listen = "127.0.0.1:19051"
+schemas-dir = "$ROOT/schemas"
+[kafka]
+bootstrap-servers = "127.0.0.1:19092"
+[registry]
+listen = "127.0.0.1:19081"
+public-url = "http://127.0.0.1:19081"
+TOML
+for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/19092) 2>/dev/null && break; sleep 0.1; done
+export HUTONG_PSEUDONYM_KEY="bench-key-0123456789abcdef"
+HUTONG_LOG=warn "$HUTONG" serve --config "$WORK/hutong.toml" >"$WORK/gateway.log" 2>&1 &
+GW=$!
+"$HUTONG" health --addr http://127.0.0.1:19051 --wait 60 >/dev/null
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
+MODES="${BENCH_MODES:-stream unary}"
+for mode in $MODES; do
+  "$HUTONG" bench --addr http://127.0.0.1:19051 --config "$WORK/hutong.toml" --mode "$mode" --gateway-pid "$GW" "$@"
+done
