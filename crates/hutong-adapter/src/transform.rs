@@ -42,7 +42,11 @@ impl Transform {
         let some = |s: String| Ok(Some(s));
         match self {
             Self::Trim => some(value.trim_matches(char::is_whitespace).to_owned()),
-            Self::Nfkc => some(value.nfkc().collect()),
+            // Most values are already NFKC (ASCII, common CJK): skip the rewrite then.
+            Self::Nfkc => match unicode_normalization::is_nfkc_quick(value.chars()) {
+                unicode_normalization::IsNormalized::Yes => some(value),
+                _ => some(value.nfkc().collect()),
+            },
             Self::Upper => some(value.to_ascii_uppercase()),
             Self::Lower => some(value.to_ascii_lowercase()),
             Self::Date(formats) => parse_date(&value, formats)

@@ -14,6 +14,11 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: the profile of the gateway under load showed glibc malloc/free
+/// taking ~30% of its CPU (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Hutong (互通): departments submit records over gRPC as they are; adapters map
 /// them to one data standard; valid records are published to Kafka.
 #[derive(Debug, Parser)]
