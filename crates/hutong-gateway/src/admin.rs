@@ -8,8 +8,7 @@ use hutong_compat::Mode;
 use hutong_proto::v1::{
     AdapterInfo, CanonicalRecord, CheckCompatibilityRequest, CheckCompatibilityResponse, GetSchemaRequest,
     GetSchemaResponse, ListAdaptersRequest, ListAdaptersResponse, ListSchemasRequest, ListSchemasResponse,
-    SchemaChange, SourceRecord, SubjectInfo, ValidateRecordRequest, ValidateRecordResponse, Violation as PbViolation,
-    admin_server::Admin,
+    SchemaChange, SourceRecord, SubjectInfo, ValidateRecordRequest, ValidateRecordResponse, admin_server::Admin,
 };
 use hutong_registry::Registry;
 use hutong_standard::Violation;
@@ -114,11 +113,7 @@ impl Admin for AdminService {
                     json: value.to_string(),
                 })
                 .collect(),
-            violations: run
-                .violations
-                .into_iter()
-                .map(|v| PbViolation { pointer: v.pointer, rule: v.rule, message: v.message })
-                .collect(),
+            violations: crate::service::pb_violations(run.violations),
         }))
     }
 

@@ -183,18 +183,9 @@ impl IngestService {
         rec: &SourceRecord,
         outcome: Outcome,
     ) -> Result<RecordResult, BusError> {
-        let answer =
-            |status: RecordStatus, receipts: Vec<Receipt>, violations: Vec<hutong_standard::Violation>| RecordResult {
-                index: index as u32,
-                source_id: rec.source_id.clone(),
-                revision: rec.revision,
-                status: status as i32,
-                receipts,
-                violations: violations
-                    .into_iter()
-                    .map(|v| Violation { pointer: v.pointer, rule: v.rule, message: v.message })
-                    .collect(),
-            };
+        let answer = |status: RecordStatus, receipts: Vec<Receipt>, violations: Vec<hutong_standard::Violation>| {
+            record_result(index, rec, status, receipts, violations)
+        };
         let (status, messages, violations) = match outcome {
             Outcome::Publish(prepared) => {
                 let key = dedupe_key(department, rec);
@@ -284,18 +275,31 @@ impl IngestService {
             .collect();
         // A spooled reject still reports why it was rejected.
         let status = if status == RecordStatus::Rejected { RecordStatus::Rejected } else { RecordStatus::Spooled };
-        Ok(RecordResult {
-            index: index as u32,
-            source_id: rec.source_id.clone(),
-            revision: rec.revision,
-            status: status as i32,
-            receipts,
-            violations: violations
-                .into_iter()
-                .map(|v| Violation { pointer: v.pointer, rule: v.rule, message: v.message })
-                .collect(),
-        })
+        Ok(record_result(index, rec, status, receipts, violations))
     }
+}
+
+/// The answer for record `index` of a request.
+fn record_result(
+    index: usize,
+    rec: &SourceRecord,
+    status: RecordStatus,
+    receipts: Vec<Receipt>,
+    violations: Vec<hutong_standard::Violation>,
+) -> RecordResult {
+    RecordResult {
+        index: index as u32,
+        source_id: rec.source_id.clone(),
+        revision: rec.revision,
+        status: status as i32,
+        receipts,
+        violations: pb_violations(violations),
+    }
+}
+
+/// Violations as the wire carries them (pointer, rule and message kept whole).
+pub(crate) fn pb_violations(violations: Vec<hutong_standard::Violation>) -> Vec<Violation> {
+    violations.into_iter().map(|v| Violation { pointer: v.pointer, rule: v.rule, message: v.message }).collect()
 }
 
 /// The identity of a source record: what makes a retry a duplicate.
