@@ -188,7 +188,22 @@ pub async fn serve_on(
         .add_service(reflection_v1alpha)
         .add_service(ingest)
         .add_service(admin)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown)
         .await
         .map_err(|e| transport(&e))
+}
+
+/// Accepted connections with Nagle's algorithm off: with it, every small
+/// gRPC answer waited for the client's delayed ACK (~40 ms; measured as a
+/// ~52 ms p50 floor on unary calls).
+fn incoming_nodelay(
+    listener: TcpListener,
+) -> impl futures::Stream<Item = std::io::Result<tokio::net::TcpStream>> + Send {
+    use futures::StreamExt as _;
+    TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(stream) = &conn {
+            let _ = stream.set_nodelay(true);
+        }
+        conn
+    })
 }
