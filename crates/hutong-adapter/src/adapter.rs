@@ -462,7 +462,8 @@ fn compact_arrays(v: &mut Value) {
 /// Every adapter under `schemas/departments/`, by (department, kind).
 #[derive(Debug, Clone, Default)]
 pub struct Adapters {
-    by_kind: BTreeMap<(String, String), Adapter>,
+    /// department → kind → adapter: looked up per record by `&str`, without allocating.
+    by_kind: BTreeMap<String, BTreeMap<String, Adapter>>,
 }
 
 impl Adapters {
@@ -487,7 +488,7 @@ impl Adapters {
             }
         }
         files.sort();
-        let mut by_kind = BTreeMap::new();
+        let mut by_kind: BTreeMap<String, BTreeMap<String, Adapter>> = BTreeMap::new();
         for f in files {
             let adapter = Adapter::load(&f, standard)?;
             let folder = f.parent().and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or_default();
@@ -497,8 +498,8 @@ impl Adapters {
                     message: format!("department {:?} does not match its folder {folder:?}", adapter.department),
                 });
             }
-            let id = (adapter.department.clone(), adapter.kind.clone());
-            if let Some(prev) = by_kind.insert(id, adapter) {
+            let kinds = by_kind.entry(adapter.department.clone()).or_default();
+            if let Some(prev) = kinds.insert(adapter.kind.clone(), adapter) {
                 return Err(AdapterError::Check {
                     path: f,
                     message: format!(
@@ -515,11 +516,11 @@ impl Adapters {
 
     /// The adapter of `department`'s source `kind`.
     pub fn get(&self, department: &str, kind: &str) -> Option<&Adapter> {
-        self.by_kind.get(&(department.to_owned(), kind.to_owned()))
+        self.by_kind.get(department)?.get(kind)
     }
 
     /// All adapters.
     pub fn iter(&self) -> impl Iterator<Item = &Adapter> {
-        self.by_kind.values()
+        self.by_kind.values().flat_map(BTreeMap::values)
     }
 }

@@ -186,12 +186,15 @@ impl IngestService {
         let answer = |status: RecordStatus, receipts: Vec<Receipt>, violations: Vec<hutong_standard::Violation>| {
             record_result(index, rec, status, receipts, violations)
         };
+        // The key is built once: looked up now, remembered after delivery.
+        let mut dedupe = None;
         let (status, messages, violations) = match outcome {
             Outcome::Publish(prepared) => {
                 let key = dedupe_key(department, rec);
                 if let Some(receipts) = self.recent.get(&key) {
                     return Ok(answer(RecordStatus::Duplicate, receipts.as_ref().clone(), vec![]));
                 }
+                dedupe = Some(key);
                 (RecordStatus::Published, prepared.into_iter().map(|p| p.message).collect::<Vec<_>>(), vec![])
             }
             Outcome::Reject { violations, dlq } => (RecordStatus::Rejected, vec![*dlq], violations),
@@ -236,8 +239,8 @@ impl IngestService {
                 entity,
             })
             .collect();
-        if status == RecordStatus::Published {
-            self.recent.insert(dedupe_key(department, rec), Arc::new(receipts.clone()));
+        if let Some(key) = dedupe {
+            self.recent.insert(key, Arc::new(receipts.clone()));
         }
         Ok(answer(status, receipts, violations))
     }
