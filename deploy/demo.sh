@@ -25,7 +25,11 @@ if [ ! -s "$STATE/pseudonym.key" ]; then
   chmod 600 "$STATE/pseudonym.key"
 fi
 
-step "starting the gateway (log: .hutong/gateway.log)"
+step "development PKI (.hutong/pki): a CA, the gateway's certificate, one client certificate per department"
+"$HUTONG" certs init --out "$STATE/pki" --policy deploy/local/policy.toml
+export HUTONG_PKI="$STATE/pki"
+
+step "starting the gateway: mTLS on 127.0.0.1:50051 (log: .hutong/gateway.log)"
 "$HUTONG" serve --config deploy/local/hutong.toml >"$STATE/gateway.log" 2>&1 &
 GATEWAY=$!
 trap 'kill $GATEWAY 2>/dev/null || true; wait $GATEWAY 2>/dev/null || true; deploy/broker.sh stop >/dev/null 2>&1 || true' EXIT
@@ -33,14 +37,18 @@ trap 'kill $GATEWAY 2>/dev/null || true; wait $GATEWAY 2>/dev/null || true; depl
 
 SAMPLE=schemas/departments/gongan/samples/household_registration.ndjson
 step "公安 submits its household-registration export: $SAMPLE"
-"$HUTONG" ingest --department gongan --kind household_registration "$SAMPLE"
+"$HUTONG" ingest --as gongan --kind household_registration "$SAMPLE"
 
 step "the eight other departments submit theirs (民政 卫健 人社 司法 信访 12345 网格 市场监管)"
 for f in schemas/departments/*/samples/*.ndjson; do
   dept=$(basename "$(dirname "$(dirname "$f")")"); kind=$(basename "$f" .ndjson)
   [ "$dept" = gongan ] && continue
-  "$HUTONG" ingest --quiet --department "$dept" --kind "$kind" "$f"
+  "$HUTONG" ingest --quiet --as "$dept" --kind "$kind" "$f"
 done
+
+step "deny by default: 公安's certificate submitting 民政's kind is refused (and audited)"
+"$HUTONG" ingest --as gongan --kind social_assistance schemas/departments/minzheng/samples/social_assistance.ndjson \
+  && { echo "expected PERMISSION_DENIED"; exit 1; } || true
 
 step "published on hutong.person.v1 (as any Kafka consumer sees them; first 3)"
 "$HUTONG" tail hutong.person.v1 --from-beginning --max 3 --idle-timeout 5
@@ -55,6 +63,10 @@ step "how many records each topic holds now"
 for t in person household building organization grid event service_request service_resource dlq; do
   printf '  %-28s ' "hutong.$t.v1"; "$HUTONG" tail "hutong.$t.v1" --from-beginning --idle-timeout 3 --json 2>/dev/null | wc -l
 done
+
+step "the audit trail: every submission and refusal, hash-chained (.hutong/audit)"
+tail -n 1 "$STATE"/audit/audit-*.jsonl | cut -c1-300; echo
+"$HUTONG" audit verify "$STATE/audit"
 
 step "the schema registry (Confluent-compatible REST) serves the standard behind every topic"
 curl -s http://127.0.0.1:8081/subjects; echo

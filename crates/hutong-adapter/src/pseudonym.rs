@@ -6,7 +6,7 @@ use sha2::Sha256;
 /// Comes from a file or the environment, never from config in git. `Debug`
 /// prints `***`.
 #[derive(Clone)]
-pub struct PseudonymKey(Vec<u8>);
+pub struct PseudonymKey(Vec<u8>, String);
 
 impl PseudonymKey {
     /// The shortest key accepted, in bytes.
@@ -15,7 +15,23 @@ impl PseudonymKey {
     /// A key from raw bytes; `None` when shorter than [`Self::MIN_LEN`].
     pub fn new(bytes: impl Into<Vec<u8>>) -> Option<Self> {
         let bytes = bytes.into();
-        (bytes.len() >= Self::MIN_LEN).then_some(Self(bytes))
+        (bytes.len() >= Self::MIN_LEN).then(|| {
+            let mut key = Self(bytes, String::new());
+            key.1 = format!("k{}", &key.pseudonym("hutong/key-id")[..8]);
+            key
+        })
+    }
+
+    /// The key's id: `k` and 8 hex digits derived from the key (never the key
+    /// itself), so consumers can tell which key a pseudonym was made with
+    /// and keys can rotate.
+    pub fn key_id(&self) -> &str {
+        &self.1
+    }
+
+    /// `<key id>:<hex HMAC-SHA256>` of `value`: a field pseudonymised on a topic.
+    pub fn tagged_pseudonym(&self, value: &str) -> String {
+        format!("{}:{}", self.1, self.pseudonym(value))
     }
 
     /// Hex HMAC-SHA256 of `value` under this key.
@@ -40,7 +56,7 @@ mod tests {
     #[test]
     fn rfc4231_case_2() {
         // RFC 4231 test case 2 uses a 4-byte key; pad check aside, verify the MAC itself.
-        let key = PseudonymKey(b"Jefe".to_vec());
+        let key = PseudonymKey(b"Jefe".to_vec(), String::new());
         assert_eq!(
             key.pseudonym("what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
@@ -52,5 +68,9 @@ mod tests {
         assert!(PseudonymKey::new(b"short".to_vec()).is_none());
         let k = PseudonymKey::new(vec![7u8; 32]).unwrap();
         assert_eq!(format!("{k:?}"), "PseudonymKey(***)");
+        let (id, other) = (k.key_id(), PseudonymKey::new(vec![8u8; 32]).unwrap());
+        assert!(id.len() == 9 && id.starts_with('k'), "{id}");
+        assert_ne!(id, other.key_id(), "another key, another id");
+        assert_eq!(k.tagged_pseudonym("x"), format!("{id}:{}", k.pseudonym("x")));
     }
 }

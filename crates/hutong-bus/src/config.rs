@@ -83,6 +83,11 @@ impl TopicNames {
         format!("{}.{entity}.v{major}", self.prefix)
     }
 
+    /// `<prefix>.audit.v1`, the copy of the audit trail.
+    pub fn audit(&self) -> String {
+        format!("{}.audit.v1", self.prefix)
+    }
+
     /// `<prefix>.dlq.v1`, the dead-letter topic.
     pub fn dlq(&self) -> String {
         format!("{}.dlq.v1", self.prefix)

@@ -9,21 +9,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
+
 use futures::StreamExt as _;
 use hdrhistogram::Histogram;
 use hutong_adapter::PseudonymKey;
 use hutong_bus::{KafkaPublisher, Publisher};
-use hutong_gateway::{DEPARTMENT_HEADER, Outcome, Pipeline};
+use hutong_gateway::{Outcome, Pipeline};
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use serde_json::{Value, json};
-use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic::Request;
+
+use crate::client::ConnectArgs;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct BenchArgs {
-    /// Gateway address.
-    #[arg(long, default_value = "http://127.0.0.1:50051")]
-    addr: String,
+    /// Gateway and identity (a 公安 certificate: the benchmark submits household registrations).
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Gateway config (schemas, Kafka and pseudonym key) for the raw baseline.
     #[arg(long, short)]
     config: Option<PathBuf>,
@@ -98,8 +100,8 @@ struct Run {
 }
 
 async fn through_gateway(args: &BenchArgs, recs: Vec<SourceRecord>) -> anyhow::Result<Run> {
-    let channel = Channel::from_shared(args.addr.clone())?.connect().await.context("cannot reach the gateway")?;
-    let dept: MetadataValue<_> = "gongan".parse()?;
+    let channel = args.connect.channel().await?;
+    let auth = Arc::new(args.connect.auth());
     let batches: Vec<Vec<SourceRecord>> = recs.chunks(args.batch.max(1)).map(<[SourceRecord]>::to_vec).collect();
     let per_task: Vec<Vec<Vec<SourceRecord>>> = (0..args.concurrency.max(1))
         .map(|t| batches.iter().skip(t).step_by(args.concurrency.max(1)).cloned().collect())
@@ -111,8 +113,8 @@ async fn through_gateway(args: &BenchArgs, recs: Vec<SourceRecord>) -> anyhow::R
     let started = Instant::now();
     let mut tasks = Vec::new();
     for mine in per_task {
-        let (channel, dept, latency, published) =
-            (channel.clone(), dept.clone(), Arc::clone(&latency), Arc::clone(&published));
+        let (channel, auth, latency, published) =
+            (channel.clone(), Arc::clone(&auth), Arc::clone(&latency), Arc::clone(&published));
         let stream = args.mode == "stream";
         tasks.push(tokio::spawn(async move {
             let mut client = IngestClient::new(channel);
@@ -126,7 +128,7 @@ async fn through_gateway(args: &BenchArgs, recs: Vec<SourceRecord>) -> anyhow::R
                 let (tx, rx) = tokio::sync::mpsc::channel::<SubmitRequest>(4);
                 let sent_at = Arc::new(Mutex::new(std::collections::VecDeque::new()));
                 let mut req = Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
-                req.metadata_mut().insert(DEPARTMENT_HEADER, dept);
+                auth.authorize(&mut req);
                 let feeder = {
                     let sent_at = Arc::clone(&sent_at);
                     tokio::spawn(async move {
@@ -155,7 +157,7 @@ async fn through_gateway(args: &BenchArgs, recs: Vec<SourceRecord>) -> anyhow::R
                         t.tick().await;
                     }
                     let mut req = Request::new(SubmitRequest { batch_id: String::new(), records: b });
-                    req.metadata_mut().insert(DEPARTMENT_HEADER, dept.clone());
+                    auth.authorize(&mut req);
                     let sent = Instant::now();
                     record(client.submit(req).await?.into_inner(), sent);
                 }

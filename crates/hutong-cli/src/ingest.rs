@@ -2,27 +2,25 @@
 
 use std::{path::PathBuf, process::ExitCode};
 
-use anyhow::Context as _;
 use futures::StreamExt as _;
-use hutong_gateway::DEPARTMENT_HEADER;
 use hutong_proto::v1::{RecordResult, Status, SubmitRequest, SubmitResponse, ingest_client::IngestClient};
-use tonic::{Request, metadata::MetadataValue, transport::Channel};
+use tonic::Request;
 
-use crate::records::{Line, read_ndjson};
+use crate::{
+    client::ConnectArgs,
+    records::{Line, read_ndjson},
+};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct IngestArgs {
-    /// Department id the records come from (sent as `x-hutong-department`).
-    #[arg(long, short)]
-    department: String,
     /// The department's source kind, e.g. `household_registration`.
     #[arg(long, short)]
     kind: String,
     /// NDJSON file: one wrapper `{"source_id", "revision", "op", "payload"}` or bare payload per line.
     file: PathBuf,
-    /// Gateway address.
-    #[arg(long, default_value = "http://127.0.0.1:50051", env = "HUTONG_ADDR")]
-    addr: String,
+    /// Gateway and identity: the department is the one its certificate (or token) names.
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Records per request.
     #[arg(long, default_value_t = 500)]
     batch_size: usize,
@@ -42,13 +40,8 @@ pub(crate) struct IngestArgs {
 
 pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let lines = read_ndjson(&args.file, &args.kind, args.id_field.as_deref())?;
-    let channel = Channel::from_shared(args.addr.clone())
-        .context("bad --addr")?
-        .connect()
-        .await
-        .with_context(|| format!("cannot reach the gateway at {}", args.addr))?;
-    let mut client = IngestClient::new(channel);
-    let dept: MetadataValue<_> = args.department.parse().context("bad --department")?;
+    let auth = args.connect.auth();
+    let mut client = IngestClient::new(args.connect.channel().await?);
     let batches: Vec<SubmitRequest> = lines
         .chunks(args.batch_size.max(1))
         .enumerate()
@@ -61,7 +54,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let mut responses: Vec<SubmitResponse> = Vec::with_capacity(batches.len());
     if args.stream {
         let mut req = Request::new(futures::stream::iter(batches));
-        req.metadata_mut().insert(DEPARTMENT_HEADER, dept);
+        auth.authorize(&mut req);
         let mut stream = client.submit_stream(req).await?.into_inner();
         while let Some(resp) = stream.next().await {
             responses.push(resp?);
@@ -69,7 +62,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     } else {
         for batch in batches {
             let mut req = Request::new(batch);
-            req.metadata_mut().insert(DEPARTMENT_HEADER, dept.clone());
+            auth.authorize(&mut req);
             responses.push(client.submit(req).await?.into_inner());
         }
     }
@@ -113,10 +106,9 @@ fn result_json(line: &Line, r: &RecordResult) -> serde_json::Value {
 fn print_summary(args: &IngestArgs, lines: &[Line], results: &[RecordResult]) {
     let count = |s: Status| results.iter().filter(|r| r.status == s as i32).count();
     println!(
-        "{}: {} records from {} ({}): {} published, {} rejected, {} duplicate",
+        "{}: {} records of kind {}: {} published, {} rejected, {} duplicate",
         args.file.display(),
         results.len(),
-        args.department,
         args.kind,
         count(Status::Published),
         count(Status::Rejected),

@@ -1,7 +1,10 @@
 //! `hutong`: the Hutong (互通) gateway and its tools.
 
 mod adapter_cmd;
+mod audit_cmd;
 mod bench;
+mod certs;
+mod client;
 mod config;
 mod ingest;
 mod records;
@@ -52,6 +55,12 @@ enum Command {
     Standard(StandardCommand),
     /// Ask a gateway whether it is serving (gRPC health); exit status 0 when it is.
     Health(HealthArgs),
+    /// Development PKI: a CA, the gateway's certificate and one client certificate per identity of a policy.
+    #[command(subcommand)]
+    Certs(certs::CertsCommand),
+    /// The audit trail: verify its hash chain.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,9 +78,9 @@ enum StandardCommand {
 
 #[derive(Debug, clap::Args)]
 struct HealthArgs {
-    /// Gateway address.
-    #[arg(long, default_value = "http://127.0.0.1:50051", env = "HUTONG_ADDR")]
-    addr: String,
+    /// Gateway address and CA (health needs no client certificate).
+    #[command(flatten)]
+    connect: client::ConnectArgs,
     /// Keep asking for up to this many seconds.
     #[arg(long, default_value_t = 0)]
     wait: u64,
@@ -111,6 +120,8 @@ fn main() -> ExitCode {
             Command::Adapter(cmd) => adapter_cmd::run(cmd),
             Command::Bench(args) => bench::run(args).await,
             Command::Schema(cmd) => schema_cmd::run(cmd),
+            Command::Certs(cmd) => certs::run(cmd),
+            Command::Audit(cmd) => audit_cmd::run(cmd),
             Command::Standard(StandardCommand::Docs { schemas, out }) => standard_docs(&schemas, out.as_deref()),
         }
     });
@@ -156,7 +167,7 @@ async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
     loop {
-        let channel = tonic::transport::Endpoint::from_shared(args.addr.clone())?.connect().await;
+        let channel = args.connect.channel().await;
         let answer = match channel {
             Ok(channel) => HealthClient::new(channel)
                 .check(HealthCheckRequest { service: SERVICE_NAME.to_owned() })
@@ -167,11 +178,11 @@ async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
         };
         match answer {
             Ok(s) if s == ServingStatus::Serving as i32 => {
-                println!("{}: serving", args.addr);
+                println!("{}: serving", args.connect.addr);
                 return Ok(ExitCode::SUCCESS);
             }
             other if std::time::Instant::now() >= deadline => {
-                eprintln!("{}: not serving ({other:?})", args.addr);
+                eprintln!("{}: not serving ({other:?})", args.connect.addr);
                 return Ok(ExitCode::from(1));
             }
             _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,

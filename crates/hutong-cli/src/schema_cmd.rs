@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use hutong_adapter::golden;
 use hutong_compat::{Change, Mode};
 use hutong_registry::{Registered, Registry, RegistryError};
+use hutong_standard::privacy::PrivacyConfig;
 use hutong_standard::Standard;
 use serde_json::Value;
 
@@ -85,6 +86,9 @@ pub(crate) enum SchemaCommand {
         /// Topic prefix of the subjects.
         #[arg(long, default_value = "hutong")]
         prefix: String,
+        /// The gateway's config: its topic prefix and `[privacy]` topics (each topic's schema is its view).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         /// Check only; write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -188,7 +192,16 @@ pub(crate) fn run(cmd: SchemaCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SchemaCommand::Lint { schemas } => lint(&schemas),
-        SchemaCommand::Register { schemas, prefix, dry_run } => register(&schemas, &prefix, dry_run),
+        SchemaCommand::Register { schemas, prefix, config, dry_run } => {
+            let (prefix, privacy) = match config {
+                Some(path) => {
+                    let c = crate::config::load(Some(&path))?;
+                    (c.kafka.topic_prefix, c.privacy)
+                }
+                None => (prefix, PrivacyConfig::default()),
+            };
+            register(&schemas, &prefix, &privacy, dry_run)
+        }
         SchemaCommand::Impact { schemas } => {
             let standard = Standard::load(&schemas)?;
             Ok(if print_impact(&schemas, &standard) == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
@@ -236,7 +249,9 @@ fn lint(schemas: &Path) -> anyhow::Result<ExitCode> {
     };
     let mut issues: Vec<String> = hutong_standard::lint::lint(&standard).iter().map(ToString::to_string).collect();
     let registry = Registry::load(schemas)?;
-    for (subject, schema) in Registry::entity_subjects(&standard, "hutong") {
+    for (subject, schema) in
+        Registry::entity_subjects(&standard, "hutong", &PrivacyConfig::default()).map_err(anyhow::Error::msg)?
+    {
         if registry.find(&subject, &schema).is_none() {
             issues.push(format!("{subject}: the current schema is not registered (run `hutong schema register`)"));
         }
@@ -255,11 +270,11 @@ fn lint(schemas: &Path) -> anyhow::Result<ExitCode> {
     Ok(if issues.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn register(schemas: &Path, prefix: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+fn register(schemas: &Path, prefix: &str, privacy: &PrivacyConfig, dry_run: bool) -> anyhow::Result<ExitCode> {
     let standard = Standard::load(schemas)?;
     let mut registry = Registry::load(schemas)?;
     let mut refused = 0;
-    for (subject, schema) in Registry::entity_subjects(&standard, prefix) {
+    for (subject, schema) in Registry::entity_subjects(&standard, prefix, privacy).map_err(anyhow::Error::msg)? {
         match registry.register(&subject, schema, standard.version()) {
             Ok(Registered::Unchanged { version, id }) => {
                 println!("  {subject}: unchanged (version {version}, id {id})")

@@ -15,7 +15,7 @@ use hutong_standard::Violation;
 use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
 
-use crate::{Outcome, Pipeline, Reloader};
+use crate::{Guard, Outcome, Pipeline, Reloader};
 
 /// The outcome of a dry run of one record.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,16 +78,31 @@ pub fn check_subject(
     Ok((mode, registry.check(subject, schema, Some(mode))))
 }
 
-/// The admin service over the gateway's current pipeline.
+/// The admin service over the gateway's current pipeline. Every call needs
+/// an admin identity the policy grants the operation; every call is audited.
 #[derive(Debug, Clone)]
 pub struct AdminService {
     pipelines: Arc<Reloader>,
+    guard: Arc<Guard>,
 }
 
 impl AdminService {
-    /// The admin service of `pipelines`.
-    pub fn new(pipelines: Arc<Reloader>) -> Self {
-        Self { pipelines }
+    /// The admin service of `pipelines`, guarded by `guard`.
+    pub fn new(pipelines: Arc<Reloader>, guard: Arc<Guard>) -> Self {
+        Self { pipelines, guard }
+    }
+
+    /// Audits a finished admin call (what was asked, never a payload).
+    fn audited<R>(&self, admin: &str, operation: &str, detail: Value, result: Result<R, Status>) -> Result<R, Status> {
+        let outcome = match &result {
+            Ok(_) => "Ok".to_owned(),
+            Err(s) => format!("{:?}", s.code()),
+        };
+        self.guard.auditor().record(json!({
+            "type": "admin", "principal": admin, "role": "admin", "operation": operation,
+            "detail": detail, "outcome": outcome,
+        }));
+        result
     }
 }
 
@@ -97,7 +112,47 @@ impl Admin for AdminService {
         &self,
         request: Request<ValidateRecordRequest>,
     ) -> Result<Response<ValidateRecordResponse>, Status> {
+        let admin = self.guard.admin(&request, "ValidateRecord")?;
         let req = request.into_inner();
+        let detail = json!({"department": req.department, "kind": req.record.as_ref().map(|r| r.kind.clone())});
+        let result = self.validate(req);
+        self.audited(&admin, "ValidateRecord", detail, result)
+    }
+
+    async fn list_schemas(&self, request: Request<ListSchemasRequest>) -> Result<Response<ListSchemasResponse>, Status> {
+        let admin = self.guard.admin(&request, "ListSchemas")?;
+        let result = Ok(self.schemas());
+        self.audited(&admin, "ListSchemas", Value::Null, result)
+    }
+
+    async fn get_schema(&self, request: Request<GetSchemaRequest>) -> Result<Response<GetSchemaResponse>, Status> {
+        let admin = self.guard.admin(&request, "GetSchema")?;
+        let req = request.into_inner();
+        let detail = json!({"subject": req.subject, "version": req.version});
+        let result = self.schema(req);
+        self.audited(&admin, "GetSchema", detail, result)
+    }
+
+    async fn check_compatibility(
+        &self,
+        request: Request<CheckCompatibilityRequest>,
+    ) -> Result<Response<CheckCompatibilityResponse>, Status> {
+        let admin = self.guard.admin(&request, "CheckCompatibility")?;
+        let req = request.into_inner();
+        let detail = json!({"subject": req.subject, "mode": req.mode});
+        let result = self.compatibility(req);
+        self.audited(&admin, "CheckCompatibility", detail, result)
+    }
+
+    async fn list_adapters(&self, request: Request<ListAdaptersRequest>) -> Result<Response<ListAdaptersResponse>, Status> {
+        let admin = self.guard.admin(&request, "ListAdapters")?;
+        let result = Ok(self.adapters());
+        self.audited(&admin, "ListAdapters", Value::Null, result)
+    }
+}
+
+impl AdminService {
+    fn validate(&self, req: ValidateRecordRequest) -> Result<Response<ValidateRecordResponse>, Status> {
         let rec = req.record.ok_or_else(|| Status::invalid_argument("record is required"))?;
         let run = dry_run(&self.pipelines.current(), &req.department, &rec, Utc::now());
         Ok(Response::new(ValidateRecordResponse {
@@ -117,7 +172,7 @@ impl Admin for AdminService {
         }))
     }
 
-    async fn list_schemas(&self, _: Request<ListSchemasRequest>) -> Result<Response<ListSchemasResponse>, Status> {
+    fn schemas(&self) -> Response<ListSchemasResponse> {
         let pipeline = self.pipelines.current();
         let r = pipeline.registry();
         let subjects = r
@@ -130,11 +185,10 @@ impl Admin for AdminService {
                 latest_id: r.version(s, None).map(|v| v.id).unwrap_or_default(),
             })
             .collect();
-        Ok(Response::new(ListSchemasResponse { subjects }))
+        Response::new(ListSchemasResponse { subjects })
     }
 
-    async fn get_schema(&self, request: Request<GetSchemaRequest>) -> Result<Response<GetSchemaResponse>, Status> {
-        let req = request.into_inner();
+    fn schema(&self, req: GetSchemaRequest) -> Result<Response<GetSchemaResponse>, Status> {
         let pipeline = self.pipelines.current();
         let version = (req.version > 0).then_some(req.version);
         let v = pipeline
@@ -150,11 +204,7 @@ impl Admin for AdminService {
         }))
     }
 
-    async fn check_compatibility(
-        &self,
-        request: Request<CheckCompatibilityRequest>,
-    ) -> Result<Response<CheckCompatibilityResponse>, Status> {
-        let req = request.into_inner();
+    fn compatibility(&self, req: CheckCompatibilityRequest) -> Result<Response<CheckCompatibilityResponse>, Status> {
         let schema: Value = serde_json::from_str(&req.schema_json)
             .map_err(|e| Status::invalid_argument(format!("schema_json is not JSON: {e}")))?;
         let mode = if req.mode.is_empty() {
@@ -181,10 +231,10 @@ impl Admin for AdminService {
         }))
     }
 
-    async fn list_adapters(&self, _: Request<ListAdaptersRequest>) -> Result<Response<ListAdaptersResponse>, Status> {
+    fn adapters(&self) -> Response<ListAdaptersResponse> {
         let pipeline = self.pipelines.current();
         let status = self.pipelines.status();
-        Ok(Response::new(ListAdaptersResponse {
+        Response::new(ListAdaptersResponse {
             adapters: pipeline
                 .adapters()
                 .iter()
@@ -199,6 +249,6 @@ impl Admin for AdminService {
                 .collect(),
             reload_generation: status.generation,
             reload_error: status.last_error.unwrap_or_default(),
-        }))
+        })
     }
 }

@@ -2,7 +2,10 @@ use std::{net::SocketAddr, path::PathBuf};
 
 use hutong_adapter::PayloadLimits;
 use hutong_bus::BusConfig;
+use hutong_standard::privacy::PrivacyConfig;
 use serde::{Deserialize, Serialize};
+
+use crate::{AuditConfig, AuthConfig};
 
 /// The gateway's configuration: built-in defaults, then the file, then
 /// `HUTONG__`-prefixed environment variables (layered by the CLI).
@@ -25,6 +28,12 @@ pub struct GatewayConfig {
     pub delivery: DeliveryConfig,
     /// Store and forward while Kafka is unreachable.
     pub spool: SpoolConfig,
+    /// Who may call: mTLS (or development tokens) and the policy file.
+    pub auth: AuthConfig,
+    /// The hash-chained audit trail.
+    pub audit: AuditConfig,
+    /// Per-topic protection of personal fields, and extra (restricted) topics.
+    pub privacy: PrivacyConfig,
 }
 
 /// Store and forward (`[spool]`): off by default.
@@ -97,6 +106,7 @@ impl GatewayConfig {
             topics: self.kafka.topics(),
             limits: self.limits.payload(),
             registry_url: self.registry.public_url.clone(),
+            privacy: self.privacy.clone(),
         }
     }
 }
@@ -112,6 +122,9 @@ impl Default for GatewayConfig {
             registry: RegistryConfig::default(),
             delivery: DeliveryConfig::default(),
             spool: SpoolConfig::default(),
+            auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
+            privacy: PrivacyConfig::default(),
         }
     }
 }

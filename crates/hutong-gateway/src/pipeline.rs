@@ -6,7 +6,10 @@ use hutong_adapter::{Adapters, Canonical, MapContext, PayloadLimits, PseudonymKe
 use hutong_bus::{CloudEvent, OutboundMessage, TopicNames, event_id};
 use hutong_proto::v1::{Op, SourceRecord};
 use hutong_registry::{Registry, subject_for_topic};
-use hutong_standard::{Standard, Violation};
+use hutong_standard::{
+    Standard, Violation,
+    privacy::{PrivacyConfig, TopicPolicy, topic_views},
+};
 use serde_json::{Value, json};
 
 /// A source record after adapter and standard: what to publish.
@@ -23,12 +26,13 @@ pub enum Outcome {
     },
 }
 
-/// One canonical record ready for the bus.
+/// One canonical record ready for one topic of the bus.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// Entity name.
     pub entity: String,
-    /// The canonical record (also the message value, unless a tombstone).
+    /// The record as the topic carries it, personal fields protected (also
+    /// the message value, unless a tombstone).
     pub record: Value,
     /// The message.
     pub message: OutboundMessage,
@@ -44,8 +48,16 @@ pub struct Pipeline {
     key: PseudonymKey,
     topics: TopicNames,
     limits: PayloadLimits,
-    /// `ce_dataschema` of each entity: the registry URL of its exact schema version.
-    dataschema: BTreeMap<String, String>,
+    /// The topics of each entity: protection and `ce_dataschema` (the registry URL of the view's exact version).
+    outputs: BTreeMap<String, Vec<Output>>,
+}
+
+/// One topic an entity's records go to.
+#[derive(Debug)]
+struct Output {
+    topic: String,
+    policy: TopicPolicy,
+    dataschema: String,
 }
 
 /// How the pipeline names and bounds what it publishes.
@@ -57,12 +69,14 @@ pub struct PipelineSettings {
     pub limits: PayloadLimits,
     /// Public base URL of the schema registry (`ce_dataschema` points under it).
     pub registry_url: String,
+    /// Per-topic protection of personal fields.
+    pub privacy: PrivacyConfig,
 }
 
 impl Pipeline {
-    /// A pipeline over a loaded standard, adapters and registry. Every entity's
-    /// current schema must be registered (its `ce_dataschema` is the registry
-    /// URL of that exact version).
+    /// A pipeline over a loaded standard, adapters and registry. Every topic's
+    /// schema (the entity's view under the topic's protection) must be
+    /// registered: its `ce_dataschema` is the registry URL of that exact version.
     pub fn new(
         standard: Arc<Standard>,
         adapters: Arc<Adapters>,
@@ -70,16 +84,25 @@ impl Pipeline {
         key: PseudonymKey,
         settings: PipelineSettings,
     ) -> Result<Self, String> {
-        let mut dataschema = BTreeMap::new();
-        for e in standard.entities() {
-            let subject = subject_for_topic(&settings.topics.entity(&e.name, e.major));
-            let registered = registry.find(&subject, &e.dereferenced).ok_or_else(|| {
-                format!("entity {}: its schema is not registered as {subject} (run `hutong schema register`)", e.name)
-            })?;
-            let url = format!("{}/schemas/ids/{}", settings.registry_url.trim_end_matches('/'), registered.id);
-            dataschema.insert(e.name.clone(), url);
+        let main = |e: &hutong_standard::Entity| settings.topics.entity(&e.name, e.major);
+        let mut outputs = BTreeMap::new();
+        for (entity, views) in topic_views(&standard, &main, &settings.privacy)? {
+            let mut out = Vec::with_capacity(views.len());
+            for v in views {
+                let subject = subject_for_topic(&v.topic);
+                let registered = registry.find(&subject, &v.schema).ok_or_else(|| {
+                    format!(
+                        "topic {}: its schema is not registered as {subject} \
+                         (run `hutong schema register --config <this config>`)",
+                        v.topic
+                    )
+                })?;
+                let url = format!("{}/schemas/ids/{}", settings.registry_url.trim_end_matches('/'), registered.id);
+                out.push(Output { topic: v.topic, policy: v.policy, dataschema: url });
+            }
+            outputs.insert(entity, out);
         }
-        Ok(Self { standard, adapters, registry, key, topics: settings.topics, limits: settings.limits, dataschema })
+        Ok(Self { standard, adapters, registry, key, topics: settings.topics, limits: settings.limits, outputs })
     }
 
     /// The schema registry in use.
@@ -97,9 +120,9 @@ impl Pipeline {
         &self.adapters
     }
 
-    /// Every topic the pipeline may publish to (entities of the standard and the DLQ).
+    /// Every topic the pipeline may publish to (entities of the standard, extra topics and the DLQ).
     pub fn topics(&self) -> Vec<String> {
-        let mut t: Vec<String> = self.standard.entities().map(|e| self.topics.entity(&e.name, e.major)).collect();
+        let mut t: Vec<String> = self.outputs.values().flatten().map(|o| o.topic.clone()).collect();
         t.push(self.topics.dlq());
         t
     }
@@ -134,7 +157,7 @@ impl Pipeline {
         let mut violations = Vec::new();
         let mut out = Vec::with_capacity(canonical.len());
         for (index, Canonical { entity, key, record }) in canonical.into_iter().enumerate() {
-            let Some(schema) = self.standard.entity(&entity) else {
+            let (Some(schema), Some(outputs)) = (self.standard.entity(&entity), self.outputs.get(&entity)) else {
                 violations.push(Violation::new("", "entity", format!("the standard has no entity {entity:?}")));
                 continue;
             };
@@ -150,21 +173,32 @@ impl Pipeline {
             } else {
                 violations.extend(schema.validate(&record));
             }
-            let value = (op != Op::Delete).then(|| serde_json::to_vec(&record).expect("json values serialise"));
-            let message = OutboundMessage {
-                topic: self.topics.entity(&entity, schema.major),
-                event: CloudEvent {
-                    id: event_id(department, &rec.kind, &rec.source_id, rec.revision, index),
-                    source: format!("/departments/{department}/{}", rec.kind),
-                    ty: format!("cn.hutong.{entity}.{}", op_name(op)),
-                    subject: key.clone(),
-                    time: time.unwrap_or_else(Utc::now),
-                    dataschema: self.dataschema.get(&entity).cloned(),
-                },
-                key,
-                value,
+            if !violations.is_empty() {
+                continue;
+            }
+            let event = CloudEvent {
+                id: event_id(department, &rec.kind, &rec.source_id, rec.revision, index),
+                source: format!("/departments/{department}/{}", rec.kind),
+                ty: format!("cn.hutong.{entity}.{}", op_name(op)),
+                subject: key.clone(),
+                time: time.unwrap_or_else(Utc::now),
+                dataschema: None,
             };
-            out.push(Prepared { entity, record, message });
+            // Each topic gets its view of the record; the last one takes the record itself.
+            let mut record = Some(record);
+            for (i, output) in outputs.iter().enumerate() {
+                let mut view = if i + 1 == outputs.len() {
+                    record.take().expect("taken once, by the last output")
+                } else {
+                    record.clone().expect("kept until the last output")
+                };
+                output.policy.apply(&mut view, &|v| self.key.tagged_pseudonym(v));
+                let value = (op != Op::Delete).then(|| serde_json::to_vec(&view).expect("json values serialise"));
+                let mut event = event.clone();
+                event.dataschema = Some(output.dataschema.clone());
+                let message = OutboundMessage { topic: output.topic.clone(), event, key: key.clone(), value };
+                out.push(Prepared { entity: entity.clone(), record: view, message });
+            }
         }
         if violations.is_empty() { Ok(out) } else { Err(violations) }
     }

@@ -1,5 +1,7 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
+use arc_swap::ArcSwap;
+
 use hutong_adapter::{AdapterError, PseudonymKey};
 use hutong_bus::{BusError, KafkaPublisher, Publisher, Spool, ensure_topics};
 use hutong_proto::v1::{admin_server::AdminServer, ingest_server::IngestServer};
@@ -9,7 +11,10 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{codec::CompressionEncoding, transport::Server};
 use tracing::{info, warn};
 
-use crate::{AdminService, GatewayConfig, IngestService, Metrics, PseudonymConfig, Reloader};
+use crate::{
+    AdminService, AuthMode, GatewayConfig, IngestService, Metrics, Policy, PseudonymConfig, Reloader, audit::Auditor,
+    security::Guard,
+};
 
 /// Why the gateway could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +37,66 @@ pub enum GatewayError {
     /// The listener or the server failed.
     #[error("server: {0}")]
     Transport(String),
+    /// TLS, the policy file or the audit log could not be set up.
+    #[error("security: {0}")]
+    Security(String),
+}
+
+/// Who may call, over which transport: what `serve_on` needs besides the pipeline.
+#[derive(Clone)]
+pub struct Security {
+    /// Authentication, authorisation and the audit trail.
+    pub guard: Arc<Guard>,
+    /// The TLS configuration (swapped on SIGHUP); `None` serves plaintext (token mode only).
+    pub tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    /// Longest a TLS handshake may take.
+    pub handshake_timeout: Duration,
+}
+
+impl Security {
+    /// Loads the policy, the TLS files and opens the audit log of `config`;
+    /// audit entries are copied to the audit topic through `publisher`.
+    pub fn load(config: &GatewayConfig, publisher: Option<Arc<dyn Publisher>>) -> Result<Self, GatewayError> {
+        let sec = |e: String| GatewayError::Security(e);
+        let policy = Policy::load(&config.auth.policy_file).map_err(sec)?;
+        let log = hutong_audit::AuditLog::open(&config.audit.dir, config.audit.retention_days)
+            .map_err(|e| sec(format!("audit log: {e}")))?;
+        let topic = publisher.filter(|_| config.audit.publish).map(|p| (config.kafka.topics().audit(), p));
+        let auditor = Arc::new(Auditor::new(log, topic));
+        let tls = crate::tls::server_config(&config.auth).map_err(sec)?.map(|c| Arc::new(ArcSwap::new(c)));
+        if config.auth.mode == AuthMode::Token {
+            let banner = "TOKEN MODE: callers are identified by static bearer tokens, not certificates. \
+                          For development and trials only; never in production.";
+            eprintln!("\n!!! {banner}{} !!!\n", if tls.is_none() { " The port is PLAINTEXT." } else { "" });
+            warn!(plaintext = tls.is_none(), "{banner}");
+        }
+        Ok(Self {
+            guard: Arc::new(Guard::new(config.auth.mode, policy, auditor)),
+            tls,
+            handshake_timeout: Duration::from_millis(config.auth.handshake_timeout_ms),
+        })
+    }
+
+    /// Plaintext with development tokens and no audit file: in-process tests only.
+    pub fn plaintext_tokens(policy: Policy) -> Self {
+        Self {
+            guard: Arc::new(Guard::new(AuthMode::Token, policy, Arc::new(Auditor::disabled()))),
+            tls: None,
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Re-reads the policy file and the TLS files (new CRLs); keeps the
+    /// working ones when anything fails to load.
+    pub fn reload(&self, config: &GatewayConfig) -> Result<(), String> {
+        let policy = Policy::load(&config.auth.policy_file)?;
+        if let Some(tls) = &self.tls {
+            let fresh = crate::tls::server_config(&config.auth)?.ok_or("TLS cannot be turned off by a reload")?;
+            tls.store(fresh);
+        }
+        self.guard.set_policy(policy);
+        Ok(())
+    }
 }
 
 impl PseudonymConfig {
@@ -66,7 +131,9 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         "standard and adapters loaded"
     );
     if config.kafka.create_topics {
-        ensure_topics(&config.kafka, &pipeline.topics()).await?;
+        let mut topics = pipeline.topics();
+        topics.push(config.kafka.topics().audit());
+        ensure_topics(&config.kafka, &topics).await?;
     }
     let kafka = config.kafka.clone();
     let _watch = reloader.watch(move |p| {
@@ -85,6 +152,8 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         .map_err(|e| GatewayError::Transport(format!("binding {}: {e}", config.listen)))?;
     info!(addr = %config.listen, brokers = %config.kafka.bootstrap_servers, "gateway listening");
     let publisher: Arc<dyn Publisher> = Arc::new(producer.clone());
+    let security = Security::load(&config, Some(Arc::clone(&publisher)))?;
+    let hup_task = reload_security_on_hangup(security.clone(), config.clone());
     let metrics = Arc::new(Metrics::default());
     let spool = if config.spool.enabled {
         let s = Arc::new(
@@ -130,7 +199,10 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         let app = crate::registry_router(Arc::clone(&reloader)).merge(crate::metrics_router(m, refresh));
         Some(tokio::spawn(async move { axum::serve(l, app).await }))
     };
-    serve_on(listener, reloader, publisher, metrics, spool, &config, shutdown).await?;
+    let guard = Arc::clone(&security.guard);
+    serve_on(listener, reloader, publisher, metrics, spool, security, &config, shutdown).await?;
+    hup_task.abort();
+    guard.auditor().sync();
     if let Some(t) = replay_task {
         t.abort();
     }
@@ -144,13 +216,33 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     Ok(())
 }
 
+/// On SIGHUP, re-reads the policy and the TLS files (CRLs).
+fn reload_security_on_hangup(security: Security, config: GatewayConfig) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                match security.reload(&config) {
+                    Ok(()) => info!("SIGHUP: policy and TLS files reloaded"),
+                    Err(e) => warn!(error = %e, "SIGHUP: policy or TLS files refused; keeping the working ones"),
+                }
+            }
+        }
+    })
+}
+
 /// Serves the ingest service (with health and reflection) on `listener`.
+#[allow(clippy::too_many_arguments)]
 pub async fn serve_on(
     listener: TcpListener,
     pipelines: Arc<Reloader>,
     publisher: Arc<dyn Publisher>,
     metrics: Arc<Metrics>,
     spool: Option<Arc<Spool>>,
+    security: Security,
     config: &GatewayConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
@@ -161,6 +253,7 @@ pub async fn serve_on(
         config.limits.max_records_per_batch,
         config.delivery,
         metrics,
+        Arc::clone(&security.guard),
     );
     if let Some(s) = spool {
         service = service.with_spool(s);
@@ -169,7 +262,7 @@ pub async fn serve_on(
         .max_decoding_message_size(config.limits.max_message_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip);
-    let admin = AdminServer::new(AdminService::new(Arc::clone(&pipelines)));
+    let admin = AdminServer::new(AdminService::new(Arc::clone(&pipelines), Arc::clone(&security.guard)));
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<IngestServer<IngestService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -182,15 +275,30 @@ pub async fn serve_on(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| transport(&e))?;
-    Server::builder()
+    let router = Server::builder()
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ingest)
-        .add_service(admin)
-        .serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown)
-        .await
-        .map_err(|e| transport(&e))
+        .add_service(admin);
+    match security.tls {
+        Some(tls) => {
+            let auditor = Arc::clone(security.guard.auditor());
+            let on_refused: crate::tls::OnRefused = Arc::new(move |peer, reason| {
+                warn!(%peer, reason, "TLS handshake refused");
+                auditor.record(serde_json::json!({
+                    "type": "denied", "peer": peer.to_string(), "action": "connect",
+                    "code": "Unauthenticated", "reason": format!("TLS handshake refused: {reason}"),
+                }));
+            });
+            let (incoming, accept_task) =
+                crate::tls::incoming(listener, tls, security.handshake_timeout, on_refused);
+            let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+            accept_task.abort();
+            served.map_err(|e| transport(&e))
+        }
+        None => router.serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown).await.map_err(|e| transport(&e)),
+    }
 }
 
 /// Accepted connections with Nagle's algorithm off: with it, every small

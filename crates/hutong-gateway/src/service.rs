@@ -17,7 +17,7 @@ use tonic::{Request, Response, Status, Streaming};
 use tracing::{info, warn};
 
 use crate::{
-    DeliveryConfig, Metrics, Outcome, Reloader, department_from_request,
+    DeliveryConfig, Guard, Metrics, Outcome, Reloader,
     metrics::{ErrorLabels, RecordLabels, RuleLabels},
 };
 
@@ -37,6 +37,7 @@ pub struct IngestService {
     delivery: DeliveryConfig,
     metrics: Arc<Metrics>,
     spool: Option<Arc<Spool>>,
+    guard: Arc<Guard>,
 }
 
 impl std::fmt::Debug for IngestService {
@@ -53,6 +54,7 @@ impl IngestService {
         max_records: usize,
         delivery: DeliveryConfig,
         metrics: Arc<Metrics>,
+        guard: Arc<Guard>,
     ) -> Self {
         Self {
             pipelines,
@@ -67,6 +69,7 @@ impl IngestService {
             delivery,
             metrics,
             spool: None,
+            guard,
         }
     }
 
@@ -282,6 +285,47 @@ impl IngestService {
     }
 }
 
+impl IngestService {
+    /// A batch, and its audit entry: who, which kinds, counts, outcome, event ids.
+    async fn audited_batch(
+        &self,
+        department: &str,
+        peer: Option<std::net::SocketAddr>,
+        req: SubmitRequest,
+    ) -> Result<SubmitResponse, Status> {
+        let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
+        for r in &req.records {
+            *kinds.entry(r.kind.clone()).or_default() += 1;
+        }
+        let batch_id = req.batch_id.clone();
+        let result = self.submit_batch(department, req).await;
+        let mut event = serde_json::json!({
+            "type": "submit", "principal": department, "role": "department",
+            "peer": peer.map(|a| a.to_string()), "batch_id": batch_id, "kinds": kinds,
+        });
+        match &result {
+            Ok(r) => {
+                let count = |s: RecordStatus| r.results.iter().filter(|x| x.status == s as i32).count();
+                event["outcome"] = "Ok".into();
+                event["records"] = r.results.len().into();
+                event["published"] = count(RecordStatus::Published).into();
+                event["rejected"] = count(RecordStatus::Rejected).into();
+                event["duplicate"] = count(RecordStatus::Duplicate).into();
+                event["spooled"] = count(RecordStatus::Spooled).into();
+                let ids: Vec<&str> =
+                    r.results.iter().flat_map(|x| x.receipts.iter().map(|rc| rc.event_id.as_str())).collect();
+                event["event_ids"] = ids.into();
+            }
+            Err(s) => {
+                event["outcome"] = format!("{:?}", s.code()).into();
+                event["reason"] = s.message().into();
+            }
+        }
+        self.guard.auditor().record(event);
+        result
+    }
+}
+
 /// The answer for record `index` of a request.
 fn record_result(
     index: usize,
@@ -339,8 +383,11 @@ type ResponseStream = Pin<Box<dyn Stream<Item = Result<SubmitResponse, Status>> 
 #[tonic::async_trait]
 impl Ingest for IngestService {
     async fn submit(&self, request: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
-        let department = department_from_request(&request)?;
-        self.submit_batch(&department, request.into_inner()).await.map(Response::new)
+        let department = self.guard.department(&request, "Submit")?;
+        let peer = request.remote_addr();
+        let req = request.into_inner();
+        self.guard.check_kinds(&department, peer, "Submit", req.records.iter().map(|r| r.kind.as_str()))?;
+        self.audited_batch(&department, peer, req).await.map(Response::new)
     }
 
     type SubmitStreamStream = ResponseStream;
@@ -349,14 +396,20 @@ impl Ingest for IngestService {
         &self,
         request: Request<Streaming<SubmitRequest>>,
     ) -> Result<Response<Self::SubmitStreamStream>, Status> {
-        let department: Arc<str> = department_from_request(&request)?.into();
+        let department: Arc<str> = self.guard.department(&request, "SubmitStream")?.into();
+        let peer = request.remote_addr();
         let service = self.clone();
         let stream = request
             .into_inner()
             .map(move |req| {
                 let service = service.clone();
                 let department = Arc::clone(&department);
-                async move { service.submit_batch(&department, req?).await }
+                async move {
+                    let req = req?;
+                    let kinds = req.records.iter().map(|r| r.kind.as_str());
+                    service.guard.check_kinds(&department, peer, "SubmitStream", kinds)?;
+                    service.audited_batch(&department, peer, req).await
+                }
             })
             .buffered(STREAM_CONCURRENCY);
         Ok(Response::new(Box::pin(stream)))

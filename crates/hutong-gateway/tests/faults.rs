@@ -11,7 +11,7 @@ use std::{
 
 use hutong_adapter::PseudonymKey;
 use hutong_bus::{BusConfig, KafkaPublisher, Publisher, Spool};
-use hutong_gateway::{DeliveryConfig, GatewayConfig, IngestService, Metrics, Reloader};
+use hutong_gateway::{DeliveryConfig, GatewayConfig, IngestService, Metrics, Policy, Reloader, Security};
 use hutong_proto::v1::{Op, RecordResult, SourceRecord, Status as RecordStatus, SubmitRequest};
 use rdkafka::{
     ClientConfig,
@@ -75,6 +75,7 @@ fn harness(
         10_000,
         delivery,
         Arc::new(Metrics::default()),
+        Security::plaintext_tokens(Policy::default()).guard,
     );
     Harness { service, publisher }
 }

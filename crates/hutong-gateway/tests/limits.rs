@@ -5,10 +5,18 @@ use std::{path::Path, sync::Arc};
 
 use hutong_adapter::PseudonymKey;
 use hutong_bus::{MemoryPublisher, Publisher};
-use hutong_gateway::{DEPARTMENT_HEADER, GatewayConfig, LimitsConfig, Metrics, Reloader, serve_on};
+use hutong_gateway::{Policy, Security, GatewayConfig, LimitsConfig, Metrics, Reloader, serve_on};
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
+
+/// Token mode for in-process tests: SHA-256 of "gongan-token".
+const POLICY: &str = r#"
+version = 1
+[departments.gongan]
+kinds = ["household_registration"]
+token-sha256 = "e021203578682c86aa6a93422e31c352cb2e7cfd50758a0203dbe1ceeff257d0"
+"#;
 
 fn rec(source_id: &str, payload: Vec<u8>, charset: &str) -> SourceRecord {
     SourceRecord {
@@ -41,7 +49,8 @@ async fn hostile_input_gets_clear_errors_and_other_records_go_through() -> anyho
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        serve_on(listener, pipelines, publisher, Arc::new(Metrics::default()), None, &config, async {
+        let security = Security::plaintext_tokens(Policy::parse(POLICY).unwrap());
+        serve_on(listener, pipelines, publisher, Arc::new(Metrics::default()), None, security, &config, async {
             let _ = stopped.await;
         })
         .await
@@ -51,7 +60,7 @@ async fn hostile_input_gets_clear_errors_and_other_records_go_through() -> anyho
         IngestClient::new(channel).send_compressed(CompressionEncoding::Gzip).max_encoding_message_size(64 << 20);
     let call = |records: Vec<SourceRecord>| {
         let mut r = tonic::Request::new(SubmitRequest { batch_id: String::new(), records });
-        r.metadata_mut().insert(DEPARTMENT_HEADER, "gongan".parse().unwrap());
+        r.metadata_mut().insert("authorization", "Bearer gongan-token".parse().unwrap());
         r
     };
 

@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use hutong_adapter::PseudonymKey;
 use hutong_bus::{BusConfig, KafkaPublisher, Publisher};
-use hutong_gateway::{DEPARTMENT_HEADER, GatewayConfig, Metrics, Reloader, serve_on};
+use hutong_gateway::{Policy, Security, GatewayConfig, Metrics, Reloader, serve_on};
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use rdkafka::{
     ClientConfig,
@@ -14,6 +14,14 @@ use rdkafka::{
     mocking::MockCluster,
 };
 use tokio::net::TcpListener;
+
+/// Token mode for in-process tests: SHA-256 of "gongan-token".
+const POLICY: &str = r#"
+version = 1
+[departments.gongan]
+kinds = ["household_registration"]
+token-sha256 = "e021203578682c86aa6a93422e31c352cb2e7cfd50758a0203dbe1ceeff257d0"
+"#;
 
 fn schemas() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
@@ -48,7 +56,8 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        serve_on(listener, pipelines, publisher, Arc::new(Metrics::default()), None, &config, async {
+        let security = Security::plaintext_tokens(Policy::parse(POLICY).unwrap());
+        serve_on(listener, pipelines, publisher, Arc::new(Metrics::default()), None, security, &config, async {
             let _ = stop_rx.await;
         })
         .await
@@ -62,7 +71,7 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
         batch_id: "m".into(),
         records: vec![record("A", valid), record("B", invalid)],
     });
-    req.metadata_mut().insert(DEPARTMENT_HEADER, "gongan".parse()?);
+    req.metadata_mut().insert("authorization", "Bearer gongan-token".parse()?);
     let resp = client.submit(req).await?.into_inner();
 
     let a = &resp.results[0];

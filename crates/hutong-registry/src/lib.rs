@@ -294,13 +294,20 @@ impl Registry {
         std::fs::write(&index, text).map_err(io(&index))
     }
 
-    /// The subject and self-contained schema of every entity of `standard`
-    /// under topic prefix `prefix`.
-    pub fn entity_subjects(standard: &Standard, prefix: &str) -> Vec<(String, Value)> {
-        standard
-            .entities()
-            .map(|e| (subject_for_topic(&format!("{prefix}.{}", e.topic_suffix())), e.dereferenced.clone()))
-            .collect()
+    /// The subject and self-contained schema of every topic of `standard`
+    /// under topic prefix `prefix` and the deployment's `privacy` settings:
+    /// each topic's schema is its view (protected fields widened).
+    pub fn entity_subjects(
+        standard: &Standard,
+        prefix: &str,
+        privacy: &hutong_standard::privacy::PrivacyConfig,
+    ) -> Result<Vec<(String, Value)>, String> {
+        let main = |e: &hutong_standard::Entity| format!("{prefix}.{}", e.topic_suffix());
+        Ok(hutong_standard::privacy::topic_views(standard, &main, privacy)?
+            .into_values()
+            .flatten()
+            .map(|v| (subject_for_topic(&v.topic), v.schema))
+            .collect())
     }
 }
 

@@ -10,6 +10,7 @@ pub mod checks;
 pub mod codes;
 pub mod docs;
 pub mod lint;
+pub mod privacy;
 mod standard;
 mod violation;
 

@@ -1,0 +1,203 @@
+//! `hutong certs`: a development PKI for the local run and the tests — a CA,
+//! the gateway's server certificate, one client certificate per identity of
+//! the policy file, and the CA's revocation list. Production deployments use
+//! their own CA (e.g. the government's); the gateway only needs the files.
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::Context as _;
+use hutong_gateway::Policy;
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
+};
+use time::{Duration, OffsetDateTime};
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum CertsCommand {
+    /// Create the CA (unless it exists), the gateway's certificate and a client certificate for every identity of
+    /// the policy that lacks one; writes an empty revocation list if none exists.
+    Init {
+        /// Output directory (keys are written mode 0600).
+        #[arg(long, default_value = ".hutong/pki")]
+        out: PathBuf,
+        /// The policy file whose departments and admins get client certificates.
+        #[arg(long, default_value = "deploy/local/policy.toml")]
+        policy: PathBuf,
+        /// Extra DNS names of the gateway's certificate (localhost and 127.0.0.1 are always in it).
+        #[arg(long)]
+        server_name: Vec<String>,
+        /// Validity of the certificates, in days.
+        #[arg(long, default_value_t = 365)]
+        days: i64,
+        /// Make everything anew, the CA included.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Revoke the client certificate of an identity: adds it to the CA's revocation list (`crl.pem`).
+    /// A running gateway applies the new list on SIGHUP.
+    Revoke {
+        /// Directory made by `hutong certs init`.
+        #[arg(long, default_value = ".hutong/pki")]
+        dir: PathBuf,
+        /// The identity whose certificate (`<identity>.pem`) is revoked.
+        identity: String,
+    },
+}
+
+pub(crate) fn run(cmd: CertsCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CertsCommand::Init { out, policy, server_name, days, force } => {
+            init(&out, &policy, &server_name, days, force)?;
+        }
+        CertsCommand::Revoke { dir, identity } => revoke(&dir, &identity)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    if secret {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// A fresh positive serial number.
+fn serial(name: &str) -> SerialNumber {
+    use sha2::{Digest as _, Sha256};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut bytes = Sha256::digest(format!("{name}\0{}\0{}", now.as_nanos(), std::process::id()))[..16].to_vec();
+    bytes[0] &= 0x7f;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn params(name: &str, days: i64) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    p.distinguished_name.push(DnType::OrganizationName, "Hutong development PKI");
+    p.distinguished_name.push(DnType::CommonName, name);
+    let now = OffsetDateTime::now_utc();
+    p.not_before = now - Duration::hours(1);
+    p.not_after = now + Duration::days(days);
+    p.serial_number = Some(serial(name));
+    p
+}
+
+fn load_ca(dir: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
+    let key = std::fs::read_to_string(dir.join("ca.key")).context("reading ca.key")?;
+    let pem = std::fs::read_to_string(dir.join("ca.pem")).context("reading ca.pem")?;
+    Ok(Issuer::from_ca_cert_pem(&pem, KeyPair::from_pem(&key)?)?)
+}
+
+fn init(out: &Path, policy: &Path, server_names: &[String], days: i64, force: bool) -> anyhow::Result<()> {
+    let policy = Policy::load(policy).map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    if force || !out.join("ca.pem").exists() {
+        let mut p = params("Hutong development CA", days);
+        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        let key = KeyPair::generate()?;
+        write(&out.join("ca.pem"), &p.self_signed(&key)?.pem(), false)?;
+        write(&out.join("ca.key"), &key.serialize_pem(), true)?;
+        let _ = std::fs::remove_file(out.join("revoked.txt"));
+        let _ = std::fs::remove_file(out.join("crl.pem"));
+        eprintln!("created the CA: {}", out.join("ca.pem").display());
+    }
+    let ca = load_ca(out)?;
+    let issue = |file: &str, mut p: CertificateParams, usage: ExtendedKeyUsagePurpose| -> anyhow::Result<()> {
+        let path = out.join(format!("{file}.pem"));
+        if path.exists() && !force {
+            return Ok(());
+        }
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![usage];
+        p.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate()?;
+        write(&path, &p.signed_by(&key, &ca)?.pem(), false)?;
+        write(&out.join(format!("{file}.key")), &key.serialize_pem(), true)?;
+        eprintln!("issued {}", path.display());
+        Ok(())
+    };
+    let mut server = params("hutong-gateway", days);
+    server.subject_alt_names = vec![
+        SanType::DnsName("localhost".try_into()?),
+        SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
+    ];
+    for n in server_names {
+        server.subject_alt_names.push(SanType::DnsName(n.as_str().try_into()?));
+    }
+    issue("server", server, ExtendedKeyUsagePurpose::ServerAuth)?;
+    for identity in policy.identities() {
+        let name = identity.principal.name();
+        let Some(cert_name) = &identity.certificate else {
+            eprintln!("skipped {name}: the policy gives it no certificate name");
+            continue;
+        };
+        let mut p = params(name, days);
+        p.subject_alt_names = vec![SanType::DnsName(cert_name.as_str().try_into()?)];
+        issue(name, p, ExtendedKeyUsagePurpose::ClientAuth)?;
+    }
+    if !out.join("crl.pem").exists() {
+        write_crl(out, &ca)?;
+    }
+    Ok(())
+}
+
+/// Serials (hex) of the revoked certificates.
+fn revoked(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("revoked.txt"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn write_crl(dir: &Path, ca: &Issuer<'_, KeyPair>) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc();
+    let serials = revoked(dir);
+    let revoked_certs = serials
+        .iter()
+        .map(|s| {
+            Ok(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&hex::decode(s)?),
+                revocation_time: now,
+                reason_code: Some(RevocationReason::KeyCompromise),
+                invalidity_date: None,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let crl = CertificateRevocationListParams {
+        this_update: now - Duration::minutes(5),
+        next_update: now + Duration::days(30),
+        crl_number: SerialNumber::from((serials.len() as u64) + 1),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(ca)?;
+    write(&dir.join("crl.pem"), &crl.pem()?, false)
+}
+
+fn revoke(dir: &Path, identity: &str) -> anyhow::Result<()> {
+    let path = dir.join(format!("{identity}.pem"));
+    let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let der = <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::from_pem_slice(&pem)
+        .with_context(|| format!("{}: not a PEM certificate", path.display()))?;
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let serial = hex::encode(cert.raw_serial());
+    let mut serials = revoked(dir);
+    if !serials.contains(&serial) {
+        serials.push(serial.clone());
+        write(&dir.join("revoked.txt"), &(serials.join("\n") + "\n"), false)?;
+    }
+    write_crl(dir, &load_ca(dir)?)?;
+    eprintln!("revoked {identity} (serial {serial}); {} now lists {} certificate(s)", dir.join("crl.pem").display(), serials.len());
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! How the CLI reaches a gateway: address, and the identity it presents
+//! (a client certificate from `hutong certs`, or a development token).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use hutong_gateway::ClientAuth;
+use tonic::transport::Channel;
+
+/// Gateway address and caller identity, shared by every command that calls the gateway.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ConnectArgs {
+    /// Gateway address: `https://…` (TLS; the default) or `http://…` (token mode without TLS).
+    #[arg(long, default_value = "https://127.0.0.1:50051", env = "HUTONG_ADDR")]
+    pub(crate) addr: String,
+    /// Directory made by `hutong certs`: `ca.pem`, and `<identity>.pem` / `<identity>.key`.
+    #[arg(long, env = "HUTONG_PKI")]
+    pki: Option<PathBuf>,
+    /// The identity in `--pki` to present: a department (e.g. `gongan`) or an admin name.
+    #[arg(long = "as", env = "HUTONG_AS", value_name = "IDENTITY")]
+    identity: Option<String>,
+    /// CA bundle (PEM) the gateway's certificate must chain to (overrides `--pki`).
+    #[arg(long, env = "HUTONG_CA")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) (overrides `--pki`/`--as`).
+    #[arg(long, env = "HUTONG_CERT", requires = "key")]
+    cert: Option<PathBuf>,
+    /// Client private key (PEM).
+    #[arg(long, env = "HUTONG_KEY", requires = "cert")]
+    key: Option<PathBuf>,
+    /// Bearer token, for a gateway in token mode (development only).
+    #[arg(long, env = "HUTONG_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl ConnectArgs {
+    /// The identity to present.
+    pub(crate) fn auth(&self) -> ClientAuth {
+        let mut auth = match &self.pki {
+            Some(dir) => ClientAuth::from_pki(dir, self.identity.as_deref()),
+            None => ClientAuth::default(),
+        };
+        if self.ca.is_some() {
+            auth.ca.clone_from(&self.ca);
+        }
+        if self.cert.is_some() {
+            auth.cert.clone_from(&self.cert);
+            auth.key.clone_from(&self.key);
+        }
+        auth.token.clone_from(&self.token);
+        auth
+    }
+
+    /// A channel to the gateway.
+    pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
+        self.auth()
+            .connect(&self.addr)
+            .await
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("cannot reach the gateway at {}", self.addr))
+    }
+}

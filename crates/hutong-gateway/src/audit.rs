@@ -1,0 +1,106 @@
+//! The gateway's audit trail: every submission, every admin call and every
+//! refusal, appended to the hash-chained log on disk (`hutong audit verify`)
+//! and copied to the audit topic.
+
+use std::{path::PathBuf, sync::Arc};
+
+use chrono::Utc;
+use hutong_audit::AuditLog;
+use hutong_bus::{CloudEvent, OutboundMessage, Publisher};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tracing::error;
+
+/// Where the audit trail goes (`[audit]`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Directory of the day files (`audit-YYYYMMDD.jsonl`).
+    pub dir: PathBuf,
+    /// Days a day file is kept. The default, 190, keeps more than the six
+    /// months the Cybersecurity Law (网络安全法, art. 21) requires for logs.
+    pub retention_days: u32,
+    /// Copy every entry to the audit topic (`<prefix>.audit.v1`) as well.
+    pub publish: bool,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("audit"), retention_days: 190, publish: true }
+    }
+}
+
+/// Appends audit events; cheap to share.
+pub struct Auditor {
+    log: Option<AuditLog>,
+    topic: Option<(String, Arc<dyn Publisher>)>,
+    errors: prometheus_client::metrics::counter::Counter,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Auditor").field("file", &self.log.as_ref().map(AuditLog::dir)).finish_non_exhaustive()
+    }
+}
+
+impl Auditor {
+    /// An auditor writing to `log` and, when given, copying to `topic`.
+    pub fn new(log: AuditLog, topic: Option<(String, Arc<dyn Publisher>)>) -> Self {
+        Self { log: Some(log), topic, errors: Default::default() }
+    }
+
+    /// An auditor that keeps nothing (in-process tests and the dry run).
+    pub fn disabled() -> Self {
+        Self { log: None, topic: None, errors: Default::default() }
+    }
+
+    /// Entries that could not be written (exposed as `hutong_audit_errors_total`).
+    pub fn errors(&self) -> &prometheus_client::metrics::counter::Counter {
+        &self.errors
+    }
+
+    /// Appends one event (a JSON object with a `type`). The file is the
+    /// record; the topic copy is sent in the background.
+    pub fn record(&self, event: Value) {
+        let Some(log) = &self.log else { return };
+        let entry = match log.append(event) {
+            Ok(e) => e,
+            Err(e) => {
+                self.errors.inc();
+                error!(error = %e, "audit entry not written");
+                return;
+            }
+        };
+        if let Some((topic, publisher)) = &self.topic {
+            let message = OutboundMessage {
+                topic: topic.clone(),
+                key: Some(entry.seq.to_string()),
+                event: CloudEvent {
+                    id: format!("audit-{}-{}", entry.seq, &entry.hash[..16]),
+                    source: "/hutong/gateway".to_owned(),
+                    ty: "cn.hutong.audit.entry".to_owned(),
+                    subject: None,
+                    time: Utc::now(),
+                    dataschema: None,
+                },
+                value: Some(entry.to_line().into_bytes()),
+            };
+            let (publisher, errors) = (Arc::clone(publisher), self.errors.clone());
+            tokio::spawn(async move {
+                if let Err(e) = publisher.publish(message).await {
+                    errors.inc();
+                    error!(error = %e, "audit entry not copied to the audit topic (the file has it)");
+                }
+            });
+        }
+    }
+
+    /// Makes the file durable (fsync).
+    pub fn sync(&self) {
+        if let Some(log) = &self.log
+            && let Err(e) = log.sync()
+        {
+            error!(error = %e, "audit fsync failed");
+        }
+    }
+}
