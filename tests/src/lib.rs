@@ -12,7 +12,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context as _, bail};
+use anyhow::{Context as _, bail, ensure};
+pub use hutong_gateway::ClientAuth;
 use rdkafka::{
     ClientConfig,
     consumer::{BaseConsumer, Consumer},
@@ -187,43 +188,87 @@ pub fn hutong_bin() -> anyhow::Result<PathBuf> {
 /// The pseudonym key every end-to-end gateway uses.
 pub const TEST_KEY: &str = "hutong-e2e-test-key-0123456789abcdef";
 
-/// The hutong gateway as a process, configured by a file in a temp dir.
+/// `hutong certs init` into `dir` for the local policy: a CA, the gateway's
+/// certificate, one client certificate per department and admin.
+pub fn make_pki(dir: &Path) -> anyhow::Result<()> {
+    let out = Command::new(hutong_bin()?)
+        .args(["certs", "init", "--policy"])
+        .arg(repo_root().join("deploy/local/policy.toml"))
+        .arg("--out")
+        .arg(dir)
+        .output()?;
+    ensure!(out.status.success(), "hutong certs init failed: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
+
+/// The development PKI this test process shares (made once).
+pub fn shared_pki() -> anyhow::Result<&'static Path> {
+    static PKI: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    if let Some(p) = PKI.get() {
+        return Ok(p);
+    }
+    let dir = std::env::temp_dir().join(format!("hutong-test-pki-{}", std::process::id()));
+    make_pki(&dir)?;
+    Ok(PKI.get_or_init(|| dir))
+}
+
+/// The hutong gateway as a process, configured by a file in a temp dir:
+/// mTLS with a development PKI, the local policy, an audit dir of its own.
 #[derive(Debug)]
 pub struct Gateway {
     /// The gateway process.
     pub process: Process,
-    /// `http://127.0.0.1:PORT`.
+    /// `https://127.0.0.1:PORT`.
     pub endpoint: String,
     /// The schema registry's base URL, `http://127.0.0.1:PORT`.
     pub registry_url: String,
+    /// The PKI its clients use (`ca.pem`, `<identity>.pem`/`.key`).
+    pub pki: PathBuf,
+    /// Its audit directory.
+    pub audit_dir: PathBuf,
     /// Its config dir.
     pub dir: tempfile::TempDir,
 }
 
 impl Gateway {
-    /// Starts `hutong serve` against `bootstrap` and waits until its health check serves.
+    /// Starts `hutong serve` against `bootstrap` (shared PKI) and waits until its health check serves.
     pub async fn start(bootstrap: &str) -> anyhow::Result<Self> {
+        Self::start_with(bootstrap, shared_pki()?, &repo_root().join("schemas"), "").await
+    }
+
+    /// Same with the PKI in `pki`, the `schemas/` folder `schemas` and `extra` TOML appended to the config.
+    pub async fn start_with(bootstrap: &str, pki: &Path, schemas: &Path, extra: &str) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let registry_port = free_port();
         let registry_url = format!("http://127.0.0.1:{registry_port}");
         let config = dir.path().join("hutong.toml");
+        let audit_dir = dir.path().join("audit");
         std::fs::write(
             &config,
             format!(
                 "listen = \"127.0.0.1:{port}\"\nschemas-dir = {:?}\n\n[kafka]\nbootstrap-servers = \"{bootstrap}\"\n\n\
-                 [registry]\nlisten = \"127.0.0.1:{registry_port}\"\npublic-url = \"{registry_url}\"\n",
-                repo_root().join("schemas")
+                 [registry]\nlisten = \"127.0.0.1:{registry_port}\"\npublic-url = \"{registry_url}\"\n\n\
+                 [auth]\nmode = \"mtls\"\npolicy-file = {:?}\nca-file = {:?}\ncert-file = {:?}\nkey-file = {:?}\n\
+                 crl-files = [{:?}]\n\n[audit]\ndir = {:?}\n{extra}",
+                schemas,
+                repo_root().join("deploy/local/policy.toml"),
+                pki.join("ca.pem"),
+                pki.join("server.pem"),
+                pki.join("server.key"),
+                pki.join("crl.pem"),
+                audit_dir,
             ),
         )?;
         let mut cmd = Command::new(hutong_bin()?);
         cmd.args(["serve", "--config"]).arg(&config).env("HUTONG_PSEUDONYM_KEY", TEST_KEY).env("HUTONG_LOG", "debug");
         let mut process = Process::spawn(cmd, dir.path().join("gateway.log"))?;
-        let endpoint = format!("http://127.0.0.1:{port}");
+        let endpoint = format!("https://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(60);
+        let anonymous = ClientAuth::from_pki(pki, None);
         loop {
             process.check_alive("hutong serve")?;
-            if serving(&endpoint).await {
+            if serving(&anonymous, &endpoint).await {
                 break;
             }
             if Instant::now() > deadline {
@@ -232,19 +277,51 @@ impl Gateway {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(Self { process, endpoint, registry_url, dir })
+        Ok(Self { process, endpoint, registry_url, pki: pki.to_owned(), audit_dir, dir })
     }
 
     /// The gateway's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.process.log).unwrap_or_default()
     }
+
+    /// A channel presenting the certificate of `identity` (a department or admin of the local policy).
+    pub async fn channel(&self, identity: &str) -> anyhow::Result<tonic::transport::Channel> {
+        ClientAuth::from_pki(&self.pki, Some(identity)).connect(&self.endpoint).await.map_err(anyhow::Error::msg)
+    }
+
+    /// The CLI flags that reach this gateway as `identity`.
+    pub fn cli_args(&self, identity: &str) -> Vec<String> {
+        vec![
+            "--addr".into(),
+            self.endpoint.clone(),
+            "--pki".into(),
+            self.pki.display().to_string(),
+            "--as".into(),
+            identity.into(),
+        ]
+    }
+
+    /// Every audit entry so far (the event objects), in order.
+    pub fn audit_events(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(&self.audit_dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        files.retain(|p| p.extension().is_some_and(|x| x == "jsonl"));
+        files.sort();
+        let mut events = Vec::new();
+        for f in files {
+            for line in std::fs::read_to_string(&f)?.lines() {
+                let entry: serde_json::Value = serde_json::from_str(line)?;
+                events.push(entry["event"].clone());
+            }
+        }
+        Ok(events)
+    }
 }
 
-async fn serving(endpoint: &str) -> bool {
+async fn serving(auth: &ClientAuth, endpoint: &str) -> bool {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
-    let Ok(endpoint) = tonic::transport::Endpoint::from_shared(endpoint.to_owned()) else { return false };
-    let Ok(channel) = endpoint.connect().await else { return false };
+    let Ok(channel) = auth.connect(endpoint).await else { return false };
     let mut client = HealthClient::new(channel);
     client
         .check(HealthCheckRequest { service: "hutong.v1.Ingest".into() })

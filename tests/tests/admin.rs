@@ -23,7 +23,7 @@ fn cli(args: &[&str]) -> anyhow::Result<(Option<i32>, String)> {
 async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
     let broker = Broker::start()?;
     let gateway = Gateway::start(&broker.bootstrap).await?;
-    let channel = tonic::transport::Endpoint::from_shared(gateway.endpoint.clone())?.connect().await?;
+    let channel = gateway.channel("governance").await?;
     let mut admin = AdminClient::new(channel);
 
     // ValidateRecord vs `hutong validate`, record by record.

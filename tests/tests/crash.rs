@@ -66,14 +66,15 @@ async fn load(endpoint: Arc<Mutex<String>>, tally: Arc<Mutex<Tally>>) {
                 }
             }
             let result = async {
-                let channel = tonic::transport::Endpoint::from_shared(target)?
+                let channel = hutong_tests::ClientAuth::from_pki(hutong_tests::shared_pki()?, Some("gongan"))
+                    .endpoint(&target)
+                    .map_err(anyhow::Error::msg)?
                     .connect_timeout(Duration::from_secs(2))
                     .timeout(Duration::from_secs(60))
                     .connect()
                     .await?;
                 let mut client = IngestClient::new(channel);
-                let mut req = Request::new(batch(b));
-                req.metadata_mut().insert("x-hutong-department", "gongan".parse()?);
+                let req = Request::new(batch(b));
                 anyhow::Ok(client.submit(req).await?.into_inner())
             }
             .await;

@@ -29,10 +29,8 @@ fn sample() -> anyhow::Result<Vec<(SourceRecord, Value)>> {
     Ok(out)
 }
 
-fn request<T>(body: T, department: &str) -> Request<T> {
-    let mut r = Request::new(body);
-    r.metadata_mut().insert("x-hutong-department", department.parse().unwrap());
-    r
+fn request<T>(body: T) -> Request<T> {
+    Request::new(body)
 }
 
 /// Global id of the latest person schema, as `schemas/registry/registry.json` says.
@@ -50,12 +48,12 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
     let broker = Broker::start()?;
     let gateway = Gateway::start(&broker.bootstrap).await?;
     let sample = sample()?;
-    let mut client = IngestClient::connect(gateway.endpoint.clone()).await?;
+    let mut client = IngestClient::new(gateway.channel("gongan").await?);
     let resp = client
-        .submit(request(
-            SubmitRequest { batch_id: "b1".into(), records: sample.iter().map(|(r, _)| r.clone()).collect() },
-            "gongan",
-        ))
+        .submit(request(SubmitRequest {
+            batch_id: "b1".into(),
+            records: sample.iter().map(|(r, _)| r.clone()).collect(),
+        }))
         .await?
         .into_inner();
     assert_eq!(resp.batch_id, "b1");
@@ -91,15 +89,14 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
             .find(|m| m.partition == receipt.partition && m.offset == receipt.offset)
             .unwrap_or_else(|| panic!("no message at the receipt of {}", rec.source_id));
         let value = msg.value.as_ref().expect("a value");
-        let citizen_id = value["citizen_id"].as_str().unwrap();
+        // The shared topic carries the citizen ID pseudonymised: `<key id>:<HMAC>`, the HMAC being the person_key.
         let raw_id = payload["GMSFHM"].as_str().unwrap();
-        assert_eq!(citizen_id.len(), 18);
-        // Key: keyed HMAC of the normalised ID; the raw number is in no key or header.
-        let key = expected_person_key(citizen_id);
+        let key = value["person_key"].as_str().unwrap().to_owned();
+        assert_eq!(value["citizen_id"], json!(format!("{}:{key}", key_id())));
+        assert!(!value.to_string().contains(raw_id), "the raw citizen ID is on the shared topic: {value}");
         assert_eq!(msg.key.as_deref(), Some(key.as_str()));
-        assert_eq!(value["person_key"], json!(key));
         for (h, v) in &msg.headers {
-            assert!(!v.contains(citizen_id) && !v.contains(raw_id), "header {h} carries the citizen ID");
+            assert!(!v.contains(raw_id), "header {h} carries the citizen ID");
         }
         // Every CloudEvents header.
         let h = &msg.headers;
@@ -122,13 +119,13 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
         persons.iter().find(|m| m.offset == rc.offset && m.partition == rc.partition).unwrap().value.clone().unwrap()
     };
     let zhou = value_of("HJ2024100");
-    assert_eq!(zhou["citizen_id"], "320102198808081237");
+    assert_eq!(zhou["person_key"], expected_person_key("320102198808081237"), "keyed on the normalised ID");
     assert_eq!(zhou["birth_date"], "1988-08-08");
     assert_eq!(zhou["ethnicity"], "01");
     assert_eq!(zhou["sex"], "1");
     assert_eq!(value_of("HJ2024003")["ethnicity"], "01", "汉族 by name");
     assert_eq!(value_of("HJ2024004")["ethnicity"], "03", "回 by alias");
-    assert_eq!(value_of("HJ2024101")["citizen_id"], "420106197503120412", "15-digit ID converted");
+    assert_eq!(value_of("HJ2024101")["person_key"], expected_person_key("420106197503120412"), "15-digit ID converted");
 
     // The dead-letter topic: original payload and reasons.
     let dlq = consume(&broker.bootstrap, "hutong.dlq.v1", REJECTED.len(), Duration::from_secs(30))?;
@@ -185,6 +182,57 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
     Ok(())
 }
 
+/// Strings that are (or normalise to) a citizen ID or a mobile number, found anywhere in `v`.
+fn collect_identifiers(v: &Value, out: &mut std::collections::BTreeSet<String>) {
+    match v {
+        Value::String(s) => {
+            // Full-width digits as ASCII; spaces, dashes and `+` dropped; anything else means not an identifier.
+            let digits: String = s
+                .chars()
+                .filter(|c| !matches!(c, ' ' | '-' | '+'))
+                .map(|c| if ('０'..='９').contains(&c) { char::from(b'0' + (c as u32 - '０' as u32) as u8) } else { c })
+                .collect();
+            if !digits.chars().all(|c| c.is_ascii_digit() || c == 'X' || c == 'x') {
+                return;
+            }
+            let mobile = digits.strip_prefix("86").unwrap_or(&digits);
+            if digits.len() == 18 && gb11643_valid(&digits) {
+                out.extend([s.clone(), digits.to_ascii_uppercase()]);
+            } else if mobile.len() == 11 && mobile.starts_with('1') && mobile.chars().all(|c| c.is_ascii_digit()) {
+                out.extend([s.clone(), mobile.to_owned()]);
+            } else if digits.len() == 15 && digits.chars().all(|c| c.is_ascii_digit()) {
+                // A legacy 15-digit ID (or a grid code: they look alike); the 18-digit form it becomes is the secret.
+                let body = format!("{}19{}", &digits[..6], &digits[6..]);
+                let upgraded = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "X"]
+                    .iter()
+                    .map(|c| format!("{body}{c}"))
+                    .find(|id| gb11643_valid(id))
+                    .expect("one check character fits");
+                out.insert(upgraded);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_identifiers(x, out)),
+        Value::Object(o) => o.values().for_each(|x| collect_identifiers(x, out)),
+        _ => {}
+    }
+}
+
+/// ISO 7064 MOD 11-2 check of an 18-character citizen ID (written here independently of the gateway).
+fn gb11643_valid(id: &str) -> bool {
+    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
+    let chars: Vec<char> = id.chars().collect();
+    let Some(sum) = chars[..17].iter().zip(WEIGHTS).map(|(c, w)| c.to_digit(10).map(|d| d * w)).sum::<Option<u32>>()
+    else {
+        return false;
+    };
+    "10X98765432".chars().nth((sum % 11) as usize) == Some(chars[17].to_ascii_uppercase())
+}
+
+/// The id of the test key, computed independently: `k` + 8 hex of HMAC(key, "hutong/key-id").
+fn key_id() -> String {
+    format!("k{}", &expected_person_key("hutong/key-id")[..8])
+}
+
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 fn chrono_like(s: &str) -> bool {
     s.len() == 24 && s.ends_with('Z') && s.as_bytes()[10] == b'T'
@@ -200,11 +248,10 @@ async fn streaming_retries_keep_event_ids_and_reflection_lists_the_service() -> 
         .enumerate()
         .map(|(i, c)| SubmitRequest { batch_id: format!("s{i}"), records: c.iter().map(|(r, _)| r.clone()).collect() })
         .collect();
-    let mut client = IngestClient::connect(gateway.endpoint.clone()).await?;
+    let mut client = IngestClient::new(gateway.channel("gongan").await?);
     let mut ids = Vec::new();
     for attempt in 0..2 {
-        let mut stream =
-            client.submit_stream(request(futures::stream::iter(batches.clone()), "gongan")).await?.into_inner();
+        let mut stream = client.submit_stream(request(futures::stream::iter(batches.clone()))).await?.into_inner();
         let mut got = Vec::new();
         while let Some(resp) = stream.message().await? {
             got.push(resp);
@@ -222,16 +269,18 @@ async fn streaming_retries_keep_event_ids_and_reflection_lists_the_service() -> 
         ids = event_ids;
     }
 
-    // A department without an adapter for the kind is rejected per record, not crashed.
-    let resp = client
-        .submit(request(SubmitRequest { batch_id: String::new(), records: vec![sample[0].0.clone()] }, "weijian"))
-        .await?
-        .into_inner();
-    assert_eq!(resp.results[0].status, Status::Rejected as i32);
-    assert_eq!(resp.results[0].violations[0].rule, "record:kind");
-    // No department → UNAUTHENTICATED.
+    // 卫健's certificate submitting 公安's kind: refused as a whole, PERMISSION_DENIED.
+    let mut weijian = IngestClient::new(gateway.channel("weijian").await?);
+    let err = weijian
+        .submit(request(SubmitRequest { batch_id: String::new(), records: vec![sample[0].0.clone()] }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    // No client certificate → UNAUTHENTICATED.
+    let anonymous = hutong_tests::ClientAuth::from_pki(&gateway.pki, None);
+    let mut anonymous = IngestClient::new(anonymous.connect(&gateway.endpoint).await.map_err(anyhow::Error::msg)?);
     let err =
-        client.submit(Request::new(SubmitRequest { batch_id: String::new(), records: vec![] })).await.unwrap_err();
+        anonymous.submit(Request::new(SubmitRequest { batch_id: String::new(), records: vec![] })).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
 
     // Server reflection lists the ingest service (what grpcurl uses).
@@ -239,7 +288,7 @@ async fn streaming_retries_keep_event_ids_and_reflection_lists_the_service() -> 
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
-    let channel = tonic::transport::Endpoint::from_shared(gateway.endpoint.clone())?.connect().await?;
+    let channel = gateway.channel("gongan").await?;
     let mut refl = ServerReflectionClient::new(channel);
     let req = ServerReflectionRequest {
         host: String::new(),
@@ -285,6 +334,15 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
     let bin = hutong_tests::hutong_bin()?;
     let mut departments = std::collections::BTreeSet::new();
     let (mut rejected, mut per_topic) = (0usize, BTreeMap::<String, usize>::new());
+    // Every citizen ID and mobile number in the samples, as written and as normalised.
+    let mut secrets = std::collections::BTreeSet::new();
+    for sample in &samples {
+        collect_identifiers(
+            &serde_json::from_str(&format!("[{}]", std::fs::read_to_string(sample)?.trim().replace('\n', ",")))?,
+            &mut secrets,
+        );
+    }
+    assert!(secrets.len() > 100, "{} identifiers found in the samples", secrets.len());
     for sample in &samples {
         let dept = sample.parent().unwrap().parent().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
         let kind = sample.file_stem().unwrap().to_str().unwrap().to_owned();
@@ -298,7 +356,10 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
         };
         let path = sample.to_str().unwrap();
         let dry = run(&["validate", "-d", &dept, "-k", &kind, path])?;
-        let live = run(&["ingest", "-d", &dept, "-k", &kind, "--addr", &gateway.endpoint, "--json", path])?;
+        let mut args = vec!["ingest", "-k", &kind, "--json", path];
+        let connect = gateway.cli_args(&dept);
+        args.extend(connect.iter().map(String::as_str));
+        let live = run(&args)?;
         assert!(live.status.success(), "{dept}/{kind}: {}", String::from_utf8_lossy(&live.stderr));
         let dry: Vec<Value> =
             String::from_utf8(dry.stdout)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
@@ -325,12 +386,23 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
     }
     assert_eq!(departments.len(), 9, "{departments:?}");
     // What an independent consumer sees on each topic.
+    // No citizen ID or mobile number of any sample on a shared topic: pseudonymised or masked.
     for (topic, n) in &per_topic {
         let got = consume(&broker.bootstrap, topic, *n, Duration::from_secs(30))?;
         assert_eq!(got.len(), *n, "{topic}");
+        for m in &got {
+            let text = m.value.as_ref().map(Value::to_string).unwrap_or_default();
+            let leaked: Vec<&String> = secrets.iter().filter(|s| text.contains(s.as_str())).collect();
+            assert!(leaked.is_empty(), "{topic} carries {leaked:?}: {text}");
+        }
     }
     let dlq = consume(&broker.bootstrap, "hutong.dlq.v1", rejected, Duration::from_secs(30))?;
     assert_eq!(dlq.len(), rejected);
+    // Nor in the gateway's log, at debug level.
+    let log = gateway.log();
+    assert!(log.contains("batch handled"), "{log}");
+    let leaked: Vec<&String> = secrets.iter().filter(|s| log.contains(s.as_str())).collect();
+    assert!(leaked.is_empty(), "the gateway log holds {leaked:?}");
     println!("published per topic: {per_topic:?}; rejected into the DLQ: {rejected}");
     Ok(())
 }

@@ -66,22 +66,11 @@ impl Entry {
 
     /// Builds the entry that follows `prev` and computes its hash.
     fn build(seq: u64, time: String, prev: String, event: serde_json::Value) -> Entry {
-        let body = Body {
-            seq,
-            time: &time,
-            prev: &prev,
-            event: &event,
-        };
+        let body = Body { seq, time: &time, prev: &prev, event: &event };
         // Same reasoning as in `to_line`: this serialisation cannot fail.
         let bytes = serde_json::to_vec(&body).expect("an audit entry always serialises to JSON");
         let hash = sha256_hex(&bytes);
-        Entry {
-            seq,
-            time,
-            prev,
-            event,
-            hash,
-        }
+        Entry { seq, time, prev, event, hash }
     }
 }
 
@@ -168,14 +157,7 @@ impl AuditLog {
             dir: dir.to_path_buf(),
             retention_days,
             _lock: lock,
-            state: Mutex::new(State {
-                seq,
-                hash,
-                last_time,
-                current: None,
-                repair: None,
-                dir_dirty: deleted,
-            }),
+            state: Mutex::new(State { seq, hash, last_time, current: None, repair: None, dir_dirty: deleted }),
         })
     }
 
@@ -220,11 +202,7 @@ impl AuditLog {
         let mut line = entry.to_line();
         line.push('\n');
         let before = current.file.metadata().map_err(|e| io_error(&current.path, e))?.len();
-        if let Err(e) = current
-            .file
-            .write_all(line.as_bytes())
-            .and_then(|()| current.file.flush())
-        {
+        if let Err(e) = current.file.write_all(line.as_bytes()).and_then(|()| current.file.flush()) {
             // Take back whatever part of the line reached the file, so that the next line starts on a fresh line.
             if let Err(cut) = current.file.set_len(before) {
                 warn!(path = %current.path.display(), error = %cut, "audit: cannot cut a partly written line");
@@ -293,11 +271,7 @@ impl AuditLog {
         }
         let path = self.dir.join(day_file_name(day));
         repair_tail(&path)?;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| io_error(&path, e))?;
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
         apply_retention(&self.dir, day, self.retention_days);
         Ok(DayFile { day, path, file })
     }
@@ -310,10 +284,9 @@ fn lock_dir(dir: &Path) -> Result<File, AuditError> {
     let file = file.map_err(|e| io_error(&path, e))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
-        Err(fs::TryLockError::WouldBlock) => Err(io_error(
-            &path,
-            io::Error::new(io::ErrorKind::WouldBlock, "another AuditLog has this directory open"),
-        )),
+        Err(fs::TryLockError::WouldBlock) => {
+            Err(io_error(&path, io::Error::new(io::ErrorKind::WouldBlock, "another AuditLog has this directory open")))
+        }
         Err(fs::TryLockError::Error(e)) if e.kind() == io::ErrorKind::Unsupported => {
             warn!(path = %path.display(), "audit: no file locks here; a second writer is not kept out");
             Ok(file)
@@ -332,24 +305,16 @@ fn recover_head(files: &[(NaiveDate, PathBuf)]) -> Result<(u64, String, Option<D
         let io_err = |e| io_error(path, e);
         let mut file = File::open(path).map_err(io_err)?;
         // The file ends with a newline at len - 1; the last line starts after the newline before it.
-        let start = rfind_newline(&mut file, len - 1)
-            .map_err(io_err)?
-            .map_or(0, |at| at + 1);
+        let start = rfind_newline(&mut file, len - 1).map_err(io_err)?.map_or(0, |at| at + 1);
         let mut bytes = vec![0; usize::try_from(len - 1 - start).unwrap_or(usize::MAX)];
         file.seek(SeekFrom::Start(start)).map_err(io_err)?;
         file.read_exact(&mut bytes).map_err(io_err)?;
-        let checked = std::str::from_utf8(&bytes)
-            .map_err(|_| NOT_UTF8.to_owned())
-            .and_then(check_line);
+        let checked = std::str::from_utf8(&bytes).map_err(|_| NOT_UTF8.to_owned()).and_then(check_line);
         return match checked {
             Ok((entry, time)) => Ok((entry.seq, entry.hash, Some(time))),
             Err(reason) => {
                 let line = count_newlines(&mut file, start).map_err(io_err)? + 1;
-                Err(AuditError::Tampered {
-                    file: path.clone(),
-                    line,
-                    reason,
-                })
+                Err(AuditError::Tampered { file: path.clone(), line, reason })
             }
         };
     }
@@ -546,10 +511,7 @@ fn sync_dir(_dir: &Path) -> Result<(), AuditError> {
 
 /// An [`AuditError::Io`] for `path`.
 fn io_error(path: &Path, source: io::Error) -> AuditError {
-    AuditError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    AuditError::Io { path: path.to_path_buf(), source }
 }
 
 #[cfg(test)]

@@ -37,8 +37,7 @@ fn three_entries(dir: &Path) -> Vec<Entry> {
         .enumerate()
         .map(|(i, user)| {
             let time = at(&format!("2026-11-26T10:00:0{i}.250Z"));
-            log.append_at(json!({"action": "read", "user": user, "rows": i}), time)
-                .unwrap()
+            log.append_at(json!({"action": "read", "user": user, "rows": i}), time).unwrap()
         })
         .collect();
     log.sync().unwrap();
@@ -68,13 +67,7 @@ fn append_three_and_verify() {
     }
     log.sync().unwrap();
     let verified = verify(dir.path()).unwrap();
-    let expected = Verified {
-        files: 1,
-        entries: 3,
-        first_seq: 1,
-        last_seq: 3,
-        last_hash: log.head().1,
-    };
+    let expected = Verified { files: 1, entries: 3, first_seq: 1, last_seq: 3, last_hash: log.head().1 };
     assert_eq!(verified, expected);
 }
 
@@ -83,9 +76,7 @@ fn line_format_and_hash_follow_the_spec() {
     let dir = tempfile::tempdir().unwrap();
     let log = AuditLog::open(dir.path(), KEEP).unwrap();
     // Key order of the event is kept; sub-millisecond digits are dropped.
-    let entry = log
-        .append_at(json!({"z": 1, "a": [true, "x"]}), at("2026-11-26T23:59:01.123456Z"))
-        .unwrap();
+    let entry = log.append_at(json!({"z": 1, "a": [true, "x"]}), at("2026-11-26T23:59:01.123456Z")).unwrap();
     let body = format!(
         r#"{{"seq":1,"time":"2026-11-26T23:59:01.123Z","prev":"{ZERO_HASH}","event":{{"z":1,"a":[true,"x"]}}}}"#
     );
@@ -102,16 +93,11 @@ fn reopen_continues_the_chain() {
     let old = three_entries(dir.path());
     let log = AuditLog::open(dir.path(), KEEP).unwrap();
     assert_eq!(log.head(), (3, old[2].hash.clone()));
-    let entry = log
-        .append_at(json!({"action": "write"}), at("2026-11-26T11:00:00Z"))
-        .unwrap();
+    let entry = log.append_at(json!({"action": "write"}), at("2026-11-26T11:00:00Z")).unwrap();
     assert_eq!(entry.seq, 4);
     assert_eq!(entry.prev, old[2].hash);
     let verified = verify(dir.path()).unwrap();
-    assert_eq!(
-        (verified.entries, verified.last_seq, verified.last_hash),
-        (4, 4, entry.hash)
-    );
+    assert_eq!((verified.entries, verified.last_seq, verified.last_hash), (4, 4, entry.hash));
 }
 
 #[test]
@@ -166,10 +152,7 @@ fn rewritten_prev_is_detected() {
     lines[1] = forged.to_line();
     write_lines(&path, &lines);
     let (_, line, reason) = expect_tampered(verify(dir.path()));
-    assert_eq!(
-        (line, reason.as_str()),
-        (2, "prev does not match the previous entry's hash")
-    );
+    assert_eq!((line, reason.as_str()), (2, "prev does not match the previous entry's hash"));
 }
 
 #[test]
@@ -188,9 +171,7 @@ fn torn_last_line_is_cut_on_open_and_the_chain_continues() {
     let log = AuditLog::open(dir.path(), KEEP).unwrap();
     assert_eq!(fs::read(&path).unwrap(), intact);
     assert_eq!(log.head(), (3, old[2].hash.clone()));
-    let entry = log
-        .append_at(json!({"action": "after crash"}), at("2026-11-26T10:00:06Z"))
-        .unwrap();
+    let entry = log.append_at(json!({"action": "after crash"}), at("2026-11-26T10:00:06Z")).unwrap();
     assert_eq!((entry.seq, entry.prev.as_str()), (4, old[2].hash.as_str()));
     let verified = verify(dir.path()).unwrap();
     assert_eq!((verified.entries, verified.last_hash), (4, entry.hash));
@@ -202,23 +183,14 @@ fn rotation_across_two_utc_days() {
     let log = AuditLog::open(dir.path(), KEEP).unwrap();
     log.append_at(json!({"n": 1}), at("2026-11-26T23:59:59.500Z")).unwrap();
     // 00:59:59.999 at UTC+1 is still the 26th in UTC; 01:00:00.100 at UTC+1 is the 27th.
-    log.append_at(json!({"n": 2}), at("2026-11-27T00:59:59.999+01:00"))
-        .unwrap();
-    let last = log
-        .append_at(json!({"n": 3}), at("2026-11-27T01:00:00.100+01:00"))
-        .unwrap();
+    log.append_at(json!({"n": 2}), at("2026-11-27T00:59:59.999+01:00")).unwrap();
+    let last = log.append_at(json!({"n": 3}), at("2026-11-27T01:00:00.100+01:00")).unwrap();
     log.sync().unwrap();
     assert_eq!(read_lines(&day_file(dir.path(), "20261126")).len(), 2);
     assert_eq!(read_lines(&day_file(dir.path(), "20261127")).len(), 1);
     assert_eq!(last.time, "2026-11-27T00:00:00.100Z");
     let verified = verify(dir.path()).unwrap();
-    let expected = Verified {
-        files: 2,
-        entries: 3,
-        first_seq: 1,
-        last_seq: 3,
-        last_hash: last.hash,
-    };
+    let expected = Verified { files: 2, entries: 3, first_seq: 1, last_seq: 3, last_hash: last.hash };
     assert_eq!(verified, expected);
 }
 
@@ -236,13 +208,7 @@ fn retention_deletes_old_files_and_verify_starts_later() {
     assert!(!day_file(dir.path(), "20261120").exists());
     assert!(day_file(dir.path(), "20261122").exists());
     let verified = verify(dir.path()).unwrap();
-    let expected = Verified {
-        files: 2,
-        entries: 2,
-        first_seq: 3,
-        last_seq: 4,
-        last_hash: last.hash,
-    };
+    let expected = Verified { files: 2, entries: 2, first_seq: 3, last_seq: 4, last_hash: last.hash };
     assert_eq!(verified, expected);
 }
 
@@ -293,10 +259,7 @@ fn empty_directory_has_no_audit_files() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("notes.txt"), "not a day file").unwrap();
     let (file, line, reason) = expect_tampered(verify(dir.path()));
-    assert_eq!(
-        (file.as_path(), line, reason.as_str()),
-        (dir.path(), 0, "no audit files")
-    );
+    assert_eq!((file.as_path(), line, reason.as_str()), (dir.path(), 0, "no audit files"));
     // A freshly opened log has no day file yet either.
     let log = AuditLog::open(dir.path(), KEEP).unwrap();
     log.sync().unwrap();

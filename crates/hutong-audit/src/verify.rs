@@ -91,20 +91,10 @@ pub fn verify(dir: &Path) -> Result<Verified, AuditError> {
     let Some((last_seq, last_hash, _)) = last else {
         return Err(tampered(dir, 0, "no audit entries".to_owned()));
     };
-    Ok(Verified {
-        files: files.len(),
-        entries,
-        first_seq,
-        last_seq,
-        last_hash,
-    })
+    Ok(Verified { files: files.len(), entries, first_seq, last_seq, last_hash })
 }
 
 /// An [`AuditError::Tampered`].
 fn tampered(file: &Path, line: usize, reason: String) -> AuditError {
-    AuditError::Tampered {
-        file: file.to_path_buf(),
-        line,
-        reason,
-    }
+    AuditError::Tampered { file: file.to_path_buf(), line, reason }
 }

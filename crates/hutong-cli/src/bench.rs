@@ -9,7 +9,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-
 use futures::StreamExt as _;
 use hdrhistogram::Histogram;
 use hutong_adapter::PseudonymKey;

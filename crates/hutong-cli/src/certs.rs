@@ -97,7 +97,8 @@ fn init(out: &Path, policy: &Path, server_names: &[String], days: i64, force: bo
     let policy = Policy::load(policy).map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     if force || !out.join("ca.pem").exists() {
-        let mut p = params("Hutong development CA", days);
+        // A name of its own: another deployment's CA is then an unknown issuer, not a forged one.
+        let mut p = params(&format!("Hutong development CA {}", hex::encode(&serial("ca").to_bytes()[..4])), days);
         p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         p.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate()?;
@@ -123,10 +124,8 @@ fn init(out: &Path, policy: &Path, server_names: &[String], days: i64, force: bo
         Ok(())
     };
     let mut server = params("hutong-gateway", days);
-    server.subject_alt_names = vec![
-        SanType::DnsName("localhost".try_into()?),
-        SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into()),
-    ];
+    server.subject_alt_names =
+        vec![SanType::DnsName("localhost".try_into()?), SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())];
     for n in server_names {
         server.subject_alt_names.push(SanType::DnsName(n.as_str().try_into()?));
     }
@@ -189,8 +188,8 @@ fn revoke(dir: &Path, identity: &str) -> anyhow::Result<()> {
     let pem = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let der = <rustls_pki_types::CertificateDer<'_> as rustls_pki_types::pem::PemObject>::from_pem_slice(&pem)
         .with_context(|| format!("{}: not a PEM certificate", path.display()))?;
-    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref())
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let serial = hex::encode(cert.raw_serial());
     let mut serials = revoked(dir);
     if !serials.contains(&serial) {
@@ -198,6 +197,10 @@ fn revoke(dir: &Path, identity: &str) -> anyhow::Result<()> {
         write(&dir.join("revoked.txt"), &(serials.join("\n") + "\n"), false)?;
     }
     write_crl(dir, &load_ca(dir)?)?;
-    eprintln!("revoked {identity} (serial {serial}); {} now lists {} certificate(s)", dir.join("crl.pem").display(), serials.len());
+    eprintln!(
+        "revoked {identity} (serial {serial}); {} now lists {} certificate(s)",
+        dir.join("crl.pem").display(),
+        serials.len()
+    );
     Ok(())
 }

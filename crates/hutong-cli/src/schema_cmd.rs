@@ -9,8 +9,8 @@ use anyhow::Context as _;
 use hutong_adapter::golden;
 use hutong_compat::{Change, Mode};
 use hutong_registry::{Registered, Registry, RegistryError};
-use hutong_standard::privacy::PrivacyConfig;
 use hutong_standard::Standard;
+use hutong_standard::privacy::PrivacyConfig;
 use serde_json::Value;
 
 #[derive(Debug, clap::Subcommand)]

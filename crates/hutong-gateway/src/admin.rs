@@ -119,7 +119,10 @@ impl Admin for AdminService {
         self.audited(&admin, "ValidateRecord", detail, result)
     }
 
-    async fn list_schemas(&self, request: Request<ListSchemasRequest>) -> Result<Response<ListSchemasResponse>, Status> {
+    async fn list_schemas(
+        &self,
+        request: Request<ListSchemasRequest>,
+    ) -> Result<Response<ListSchemasResponse>, Status> {
         let admin = self.guard.admin(&request, "ListSchemas")?;
         let result = Ok(self.schemas());
         self.audited(&admin, "ListSchemas", Value::Null, result)
@@ -144,7 +147,10 @@ impl Admin for AdminService {
         self.audited(&admin, "CheckCompatibility", detail, result)
     }
 
-    async fn list_adapters(&self, request: Request<ListAdaptersRequest>) -> Result<Response<ListAdaptersResponse>, Status> {
+    async fn list_adapters(
+        &self,
+        request: Request<ListAdaptersRequest>,
+    ) -> Result<Response<ListAdaptersResponse>, Status> {
         let admin = self.guard.admin(&request, "ListAdapters")?;
         let result = Ok(self.adapters());
         self.audited(&admin, "ListAdapters", Value::Null, result)

@@ -291,13 +291,14 @@ pub async fn serve_on(
                     "code": "Unauthenticated", "reason": format!("TLS handshake refused: {reason}"),
                 }));
             });
-            let (incoming, accept_task) =
-                crate::tls::incoming(listener, tls, security.handshake_timeout, on_refused);
+            let (incoming, accept_task) = crate::tls::incoming(listener, tls, security.handshake_timeout, on_refused);
             let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
             accept_task.abort();
             served.map_err(|e| transport(&e))
         }
-        None => router.serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown).await.map_err(|e| transport(&e)),
+        None => {
+            router.serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown).await.map_err(|e| transport(&e))
+        }
     }
 }
 

@@ -148,6 +148,11 @@ impl ClientAuth {
 
     /// A channel to `addr` (`https://…` for TLS, `http://…` for plaintext).
     pub async fn connect(&self, addr: &str) -> Result<Channel, String> {
+        self.endpoint(addr)?.connect().await.map_err(|e| format!("{addr}: {}", error_chain(&e)))
+    }
+
+    /// The endpoint of `addr` with this identity, to tune before connecting.
+    pub fn endpoint(&self, addr: &str) -> Result<Endpoint, String> {
         let mut endpoint = Endpoint::from_shared(addr.to_owned()).map_err(|e| format!("{addr}: {e}"))?;
         if addr.starts_with("https://") {
             let mut tls = ClientTlsConfig::new();
@@ -161,7 +166,7 @@ impl ClientAuth {
             }
             endpoint = endpoint.tls_config(tls).map_err(|e| format!("{addr}: {e}"))?;
         }
-        endpoint.connect().await.map_err(|e| format!("{addr}: {}", error_chain(&e)))
+        Ok(endpoint)
     }
 
     /// Adds the bearer token, if any, to a request.

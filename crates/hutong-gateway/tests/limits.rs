@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc};
 
 use hutong_adapter::PseudonymKey;
 use hutong_bus::{MemoryPublisher, Publisher};
-use hutong_gateway::{Policy, Security, GatewayConfig, LimitsConfig, Metrics, Reloader, serve_on};
+use hutong_gateway::{GatewayConfig, LimitsConfig, Metrics, Policy, Reloader, Security, serve_on};
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;

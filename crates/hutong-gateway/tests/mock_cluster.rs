@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use hutong_adapter::PseudonymKey;
 use hutong_bus::{BusConfig, KafkaPublisher, Publisher};
-use hutong_gateway::{Policy, Security, GatewayConfig, Metrics, Reloader, serve_on};
+use hutong_gateway::{GatewayConfig, Metrics, Policy, Reloader, Security, serve_on};
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use rdkafka::{
     ClientConfig,

@@ -171,11 +171,7 @@ pub fn default_treatment(field: &PersonalField) -> Treatment {
     } else {
         Treatment::Clear
     };
-    if wanted.needs_string() && !field.is_string {
-        Treatment::Dropped
-    } else {
-        wanted
-    }
+    if wanted.needs_string() && !field.is_string { Treatment::Dropped } else { wanted }
 }
 
 /// Why a topic policy was refused.
@@ -229,20 +225,13 @@ impl TopicPolicy {
     ) -> Result<TopicPolicy, PolicyError> {
         let located = located_fields(schema);
         for (path, &treatment) in overrides {
-            let mut matching = located
-                .iter()
-                .map(|(field, _)| field)
-                .filter(|field| &field.path == path)
-                .peekable();
+            let mut matching = located.iter().map(|(field, _)| field).filter(|field| &field.path == path).peekable();
             if matching.peek().is_none() {
                 return Err(PolicyError::UnknownField(path.clone()));
             }
             for field in matching {
                 if treatment.needs_string() && !field.is_string {
-                    return Err(PolicyError::NotAString {
-                        path: path.clone(),
-                        treatment: treatment.as_str(),
-                    });
+                    return Err(PolicyError::NotAString { path: path.clone(), treatment: treatment.as_str() });
                 }
                 if treatment == Treatment::Clear && !restricted && field.sharing_none() {
                     return Err(PolicyError::ClearNotAllowed(path.clone()));
@@ -257,11 +246,7 @@ impl TopicPolicy {
                     None if restricted => Treatment::Clear,
                     None => default_treatment(&field),
                 };
-                Entry {
-                    field,
-                    treatment,
-                    segments,
-                }
+                Entry { field, treatment, segments }
             })
             .collect();
         let clear = entries.iter().all(|entry| entry.treatment == Treatment::Clear);
@@ -398,10 +383,7 @@ fn widen(root: &mut Value, segments: &[Segment], treatment: Treatment) {
             }
         }
         Segment::Key(key) => {
-            if let Some(field) = parent
-                .get_mut("properties")
-                .and_then(|properties| properties.get_mut(key.as_str()))
-            {
+            if let Some(field) = parent.get_mut("properties").and_then(|properties| properties.get_mut(key.as_str())) {
                 *field = protected_schema(field, treatment);
             }
         }
@@ -433,11 +415,7 @@ fn schema_step<'a>(node: &'a mut Value, segment: &Segment) -> Option<&'a mut Val
 /// The schema of a masked or pseudonymised field: a plain string keeping the original's documentation and
 /// personal-information annotations.
 fn protected_schema(original: &Value, treatment: Treatment) -> Value {
-    let note = if treatment == Treatment::Masked {
-        MASKED_NOTE
-    } else {
-        PSEUDONYMISED_NOTE
-    };
+    let note = if treatment == Treatment::Masked { MASKED_NOTE } else { PSEUDONYMISED_NOTE };
     let mut schema = Map::new();
     if let Some(title) = original.get("title") {
         schema.insert("title".to_owned(), title.clone());
@@ -543,19 +521,13 @@ pub fn mask(pii: &str, value: &str) -> String {
         "phone" if count <= 7 => keep_ends(&chars, 0, 2),
         "phone" => keep_ends(&chars, 3, 4),
         "name" => keep_ends(&chars, 1, 0),
-        "birth-date" => chars
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| if i >= 4 && c.is_numeric() { '*' } else { c })
-            .collect(),
+        "birth-date" => {
+            chars.iter().enumerate().map(|(i, &c)| if i >= 4 && c.is_numeric() { '*' } else { c }).collect()
+        }
         "address" => keep_ends(&chars, count.div_ceil(3), 0),
         _ => return "***".to_owned(),
     };
-    if count > 0 && masked == value {
-        "*".repeat(count)
-    } else {
-        masked
-    }
+    if count > 0 && masked == value { "*".repeat(count) } else { masked }
 }
 
 /// Keeps `head` chars at the start and `tail` at the end, one '*' for each char between; returns the chars
@@ -628,10 +600,7 @@ mod tests {
     }
 
     fn overrides(pairs: &[(&str, Treatment)]) -> BTreeMap<String, Treatment> {
-        pairs
-            .iter()
-            .map(|&(path, treatment)| (path.to_owned(), treatment))
-            .collect()
+        pairs.iter().map(|&(path, treatment)| (path.to_owned(), treatment)).collect()
     }
 
     fn shared(schema: &Value, pairs: &[(&str, Treatment)]) -> TopicPolicy {
@@ -639,10 +608,7 @@ mod tests {
     }
 
     fn by_path(policy: &TopicPolicy) -> Vec<(String, Treatment)> {
-        policy
-            .fields()
-            .map(|(field, treatment)| (field.path.clone(), treatment))
-            .collect()
+        policy.fields().map(|(field, treatment)| (field.path.clone(), treatment)).collect()
     }
 
     fn key_len(value: &str) -> String {
@@ -730,27 +696,12 @@ mod tests {
             sharing: sharing.map(str::to_owned),
             is_string,
         };
-        assert_eq!(
-            default_treatment(&field("name", Some("none"), true)),
-            Treatment::Pseudonymised
-        );
-        assert_eq!(
-            default_treatment(&field("other", Some("none"), false)),
-            Treatment::Dropped
-        );
-        assert_eq!(
-            default_treatment(&field("phone", Some("none"), true)),
-            Treatment::Pseudonymised
-        );
-        assert_eq!(
-            default_treatment(&field("citizen-id", Some("unconditional"), false)),
-            Treatment::Dropped
-        );
+        assert_eq!(default_treatment(&field("name", Some("none"), true)), Treatment::Pseudonymised);
+        assert_eq!(default_treatment(&field("other", Some("none"), false)), Treatment::Dropped);
+        assert_eq!(default_treatment(&field("phone", Some("none"), true)), Treatment::Pseudonymised);
+        assert_eq!(default_treatment(&field("citizen-id", Some("unconditional"), false)), Treatment::Dropped);
         assert_eq!(default_treatment(&field("phone", None, false)), Treatment::Dropped);
-        assert_eq!(
-            default_treatment(&field("geo", Some("conditional"), false)),
-            Treatment::Clear
-        );
+        assert_eq!(default_treatment(&field("geo", Some("conditional"), false)), Treatment::Clear);
 
         let restricted = TopicPolicy::new(&fragment(), &BTreeMap::new(), true).unwrap();
         assert!(restricted.is_clear());
@@ -834,12 +785,7 @@ mod tests {
         assert_eq!(keys, ["person_key", "name", "citizen_id", "residence", "members"]);
 
         // Unexpected shapes never panic.
-        for mut odd in [
-            json!(null),
-            json!([1, 2]),
-            json!("x"),
-            json!({"members": {"relation": "x"}}),
-        ] {
+        for mut odd in [json!(null), json!([1, 2]), json!("x"), json!({"members": {"relation": "x"}})] {
             let before = odd.clone();
             policy.apply(&mut odd, &key_len);
             assert_eq!(odd, before);
@@ -882,10 +828,7 @@ mod tests {
     #[test]
     fn view_schema_widens_protected_fields() {
         let schema = fragment();
-        let policy = shared(
-            &schema,
-            &[("/name", Treatment::Masked), ("/residence/room", Treatment::Dropped)],
-        );
+        let policy = shared(&schema, &[("/name", Treatment::Masked), ("/residence/room", Treatment::Dropped)]);
         let view = policy.view_schema(&schema);
         let properties = &view["properties"];
         assert_eq!(
@@ -926,10 +869,7 @@ mod tests {
         assert!(households.get("uniqueItems").is_none());
         let residents = &households["items"]["properties"]["residents"]["items"];
         assert_eq!(residents["required"], json!(["citizen_id"]));
-        assert_eq!(
-            residents["properties"]["health"],
-            schema.pointer(HEALTH).unwrap().clone()
-        );
+        assert_eq!(residents["properties"]["health"], schema.pointer(HEALTH).unwrap().clone());
         assert_eq!(residents["properties"]["citizen_id"]["type"], "string");
         let phones = &view["properties"]["phones"];
         assert_eq!(phones["minItems"], 1);
@@ -937,20 +877,12 @@ mod tests {
 
         let all_dropped = shared(
             &schema,
-            &[
-                ("/phones/*", Treatment::Dropped),
-                ("/households/*/residents/*/citizen_id", Treatment::Dropped),
-            ],
+            &[("/phones/*", Treatment::Dropped), ("/households/*/residents/*/citizen_id", Treatment::Dropped)],
         );
         let view = all_dropped.view_schema(&schema);
         assert!(view["properties"]["phones"].get("minItems").is_none());
-        assert_eq!(
-            view["properties"]["phones"]["items"],
-            schema["properties"]["phones"]["items"]
-        );
-        let residents = view
-            .pointer("/properties/households/items/properties/residents/items")
-            .unwrap();
+        assert_eq!(view["properties"]["phones"]["items"], schema["properties"]["phones"]["items"]);
+        let residents = view.pointer("/properties/households/items/properties/residents/items").unwrap();
         assert!(residents.get("required").is_none());
     }
 
@@ -960,10 +892,7 @@ mod tests {
         let policy = TopicPolicy::new(&schema, &overrides(&[("/phone", Treatment::Clear)]), true).unwrap();
         assert!(policy.is_clear());
         assert_eq!(policy.view_schema(&schema), schema);
-        let shared_clear = shared(
-            &schema,
-            &[("/phone", Treatment::Clear), ("/citizen_id", Treatment::Dropped)],
-        );
+        let shared_clear = shared(&schema, &[("/phone", Treatment::Clear), ("/citizen_id", Treatment::Dropped)]);
         assert!(!shared_clear.is_clear());
     }
 
@@ -981,52 +910,25 @@ mod tests {
             PolicyError::UnknownField("/special_population/*/tag".into())
         );
         let not_string = refuse(&[("/special_population", Treatment::Masked)], false);
-        assert_eq!(
-            not_string,
-            PolicyError::NotAString {
-                path: "/special_population".into(),
-                treatment: "masked"
-            }
-        );
-        assert_eq!(
-            not_string.to_string(),
-            "/special_population: masked needs a string field"
-        );
+        assert_eq!(not_string, PolicyError::NotAString { path: "/special_population".into(), treatment: "masked" });
+        assert_eq!(not_string.to_string(), "/special_population: masked needs a string field");
         let clear = refuse(&[("/citizen_id", Treatment::Clear)], false);
         assert_eq!(clear, PolicyError::ClearNotAllowed("/citizen_id".into()));
-        assert_eq!(
-            clear.to_string(),
-            "/citizen_id: x-sharing is \"none\"; clear only on a restricted topic"
-        );
+        assert_eq!(clear.to_string(), "/citizen_id: x-sharing is \"none\"; clear only on a restricted topic");
 
         let restricted = TopicPolicy::new(&schema, &overrides(&[("/citizen_id", Treatment::Clear)]), true).unwrap();
-        assert!(
-            restricted
-                .fields()
-                .any(|(f, t)| f.path == "/citizen_id" && t == Treatment::Clear)
-        );
+        assert!(restricted.fields().any(|(f, t)| f.path == "/citizen_id" && t == Treatment::Clear));
         let masked_restricted =
             TopicPolicy::new(&schema, &overrides(&[("/citizen_id", Treatment::Masked)]), true).unwrap();
-        assert_eq!(
-            by_path(&masked_restricted)[1],
-            ("/citizen_id".to_owned(), Treatment::Masked)
-        );
+        assert_eq!(by_path(&masked_restricted)[1], ("/citizen_id".to_owned(), Treatment::Masked));
         assert!(!masked_restricted.is_clear());
     }
 
     #[test]
     fn treatment_names() {
-        for treatment in [
-            Treatment::Clear,
-            Treatment::Masked,
-            Treatment::Pseudonymised,
-            Treatment::Dropped,
-        ] {
+        for treatment in [Treatment::Clear, Treatment::Masked, Treatment::Pseudonymised, Treatment::Dropped] {
             assert_eq!(serde_json::to_value(treatment).unwrap(), treatment.as_str());
-            assert_eq!(
-                serde_json::from_value::<Treatment>(json!(treatment.as_str())).unwrap(),
-                treatment
-            );
+            assert_eq!(serde_json::from_value::<Treatment>(json!(treatment.as_str())).unwrap(), treatment);
             assert_eq!(treatment.to_string(), treatment.as_str());
         }
         assert_eq!(Treatment::Pseudonymised.as_str(), "pseudonymised");
