@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The benchmark of docs/benchmarks.md: a release build, tansu with memory
 # storage on 127.0.0.1:19092, the gateway, then `hutong bench` (gateway vs raw
-# producer in the same run), streamed and unary. Arguments go to every
+# producer in the same run), streamed and unary, over mTLS with the audit on
+# (as deployed). Arguments go to every
 # `hutong bench` run (e.g. --records 50000).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,13 +25,24 @@ bootstrap-servers = "127.0.0.1:19092"
 listen = "127.0.0.1:19081"
 public-url = "http://127.0.0.1:19081"
 TOML
+"$HUTONG" certs init --out "$WORK/pki" --policy deploy/local/policy.toml 2>/dev/null
+cat >>"$WORK/hutong.toml" <<TOML
+[auth]
+policy-file = "$ROOT/deploy/local/policy.toml"
+ca-file = "$WORK/pki/ca.pem"
+cert-file = "$WORK/pki/server.pem"
+key-file = "$WORK/pki/server.key"
+[audit]
+dir = "$WORK/audit"
+TOML
+export HUTONG_PKI="$WORK/pki" HUTONG_AS=gongan
 for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/19092) 2>/dev/null && break; sleep 0.1; done
 export HUTONG_PSEUDONYM_KEY="bench-key-0123456789abcdef"
 HUTONG_LOG=warn "$HUTONG" serve --config "$WORK/hutong.toml" >"$WORK/gateway.log" 2>&1 &
 GW=$!
-"$HUTONG" health --addr http://127.0.0.1:19051 --wait 60 >/dev/null
+"$HUTONG" health --addr https://127.0.0.1:19051 --wait 60 >/dev/null
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
 MODES="${BENCH_MODES:-stream unary}"
 for mode in $MODES; do
-  "$HUTONG" bench --addr http://127.0.0.1:19051 --config "$WORK/hutong.toml" --mode "$mode" --gateway-pid "$GW" "$@"
+  "$HUTONG" bench --addr https://127.0.0.1:19051 --config "$WORK/hutong.toml" --mode "$mode" --gateway-pid "$GW" "$@"
 done

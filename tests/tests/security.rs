@@ -150,6 +150,14 @@ async fn every_refusal_has_the_right_code_and_is_audited() -> anyhow::Result<()>
     assert!(copies.len() >= entries, "{} of {entries} audit entries on the topic", copies.len());
     assert!(copies.iter().all(|m| m.value.as_ref().is_some_and(|v| v["hash"].as_str().is_some_and(|h| h.len() == 64))));
 
+    // Refusals are counted for the operators.
+    let (_, metrics) = hutong_tests::http_get(&format!("{}/metrics", gateway.registry_url))?;
+    for code in ["Unauthenticated", "PermissionDenied"] {
+        let line = metrics.lines().find(|l| l.starts_with(&format!("hutong_refusals_total{{code=\"{code}\"}}")));
+        let n: u64 = line.and_then(|l| l.rsplit(' ').next()?.parse().ok()).unwrap_or(0);
+        assert!(n >= 2, "{code}: {line:?}");
+    }
+
     // The chain verifies; any edit, deletion or reordering is detected.
     let mut gateway = gateway;
     assert!(gateway.process.terminate()?.success());

@@ -7,9 +7,12 @@ use std::{path::PathBuf, sync::Arc};
 use chrono::Utc;
 use hutong_audit::AuditLog;
 use hutong_bus::{CloudEvent, OutboundMessage, Publisher};
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::error;
+
+use crate::{Metrics, metrics::RefusalLabels};
 
 /// Where the audit trail goes (`[audit]`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +37,8 @@ impl Default for AuditConfig {
 pub struct Auditor {
     log: Option<AuditLog>,
     topic: Option<(String, Arc<dyn Publisher>)>,
-    errors: prometheus_client::metrics::counter::Counter,
+    errors: Counter,
+    refusals: Family<RefusalLabels, Counter>,
 }
 
 impl std::fmt::Debug for Auditor {
@@ -44,24 +48,25 @@ impl std::fmt::Debug for Auditor {
 }
 
 impl Auditor {
-    /// An auditor writing to `log` and, when given, copying to `topic`.
-    pub fn new(log: AuditLog, topic: Option<(String, Arc<dyn Publisher>)>) -> Self {
-        Self { log: Some(log), topic, errors: Default::default() }
+    /// An auditor writing to `log` and, when given, copying to `topic`;
+    /// counts into `metrics` (`hutong_audit_errors_total`, `hutong_refusals_total`).
+    pub fn new(log: AuditLog, topic: Option<(String, Arc<dyn Publisher>)>, metrics: &Metrics) -> Self {
+        Self { log: Some(log), topic, errors: metrics.audit_errors.clone(), refusals: metrics.refusals.clone() }
     }
 
-    /// An auditor that keeps nothing (in-process tests and the dry run).
+    /// An auditor that keeps nothing (in-process tests).
     pub fn disabled() -> Self {
-        Self { log: None, topic: None, errors: Default::default() }
-    }
-
-    /// Entries that could not be written (exposed as `hutong_audit_errors_total`).
-    pub fn errors(&self) -> &prometheus_client::metrics::counter::Counter {
-        &self.errors
+        Self { log: None, topic: None, errors: Counter::default(), refusals: Family::default() }
     }
 
     /// Appends one event (a JSON object with a `type`). The file is the
-    /// record; the topic copy is sent in the background.
+    /// record; the topic copy is sent in the background. A `denied` event
+    /// also counts as a refusal, by its `code`.
     pub fn record(&self, event: Value) {
+        if event["type"] == "denied" {
+            let code = event["code"].as_str().unwrap_or("Unknown").to_owned();
+            self.refusals.get_or_create(&RefusalLabels { code }).inc();
+        }
         let Some(log) = &self.log else { return };
         let entry = match log.append(event) {
             Ok(e) => e,

@@ -40,6 +40,13 @@ pub struct ErrorLabels {
     pub kind: String,
 }
 
+/// Labels of `hutong_refusals_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// The gRPC code answered (`Unauthenticated`, `PermissionDenied`); TLS refusals count as `Unauthenticated`.
+    pub code: String,
+}
+
 /// The gateway's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -62,6 +69,10 @@ pub struct Metrics {
     pub reload_failed: Gauge<i64, AtomicI64>,
     /// Messages waiting in the store-and-forward spool.
     pub spool_depth: Gauge<i64, AtomicI64>,
+    /// Calls and connections refused by authentication or authorisation, by code.
+    pub refusals: Family<RefusalLabels, Counter>,
+    /// Audit entries that could not be written (file) or copied (topic).
+    pub audit_errors: Counter,
 }
 
 impl Default for Metrics {
@@ -102,8 +113,18 @@ impl Default for Metrics {
         registry.register("reload_failed", "1 while the last hot reload was refused", reload_failed.clone());
         let spool_depth = Gauge::<i64, AtomicI64>::default();
         registry.register("spool_messages", "Messages waiting in the store-and-forward spool", spool_depth.clone());
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register("refusals", "Calls and connections refused by identity or policy, by code", refusals.clone());
+        let audit_errors = Counter::default();
+        registry.register(
+            "audit_errors",
+            "Audit entries not written to the file or not copied to the topic",
+            audit_errors.clone(),
+        );
         Self {
             registry,
+            refusals,
+            audit_errors,
             records,
             violations,
             batch_seconds,

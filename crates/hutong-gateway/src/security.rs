@@ -161,10 +161,10 @@ impl Policy {
                     p.operations.insert(name.clone(), rule.operations.iter().cloned().collect());
                 }
             }
-            if let Some(c) = &rule.certificate {
-                if let Some(other) = p.by_certificate.insert(c.clone(), principal.clone()) {
-                    return Err(format!("certificate {c:?} names both {} and {}", other.name(), name));
-                }
+            if let Some(c) = &rule.certificate
+                && let Some(other) = p.by_certificate.insert(c.clone(), principal.clone())
+            {
+                return Err(format!("certificate {c:?} names both {} and {}", other.name(), name));
             }
             if let Some(t) = &rule.token_sha256 {
                 let t = t.to_ascii_lowercase();

@@ -56,13 +56,17 @@ pub struct Security {
 impl Security {
     /// Loads the policy, the TLS files and opens the audit log of `config`;
     /// audit entries are copied to the audit topic through `publisher`.
-    pub fn load(config: &GatewayConfig, publisher: Option<Arc<dyn Publisher>>) -> Result<Self, GatewayError> {
+    pub fn load(
+        config: &GatewayConfig,
+        publisher: Option<Arc<dyn Publisher>>,
+        metrics: &Metrics,
+    ) -> Result<Self, GatewayError> {
         let sec = |e: String| GatewayError::Security(e);
         let policy = Policy::load(&config.auth.policy_file).map_err(sec)?;
         let log = hutong_audit::AuditLog::open(&config.audit.dir, config.audit.retention_days)
             .map_err(|e| sec(format!("audit log: {e}")))?;
         let topic = publisher.filter(|_| config.audit.publish).map(|p| (config.kafka.topics().audit(), p));
-        let auditor = Arc::new(Auditor::new(log, topic));
+        let auditor = Arc::new(Auditor::new(log, topic, metrics));
         let tls = crate::tls::server_config(&config.auth).map_err(sec)?.map(|c| Arc::new(ArcSwap::new(c)));
         if config.auth.mode == AuthMode::Token {
             let banner = "TOKEN MODE: callers are identified by static bearer tokens, not certificates. \
@@ -152,9 +156,9 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         .map_err(|e| GatewayError::Transport(format!("binding {}: {e}", config.listen)))?;
     info!(addr = %config.listen, brokers = %config.kafka.bootstrap_servers, "gateway listening");
     let publisher: Arc<dyn Publisher> = Arc::new(producer.clone());
-    let security = Security::load(&config, Some(Arc::clone(&publisher)))?;
-    let hup_task = reload_security_on_hangup(security.clone(), config.clone());
     let metrics = Arc::new(Metrics::default());
+    let security = Security::load(&config, Some(Arc::clone(&publisher)), &metrics)?;
+    let hup_task = reload_security_on_hangup(security.clone(), config.clone());
     let spool = if config.spool.enabled {
         let s = Arc::new(
             Spool::open(&config.spool.path, config.spool.max_records)

@@ -64,6 +64,15 @@ async fn hostile_input_gets_clear_errors_and_other_records_go_through() -> anyho
         r
     };
 
+    // Token mode: a wrong or missing token is UNAUTHENTICATED.
+    for token in [Some("Bearer wrong-token"), Some("gongan-token"), None] {
+        let mut r = tonic::Request::new(SubmitRequest { batch_id: String::new(), records: vec![good("t")] });
+        if let Some(t) = token {
+            r.metadata_mut().insert("authorization", t.parse().unwrap());
+        }
+        assert_eq!(client.submit(r).await.unwrap_err().code(), tonic::Code::Unauthenticated, "{token:?}");
+    }
+
     // A gzip bomb: 32 MiB of zeros compress to ~32 KiB; the decoded size limit refuses it.
     let bomb = rec("bomb", vec![b' '; 32 << 20], "");
     let err = client.submit(call(vec![bomb])).await.unwrap_err();
