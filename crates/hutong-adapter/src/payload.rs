@@ -26,13 +26,15 @@ pub fn decode_payload(bytes: &[u8], charset: &str, limits: PayloadLimits) -> Res
             format!("payload is {} bytes, the limit is {}", bytes.len(), limits.max_bytes),
         ));
     }
-    let text: std::borrow::Cow<'_, str> = match charset.trim().to_ascii_lowercase().as_str() {
-        "" | "utf-8" | "utf8" => std::str::from_utf8(bytes)
+    let charset = charset.trim();
+    let is = |names: &[&str]| names.iter().any(|n| charset.eq_ignore_ascii_case(n));
+    let text: std::borrow::Cow<'_, str> = match charset {
+        _ if is(&["", "utf-8", "utf8"]) => std::str::from_utf8(bytes)
             .map_err(|e| {
                 Violation::new("", "payload:charset", format!("payload is not valid UTF-8: {e}; set charset"))
             })?
             .into(),
-        "gb18030" | "gbk" | "gb2312" => {
+        _ if is(&["gb18030", "gbk", "gb2312"]) => {
             let (text, had_errors) = encoding_rs::GB18030.decode_without_bom_handling(bytes);
             if had_errors {
                 return Err(Violation::new("", "payload:charset", format!("payload is not valid {charset}")));
@@ -40,6 +42,7 @@ pub fn decode_payload(bytes: &[u8], charset: &str, limits: PayloadLimits) -> Res
             text
         }
         other => {
+            let other = other.to_ascii_lowercase();
             return Err(Violation::new(
                 "",
                 "payload:charset",
@@ -47,41 +50,32 @@ pub fn decode_payload(bytes: &[u8], charset: &str, limits: PayloadLimits) -> Res
             ));
         }
     };
-    if nesting_depth(&text) > limits.max_depth {
-        return Err(Violation::new("", "payload:depth", format!("payload nests deeper than {}", limits.max_depth)));
+    // Depth is checked on the parsed value (a walk of the containers only, cheaper than a
+    // scan of every byte); serde_json's own recursion limit (128) bounds the parse itself.
+    let too_deep = || Violation::new("", "payload:depth", format!("payload nests deeper than {}", limits.max_depth));
+    let value: Value = serde_json::from_str(&text).map_err(|e| {
+        if e.to_string().contains("recursion limit exceeded") {
+            too_deep()
+        } else {
+            Violation::new("", "payload:json", format!("payload is not JSON: {e}"))
+        }
+    })?;
+    if nesting_depth(&value) > limits.max_depth {
+        return Err(too_deep());
     }
-    let value: Value = serde_json::from_str(&text)
-        .map_err(|e| Violation::new("", "payload:json", format!("payload is not JSON: {e}")))?;
     if !value.is_object() {
         return Err(Violation::new("", "payload:json", "payload must be a JSON object"));
     }
     Ok(value)
 }
 
-/// Maximum bracket nesting outside strings; cheap and run before parsing.
-fn nesting_depth(text: &str) -> usize {
-    let (mut depth, mut max, mut in_str, mut escaped) = (0usize, 0usize, false, false);
-    for b in text.bytes() {
-        if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' | b'[' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
+/// Nesting of arrays and objects (a scalar is 0, `{}` is 1).
+fn nesting_depth(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(nesting_depth).max().unwrap_or(0),
+        Value::Object(map) => 1 + map.values().map(nesting_depth).max().unwrap_or(0),
+        _ => 0,
     }
-    max
 }
 
 #[cfg(test)]
@@ -102,6 +96,10 @@ mod tests {
         assert_eq!(decode_payload(&[b' '; 65], "", lim).unwrap_err().rule, "payload:size");
         assert_eq!(decode_payload(br#"{"a":[[[1]]]}"#, "", lim).unwrap_err().rule, "payload:depth");
         assert_eq!(decode_payload(br#"{"a":"[[[[["}"#, "", lim).unwrap()["a"], "[[[[[");
+        assert!(decode_payload(br#"{"a":[[1]]}"#, "", lim).is_ok(), "depth 3 is within 3");
+        let hostile = format!("{{\"a\":{}1{}}}", "[".repeat(5000), "]".repeat(5000));
+        let big = PayloadLimits { max_bytes: 1 << 20, max_depth: 32 };
+        assert_eq!(decode_payload(hostile.as_bytes(), "", big).unwrap_err().rule, "payload:depth");
         assert_eq!(decode_payload(b"[1]", "", lim).unwrap_err().rule, "payload:json");
         assert_eq!(decode_payload(b"{", "", lim).unwrap_err().rule, "payload:json");
         assert_eq!(decode_payload(b"{}", "latin1", lim).unwrap_err().rule, "payload:charset");

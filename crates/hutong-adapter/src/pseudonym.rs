@@ -6,7 +6,12 @@ use sha2::Sha256;
 /// Comes from a file or the environment, never from config in git. `Debug`
 /// prints `***`.
 #[derive(Clone)]
-pub struct PseudonymKey(Vec<u8>, String);
+pub struct PseudonymKey {
+    /// The MAC keyed once (its inner and outer pads absorbed); cloned per use.
+    keyed: Hmac<Sha256>,
+    /// `k` + 8 hex digits.
+    id: String,
+}
 
 impl PseudonymKey {
     /// The shortest key accepted, in bytes.
@@ -15,29 +20,32 @@ impl PseudonymKey {
     /// A key from raw bytes; `None` when shorter than [`Self::MIN_LEN`].
     pub fn new(bytes: impl Into<Vec<u8>>) -> Option<Self> {
         let bytes = bytes.into();
-        (bytes.len() >= Self::MIN_LEN).then(|| {
-            let mut key = Self(bytes, String::new());
-            key.1 = format!("k{}", &key.pseudonym("hutong/key-id")[..8]);
-            key
-        })
+        (bytes.len() >= Self::MIN_LEN).then(|| Self::keyed(&bytes))
+    }
+
+    fn keyed(bytes: &[u8]) -> Self {
+        // HMAC accepts keys of any length, so this cannot fail.
+        let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(bytes).expect("hmac takes any key length");
+        let mut key = Self { keyed, id: String::new() };
+        key.id = format!("k{}", &key.pseudonym("hutong/key-id")[..8]);
+        key
     }
 
     /// The key's id: `k` and 8 hex digits derived from the key (never the key
     /// itself), so consumers can tell which key a pseudonym was made with
     /// and keys can rotate.
     pub fn key_id(&self) -> &str {
-        &self.1
+        &self.id
     }
 
     /// `<key id>:<hex HMAC-SHA256>` of `value`: a field pseudonymised on a topic.
     pub fn tagged_pseudonym(&self, value: &str) -> String {
-        format!("{}:{}", self.1, self.pseudonym(value))
+        format!("{}:{}", self.id, self.pseudonym(value))
     }
 
     /// Hex HMAC-SHA256 of `value` under this key.
     pub fn pseudonym(&self, value: &str) -> String {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).expect("hmac takes any key length");
+        let mut mac = self.keyed.clone();
         mac.update(value.as_bytes());
         hex::encode(mac.finalize().into_bytes())
     }
@@ -56,7 +64,7 @@ mod tests {
     #[test]
     fn rfc4231_case_2() {
         // RFC 4231 test case 2 uses a 4-byte key; pad check aside, verify the MAC itself.
-        let key = PseudonymKey(b"Jefe".to_vec(), String::new());
+        let key = PseudonymKey::keyed(b"Jefe");
         assert_eq!(
             key.pseudonym("what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"

@@ -26,7 +26,9 @@ use crate::{BusConfig, BusError, OutboundMessage, PublishFuture, Publisher, Rece
 #[derive(Clone)]
 pub struct KafkaPublisher {
     producer: Arc<ArcSwap<FutureProducer>>,
-    config: ClientConfig,
+    /// Shared: every `publish` clones the publisher (the profile showed the
+    /// config's map cloned per message when it was held by value).
+    config: Arc<ClientConfig>,
     rebuilds: Arc<Mutex<u64>>,
     queue_timeout: Duration,
 }
@@ -45,7 +47,7 @@ impl KafkaPublisher {
             client.create().map_err(|e| BusError::Refused(format!("producer config: {e}")))?;
         Ok(Self {
             producer: Arc::new(ArcSwap::from_pointee(producer)),
-            config: client,
+            config: Arc::new(client),
             rebuilds: Arc::default(),
             queue_timeout: Duration::from_millis(config.queue_timeout_ms),
         })

@@ -193,7 +193,12 @@ impl Pipeline {
                     record.clone().expect("kept until the last output")
                 };
                 output.policy.apply(&mut view, &|v| self.key.tagged_pseudonym(v));
-                let value = (op != Op::Delete).then(|| serde_json::to_vec(&view).expect("json values serialise"));
+                let value = (op != Op::Delete).then(|| {
+                    // Sized once from the payload: growing from empty cost several reallocations per record.
+                    let mut bytes = Vec::with_capacity(rec.payload.len() + rec.payload.len() / 4 + 256);
+                    serde_json::to_writer(&mut bytes, &view).expect("json values serialise");
+                    bytes
+                });
                 let mut event = event.clone();
                 event.dataschema = Some(output.dataschema.clone());
                 let message = OutboundMessage { topic: output.topic.clone(), event, key: key.clone(), value };

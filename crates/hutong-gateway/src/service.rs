@@ -147,10 +147,23 @@ impl IngestService {
             })?
             .into_iter()
             .collect();
+        // Counted per (kind, outcome) for the batch, then added once: label maps are not cheap per record.
+        let mut tally: Vec<(&str, RecordStatus, u64)> = Vec::new();
         for (r, rec) in results.iter().zip(&req.records) {
+            let status = RecordStatus::try_from(r.status).unwrap_or(RecordStatus::Unspecified);
+            match tally.iter_mut().find(|(k, s, _)| *k == rec.kind && *s == status) {
+                Some(t) => t.2 += 1,
+                None => tally.push((&rec.kind, status, 1)),
+            }
+            for v in &r.violations {
+                let rule = v.rule.split(':').take(2).collect::<Vec<_>>().join(":");
+                self.metrics.violations.get_or_create(&RuleLabels { rule }).inc();
+            }
+        }
+        for (kind, status, n) in tally {
             // Only names the adapters know become label values: cardinality stays bounded.
-            let known = pipeline.adapters().get(department, &rec.kind).is_some();
-            let outcome = match RecordStatus::try_from(r.status).unwrap_or(RecordStatus::Unspecified) {
+            let known = pipeline.adapters().get(department, kind).is_some();
+            let outcome = match status {
                 RecordStatus::Published => "published",
                 RecordStatus::Rejected => "rejected",
                 RecordStatus::Duplicate => "duplicate",
@@ -159,14 +172,10 @@ impl IngestService {
             };
             let labels = RecordLabels {
                 department: if known { department.to_owned() } else { "unknown".to_owned() },
-                kind: if known { rec.kind.clone() } else { "unknown".to_owned() },
+                kind: if known { kind.to_owned() } else { "unknown".to_owned() },
                 outcome: outcome.to_owned(),
             };
-            self.metrics.records.get_or_create(&labels).inc();
-            for v in &r.violations {
-                let rule = v.rule.split(':').take(2).collect::<Vec<_>>().join(":");
-                self.metrics.violations.get_or_create(&RuleLabels { rule }).inc();
-            }
+            self.metrics.records.get_or_create(&labels).inc_by(n);
         }
         let count = |s: RecordStatus| results.iter().filter(|r| r.status == s as i32).count();
         info!(
