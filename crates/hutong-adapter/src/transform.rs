@@ -253,7 +253,9 @@ mod tests {
 
     #[test]
     fn the_nfkc_shortcut_agrees_with_full_normalisation() {
-        for s in ["朝阳区建国路88号3号楼", "Zhang San 110105", "㐀䶿一鿿", "１２３", "Ａ区", "\u{F900}", "e\u{301}", "ｶ"] {
+        for s in
+            ["朝阳区建国路88号3号楼", "Zhang San 110105", "㐀䶿一鿿", "１２３", "Ａ区", "\u{F900}", "e\u{301}", "ｶ"]
+        {
             let full: String = s.nfkc().collect();
             if nfkc_stable(s) {
                 assert_eq!(full, s, "{s:?} is not stable under NFKC");

@@ -37,7 +37,7 @@ impl Default for BusConfig {
             replication_factor: 1,
             message_timeout_ms: 30_000,
             queue_timeout_ms: 5_000,
-            linger_ms: 5,
+            linger_ms: 2,
             options: BTreeMap::new(),
         }
     }

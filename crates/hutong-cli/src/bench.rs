@@ -49,6 +49,10 @@ pub(crate) struct BenchArgs {
     /// The gateway's process id, to report its CPU seconds per record and peak memory.
     #[arg(long)]
     gateway_pid: Option<u32>,
+    /// Answers per task left out of the latency figures: the first calls pay for connecting and
+    /// the producer's first metadata fetch, which is not the steady state being measured.
+    #[arg(long, default_value_t = 2)]
+    warmup_batches: usize,
     /// Skip the raw-producer baseline.
     #[arg(long)]
     skip_raw: bool,
@@ -115,13 +119,18 @@ async fn through_gateway(args: &BenchArgs, recs: Vec<SourceRecord>) -> anyhow::R
         let (channel, auth, latency, published) =
             (channel.clone(), Arc::clone(&auth), Arc::clone(&latency), Arc::clone(&published));
         let stream = args.mode == "stream";
+        let warmup = args.warmup_batches;
         tasks.push(tokio::spawn(async move {
             let mut client = IngestClient::new(channel);
-            let record = |resp: hutong_proto::v1::SubmitResponse, sent: Instant| {
+            let mut answered = 0usize;
+            let mut record = |resp: hutong_proto::v1::SubmitResponse, sent: Instant| {
                 let us = sent.elapsed().as_micros() as u64;
                 let ok = resp.results.iter().filter(|r| r.status == Status::Published as i32).count();
                 *published.lock().expect("lock") += ok;
-                latency.lock().expect("lock").record(us.max(1)).ok();
+                answered += 1;
+                if answered > warmup {
+                    latency.lock().expect("lock").record(us.max(1)).ok();
+                }
             };
             if stream {
                 let (tx, rx) = tokio::sync::mpsc::channel::<SubmitRequest>(4);
