@@ -302,6 +302,15 @@ async fn streaming_retries_keep_event_ids_and_reflection_lists_the_service() -> 
     let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
     assert!(names.contains(&"hutong.v1.Ingest".to_owned()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+    // Without a client certificate, reflection is refused like everything but health.
+    let anonymous = hutong_tests::ClientAuth::from_pki(&gateway.pki, None);
+    let mut refl = ServerReflectionClient::new(anonymous.connect(&gateway.endpoint).await.map_err(anyhow::Error::msg)?);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let err = refl.server_reflection_info(futures::stream::iter([req])).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::Unauthenticated);
     Ok(())
 }
 

@@ -58,13 +58,17 @@ pub(crate) fn run(cmd: CertsCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Writes a file atomically (a temp file renamed over it): a gateway re-reading `crl.pem`
+/// on SIGHUP never sees it half written. Keys get mode 0600 before they hold anything.
 fn write(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
-    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, b"").with_context(|| format!("writing {}", tmp.display()))?;
     if secret {
-        use std::os::unix::fs::PermissionsExt as _;
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
     }
-    Ok(())
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 /// A fresh positive serial number.

@@ -297,19 +297,27 @@ impl Guard {
 
     /// Replaces the policy (SIGHUP).
     pub fn set_policy(&self, policy: Policy) {
+        let mut seen = self.seen.lock().expect("identity cache");
         self.policy.store(Arc::new(policy));
-        self.seen.lock().expect("identity cache").clear();
+        seen.clear();
+    }
+
+    /// Any identity of the policy (for reflection): anonymous callers are refused and audited.
+    pub fn authenticated<T>(&self, request: &Request<T>, action: &str) -> Result<(), Status> {
+        self.identify(request).map(|_| ()).inspect_err(|s| self.refuse(request, None, action, s))
     }
 
     fn identify<T>(&self, request: &Request<T>) -> Result<Principal, Status> {
-        let policy = self.policy.load();
         match self.mode {
             AuthMode::Mtls => {
                 let certs = request.peer_certs().filter(|c| !c.is_empty()).ok_or_else(|| {
                     Status::unauthenticated("a client certificate signed by the deployment's CA is required")
                 })?;
                 let der = certs[0].as_ref();
+                // The policy is read under the cache's lock: a reload (which clears the cache under
+                // the same lock) cannot interleave and leave an entry of the old policy behind.
                 let mut seen = self.seen.lock().expect("identity cache");
+                let policy = self.policy.load();
                 if let Some(known) = seen.get(der) {
                     return known.clone().map_err(Status::permission_denied);
                 }
@@ -325,6 +333,7 @@ impl Guard {
                 found.map_err(Status::permission_denied)
             }
             AuthMode::Token => {
+                let policy = self.policy.load();
                 let token = request
                     .metadata()
                     .get(AUTHORIZATION)

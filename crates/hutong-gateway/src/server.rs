@@ -8,7 +8,7 @@ use hutong_proto::v1::{admin_server::AdminServer, ingest_server::IngestServer};
 use hutong_standard::StandardError;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{codec::CompressionEncoding, transport::Server};
+use tonic::{codec::CompressionEncoding, service::interceptor::InterceptedService, transport::Server};
 use tracing::{info, warn};
 
 use crate::{
@@ -279,6 +279,11 @@ pub async fn serve_on(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| transport(&e))?;
+    // Reflection describes every service (admin included): identified callers only.
+    let reflection_guard =
+        |guard: Arc<Guard>| move |req: tonic::Request<()>| guard.authenticated(&req, "ServerReflection").map(|()| req);
+    let reflection_v1 = InterceptedService::new(reflection_v1, reflection_guard(Arc::clone(&security.guard)));
+    let reflection_v1alpha = InterceptedService::new(reflection_v1alpha, reflection_guard(Arc::clone(&security.guard)));
     let router = Server::builder()
         .add_service(health)
         .add_service(reflection_v1)

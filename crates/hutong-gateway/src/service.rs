@@ -33,7 +33,7 @@ pub struct IngestService {
     /// Published source records, by (department, kind, source_id, revision): retries answer DUPLICATE.
     /// quick_cache (bounded, S3-FIFO) with the insertion time kept for the TTL: the profile
     /// showed moka's insert path at ~4.6 µs per record, the largest single cost of the gateway.
-    recent: Arc<quick_cache::sync::Cache<String, (Instant, Arc<Vec<Receipt>>)>>,
+    recent: Arc<RecentCache>,
     in_flight: Arc<Semaphore>,
     per_department: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
     delivery: DeliveryConfig,
@@ -105,12 +105,17 @@ impl IngestService {
     /// Handles one batch: every record prepared, every message published
     /// concurrently, the answer built only after every delivery report.
     pub async fn submit_batch(&self, department: &str, req: SubmitRequest) -> Result<SubmitResponse, Status> {
+        self.run_batch(department, req).await.map_err(|f| f.status)
+    }
+
+    async fn run_batch(&self, department: &str, req: SubmitRequest) -> Result<SubmitResponse, Failed> {
         if req.records.len() > self.max_records {
             return Err(Status::invalid_argument(format!(
                 "{} records in one request; the limit is {}",
                 req.records.len(),
                 self.max_records
-            )));
+            ))
+            .into());
         }
         let started = std::time::Instant::now();
         let _permits = self.admit(department, req.records.len()).inspect_err(|_| {
@@ -124,17 +129,31 @@ impl IngestService {
         result
     }
 
-    async fn deliver(&self, department: &str, req: SubmitRequest) -> Result<SubmitResponse, Status> {
+    async fn deliver(&self, department: &str, req: SubmitRequest) -> Result<SubmitResponse, Failed> {
         let received = Utc::now();
         // The whole batch runs on the pipeline current at its start, even if a reload lands meanwhile.
         let pipeline = self.pipelines.current();
-        let futures = req.records.iter().enumerate().map(|(index, rec)| {
-            let outcome = pipeline.prepare(department, rec, received);
-            self.publish_record(department, index, rec, outcome)
-        });
-        let results: Vec<RecordResult> = try_join_all(futures)
-            .await
-            .map_err(|e| {
+        let outcomes: Vec<Outcome> =
+            req.records.iter().map(|rec| pipeline.prepare(department, rec, received)).collect();
+        // Every event id handed to Kafka: if the batch fails part-way, records already queued may
+        // still be delivered, so the audit names them all (a retry reuses the same ids).
+        let sent: Vec<String> = outcomes
+            .iter()
+            .flat_map(|o| match o {
+                Outcome::Publish(p) => p.iter().map(|p| p.message.event.id.clone()).collect::<Vec<_>>(),
+                Outcome::Reject { dlq, .. } => vec![dlq.event.id.clone()],
+            })
+            .collect();
+        let futures = req
+            .records
+            .iter()
+            .zip(outcomes)
+            .enumerate()
+            .map(|(index, (rec, outcome))| self.publish_record(department, index, rec, outcome));
+        // The first failure answers the batch at once (e.g. RESOURCE_EXHAUSTED on a full queue).
+        let results: Vec<RecordResult> = match try_join_all(futures).await {
+            Ok(results) => results,
+            Err(e) => {
                 warn!(department, error = %e, "batch not delivered");
                 let kind = match e {
                     BusError::Unavailable(_) => "unavailable",
@@ -142,10 +161,9 @@ impl IngestService {
                     BusError::Refused(_) => "refused",
                 };
                 self.metrics.delivery_errors.get_or_create(&ErrorLabels { kind: kind.into() }).inc();
-                status_from_bus(&e)
-            })?
-            .into_iter()
-            .collect();
+                return Err(Failed { status: status_from_bus(&e), sent });
+            }
+        };
         // Counted per (kind, outcome) for the batch, then added once: label maps are not cheap per record.
         let mut tally: Vec<(&str, RecordStatus, u64)> = Vec::new();
         for (r, rec) in results.iter().zip(&req.records) {
@@ -300,19 +318,35 @@ impl IngestService {
         self.pipelines.current().adapters().iter().any(|a| a.kind == kind)
     }
 
-    /// A batch, and its audit entry: who, which kinds, counts, outcome, event ids.
+    /// A batch, and its audit entry: who, which kinds, counts, outcome, event ids. It runs in a
+    /// task of its own, so a client that cancels (deadline, reset) cannot stop the entry from
+    /// being written for records already on their way to Kafka.
     async fn audited_batch(
         &self,
         department: &str,
         peer: Option<std::net::SocketAddr>,
         req: SubmitRequest,
     ) -> Result<SubmitResponse, Status> {
+        let (this, department) = (self.clone(), department.to_owned());
+        tokio::spawn(async move { this.audit_batch(&department, peer, req).await })
+            .await
+            .unwrap_or_else(|e| Err(Status::internal(format!("the batch task failed: {e}"))))
+    }
+
+    async fn audit_batch(
+        &self,
+        department: &str,
+        peer: Option<std::net::SocketAddr>,
+        req: SubmitRequest,
+    ) -> Result<SubmitResponse, Status> {
+        // Client-chosen text is bounded before it reaches the audit trail.
+        let clip = |s: &str, n: usize| s.chars().take(n).collect::<String>();
         let mut kinds: std::collections::BTreeMap<String, usize> = Default::default();
         for r in &req.records {
-            *kinds.entry(r.kind.clone()).or_default() += 1;
+            *kinds.entry(clip(&r.kind, 64)).or_default() += 1;
         }
-        let batch_id = req.batch_id.clone();
-        let result = self.submit_batch(department, req).await;
+        let batch_id = clip(&req.batch_id, 128);
+        let result = self.run_batch(department, req).await;
         let mut event = serde_json::json!({
             "type": "submit", "principal": department, "role": "department",
             "peer": peer.map(|a| a.to_string()), "batch_id": batch_id, "kinds": kinds,
@@ -330,15 +364,32 @@ impl IngestService {
                     r.results.iter().flat_map(|x| x.receipts.iter().map(|rc| rc.event_id.as_str())).collect();
                 event["event_ids"] = ids.into();
             }
-            Err(s) => {
-                event["outcome"] = format!("{:?}", s.code()).into();
-                event["reason"] = s.message().into();
+            Err(f) => {
+                event["outcome"] = format!("{:?}", f.status.code()).into();
+                event["reason"] = f.status.message().into();
+                // Handed to Kafka before the failure: delivery unconfirmed (some may have arrived).
+                event["event_ids_unconfirmed"] = f.sent.clone().into();
             }
         }
         self.guard.auditor().record(event);
-        result
+        result.map_err(|f| f.status)
     }
 }
+
+/// A batch that failed: the code answered, and the event ids that were handed to Kafka.
+struct Failed {
+    status: Status,
+    sent: Vec<String>,
+}
+
+impl From<Status> for Failed {
+    fn from(status: Status) -> Self {
+        Self { status, sent: Vec::new() }
+    }
+}
+
+/// The dedupe window: source-record identity → (when published, its receipts).
+type RecentCache = quick_cache::sync::Cache<String, (Instant, Arc<Vec<Receipt>>)>;
 
 /// The answer for record `index` of a request.
 fn record_result(

@@ -47,13 +47,19 @@ fn client_verifier(auth: &AuthConfig) -> Result<Arc<dyn ClientCertVerifier>, Str
     }
     let mut crls = Vec::new();
     for path in &auth.crl_files {
+        let before = crls.len();
         for crl in CertificateRevocationListDer::pem_slice_iter(&read(path)?) {
             crls.push(crl.map_err(|e| format!("{}: {e}", path.display()))?);
+        }
+        // An empty or DER file would otherwise turn revocation off without a word.
+        if crls.len() == before {
+            return Err(format!("{}: no PEM certificate revocation list in it", path.display()));
         }
     }
     let mut builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider()).allow_unauthenticated();
     if !crls.is_empty() {
-        builder = builder.with_crls(crls).only_check_end_entity_revocation();
+        // A list past its nextUpdate is refused: a stalled refresh must not trust revoked certificates forever.
+        builder = builder.with_crls(crls).only_check_end_entity_revocation().enforce_revocation_expiration();
     }
     builder.build().map_err(|e| format!("client verifier: {e}"))
 }
