@@ -176,7 +176,10 @@ async fn every_refusal_has_the_right_code_and_is_audited() -> anyhow::Result<()>
     let mut swapped = lines.clone();
     swapped.swap(1, 2);
     let swapped = swapped.iter().map(|l| format!("{l}\n")).collect::<String>();
-    for (what, text) in [("edited", edited), ("deleted", deleted), ("reordered", swapped)] {
+    let first_gone = lines[1..].iter().map(|l| format!("{l}\n")).collect::<String>();
+    for (what, text) in
+        [("edited", edited), ("deleted", deleted), ("reordered", swapped), ("first deleted", first_gone)]
+    {
         std::fs::write(&file, text)?;
         let out = verify(&gateway.audit_dir)?;
         let stdout = String::from_utf8_lossy(&out.stdout);

@@ -26,6 +26,10 @@ use tracing::{info, warn};
 
 pub use verify::{Verified, verify};
 
+/// The `type` of the entry written after retention deleted day files: it names the first entry kept
+/// (`first_seq`, `first_prev`), so [`verify`] can tell retention from a deletion at the start of the log.
+pub const RETENTION: &str = "retention";
+
 /// The `prev` of the genesis entry (seq 1): 64 zeros.
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -126,6 +130,8 @@ struct State {
     repair: Option<PathBuf>,
     /// Whether files were created or deleted since the last directory fsync.
     dir_dirty: bool,
+    /// Retention deleted files and the anchor naming the first entry kept is not written yet.
+    anchor_due: bool,
 }
 
 /// An open day file.
@@ -153,12 +159,25 @@ impl AuditLog {
         let files = list_day_files(dir)?;
         let (seq, hash, last_time) = recover_head(&files)?;
         let deleted = apply_retention(dir, Utc::now().date_naive(), retention_days);
-        Ok(AuditLog {
+        let log = AuditLog {
             dir: dir.to_path_buf(),
             retention_days,
             _lock: lock,
-            state: Mutex::new(State { seq, hash, last_time, current: None, repair: None, dir_dirty: deleted }),
-        })
+            state: Mutex::new(State {
+                seq,
+                hash,
+                last_time,
+                current: None,
+                repair: None,
+                dir_dirty: deleted,
+                anchor_due: deleted,
+            }),
+        };
+        if deleted {
+            // Written at once, so the log never rests without the anchor of its new start.
+            log.append_inner(None, Utc::now())?;
+        }
+        Ok(log)
     }
 
     /// Appends one event now: builds the entry, writes line+"\n" with one write_all to the day file opened with
@@ -175,6 +194,11 @@ impl AuditLog {
     ///
     /// The time is truncated to milliseconds. Retention on a change of day counts from the day of `time`.
     pub fn append_at(&self, event: serde_json::Value, time: DateTime<Utc>) -> Result<Entry, AuditError> {
+        self.append_inner(Some(event), time).map(|e| e.expect("an event makes an entry"))
+    }
+
+    /// Appends `event` (after the retention anchor, when one is due); `None` writes only a due anchor.
+    fn append_inner(&self, event: Option<serde_json::Value>, time: DateTime<Utc>) -> Result<Option<Entry>, AuditError> {
         let mut guard = self.lock();
         let state = &mut *guard;
         if let Some(path) = &state.repair {
@@ -192,12 +216,52 @@ impl AuditLog {
         let mut current = match state.current.take() {
             Some(current) if current.day == day => current,
             old => {
-                let current = self.open_day_file(old, day)?;
+                let (current, deleted) = self.open_day_file(old, day)?;
                 state.dir_dirty = true;
+                state.anchor_due |= deleted;
                 current
             }
         };
 
+        if state.anchor_due {
+            let anchor = self.retention_anchor(state.seq + 1, &state.hash);
+            let written = self.write_entry(state, &mut current, anchor, time);
+            if let Err(e) = written {
+                state.current = Some(current);
+                return Err(e);
+            }
+            state.anchor_due = false;
+        }
+        let result = match event {
+            Some(event) => self.write_entry(state, &mut current, event, time).map(Some),
+            None => Ok(None),
+        };
+        state.current = Some(current);
+        result
+    }
+
+    /// The anchor entry after retention: the first entry the log now starts with (its seq and
+    /// prev), read from the oldest remaining day file; the anchor itself when none is left.
+    fn retention_anchor(&self, next_seq: u64, head: &str) -> serde_json::Value {
+        let first = list_day_files(&self.dir).ok().and_then(|files| {
+            files.iter().find_map(|(_, path)| {
+                let text = fs::read_to_string(path).ok()?;
+                let line = text.lines().next()?;
+                check_line(line).ok().map(|(e, _)| (e.seq, e.prev))
+            })
+        });
+        let (first_seq, first_prev) = first.unwrap_or_else(|| (next_seq, head.to_owned()));
+        serde_json::json!({"type": RETENTION, "first_seq": first_seq, "first_prev": first_prev})
+    }
+
+    /// Writes one entry to `current` and advances the chain; on failure the partial line is cut.
+    fn write_entry(
+        &self,
+        state: &mut State,
+        current: &mut DayFile,
+        event: serde_json::Value,
+        time: DateTime<Utc>,
+    ) -> Result<Entry, AuditError> {
         let entry = Entry::build(state.seq + 1, format_time(time), state.hash.clone(), event);
         let mut line = entry.to_line();
         line.push('\n');
@@ -213,7 +277,6 @@ impl AuditLog {
         state.seq = entry.seq;
         state.hash = entry.hash.clone();
         state.last_time = Some(time);
-        state.current = Some(current);
         Ok(entry)
     }
 
@@ -263,7 +326,7 @@ impl AuditLog {
 
     /// Opens the file of `day` for appending (cutting a torn tail it may have), after syncing the previous one, and
     /// applies retention counting from `day`.
-    fn open_day_file(&self, old: Option<DayFile>, day: NaiveDate) -> Result<DayFile, AuditError> {
+    fn open_day_file(&self, old: Option<DayFile>, day: NaiveDate) -> Result<(DayFile, bool), AuditError> {
         if let Some(old) = old
             && let Err(e) = old.file.sync_data()
         {
@@ -272,8 +335,8 @@ impl AuditLog {
         let path = self.dir.join(day_file_name(day));
         repair_tail(&path)?;
         let file = OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error(&path, e))?;
-        apply_retention(&self.dir, day, self.retention_days);
-        Ok(DayFile { day, path, file })
+        let deleted = apply_retention(&self.dir, day, self.retention_days);
+        Ok((DayFile { day, path, file }, deleted))
     }
 }
 

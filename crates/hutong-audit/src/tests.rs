@@ -207,9 +207,33 @@ fn retention_deletes_old_files_and_verify_starts_later() {
     let last = log.append_at(json!({"n": 4}), at("2026-11-24T12:00:00Z")).unwrap();
     assert!(!day_file(dir.path(), "20261120").exists());
     assert!(day_file(dir.path(), "20261122").exists());
+    // Retention wrote an anchor naming the first entry kept (seq 3) before entry 5.
+    let lines = read_lines(&day_file(dir.path(), "20261124"));
+    let anchor: Entry = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(
+        (anchor.seq, anchor.event["type"].as_str(), anchor.event["first_seq"].as_u64()),
+        (4, Some(RETENTION), Some(3))
+    );
     let verified = verify(dir.path()).unwrap();
-    let expected = Verified { files: 2, entries: 2, first_seq: 3, last_seq: 4, last_hash: last.hash };
+    let expected = Verified { files: 2, entries: 3, first_seq: 3, last_seq: 5, last_hash: last.hash };
     assert_eq!(verified, expected);
+    drop(log);
+    // Deleting the first entry kept is not retention: the anchor names seq 3, the log now starts at 4.
+    let oldest = day_file(dir.path(), "20261122");
+    write_lines(&oldest, &[]);
+    let err = verify(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("deleted at the start"), "{err}");
+}
+
+#[test]
+fn deleting_the_first_entries_without_retention_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    three_entries(dir.path());
+    let path = day_file(dir.path(), "20261126");
+    let lines = read_lines(&path);
+    write_lines(&path, &lines[1..]);
+    let err = verify(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("no retention entry"), "{err}");
 }
 
 #[test]
@@ -222,10 +246,19 @@ fn retention_never_deletes_the_newest_file() {
     }
     let log = AuditLog::open(dir.path(), 1).unwrap();
     assert!(!day_file(dir.path(), "20200101").exists());
-    assert!(day_file(dir.path(), "20200102").exists());
-    assert_eq!(log.head().0, 2);
+    // Opening wrote the retention anchor (seq 3) at once, into today's file; the file of 2020-01-02, no
+    // longer the newest, went then. The anchor names itself as the start, and the chain still verifies.
+    assert_eq!(log.head().0, 3);
+    assert!(!day_file(dir.path(), "20200102").exists());
     let verified = verify(dir.path()).unwrap();
-    assert_eq!((verified.first_seq, verified.last_seq), (2, 2));
+    assert_eq!((verified.first_seq, verified.last_seq), (3, 3));
+    drop(log);
+    // The newest file is never deleted, even when it is past retention.
+    let dir = tempfile::tempdir().unwrap();
+    fs::write(day_file(dir.path(), "20200102"), "").unwrap();
+    fs::write(day_file(dir.path(), "20200101"), "").unwrap();
+    assert!(apply_retention(dir.path(), at("2026-01-01T00:00:00Z").date_naive(), 1));
+    assert!(day_file(dir.path(), "20200102").exists() && !day_file(dir.path(), "20200101").exists());
 }
 
 #[test]

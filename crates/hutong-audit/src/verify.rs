@@ -6,7 +6,7 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use crate::{AuditError, NOT_UTF8, ZERO_HASH, check_line, io_error, list_day_files};
+use crate::{AuditError, NOT_UTF8, RETENTION, ZERO_HASH, check_line, io_error, list_day_files};
 
 /// What verification found on an intact log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,6 +39,9 @@ pub fn verify(dir: &Path) -> Result<Verified, AuditError> {
         return Err(tampered(dir, 0, "no audit files".to_owned()));
     }
     let mut first_seq = 0;
+    // Where the log starts (file, prev of its first entry), and the latest retention anchor seen.
+    let mut start: Option<(std::path::PathBuf, String)> = None;
+    let mut anchor: Option<(u64, String)> = None;
     let mut entries = 0;
     let mut last: Option<(u64, String, DateTime<Utc>)> = None;
     for (day, path) in &files {
@@ -68,6 +71,7 @@ pub fn verify(dir: &Path) -> Result<Verified, AuditError> {
                         return Err(tampered(path, line_no, reason));
                     }
                     first_seq = entry.seq;
+                    start = Some((path.clone(), entry.prev.clone()));
                 }
                 Some((seq, hash, last_time)) => {
                     if entry.seq != seq + 1 {
@@ -84,6 +88,11 @@ pub fn verify(dir: &Path) -> Result<Verified, AuditError> {
                     }
                 }
             }
+            if entry.event["type"] == RETENTION {
+                let seq = entry.event["first_seq"].as_u64().unwrap_or(0);
+                let prev = entry.event["first_prev"].as_str().unwrap_or_default().to_owned();
+                anchor = Some((seq, prev));
+            }
             entries += 1;
             last = Some((entry.seq, entry.hash, time));
         }
@@ -91,6 +100,16 @@ pub fn verify(dir: &Path) -> Result<Verified, AuditError> {
     let Some((last_seq, last_hash, _)) = last else {
         return Err(tampered(dir, 0, "no audit entries".to_owned()));
     };
+    // A log that does not start at seq 1 must start exactly where the latest retention entry says the
+    // kept entries start: anything else is a deletion at the start of the log, not retention.
+    if first_seq != 1 {
+        let (file, prev) = start.expect("set with the first entry");
+        if anchor.as_ref() != Some(&(first_seq, prev)) {
+            let named = anchor.map_or("no retention entry".to_owned(), |(s, _)| format!("retention kept from seq {s}"));
+            let reason = format!("the log starts at seq {first_seq} but {named}: entries were deleted at the start");
+            return Err(tampered(&file, 1, reason));
+        }
+    }
     Ok(Verified { files: files.len(), entries, first_seq, last_seq, last_hash })
 }
 
