@@ -188,6 +188,27 @@ pub fn hutong_bin() -> anyhow::Result<PathBuf> {
 /// The pseudonym key every end-to-end gateway uses.
 pub const TEST_KEY: &str = "hutong-e2e-test-key-0123456789abcdef";
 
+/// The records of a department's NDJSON sample (a path under the repository), each with its
+/// payload; the kind is the file's name.
+pub fn sample_records(path: &str) -> anyhow::Result<Vec<(hutong_proto::v1::SourceRecord, serde_json::Value)>> {
+    let kind = Path::new(path).file_stem().and_then(|s| s.to_str()).context("a sample file name")?.to_owned();
+    let mut out = Vec::new();
+    for line in std::fs::read_to_string(repo_root().join(path))?.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        let rec = hutong_proto::v1::SourceRecord {
+            kind: kind.clone(),
+            source_id: v["source_id"].as_str().context("source_id")?.into(),
+            revision: v["revision"].as_u64().context("revision")?,
+            op: hutong_proto::v1::Op::Upsert as i32,
+            occurred_at: None,
+            payload: serde_json::to_vec(&v["payload"])?,
+            charset: String::new(),
+        };
+        out.push((rec, v["payload"].clone()));
+    }
+    Ok(out)
+}
+
 /// `hutong certs init` into `dir` for the local policy: a CA, the gateway's
 /// certificate, one client certificate per department and admin.
 pub fn make_pki(dir: &Path) -> anyhow::Result<()> {

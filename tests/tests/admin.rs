@@ -4,7 +4,7 @@
 use std::process::Command;
 
 use hutong_proto::v1::{
-    CheckCompatibilityRequest, ListAdaptersRequest, ListSchemasRequest, Op, SourceRecord, ValidateRecordRequest,
+    CheckCompatibilityRequest, ListAdaptersRequest, ListSchemasRequest, ValidateRecordRequest,
     admin_client::AdminClient,
 };
 use hutong_tests::{Broker, Gateway, TEST_KEY, hutong_bin, repo_root};
@@ -31,24 +31,13 @@ async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
     let (code, stdout) = cli(&["validate", "-d", "gongan", "-k", "household_registration", sample])?;
     assert_eq!(code, Some(1));
     let cli_lines: Vec<Value> = stdout.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
-    let text = std::fs::read_to_string(repo_root().join(sample))?;
     let mut compared = 0;
-    for (line, cli_line) in text.lines().zip(&cli_lines) {
-        let v: Value = serde_json::from_str(line)?;
-        let rec = SourceRecord {
-            kind: "household_registration".into(),
-            source_id: v["source_id"].as_str().unwrap().into(),
-            revision: v["revision"].as_u64().unwrap(),
-            op: Op::Upsert as i32,
-            occurred_at: None,
-            payload: serde_json::to_vec(&v["payload"])?,
-            charset: String::new(),
-        };
+    for ((rec, _), cli_line) in hutong_tests::sample_records(sample)?.into_iter().zip(&cli_lines) {
         let rpc = admin
             .validate_record(ValidateRecordRequest { department: "gongan".into(), record: Some(rec) })
             .await?
             .into_inner();
-        assert_eq!(rpc.valid, cli_line["status"] == "VALID", "{line}");
+        assert_eq!(rpc.valid, cli_line["status"] == "VALID", "{cli_line}");
         if rpc.valid {
             let cli_records = cli_line["records"].as_array().unwrap();
             assert_eq!(rpc.records.len(), cli_records.len());

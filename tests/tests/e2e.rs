@@ -5,28 +5,13 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use hutong_proto::v1::{Op, RecordResult, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
+use hutong_proto::v1::{RecordResult, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use hutong_tests::{Broker, Gateway, consume, expected_person_key, repo_root};
 use serde_json::{Value, json};
 use tonic::Request;
 
 fn sample() -> anyhow::Result<Vec<(SourceRecord, Value)>> {
-    let path = repo_root().join("schemas/departments/gongan/samples/household_registration.ndjson");
-    let mut out = Vec::new();
-    for line in std::fs::read_to_string(path)?.lines().filter(|l| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line)?;
-        let rec = SourceRecord {
-            kind: "household_registration".into(),
-            source_id: v["source_id"].as_str().unwrap().into(),
-            revision: v["revision"].as_u64().unwrap(),
-            op: Op::Upsert as i32,
-            occurred_at: None,
-            payload: serde_json::to_vec(&v["payload"])?,
-            charset: String::new(),
-        };
-        out.push((rec, v["payload"].clone()));
-    }
-    Ok(out)
+    hutong_tests::sample_records("schemas/departments/gongan/samples/household_registration.ndjson")
 }
 
 fn request<T>(body: T) -> Request<T> {

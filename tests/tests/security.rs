@@ -6,34 +6,12 @@ use std::{path::Path, process::Command, time::Duration};
 
 use anyhow::Context as _;
 use hutong_proto::v1::{
-    ListSchemasRequest, Op, SourceRecord, Status, SubmitRequest, ValidateRecordRequest, admin_client::AdminClient,
+    ListSchemasRequest, SourceRecord, Status, SubmitRequest, ValidateRecordRequest, admin_client::AdminClient,
     ingest_client::IngestClient,
 };
-use hutong_tests::{Broker, ClientAuth, Gateway, consume, hutong_bin, make_pki, repo_root, wait_until};
+use hutong_tests::{Broker, ClientAuth, Gateway, consume, hutong_bin, make_pki, repo_root, sample_records, wait_until};
 use serde_json::{Value, json};
 use tonic::{Code, Request};
-
-fn records(path: &str) -> anyhow::Result<Vec<(SourceRecord, Value)>> {
-    let text = std::fs::read_to_string(repo_root().join(path))?;
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(line)?;
-        let kind = Path::new(path).file_stem().unwrap().to_str().unwrap().to_owned();
-        out.push((
-            SourceRecord {
-                kind,
-                source_id: v["source_id"].as_str().unwrap().into(),
-                revision: v["revision"].as_u64().unwrap(),
-                op: Op::Upsert as i32,
-                occurred_at: None,
-                payload: serde_json::to_vec(&v["payload"])?,
-                charset: String::new(),
-            },
-            v["payload"].clone(),
-        ));
-    }
-    Ok(out)
-}
 
 fn batch(recs: &[(SourceRecord, Value)]) -> SubmitRequest {
     SubmitRequest { batch_id: "sec".into(), records: recs.iter().map(|(r, _)| r.clone()).collect() }
@@ -74,7 +52,7 @@ async fn every_refusal_has_the_right_code_and_is_audited() -> anyhow::Result<()>
 
     let broker = Broker::start()?;
     let gateway = Gateway::start_with(&broker.bootstrap, pki.path(), &repo_root().join("schemas"), "").await?;
-    let household = records("schemas/departments/gongan/samples/household_registration.ndjson")?;
+    let household = sample_records("schemas/departments/gongan/samples/household_registration.ndjson")?;
     let ep = &gateway.endpoint;
 
     // The department's own kind, with its own certificate: published, and audited with the event ids.
@@ -109,14 +87,14 @@ async fn every_refusal_has_the_right_code_and_is_audited() -> anyhow::Result<()>
 
     // A revoked certificate: the handshake is refused.
     let revoked = ClientAuth::from_pki(pki.path(), Some("wangge"));
-    let patrol = records("schemas/departments/wangge/samples/patrol_report.ndjson")?;
+    let patrol = sample_records("schemas/departments/wangge/samples/patrol_report.ndjson")?;
     assert_ne!(submit_code(&revoked, ep, batch(&patrol[..1])).await, Code::Ok);
     audited(&gateway, "a revoked certificate", |e| {
         e["action"] == "connect" && e["reason"].as_str().unwrap().contains("Revoked")
     })?;
 
     // Department A submitting B's kind: PERMISSION_DENIED, nothing published.
-    let assistance = records("schemas/departments/minzheng/samples/social_assistance.ndjson")?;
+    let assistance = sample_records("schemas/departments/minzheng/samples/social_assistance.ndjson")?;
     let err = gongan.submit(Request::new(batch(&assistance[..1]))).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     audited(&gateway, "another department's kind", |e| {
@@ -229,7 +207,7 @@ restricted = true
 
     let broker = Broker::start()?;
     let gateway = Gateway::start_with(&broker.bootstrap, hutong_tests::shared_pki()?, &schemas, privacy).await?;
-    let care = records("schemas/departments/minzheng/samples/elderly_care.ndjson")?;
+    let care = sample_records("schemas/departments/minzheng/samples/elderly_care.ndjson")?;
     let mut client = IngestClient::new(gateway.channel("minzheng").await?);
     let resp = client.submit(Request::new(batch(&care[..1]))).await?.into_inner();
     assert_eq!(resp.results[0].status, Status::Published as i32, "{:?}", resp.results[0].violations);

@@ -184,13 +184,13 @@ impl Pipeline {
                 time: time.unwrap_or_else(Utc::now),
                 dataschema: None,
             };
-            // Each topic gets its view of the record; the last one takes the record itself.
-            let mut record = Some(record);
+            // Each topic gets its view of the record; the last one takes the record and the event themselves.
+            let mut shared = Some((record, event));
             for (i, output) in outputs.iter().enumerate() {
-                let mut view = if i + 1 == outputs.len() {
-                    record.take().expect("taken once, by the last output")
+                let (mut view, mut event) = if i + 1 == outputs.len() {
+                    shared.take().expect("taken once, by the last output")
                 } else {
-                    record.clone().expect("kept until the last output")
+                    shared.clone().expect("kept until the last output")
                 };
                 output.policy.apply(&mut view, &|v| self.key.tagged_pseudonym(v));
                 let value = (op != Op::Delete).then(|| {
@@ -199,7 +199,6 @@ impl Pipeline {
                     serde_json::to_writer(&mut bytes, &view).expect("json values serialise");
                     bytes
                 });
-                let mut event = event.clone();
                 event.dataschema = Some(output.dataschema.clone());
                 let message = OutboundMessage { topic: output.topic.clone(), event, key: key.clone(), value };
                 out.push(Prepared { entity: entity.clone(), record: view, message });

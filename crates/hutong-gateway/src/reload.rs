@@ -82,7 +82,7 @@ impl Reloader {
                 Ok(status.generation)
             }
             Err(e) => {
-                let message = format!("{e}: {}", error_chain(&e));
+                let message = crate::error_chain(&e);
                 error!(error = %message, generation = status.generation, "reload refused; keeping the working version");
                 status.last_error = Some(message);
                 Err(e)
@@ -159,14 +159,4 @@ impl Drop for WatchGuard {
         #[cfg(unix)]
         self.hup_task.abort();
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        parts.push(s.to_string());
-        cur = s.source();
-    }
-    parts.join(": ")
 }

@@ -133,23 +133,10 @@ impl IngestService {
         let received = Utc::now();
         // The whole batch runs on the pipeline current at its start, even if a reload lands meanwhile.
         let pipeline = self.pipelines.current();
-        let outcomes: Vec<Outcome> =
-            req.records.iter().map(|rec| pipeline.prepare(department, rec, received)).collect();
-        // Every event id handed to Kafka: if the batch fails part-way, records already queued may
-        // still be delivered, so the audit names them all (a retry reuses the same ids).
-        let sent: Vec<String> = outcomes
-            .iter()
-            .flat_map(|o| match o {
-                Outcome::Publish(p) => p.iter().map(|p| p.message.event.id.clone()).collect::<Vec<_>>(),
-                Outcome::Reject { dlq, .. } => vec![dlq.event.id.clone()],
-            })
-            .collect();
-        let futures = req
-            .records
-            .iter()
-            .zip(outcomes)
-            .enumerate()
-            .map(|(index, (rec, outcome))| self.publish_record(department, index, rec, outcome));
+        let futures = req.records.iter().enumerate().map(|(index, rec)| {
+            let outcome = pipeline.prepare(department, rec, received);
+            self.publish_record(department, index, rec, outcome)
+        });
         // The first failure answers the batch at once (e.g. RESOURCE_EXHAUSTED on a full queue).
         let results: Vec<RecordResult> = match try_join_all(futures).await {
             Ok(results) => results,
@@ -161,6 +148,17 @@ impl IngestService {
                     BusError::Refused(_) => "refused",
                 };
                 self.metrics.delivery_errors.get_or_create(&ErrorLabels { kind: kind.into() }).inc();
+                // Every event id handed to Kafka: records already queued may still be delivered, so the
+                // audit names them all (a retry reuses the same ids). Event ids are deterministic, so they
+                // are derived again here, off the path of batches that succeed.
+                let sent = req
+                    .records
+                    .iter()
+                    .flat_map(|rec| match pipeline.prepare(department, rec, received) {
+                        Outcome::Publish(p) => p.into_iter().map(|p| p.message.event.id).collect::<Vec<_>>(),
+                        Outcome::Reject { dlq, .. } => vec![dlq.event.id],
+                    })
+                    .collect();
                 return Err(Failed { status: status_from_bus(&e), sent });
             }
         };

@@ -1,22 +1,16 @@
 //! Bad input never takes the gateway down or costs another record: gzip
 //! bombs on the transport, oversized batches, deep or invalid payloads.
 
+mod common;
+
 use std::{path::Path, sync::Arc};
 
 use hutong_adapter::PseudonymKey;
 use hutong_bus::{MemoryPublisher, Publisher};
-use hutong_gateway::{GatewayConfig, LimitsConfig, Metrics, Policy, Reloader, Security, serve_on};
+use hutong_gateway::{GatewayConfig, LimitsConfig, Metrics, Reloader, serve_on};
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use tokio::net::TcpListener;
 use tonic::codec::CompressionEncoding;
-
-/// Token mode for in-process tests: SHA-256 of "gongan-token".
-const POLICY: &str = r#"
-version = 1
-[departments.gongan]
-kinds = ["household_registration"]
-token-sha256 = "e021203578682c86aa6a93422e31c352cb2e7cfd50758a0203dbe1ceeff257d0"
-"#;
 
 fn rec(source_id: &str, payload: Vec<u8>, charset: &str) -> SourceRecord {
     SourceRecord {
@@ -49,7 +43,7 @@ async fn hostile_input_gets_clear_errors_and_other_records_go_through() -> anyho
     let addr = listener.local_addr()?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let security = Security::plaintext_tokens(Policy::parse(POLICY).unwrap());
+        let security = common::token_security();
         serve_on(listener, pipelines, publisher, Arc::new(Metrics::default()), None, security, &config, async {
             let _ = stopped.await;
         })

@@ -1,11 +1,13 @@
 //! In-process: the gateway's gRPC server on 127.0.0.1:0 publishing through the
 //! real rdkafka producer to librdkafka's mock cluster.
 
+mod common;
+
 use std::{path::Path, sync::Arc, time::Duration};
 
 use hutong_adapter::PseudonymKey;
 use hutong_bus::{BusConfig, KafkaPublisher, Publisher};
-use hutong_gateway::{GatewayConfig, Metrics, Policy, Reloader, Security, serve_on};
+use hutong_gateway::{GatewayConfig, Metrics, Reloader, serve_on};
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use rdkafka::{
     ClientConfig,
@@ -14,14 +16,6 @@ use rdkafka::{
     mocking::MockCluster,
 };
 use tokio::net::TcpListener;
-
-/// Token mode for in-process tests: SHA-256 of "gongan-token".
-const POLICY: &str = r#"
-version = 1
-[departments.gongan]
-kinds = ["household_registration"]
-token-sha256 = "e021203578682c86aa6a93422e31c352cb2e7cfd50758a0203dbe1ceeff257d0"
-"#;
 
 fn schemas() -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
@@ -56,7 +50,7 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(async move {
-        let security = Security::plaintext_tokens(Policy::parse(POLICY).unwrap());
+        let security = common::token_security();
         serve_on(listener, pipelines, publisher, Arc::new(Metrics::default()), None, security, &config, async {
             let _ = stop_rx.await;
         })
