@@ -58,7 +58,7 @@ pub struct Process {
 
 impl Process {
     fn spawn(mut cmd: Command, log: PathBuf) -> anyhow::Result<Self> {
-        let out = std::fs::File::create(&log)?;
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
         cmd.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null());
         let child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
         Ok(Self { child, log })
@@ -83,6 +83,18 @@ impl Process {
         self.child.kill()?;
         self.child.wait()?;
         Ok(())
+    }
+
+    /// Sends signal `name` (`HUP`, `STOP`, `CONT` …).
+    pub fn signal(&self, name: &str) -> anyhow::Result<()> {
+        let status = Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status()?;
+        ensure!(status.success(), "kill -{name} {} failed", self.child.id());
+        Ok(())
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        Ok(self.child.wait()?)
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -164,12 +176,22 @@ impl Broker {
         Ok(process)
     }
 
-    /// Kills the broker (`kill -9`) and starts it again on the same port and storage.
-    pub fn restart(&mut self) -> anyhow::Result<()> {
-        self.process.kill9()?;
+    /// Kills the broker (`kill -9`); [`Self::start_again`] brings it back.
+    pub fn stop(&mut self) -> anyhow::Result<()> {
+        self.process.kill9()
+    }
+
+    /// Starts the broker again on the same port and storage.
+    pub fn start_again(&mut self) -> anyhow::Result<()> {
         let port: u16 = self.bootstrap.rsplit(':').next().unwrap_or_default().parse()?;
         self.process = Self::spawn(&self._dir, port, &self.storage)?;
         Ok(())
+    }
+
+    /// Kills the broker (`kill -9`) and starts it again on the same port and storage.
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop()?;
+        self.start_again()
     }
 }
 
@@ -185,26 +207,47 @@ pub fn hutong_bin() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// A valid 18-character citizen ID (GB 11643) for sequence number `seq`: distinct for
+/// `seq` below 21,000.
+pub fn citizen_id(seq: u32) -> String {
+    let body = format!("3101041985{:02}{:02}{:03}", 1 + seq % 12, 1 + seq % 28, seq % 1000);
+    let check = hutong_standard::checks::gb11643_check_char(&body).expect("17 digits");
+    format!("{body}{check}")
+}
+
 /// The pseudonym key every end-to-end gateway uses.
 pub const TEST_KEY: &str = "hutong-e2e-test-key-0123456789abcdef";
 
 /// The records of a department's NDJSON sample (a path under the repository), each with its
-/// payload; the kind is the file's name.
+/// payload as JSON (decoded from its charset for `payload_base64` lines); the kind is the file's name.
 pub fn sample_records(path: &str) -> anyhow::Result<Vec<(hutong_proto::v1::SourceRecord, serde_json::Value)>> {
+    use base64::Engine as _;
     let kind = Path::new(path).file_stem().and_then(|s| s.to_str()).context("a sample file name")?.to_owned();
     let mut out = Vec::new();
     for line in std::fs::read_to_string(repo_root().join(path))?.lines().filter(|l| !l.trim().is_empty()) {
         let v: serde_json::Value = serde_json::from_str(line)?;
+        let charset = v["charset"].as_str().unwrap_or_default().to_owned();
+        let (payload, json) = match v["payload_base64"].as_str() {
+            Some(b64) => {
+                let bytes = base64::engine::general_purpose::STANDARD.decode(b64)?;
+                let encoding = encoding_rs::Encoding::for_label(charset.as_bytes()).context("a known charset")?;
+                let (text, _, bad) = encoding.decode(&bytes);
+                ensure!(!bad, "{path}: a payload_base64 that is not {charset}");
+                let json = serde_json::from_str(&text)?;
+                (bytes, json)
+            }
+            None => (serde_json::to_vec(&v["payload"])?, v["payload"].clone()),
+        };
         let rec = hutong_proto::v1::SourceRecord {
             kind: kind.clone(),
             source_id: v["source_id"].as_str().context("source_id")?.into(),
             revision: v["revision"].as_u64().context("revision")?,
             op: hutong_proto::v1::Op::Upsert as i32,
             occurred_at: None,
-            payload: serde_json::to_vec(&v["payload"])?,
-            charset: String::new(),
+            payload,
+            charset,
         };
-        out.push((rec, v["payload"].clone()));
+        out.push((rec, json));
     }
     Ok(out)
 }
@@ -233,6 +276,34 @@ pub fn shared_pki() -> anyhow::Result<&'static Path> {
     Ok(PKI.get_or_init(|| dir))
 }
 
+/// What a test gateway is started with.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// The PKI (`ca.pem`, `server.pem`, `crl.pem`, clients).
+    pub pki: PathBuf,
+    /// The `schemas/` folder.
+    pub schemas: PathBuf,
+    /// The policy file.
+    pub policy: PathBuf,
+    /// Lines added to the `[kafka]` table (e.g. `message-timeout-ms = 2000`).
+    pub kafka: String,
+    /// TOML appended to the config.
+    pub extra: String,
+}
+
+impl Setup {
+    /// The shared PKI, the repository's schemas and local policy, nothing extra.
+    pub fn new() -> anyhow::Result<Self> {
+        Ok(Self {
+            pki: shared_pki()?.to_owned(),
+            schemas: repo_root().join("schemas"),
+            policy: repo_root().join("deploy/local/policy.toml"),
+            kafka: String::new(),
+            extra: String::new(),
+        })
+    }
+}
+
 /// The hutong gateway as a process, configured by a file in a temp dir:
 /// mTLS with a development PKI, the local policy, an audit dir of its own.
 #[derive(Debug)]
@@ -259,46 +330,101 @@ impl Gateway {
 
     /// Same with the PKI in `pki`, the `schemas/` folder `schemas` and `extra` TOML appended to the config.
     pub async fn start_with(bootstrap: &str, pki: &Path, schemas: &Path, extra: &str) -> anyhow::Result<Self> {
+        let setup = Setup { pki: pki.to_owned(), schemas: schemas.to_owned(), extra: extra.to_owned(), ..Setup::new()? };
+        Self::start_setup(bootstrap, setup).await
+    }
+
+    /// A gateway as `setup` describes it.
+    pub async fn start_setup(bootstrap: &str, setup: Setup) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let port = free_port();
         let registry_port = free_port();
         let registry_url = format!("http://127.0.0.1:{registry_port}");
         let config = dir.path().join("hutong.toml");
         let audit_dir = dir.path().join("audit");
+        let pki = &setup.pki;
         std::fs::write(
             &config,
             format!(
-                "listen = \"127.0.0.1:{port}\"\nschemas-dir = {:?}\n\n[kafka]\nbootstrap-servers = \"{bootstrap}\"\n\n\
+                "listen = \"127.0.0.1:{port}\"\nschemas-dir = {:?}\n\n[kafka]\nbootstrap-servers = \"{bootstrap}\"\n{}\n\n\
                  [registry]\nlisten = \"127.0.0.1:{registry_port}\"\npublic-url = \"{registry_url}\"\n\n\
                  [auth]\nmode = \"mtls\"\npolicy-file = {:?}\nca-file = {:?}\ncert-file = {:?}\nkey-file = {:?}\n\
-                 crl-files = [{:?}]\n\n[audit]\ndir = {:?}\n{extra}",
-                schemas,
-                repo_root().join("deploy/local/policy.toml"),
+                 crl-files = [{:?}]\n\n[audit]\ndir = {:?}\n{}",
+                setup.schemas,
+                setup.kafka,
+                setup.policy,
                 pki.join("ca.pem"),
                 pki.join("server.pem"),
                 pki.join("server.key"),
                 pki.join("crl.pem"),
                 audit_dir,
+                setup.extra,
             ),
         )?;
-        let mut cmd = Command::new(hutong_bin()?);
-        cmd.args(["serve", "--config"]).arg(&config).env("HUTONG_PSEUDONYM_KEY", TEST_KEY).env("HUTONG_LOG", "debug");
-        let mut process = Process::spawn(cmd, dir.path().join("gateway.log"))?;
+        let process = Self::spawn(&config, dir.path())?;
         let endpoint = format!("https://127.0.0.1:{port}");
+        let mut gateway = Self { process, endpoint, registry_url, pki: pki.to_owned(), audit_dir, dir };
+        gateway.wait_serving().await?;
+        Ok(gateway)
+    }
+
+    fn spawn(config: &Path, dir: &Path) -> anyhow::Result<Process> {
+        let mut cmd = Command::new(hutong_bin()?);
+        cmd.args(["serve", "--config"]).arg(config).env("HUTONG_PSEUDONYM_KEY", TEST_KEY).env("HUTONG_LOG", "debug");
+        Process::spawn(cmd, dir.join("gateway.log"))
+    }
+
+    async fn wait_serving(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
-        let anonymous = ClientAuth::from_pki(pki, None);
+        let anonymous = ClientAuth::from_pki(&self.pki, None);
         loop {
-            process.check_alive("hutong serve")?;
-            if serving(&anonymous, &endpoint).await {
-                break;
+            self.process.check_alive("hutong serve")?;
+            if serving(&anonymous, &self.endpoint).await {
+                return Ok(());
             }
             if Instant::now() > deadline {
-                let log = std::fs::read_to_string(&process.log).unwrap_or_default();
-                bail!("gateway not serving after 60s; its log:\n{log}");
+                bail!("gateway not serving after 60s; its log:\n{}", self.log());
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(Self { process, endpoint, registry_url, pki: pki.to_owned(), audit_dir, dir })
+    }
+
+    /// Kills the gateway (`kill -9`) and starts it again with the same config, ports, spool and
+    /// audit files; its log goes on in the same file.
+    pub async fn kill9_and_restart(&mut self) -> anyhow::Result<()> {
+        self.process.kill9()?;
+        self.process = Self::spawn(&self.dir.path().join("hutong.toml"), self.dir.path())?;
+        self.wait_serving().await
+    }
+
+    /// Sends SIGHUP (reload the policy, the TLS files, the standard and the adapters).
+    pub fn hangup(&self) -> anyhow::Result<()> {
+        self.process.signal("HUP")
+    }
+
+    /// The value of the metric sample `name{labels}` (the whole text before the value) now.
+    pub fn metric(&self, sample: &str) -> anyhow::Result<Option<f64>> {
+        let (code, text) = http_get(&format!("{}/metrics", self.registry_url))?;
+        ensure!(code == 200, "GET /metrics answered {code}");
+        Ok(text.lines().find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.trim().parse().ok()))
+    }
+
+    /// Waits until the metric sample `sample` equals `value`.
+    pub fn wait_metric(&self, sample: &str, value: f64, timeout: Duration) -> anyhow::Result<()> {
+        let mut last = None;
+        wait_until(&format!("{sample} = {value}"), timeout, || {
+            last = self.metric(sample)?;
+            Ok(last == Some(value))
+        })
+        .with_context(|| format!("{sample} is {last:?}"))
+    }
+
+    /// Waits until the gateway's log holds `needle` at least `times` times.
+    pub fn wait_log(&self, needle: &str, times: usize, timeout: Duration) -> anyhow::Result<()> {
+        wait_until(&format!("{times}× {needle:?} in the gateway log"), timeout, || {
+            Ok(self.log().matches(needle).count() >= times)
+        })
+        .with_context(|| format!("gateway log:\n{}", self.log()))
     }
 
     /// The gateway's log so far.
@@ -323,8 +449,24 @@ impl Gateway {
         ]
     }
 
+    /// Waits until the audit trail has an event matching `pred`; returns it.
+    pub fn audited(&self, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> anyhow::Result<serde_json::Value> {
+        let mut found = None;
+        wait_until(what, Duration::from_secs(10), || {
+            found = self.audit_events()?.into_iter().find(|e| pred(e));
+            Ok(found.is_some())
+        })
+        .with_context(|| format!("audit events: {:#?}", self.audit_events().unwrap_or_default()))?;
+        found.context("found")
+    }
+
     /// Every audit entry so far (the event objects), in order.
     pub fn audit_events(&self) -> anyhow::Result<Vec<serde_json::Value>> {
+        Ok(self.audit_entries()?.into_iter().map(|mut e| e["event"].take()).collect())
+    }
+
+    /// Every audit entry so far, whole (`seq`, `time`, `prev`, `event`, `hash`), in order.
+    pub fn audit_entries(&self) -> anyhow::Result<Vec<serde_json::Value>> {
         let mut files: Vec<PathBuf> =
             std::fs::read_dir(&self.audit_dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
         files.retain(|p| p.extension().is_some_and(|x| x == "jsonl"));
@@ -332,8 +474,7 @@ impl Gateway {
         let mut events = Vec::new();
         for f in files {
             for line in std::fs::read_to_string(&f)?.lines() {
-                let entry: serde_json::Value = serde_json::from_str(line)?;
-                events.push(entry["event"].clone());
+                events.push(serde_json::from_str(line)?);
             }
         }
         Ok(events)
@@ -367,40 +508,100 @@ pub struct Consumed {
     pub value: Option<serde_json::Value>,
 }
 
-/// Reads `topic` from the beginning with a fresh group until `n` messages
-/// arrived or `timeout` passed; returns what arrived.
-pub fn consume(bootstrap: &str, topic: &str, n: usize, timeout: Duration) -> anyhow::Result<Vec<Consumed>> {
-    let consumer: BaseConsumer = ClientConfig::new()
+fn consumer(bootstrap: &str, group: &str) -> anyhow::Result<BaseConsumer> {
+    Ok(ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("e2e-{topic}-{}", std::process::id()))
+        .set("group.id", group)
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .set("session.timeout.ms", "6000")
+        .create()?)
+}
+
+/// The partitions of `topic`.
+pub fn partitions(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<i32>> {
+    let c = consumer(bootstrap, &format!("partitions-{}", std::process::id()))?;
+    let md = c.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let t = md.topics().iter().find(|t| t.name() == topic).with_context(|| format!("no topic {topic}"))?;
+    ensure!(t.error().is_none(), "topic {topic}: {:?}", t.error());
+    let mut out: Vec<i32> = t.partitions().iter().map(|p| p.id()).collect();
+    out.sort();
+    Ok(out)
+}
+
+/// How many messages `topic` holds now, read to the end of every partition (so an extra
+/// publish shows, unlike a consumer that stops after n messages).
+pub fn topic_count(bootstrap: &str, topic: &str) -> anyhow::Result<i64> {
+    Ok(consume_all(bootstrap, topic)?.len() as i64)
+}
+
+/// Waits until `topic` holds at least `n` messages; returns how many it holds.
+pub fn wait_for_count(bootstrap: &str, topic: &str, n: i64, timeout: Duration) -> anyhow::Result<i64> {
+    let mut count = 0;
+    wait_until(&format!("{n} messages on {topic}"), timeout, || {
+        count = topic_count(bootstrap, topic).unwrap_or(0);
+        Ok(count >= n)
+    })
+    .with_context(|| format!("{topic} holds {count}"))?;
+    Ok(count)
+}
+
+/// Every message of `topic`, read by an independent consumer from the beginning of each
+/// partition to its end (the partition-EOF event: the high watermark of the broker's fetch
+/// answer). The high watermarks of ListOffsets are not used: tansu 0.6 answers there with the
+/// last batch's base offset + 1, not the last record's. (tansu never delivers tombstones
+/// either, so a topic ending in one reads short there.)
+pub fn consume_all(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<Consumed>> {
+    use rdkafka::{Offset, TopicPartitionList, error::KafkaError};
+    let parts = partitions(bootstrap, topic)?;
+    let c: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", format!("e2e-{topic}-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
         .create()?;
-    consumer.subscribe(&[topic])?;
-    let deadline = Instant::now() + timeout;
+    let mut tpl = TopicPartitionList::new();
+    for p in &parts {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
+    }
+    c.assign(&tpl)?;
+    let mut at_end: std::collections::BTreeSet<i32> = Default::default();
+    let deadline = Instant::now() + Duration::from_secs(60);
     let mut out = Vec::new();
-    while out.len() < n && Instant::now() < deadline {
-        let Some(msg) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let msg = msg?;
-        let headers = msg
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|x| (x.key.to_owned(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push(Consumed {
-            topic: msg.topic().to_owned(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
-            headers,
-            value: msg.payload().map(serde_json::from_slice).transpose()?,
-        });
+    while at_end.len() < parts.len() {
+        ensure!(Instant::now() < deadline, "{topic}: read {} messages, not to the end in 60 s", out.len());
+        match c.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(msg)) => {
+                at_end.remove(&msg.partition());
+                out.push(consumed(&msg)?);
+            }
+        }
     }
     Ok(out)
+}
+
+fn consumed(msg: &rdkafka::message::BorrowedMessage<'_>) -> anyhow::Result<Consumed> {
+    let headers = msg
+        .headers()
+        .map(|h| {
+            h.iter()
+                .map(|x| (x.key.to_owned(), String::from_utf8_lossy(x.value.unwrap_or_default()).into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Consumed {
+        topic: msg.topic().to_owned(),
+        partition: msg.partition(),
+        offset: msg.offset(),
+        key: msg.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+        headers,
+        value: msg.payload().map(serde_json::from_slice).transpose()?,
+    })
 }
 
 /// HMAC-SHA256 hex of `value` under [`TEST_KEY`], computed independently of Hutong's code.

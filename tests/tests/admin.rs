@@ -31,8 +31,11 @@ async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
     let (code, stdout) = cli(&["validate", "-d", "gongan", "-k", "household_registration", sample])?;
     assert_eq!(code, Some(1));
     let cli_lines: Vec<Value> = stdout.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let records = hutong_tests::sample_records(sample)?;
+    assert_eq!(cli_lines.len(), 13, "one line per sample row");
+    assert_eq!(records.len(), cli_lines.len());
     let mut compared = 0;
-    for ((rec, _), cli_line) in hutong_tests::sample_records(sample)?.into_iter().zip(&cli_lines) {
+    for ((rec, _), cli_line) in records.into_iter().zip(&cli_lines) {
         let rpc = admin
             .validate_record(ValidateRecordRequest { department: "gongan".into(), record: Some(rec) })
             .await?
@@ -90,6 +93,15 @@ async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
             .into_inner();
         assert_eq!(rpc.compatible, expect_ok);
         assert_eq!(code, Some(if expect_ok { 0 } else { 1 }));
+        assert_eq!(rpc.mode, "BACKWARD");
+        let kinds: Vec<(&str, &str, bool)> =
+            rpc.changes.iter().map(|c| (c.kind.as_str(), c.pointer.as_str(), c.compatible)).collect();
+        let expected = if expect_ok {
+            ("OPTIONAL_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL", "#/properties/nickname", true)
+        } else {
+            ("MAX_LENGTH_DECREASED", "#/properties/name/maxLength", false)
+        };
+        assert_eq!(kinds, [expected], "the one change, named");
         for c in &rpc.changes {
             assert!(out.contains(&format!("{} {}", c.kind, c.pointer)), "CLI lacks {} {}:\n{out}", c.kind, c.pointer);
         }
@@ -100,7 +112,16 @@ async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
     let (_, out) = cli(&["schema", "list", "--json"])?;
     let cli_subjects: Vec<Value> = out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     let rpc = admin.list_schemas(ListSchemasRequest {}).await?.into_inner();
+    assert!(rpc.subjects.len() >= 8, "a subject per entity: {:?}", rpc.subjects);
     assert_eq!(rpc.subjects.len(), cli_subjects.len());
+    // One subject against the registry's own file.
+    let registry: Value =
+        serde_json::from_str(&std::fs::read_to_string(repo_root().join("schemas/registry/registry.json"))?)?;
+    let person_versions = registry["subjects"]["hutong.person.v1-value"]["versions"].as_array().unwrap();
+    let person = rpc.subjects.iter().find(|s| s.subject == "hutong.person.v1-value").expect("the person subject");
+    assert_eq!(person.compatibility, "BACKWARD");
+    assert_eq!(person.versions.len(), person_versions.len());
+    assert_eq!(u64::from(person.latest_id), person_versions.last().unwrap()["id"].as_u64().unwrap());
     for (r, c) in rpc.subjects.iter().zip(&cli_subjects) {
         assert_eq!(r.subject, c["subject"].as_str().unwrap());
         assert_eq!(r.latest_id as u64, c["latest_id"].as_u64().unwrap());
@@ -112,6 +133,17 @@ async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
     assert_eq!(code, Some(0), "{out}");
     let rpc = admin.list_adapters(ListAdaptersRequest {}).await?.into_inner();
     assert_eq!(rpc.reload_generation, 1);
+    assert!(rpc.reload_error.is_empty());
+    assert!(rpc.adapters.len() >= 12, "the shipped adapters: {}", rpc.adapters.len());
+    let gongan = rpc
+        .adapters
+        .iter()
+        .find(|a| a.department == "gongan" && a.kind == "household_registration")
+        .expect("the 公安 adapter");
+    assert_eq!(gongan.title, "公安 户籍人口信息");
+    assert_eq!(gongan.source_version, "2019");
+    assert_eq!(gongan.entities, ["person"]);
+    assert!(gongan.path.ends_with("departments/gongan/household_registration.toml"), "{}", gongan.path);
     for a in &rpc.adapters {
         assert!(out.contains(&format!("ok    {}/{}", a.department, a.kind)), "{out}");
     }

@@ -45,6 +45,25 @@ fn validate_of_a_clean_file_exits_zero() -> anyhow::Result<()> {
     std::fs::write(&f, "{\"GMSFHM\":\"11010519491231002X\",\"XM\":\"张三\",\"XB\":\"1\"}\n")?;
     let out = hutong(&["validate", "-d", "gongan", "-k", "household_registration", f.to_str().unwrap()])?;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 record(s): 1 valid, 0 rejected"));
+    let lines: Vec<Value> =
+        String::from_utf8(out.stdout)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = &lines[0];
+    assert_eq!((line["line"].as_u64(), line["status"].as_str()), (Some(1), Some("VALID")));
+    assert_eq!(line["source_id"], "ok.ndjson:1", "a bare payload's id is <file>:<line>");
+    let records = line["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1);
+    let (r, v) = (&records[0], &records[0]["value"]);
+    let key = hutong_tests::expected_person_key("11010519491231002X");
+    assert_eq!((r["entity"].as_str(), r["topic"].as_str()), (Some("person"), Some("hutong.person.v1")));
+    assert_eq!(r["key"], key);
+    assert_eq!(v["person_key"], key);
+    assert_eq!((v["name"].as_str(), v["sex"].as_str()), (Some("张三"), Some("1")));
+    // The dry run shows the shared topic's view: the citizen ID pseudonymised with the key's id.
+    let (kid, mac) = v["citizen_id"].as_str().unwrap().split_once(':').expect("a tagged pseudonym");
+    assert_eq!((kid.len(), mac), (9, key.as_str()));
+    assert!(!line.to_string().contains("11010519491231002X"), "{line}");
     Ok(())
 }
 
@@ -73,6 +92,26 @@ fn schema_lint_passes_and_registry_is_in_sync() -> anyhow::Result<()> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     assert!(stdout.contains(": 0 issue(s)"), "{stdout}");
+
+    // And it finds what is wrong: a schema without its title, an entity that is not registered.
+    let dir = tempfile::tempdir()?;
+    let schemas = dir.path().join("schemas");
+    copy_dir(&repo_root().join("schemas"), &schemas);
+    let grid = schemas.join("standard/v1/grid.json");
+    let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&grid)?)?;
+    doc.as_object_mut().unwrap().remove("title");
+    std::fs::write(&grid, doc.to_string())?;
+    let mut pet: Value = serde_json::from_str(&std::fs::read_to_string(schemas.join("standard/v1/building.json"))?)?;
+    pet["$id"] = "https://schemas.hutong.dev/standard/v1/pet.json".into();
+    pet["title"] = "宠物".into();
+    std::fs::write(schemas.join("standard/v1/pet.json"), pet.to_string())?;
+    let out = hutong(&["schema", "lint", "--schemas", schemas.to_str().unwrap()])?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let issues: Vec<&str> = stdout.lines().filter(|l| l.starts_with("✗ ")).collect();
+    assert!(issues.iter().any(|l| l.contains("grid.json") && l.contains("title")), "{stdout}");
+    assert!(issues.iter().any(|l| l.contains("hutong.pet.v1-value") && l.contains("not registered")), "{stdout}");
+    assert!(stdout.contains(&format!(": {} issue(s)", issues.len())), "{stdout}");
     Ok(())
 }
 

@@ -11,18 +11,11 @@ use std::{
 };
 
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
-use hutong_tests::{Broker, Gateway, consume};
+use hutong_tests::{Broker, Gateway, citizen_id, consume_all};
 use tonic::Request;
 
 const BATCHES: u32 = 60;
 const PER_BATCH: u32 = 25;
-
-fn citizen_id(seq: u32) -> String {
-    let body = format!("3101041985{:02}{:02}{:03}", 1 + seq % 12, 1 + seq % 28, seq % 1000);
-    let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let sum: u32 = body.bytes().zip(weights).map(|(b, w)| u32::from(b - b'0') * w).sum();
-    format!("{body}{}", char::from(b"10X98765432"[(sum % 11) as usize]))
-}
 
 fn batch(b: u32) -> SubmitRequest {
     let records = (b * PER_BATCH..(b + 1) * PER_BATCH)
@@ -110,7 +103,7 @@ async fn wait_acked(tally: &Arc<Mutex<Tally>>, n: usize) {
 fn verify(bootstrap: &str, tally: &Tally, label: &str) {
     let total = (BATCHES * PER_BATCH) as usize;
     assert_eq!(tally.acked.len(), total, "every record acknowledged in the end");
-    let consumed = consume(bootstrap, "hutong.person.v1", total * 3, Duration::from_secs(20)).unwrap();
+    let consumed = consume_all(bootstrap, "hutong.person.v1").unwrap();
     let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
     for m in &consumed {
         *by_id.entry(m.headers["ce_id"].clone()).or_default() += 1;

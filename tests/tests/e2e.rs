@@ -3,10 +3,10 @@
 //! independent Kafka consumer checks value, key and every CloudEvents header,
 //! and the dead-letter topic.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::collections::BTreeMap;
 
 use hutong_proto::v1::{RecordResult, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
-use hutong_tests::{Broker, Gateway, consume, expected_person_key, repo_root};
+use hutong_tests::{Broker, Gateway, consume_all, expected_person_key, repo_root, topic_count};
 use serde_json::{Value, json};
 use tonic::Request;
 
@@ -64,8 +64,8 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
 
     // The person topic, read by an independent consumer.
     let published = sample.len() - REJECTED.len();
-    let persons = consume(&broker.bootstrap, "hutong.person.v1", published, Duration::from_secs(30))?;
-    assert_eq!(persons.len(), published, "person messages consumed");
+    let persons = consume_all(&broker.bootstrap, "hutong.person.v1")?;
+    assert_eq!(persons.len(), published, "person messages on the topic, exactly");
     for (rec, payload) in sample.iter().filter(|(r, _)| !REJECTED.contains(&r.source_id.as_str())) {
         let result = by_id[rec.source_id.as_str()];
         let receipt = &result.receipts[0];
@@ -113,8 +113,8 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
     assert_eq!(value_of("HJ2024101")["person_key"], expected_person_key("420106197503120412"), "15-digit ID converted");
 
     // The dead-letter topic: original payload and reasons.
-    let dlq = consume(&broker.bootstrap, "hutong.dlq.v1", REJECTED.len(), Duration::from_secs(30))?;
-    assert_eq!(dlq.len(), REJECTED.len());
+    let dlq = consume_all(&broker.bootstrap, "hutong.dlq.v1")?;
+    assert_eq!(dlq.len(), REJECTED.len(), "dead letters on the topic, exactly");
     for id in REJECTED {
         let m = dlq.iter().find(|m| m.value.as_ref().unwrap()["source_id"] == id).expect("dlq message");
         let v = m.value.as_ref().unwrap();
@@ -141,13 +141,28 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // The published records again: every one answered DUPLICATE with its original receipts,
+    // and nothing is published a second time (the topics' high watermarks do not move).
+    let again: Vec<SourceRecord> =
+        sample.iter().filter(|(r, _)| !REJECTED.contains(&r.source_id.as_str())).map(|(r, _)| r.clone()).collect();
+    let resp = client.submit(request(SubmitRequest { batch_id: "b2".into(), records: again })).await?.into_inner();
+    assert_eq!(resp.results.len(), published);
+    for r in &resp.results {
+        assert_eq!(r.status, Status::Duplicate as i32, "{}", r.source_id);
+        assert_eq!(r.receipts, by_id[r.source_id.as_str()].receipts, "{}: the original receipts", r.source_id);
+    }
+    assert_eq!(topic_count(&broker.bootstrap, "hutong.person.v1")?, published as i64, "a DUPLICATE republished");
+    assert_eq!(topic_count(&broker.bootstrap, "hutong.dlq.v1")?, REJECTED.len() as i64);
+
     // Prometheus metrics count what happened, by department, kind and outcome, and rejects by rule.
     let (code, metrics) = hutong_tests::http_get(&format!("{}/metrics", gateway.registry_url))?;
     assert_eq!(code, 200);
-    let published = sample.len() - REJECTED.len();
     for line in [
         format!(
             "hutong_records_total{{department=\"gongan\",kind=\"household_registration\",outcome=\"published\"}} {published}"
+        ),
+        format!(
+            "hutong_records_total{{department=\"gongan\",kind=\"household_registration\",outcome=\"duplicate\"}} {published}"
         ),
         "hutong_records_total{department=\"gongan\",kind=\"household_registration\",outcome=\"rejected\"} 3".to_owned(),
         "hutong_violations_total{rule=\"format:gb11643\"} 1".to_owned(),
@@ -253,6 +268,11 @@ async fn streaming_retries_keep_event_ids_and_reflection_lists_the_service() -> 
         }
         ids = event_ids;
     }
+    // The second attempt was answered DUPLICATE for every published record and put nothing new on
+    // the person topic; rejects are not remembered, so their dead letters are there twice.
+    let published = sample.len() - REJECTED.len();
+    assert_eq!(topic_count(&broker.bootstrap, "hutong.person.v1")?, published as i64);
+    assert_eq!(topic_count(&broker.bootstrap, "hutong.dlq.v1")?, 2 * REJECTED.len() as i64);
 
     // 卫健's certificate submitting 公安's kind: refused as a whole, PERMISSION_DENIED.
     let mut weijian = IngestClient::new(gateway.channel("weijian").await?);
@@ -330,13 +350,34 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
     let (mut rejected, mut per_topic) = (0usize, BTreeMap::<String, usize>::new());
     // Every citizen ID and mobile number in the samples, as written and as normalised.
     let mut secrets = std::collections::BTreeSet::new();
+    // The payloads as decoded from their charsets: the IDs inside GBK exports (`payload_base64`) too.
+    let mut gbk = Vec::new();
     for sample in &samples {
+        let path = sample.strip_prefix(repo_root())?.to_str().unwrap().to_owned();
         collect_identifiers(
             &serde_json::from_str(&format!("[{}]", std::fs::read_to_string(sample)?.trim().replace('\n', ",")))?,
             &mut secrets,
         );
+        for (rec, payload) in hutong_tests::sample_records(&path)? {
+            collect_identifiers(&payload, &mut secrets);
+            if rec.charset.eq_ignore_ascii_case("gbk") {
+                gbk.push((rec.source_id, payload));
+            }
+        }
     }
     assert!(secrets.len() > 100, "{} identifiers found in the samples", secrets.len());
+    assert!(gbk.len() >= 4, "GBK records in the samples: {}", gbk.len());
+    let gbk_ids: std::collections::BTreeSet<String> = {
+        let mut ids = std::collections::BTreeSet::new();
+        for (_, payload) in &gbk {
+            collect_identifiers(payload, &mut ids);
+        }
+        ids
+    };
+    assert!(!gbk_ids.is_empty(), "the GBK samples carry citizen IDs or phones");
+    assert!(gbk_ids.is_subset(&secrets));
+    // What each GBK record became: (source_id) → its published person's receipt.
+    let mut gbk_receipts: BTreeMap<String, (String, i32, i64)> = BTreeMap::new();
     for sample in &samples {
         let dept = sample.parent().unwrap().parent().unwrap().file_name().unwrap().to_str().unwrap().to_owned();
         let kind = sample.file_stem().unwrap().to_str().unwrap().to_owned();
@@ -372,6 +413,15 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
                     assert_eq!(rec["topic"], receipt["topic"]);
                     assert_eq!(rec["event_id"], receipt["event_id"]);
                     *per_topic.entry(rec["topic"].as_str().unwrap().to_owned()).or_default() += 1;
+                    let source_id = l["source_id"].as_str().unwrap();
+                    if receipt["entity"] == "person" && gbk.iter().any(|(id, _)| id == source_id) {
+                        let at = (
+                            receipt["topic"].as_str().unwrap().to_owned(),
+                            receipt["partition"].as_i64().unwrap() as i32,
+                            receipt["offset"].as_i64().unwrap(),
+                        );
+                        gbk_receipts.insert(source_id.to_owned(), at);
+                    }
                 }
             }
         }
@@ -381,17 +431,41 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
     assert_eq!(departments.len(), 9, "{departments:?}");
     // What an independent consumer sees on each topic.
     // No citizen ID or mobile number of any sample on a shared topic: pseudonymised or masked.
+    // Value, key and every header are scanned.
+    let mut on_topics: BTreeMap<(String, i32, i64), Value> = BTreeMap::new();
     for (topic, n) in &per_topic {
-        let got = consume(&broker.bootstrap, topic, *n, Duration::from_secs(30))?;
-        assert_eq!(got.len(), *n, "{topic}");
-        for m in &got {
-            let text = m.value.as_ref().map(Value::to_string).unwrap_or_default();
+        let got = consume_all(&broker.bootstrap, topic)?;
+        assert_eq!(got.len(), *n, "{topic}: messages on the topic, exactly");
+        for m in got {
+            let headers: Vec<String> = m.headers.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let text = format!(
+                "{} {} {}",
+                m.value.as_ref().map(Value::to_string).unwrap_or_default(),
+                m.key.as_deref().unwrap_or_default(),
+                headers.join(" ")
+            );
             let leaked: Vec<&String> = secrets.iter().filter(|s| text.contains(s.as_str())).collect();
             assert!(leaked.is_empty(), "{topic} carries {leaked:?}: {text}");
+            if let Some(v) = m.value {
+                on_topics.insert((m.topic, m.partition, m.offset), v);
+            }
         }
     }
-    let dlq = consume(&broker.bootstrap, "hutong.dlq.v1", rejected, Duration::from_secs(30))?;
-    assert_eq!(dlq.len(), rejected);
+    // GBK exports as a consumer reads them: the decoded Chinese values, keyed by the normalised ID.
+    assert!(!gbk_receipts.is_empty(), "GBK records were published as persons");
+    for (source_id, at) in &gbk_receipts {
+        let payload = &gbk.iter().find(|(id, _)| id == source_id).unwrap().1;
+        let value = on_topics.get(at).unwrap_or_else(|| panic!("{source_id}: no message at {at:?}"));
+        let name = payload["XM"].as_str().or(payload["XFR_XM"].as_str()).expect("a GBK sample names its person");
+        assert_eq!(value["name"], name.trim(), "{source_id}: decoded from GBK");
+        assert!(value["name"].as_str().unwrap().chars().all(|c| !c.is_ascii() && c != '\u{fffd}'), "{value}");
+        let id = payload["ZJHM"].as_str().or(payload["XFR_ZJHM"].as_str()).map(|i| i.trim().to_ascii_uppercase());
+        if let Some(id) = id.filter(|i| i.len() == 18) {
+            assert_eq!(value["person_key"], expected_person_key(&id), "{source_id}: keyed on the decoded ID");
+        }
+    }
+    let dlq = consume_all(&broker.bootstrap, "hutong.dlq.v1")?;
+    assert_eq!(dlq.len(), rejected, "dead letters on the topic, exactly");
     // Nor in the gateway's log, at debug level.
     let log = gateway.log();
     assert!(log.contains("batch handled"), "{log}");

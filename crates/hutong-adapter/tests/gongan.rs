@@ -65,7 +65,25 @@ const KEY: &str = "[[output]]\nentity = \"person\"\n[[output.field]]\nto = \"/pe
 
 #[test]
 fn a_minimal_adapter_loads() {
-    parse(&format!("{HEAD}{KEY}")).unwrap();
+    let a = parse(&format!("{HEAD}{KEY}")).unwrap();
+    assert_eq!((a.department.as_str(), a.kind.as_str(), a.source_version.as_str()), ("d", "k", "1"));
+    assert_eq!(a.entities().collect::<Vec<_>>(), ["person"]);
+    let out = a
+        .map(&json!({"ID": "11010519491231002X", "N": "张三", "unused": 1}), &MapContext {
+            key: &key(),
+            source_id: "s",
+            revision: 1,
+        })
+        .unwrap();
+    assert_eq!(out.len(), 1);
+    let pseudonym = key().pseudonym("11010519491231002X");
+    assert_eq!(out[0].entity, "person");
+    assert_eq!(out[0].key.as_deref(), Some(pseudonym.as_str()));
+    assert_eq!(
+        out[0].record,
+        json!({"person_key": pseudonym, "citizen_id": "11010519491231002X", "name": "张三"}),
+        "exactly the three mapped fields"
+    );
 }
 
 #[test]

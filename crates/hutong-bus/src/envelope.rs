@@ -89,6 +89,20 @@ mod tests {
         assert_eq!(Uuid::parse_str(&a).unwrap().get_version_num(), 5);
     }
 
+    /// Pinned: consumers de-duplicate on `ce_id`, so a change to the derivation would make
+    /// every retry after an upgrade a new event. The values were computed independently
+    /// (Python: SHA-1 over the namespace and the length-prefixed fields, RFC 4122 version 5).
+    #[test]
+    fn event_ids_are_pinned() {
+        assert_eq!(event_id("gongan", "household_registration", "HJ2024001", 1, 0), "6c12f1ba-8aa9-5828-89da-ac3e099da595");
+        assert_eq!(event_id("sifa", "mediation_case", "TJ-2024-0001", 3, 2), "085c7fca-e3c2-54a4-b8fc-3b7141d7de41");
+        // The dead-letter copy of a record (output index usize::MAX).
+        assert_eq!(
+            event_id("gongan", "household_registration", "HJ2024001", 1, usize::MAX),
+            "64a86f0a-157c-57f0-9955-0a6d5626aadd"
+        );
+    }
+
     #[test]
     fn headers_carry_every_required_attribute() {
         let ev = CloudEvent {

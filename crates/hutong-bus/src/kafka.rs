@@ -146,7 +146,10 @@ pub async fn ensure_topics(config: &BusConfig, topics: &[String]) -> Result<(), 
         .iter()
         .map(|t| NewTopic::new(t, config.partitions, TopicReplication::Fixed(config.replication_factor)))
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    // Bounded: with the brokers away the request would otherwise wait for socket.timeout.ms (60 s).
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(10)))
+        .request_timeout(Some(Duration::from_secs(10)));
     let results = admin.create_topics(&new, &opts).await.map_err(classify)?;
     for r in results {
         match r {

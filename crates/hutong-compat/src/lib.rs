@@ -263,8 +263,15 @@ mod tests {
         let (v1, v2) = widening_pair();
         let r = check(std::slice::from_ref(&v1), &v2, Mode::Backward);
         assert!(r.compatible);
-        assert_eq!(r.all, diff(&v1, &v2));
+        let names = |c: &[Change]| c.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(names(&r.all), ["OPTIONAL_PROPERTY_ADDED_TO_UNOPEN_CONTENT_MODEL #/properties/b"]);
         assert!(r.incompatible.is_empty());
+        // A narrowing is reported, and breaks.
+        let narrowed = closed(json!({"a": {"type": "string", "maxLength": 3}}));
+        let r = check(std::slice::from_ref(&v1), &narrowed, Mode::Backward);
+        assert!(!r.compatible);
+        assert_eq!(names(&r.all), ["MAX_LENGTH_ADDED #/properties/a/maxLength"]);
+        assert_eq!(names(&r.incompatible), names(&r.all));
     }
 
     #[test]

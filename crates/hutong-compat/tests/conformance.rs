@@ -64,6 +64,7 @@ fn confluent_diff_examples() {
         println!("  change list differs: {line}");
     }
     assert_eq!(total, 217, "expected 104 + 113 cases");
+    assert_eq!(exact, total, "change lists that differ from Confluent's:\n{}", inexact.join("\n"));
     assert!(
         failures.is_empty(),
         "{} of {total} cases disagree on compatibility:\n{}",

@@ -109,3 +109,47 @@ impl Auditor {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hutong_bus::{BusError, PublishFuture};
+
+    /// A bus that refuses every message.
+    struct Down;
+
+    impl Publisher for Down {
+        fn publish(&self, _: OutboundMessage) -> hutong_bus::PublishFuture {
+            let refused: PublishFuture = Box::pin(async { Err(BusError::Unavailable("test: down".into())) });
+            refused
+        }
+    }
+
+    fn sample(metrics: &Metrics, name: &str) -> Option<String> {
+        metrics.encode().lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::to_owned))
+    }
+
+    #[tokio::test]
+    async fn entries_not_copied_to_the_topic_are_counted_and_refusals_counted_by_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Metrics::default();
+        let log = AuditLog::open(dir.path(), 190).unwrap();
+        let auditor = Auditor::new(log, Some(("hutong.audit.v1".into(), Arc::new(Down))), &metrics);
+        assert_eq!(sample(&metrics, "hutong_audit_errors_total").as_deref(), Some("0"));
+        auditor.record(serde_json::json!({"type": "denied", "code": "PermissionDenied", "action": "Submit"}));
+        auditor.record(serde_json::json!({"type": "admin", "operation": "ListSchemas"}));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while sample(&metrics, "hutong_audit_errors_total").as_deref() != Some("2") {
+            assert!(std::time::Instant::now() < deadline, "{}", metrics.encode());
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(sample(&metrics, "hutong_refusals_total{code=\"PermissionDenied\"}").as_deref(), Some("1"));
+        // The file has both entries all the same.
+        let text = std::fs::read_to_string(std::fs::read_dir(dir.path()).unwrap().find_map(|e| {
+            let p = e.ok()?.path();
+            p.extension().is_some_and(|x| x == "jsonl").then_some(p)
+        }).unwrap())
+        .unwrap();
+        assert_eq!(text.lines().count(), 2);
+    }
+}

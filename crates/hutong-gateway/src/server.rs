@@ -137,7 +137,25 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     if config.kafka.create_topics {
         let mut topics = pipeline.topics();
         topics.push(config.kafka.topics().audit());
-        ensure_topics(&config.kafka, &topics).await?;
+        match ensure_topics(&config.kafka, &topics).await {
+            Ok(()) => {}
+            // With store and forward on, the gateway starts while Kafka is away (records are
+            // spooled) and creates the topics once Kafka answers.
+            Err(e) if config.spool.enabled => {
+                warn!(error = %e, "kafka unreachable at start: serving with the spool, creating topics later");
+                let kafka = config.kafka.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        if ensure_topics(&kafka, &topics).await.is_ok() {
+                            info!("topics created after kafka returned");
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
     let kafka = config.kafka.clone();
     let _watch = reloader.watch(move |p| {

@@ -52,6 +52,15 @@ fn batch(range: std::ops::Range<u32>) -> SubmitRequest {
 struct Harness {
     service: IngestService,
     publisher: KafkaPublisher,
+    metrics: Arc<Metrics>,
+}
+
+impl Harness {
+    /// `hutong_delivery_errors_total{kind="<kind>"}` now (0 when never counted).
+    fn delivery_errors(&self, kind: &str) -> u64 {
+        let sample = format!("hutong_delivery_errors_total{{kind=\"{kind}\"}} ");
+        self.metrics.encode().lines().find_map(|l| l.strip_prefix(&sample)?.parse().ok()).unwrap_or(0)
+    }
 }
 
 fn harness(
@@ -69,15 +78,16 @@ fn harness(
     let key = PseudonymKey::new(b"faults-test-key-0123".to_vec()).unwrap();
     let pipelines = Arc::new(Reloader::new(schemas, key, config.pipeline_settings()).unwrap());
     let publisher = KafkaPublisher::new(&bus).unwrap();
+    let metrics = Arc::new(Metrics::default());
     let service = IngestService::new(
         pipelines,
         Arc::new(publisher.clone()) as Arc<dyn Publisher>,
         10_000,
         delivery,
-        Arc::new(Metrics::default()),
+        Arc::clone(&metrics),
         Security::plaintext_tokens(Policy::default()).guard,
     );
-    Harness { service, publisher }
+    Harness { service, publisher, metrics }
 }
 
 fn statuses(results: &[RecordResult]) -> Vec<i32> {
@@ -155,6 +165,7 @@ async fn broker_down_for_longer_than_the_timeout_is_unavailable_and_a_retry_publ
     let err = h.service.submit_batch("gongan", batch(0..5)).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains("retry"), "{}", err.message());
+    assert_eq!(h.delivery_errors("unavailable"), 1, "the failed request is counted");
     mock.broker_up(1).unwrap();
     let resp = h.service.submit_batch("gongan", batch(0..5)).await.unwrap();
     assert_eq!(statuses(&resp.results), vec![RecordStatus::Published as i32; 5]);
@@ -171,10 +182,24 @@ async fn broker_down_for_longer_than_the_timeout_is_unavailable_and_a_retry_publ
     );
 }
 
+/// The high watermark of partition 0 of `topic` on the mock cluster.
+fn high_watermark(mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("group.id", "watermarks")
+        .create()
+        .unwrap();
+    consumer.fetch_watermarks(topic, 0, Duration::from_secs(30)).unwrap().1
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_produce_errors_are_retried_by_the_producer() {
     let mock = MockCluster::new(1).unwrap();
-    let h = harness(&mock, |_, _| {});
+    // Each produce request times out after 1 s on the producer's side.
+    let h = harness(&mock, |b, _| {
+        b.options.insert("request.timeout.ms".into(), "1000".into());
+    });
+    // Errors the broker answers before appending: the producer retries them.
     mock.request_errors(
         RDKafkaApiKey::Produce,
         &[
@@ -185,9 +210,25 @@ async fn transient_produce_errors_are_retried_by_the_producer() {
     );
     let resp = h.service.submit_batch("gongan", batch(0..3)).await.unwrap();
     assert_eq!(statuses(&resp.results), vec![RecordStatus::Published as i32; 3]);
-    let seen = consume_all(&mock, PERSON, 3);
-    assert_eq!(seen.len(), 3);
-    assert!(seen.values().all(|n| *n == 1), "the idempotent producer wrote no duplicate: {seen:?}");
+    assert_eq!(high_watermark(&mock, PERSON), 3, "three records, three messages");
+
+    // A lost response: the broker appends the records, and its answer arrives after the
+    // producer's request timeout, so the producer sends them again. The idempotent producer's
+    // sequence numbers let the broker drop the second copy: the log holds each record once.
+    mock.broker_round_trip_time(1, Duration::from_millis(2_500)).unwrap();
+    let svc = h.service.clone();
+    let call = tokio::spawn(async move { svc.submit_batch("gongan", batch(3..6)).await });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while high_watermark(&mock, PERSON) < 6 {
+        assert!(Instant::now() < deadline, "the records were never appended");
+    }
+    mock.broker_round_trip_time(1, Duration::ZERO).unwrap();
+    let resp = call.await.unwrap().unwrap();
+    assert_eq!(statuses(&resp.results), vec![RecordStatus::Published as i32; 3]);
+    assert_eq!(high_watermark(&mock, PERSON), 6, "a retried produce appended a duplicate");
+    let seen = consume_all(&mock, PERSON, 6);
+    assert_eq!(seen.len(), 6);
+    assert!(seen.values().all(|n| *n == 1), "no ce_id twice: {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,10 +262,12 @@ async fn a_burst_beyond_the_queue_is_resource_exhausted_not_a_crash() {
     mock.broker_down(1).unwrap();
     let err = h.service.submit_batch("gongan", batch(0..20)).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!((h.delivery_errors("queue_full"), h.delivery_errors("admission")), (1, 0));
     // Admission control answers before the queue: more than the gateway holds.
     let err = h.service.submit_batch("gongan", batch(100..151)).await.unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(err.message().contains("in flight"), "{}", err.message());
+    assert_eq!((h.delivery_errors("queue_full"), h.delivery_errors("admission")), (1, 1));
     mock.broker_up(1).unwrap();
     let p = h.publisher.clone();
     wait_until("the producer queue to drain", || p.queue_len() == 0).await;

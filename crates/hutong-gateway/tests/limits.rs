@@ -3,25 +3,15 @@
 
 mod common;
 
-use std::{path::Path, sync::Arc};
+use std::sync::Arc;
 
-use hutong_adapter::PseudonymKey;
-use hutong_bus::{MemoryPublisher, Publisher};
-use hutong_gateway::{GatewayConfig, LimitsConfig, Metrics, Reloader, serve_on};
-use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
-use tokio::net::TcpListener;
+use hutong_bus::MemoryPublisher;
+use hutong_gateway::{GatewayConfig, LimitsConfig};
+use hutong_proto::v1::{SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use tonic::codec::CompressionEncoding;
 
 fn rec(source_id: &str, payload: Vec<u8>, charset: &str) -> SourceRecord {
-    SourceRecord {
-        kind: "household_registration".into(),
-        source_id: source_id.into(),
-        revision: 1,
-        op: Op::Upsert as i32,
-        occurred_at: None,
-        payload,
-        charset: charset.into(),
-    }
+    SourceRecord { payload, charset: charset.into(), ..common::household(source_id, serde_json::json!({})) }
 }
 
 fn good(id: &str) -> SourceRecord {
@@ -30,33 +20,16 @@ fn good(id: &str) -> SourceRecord {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_gets_clear_errors_and_other_records_go_through() -> anyhow::Result<()> {
-    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
     let config = GatewayConfig {
         limits: LimitsConfig { max_message_bytes: 1 << 20, max_records_per_batch: 100, ..LimitsConfig::default() },
         ..GatewayConfig::default()
     };
-    let key = PseudonymKey::new(b"limits-test-key-0123".to_vec()).unwrap();
-    let pipelines = Arc::new(Reloader::new(schemas, key, config.pipeline_settings())?);
     let memory = MemoryPublisher::default();
-    let publisher: Arc<dyn Publisher> = Arc::new(memory.clone());
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let security = common::token_security();
-        serve_on(listener, pipelines, publisher, Arc::new(Metrics::default()), None, security, &config, async {
-            let _ = stopped.await;
-        })
-        .await
-    });
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?.connect().await?;
+    let gateway = common::TestGateway::start_with(&common::schemas(), config, Arc::new(memory.clone())).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.addr))?.connect().await?;
     let mut client =
         IngestClient::new(channel).send_compressed(CompressionEncoding::Gzip).max_encoding_message_size(64 << 20);
-    let call = |records: Vec<SourceRecord>| {
-        let mut r = tonic::Request::new(SubmitRequest { batch_id: String::new(), records });
-        r.metadata_mut().insert("authorization", "Bearer gongan-token".parse().unwrap());
-        r
-    };
+    let call = |records: Vec<SourceRecord>| common::request(SubmitRequest { batch_id: String::new(), records });
 
     // Token mode: a wrong or missing token is UNAUTHENTICATED.
     for token in [Some("Bearer wrong-token"), Some("gongan-token"), None] {
@@ -106,7 +79,6 @@ async fn hostile_input_gets_clear_errors_and_other_records_go_through() -> anyho
     let published = memory.sent().iter().filter(|m| m.topic == "hutong.person.v1").count();
     assert_eq!(published, 2);
 
-    let _ = stop.send(());
-    server.await??;
+    gateway.stop().await?;
     Ok(())
 }

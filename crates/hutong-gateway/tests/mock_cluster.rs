@@ -3,35 +3,17 @@
 
 mod common;
 
-use std::{path::Path, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use hutong_adapter::PseudonymKey;
 use hutong_bus::{BusConfig, KafkaPublisher, Publisher};
-use hutong_gateway::{GatewayConfig, Metrics, Reloader, serve_on};
-use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
+use hutong_gateway::GatewayConfig;
+use hutong_proto::v1::{Status, SubmitRequest};
 use rdkafka::{
     ClientConfig,
     consumer::{BaseConsumer, Consumer},
     message::{Headers, Message},
     mocking::MockCluster,
 };
-use tokio::net::TcpListener;
-
-fn schemas() -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
-}
-
-fn record(source_id: &str, payload: serde_json::Value) -> SourceRecord {
-    SourceRecord {
-        kind: "household_registration".into(),
-        source_id: source_id.into(),
-        revision: 1,
-        op: Op::Upsert as i32,
-        occurred_at: None,
-        payload: serde_json::to_vec(&payload).unwrap(),
-        charset: String::new(),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::Result<()> {
@@ -42,30 +24,16 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
     let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
     let config = GatewayConfig { kafka: bus.clone(), ..GatewayConfig::default() };
 
-    let key = PseudonymKey::new(b"mock-cluster-test-key".to_vec()).unwrap();
-    let pipelines = Arc::new(Reloader::new(schemas(), key, config.pipeline_settings())?);
     let publisher: Arc<dyn Publisher> = Arc::new(KafkaPublisher::new(&bus)?);
-
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        let security = common::token_security();
-        serve_on(listener, pipelines, publisher, Arc::new(Metrics::default()), None, security, &config, async {
-            let _ = stop_rx.await;
-        })
-        .await
-    });
-
-    let mut client = IngestClient::connect(format!("http://{addr}")).await?;
+    let gateway = common::TestGateway::start_with(&common::schemas(), config, publisher).await;
+    let mut client = gateway.client().await;
     let valid = serde_json::json!({"GMSFHM": "11010519491231002X", "XM": "张三", "XB": "男", "MZ": "01",
         "CSRQ": "19491231", "HJDZ_XZQH": "110105", "HJDZ_QHNXXDZ": "朝阳路1号"});
     let invalid = serde_json::json!({"GMSFHM": "110105194912310021", "XM": "李四", "XB": "女"});
-    let mut req = tonic::Request::new(SubmitRequest {
+    let req = common::request(SubmitRequest {
         batch_id: "m".into(),
-        records: vec![record("A", valid), record("B", invalid)],
+        records: vec![common::household("A", valid), common::household("B", invalid)],
     });
-    req.metadata_mut().insert("authorization", "Bearer gongan-token".parse()?);
     let resp = client.submit(req).await?.into_inner();
 
     let a = &resp.results[0];
@@ -104,7 +72,6 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
     assert_eq!(value["sex"], "1");
     assert_eq!(msg.key().map(|k| k.len()), Some(64));
 
-    let _ = stop_tx.send(());
-    server.await??;
+    gateway.stop().await?;
     Ok(())
 }

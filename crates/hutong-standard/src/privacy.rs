@@ -926,11 +926,18 @@ mod tests {
 
     #[test]
     fn treatment_names() {
-        for treatment in [Treatment::Clear, Treatment::Masked, Treatment::Pseudonymised, Treatment::Dropped] {
-            assert_eq!(serde_json::to_value(treatment).unwrap(), treatment.as_str());
-            assert_eq!(serde_json::from_value::<Treatment>(json!(treatment.as_str())).unwrap(), treatment);
-            assert_eq!(treatment.to_string(), treatment.as_str());
+        // The names deployments write in their config files: pinned, each one.
+        for (treatment, name) in [
+            (Treatment::Clear, "clear"),
+            (Treatment::Masked, "masked"),
+            (Treatment::Pseudonymised, "pseudonymised"),
+            (Treatment::Dropped, "dropped"),
+        ] {
+            assert_eq!(treatment.as_str(), name);
+            assert_eq!(serde_json::to_value(treatment).unwrap(), json!(name));
+            assert_eq!(serde_json::from_value::<Treatment>(json!(name)).unwrap(), treatment);
+            assert_eq!(treatment.to_string(), name);
         }
-        assert_eq!(Treatment::Pseudonymised.as_str(), "pseudonymised");
+        assert!(serde_json::from_value::<Treatment>(json!("pseudonymized")).is_err(), "one spelling only");
     }
 }

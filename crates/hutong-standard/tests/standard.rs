@@ -17,12 +17,17 @@ fn every_entity_compiles_and_declares_its_key() {
     assert_eq!(person.major, 1);
     assert_eq!(person.key, "person_key");
     assert_eq!(person.schema_id, "https://schemas.hutong.dev/standard/v1/person.json");
+    let (mut entities, mut examples) = (0, 0);
     for e in s.entities() {
+        entities += 1;
         assert!(e.schema["properties"].get(&e.key).is_some(), "{}: key {} is not a property", e.name, e.key);
         for example in e.schema["examples"].as_array().into_iter().flatten() {
+            examples += 1;
             assert_eq!(e.validate(example), vec![], "{}: its own example is invalid", e.name);
         }
     }
+    assert!(entities >= 8, "the standard has {entities} entities");
+    assert!(examples >= entities, "{examples} examples for {entities} entities");
 }
 
 #[test]
@@ -75,7 +80,24 @@ fn valid_person() -> serde_json::Value {
 
 #[test]
 fn a_valid_person_passes() {
-    assert_eq!(standard().validate("person", &valid_person()), vec![]);
+    let s = standard();
+    let person = valid_person();
+    assert_eq!(s.validate("person", &person), vec![]);
+    // The checks are live: without any one of the schema's required fields, the same record fails
+    // with `required` at the root, naming that field.
+    let required: Vec<&str> = s.entity("person").unwrap().schema["required"]
+        .as_array()
+        .expect("person lists its required fields")
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(required.contains(&"person_key") && required.contains(&"name"), "{required:?}");
+    for field in required {
+        let mut p = person.clone();
+        p.as_object_mut().unwrap().remove(field);
+        let v = s.validate("person", &p);
+        assert!(v.iter().any(|v| v.rule == "required" && v.message.contains(field)), "without {field}: {v:?}");
+    }
 }
 
 #[test]
@@ -179,11 +201,12 @@ fn rendered_reference_is_in_sync() {
 
 #[test]
 fn a_typo_in_an_annotation_fails_the_load() {
-    let dir = tempfile_copy();
+    let copy = tempfile_copy();
+    let dir = copy.path();
     let p = dir.join("standard/v1/person.json");
     let text = std::fs::read_to_string(&p).unwrap().replacen("\"x-pii\"", "\"x-pi\"", 1);
     std::fs::write(&p, text).unwrap();
-    let e = Standard::load(&dir).unwrap_err().to_string();
+    let e = Standard::load(dir).unwrap_err().to_string();
     assert!(e.contains("x-pi") && e.contains("person.json"), "{e}");
 
     let text = std::fs::read_to_string(&p).unwrap().replacen("\"x-pi\"", "\"x-pii\"", 1).replacen(
@@ -192,15 +215,15 @@ fn a_typo_in_an_annotation_fails_the_load() {
         1,
     );
     std::fs::write(&p, text).unwrap();
-    let e = Standard::load(&dir).unwrap_err().to_string();
+    let e = Standard::load(dir).unwrap_err().to_string();
     assert!(e.contains("secret"), "{e}");
-    std::fs::remove_dir_all(dir).unwrap();
 }
 
-fn tempfile_copy() -> std::path::PathBuf {
+/// A copy of `schemas/` in a temporary folder of its own, so tests never share one.
+fn tempfile_copy() -> tempfile::TempDir {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
-    let dst = std::env::temp_dir().join(format!("hutong-standard-{}", std::process::id()));
-    copy_dir(&src, &dst);
+    let dst = tempfile::tempdir().unwrap();
+    copy_dir(&src, dst.path());
     dst
 }
 
@@ -215,17 +238,22 @@ fn copy_dir(src: &Path, dst: &Path) {
 
 #[test]
 fn a_hostile_pattern_in_a_schema_runs_in_linear_time() {
-    let dir = tempfile_copy();
+    let copy = tempfile_copy();
+    let dir = copy.path();
     let p = dir.join("standard/v1/person.json");
     let mut doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
     doc["properties"]["name"]["pattern"] = json!("^(a+)+$");
     doc["properties"]["name"]["maxLength"] = json!(100_000);
     std::fs::write(&p, doc.to_string()).unwrap();
-    let s = Standard::load(&dir).unwrap();
+    let s = Standard::load(dir).unwrap();
     let mut person = valid_person();
-    // Catastrophic for a backtracking engine; the linear-time engine answers at once.
+    // Catastrophic for a backtracking engine; the linear-time engine answers at once. The check
+    // runs on its own thread with a generous bound, so a regression fails instead of hanging.
     person["name"] = json!(format!("{}b", "a".repeat(50_000)));
-    let v = s.validate("person", &person);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(s.validate("person", &person));
+    });
+    let v = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the pattern check hangs: not linear time");
     assert!(v.iter().any(|v| v.pointer == "/name" && v.rule == "pattern"), "{v:?}");
-    std::fs::remove_dir_all(dir).unwrap();
 }

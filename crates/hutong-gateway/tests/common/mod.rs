@@ -1,10 +1,26 @@
-//! Shared by the in-process gateway tests.
+//! Shared by the in-process gateway tests: one [`TestGateway`] (the gRPC
+//! server on 127.0.0.1:0 in token mode, publishing through any
+//! [`Publisher`]), the schemas folder, copies of it, and test records.
+#![allow(dead_code, unreachable_pub)]
 
-use hutong_gateway::{Policy, Security};
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use hutong_adapter::PseudonymKey;
+use hutong_bus::Publisher;
+use hutong_gateway::{GatewayConfig, GatewayError, Metrics, Policy, Reloader, Security, serve_on};
+use hutong_proto::v1::{Op, SourceRecord, ingest_client::IngestClient};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::Channel;
+
+/// The bearer token of 公安 in [`token_security`]'s policy.
+pub const GONGAN_TOKEN: &str = "gongan-token";
 
 /// Token mode for in-process tests: 公安 may submit household registrations with the bearer token
 /// `gongan-token` (the policy holds its SHA-256).
-pub(crate) fn token_security() -> Security {
+pub fn token_security() -> Security {
     Security::plaintext_tokens(
         Policy::parse(
             r#"
@@ -16,4 +32,101 @@ token-sha256 = "e021203578682c86aa6a93422e31c352cb2e7cfd50758a0203dbe1ceeff257d0
         )
         .expect("the test policy parses"),
     )
+}
+
+/// The repository's `schemas/`.
+pub fn schemas() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
+}
+
+/// A copy of `schemas/` in a temporary folder of its own (removed when dropped).
+pub fn schemas_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    copy_dir(&schemas(), dir.path());
+    dir
+}
+
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let p = entry.unwrap().path();
+        let to = dst.join(p.file_name().unwrap());
+        if p.is_dir() { copy_dir(&p, &to) } else { std::fs::copy(&p, &to).map(|_| ()).unwrap() }
+    }
+}
+
+/// The pseudonym key of the in-process tests.
+pub fn key() -> PseudonymKey {
+    PseudonymKey::new(b"in-process-test-key-0123".to_vec()).unwrap()
+}
+
+/// A 公安 household-registration record with `payload`.
+pub fn household(source_id: &str, payload: serde_json::Value) -> SourceRecord {
+    SourceRecord {
+        kind: "household_registration".into(),
+        source_id: source_id.into(),
+        revision: 1,
+        op: Op::Upsert as i32,
+        occurred_at: None,
+        payload: serde_json::to_vec(&payload).unwrap(),
+        charset: String::new(),
+    }
+}
+
+/// A request carrying 公安's bearer token.
+pub fn request<T>(body: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(body);
+    r.metadata_mut().insert("authorization", format!("Bearer {GONGAN_TOKEN}").parse().unwrap());
+    r
+}
+
+/// The gateway's gRPC server in this process.
+pub struct TestGateway {
+    /// `127.0.0.1:PORT`.
+    pub addr: std::net::SocketAddr,
+    /// Its pipelines (reload them to change adapters).
+    pub reloader: Arc<Reloader>,
+    /// Its metrics.
+    pub metrics: Arc<Metrics>,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), GatewayError>>,
+}
+
+impl TestGateway {
+    /// The shipped schemas, default config, token security, publishing through `publisher`.
+    pub async fn start(publisher: Arc<dyn Publisher>) -> Self {
+        Self::start_with(&schemas(), GatewayConfig::default(), publisher).await
+    }
+
+    /// The same with `schemas` and `config`.
+    pub async fn start_with(schemas: &Path, config: GatewayConfig, publisher: Arc<dyn Publisher>) -> Self {
+        let reloader = Arc::new(Reloader::new(schemas.to_owned(), key(), config.pipeline_settings()).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (r, m) = (Arc::clone(&reloader), Arc::clone(&metrics));
+        let task = tokio::spawn(async move {
+            serve_on(listener, r, publisher, m, None, token_security(), &config, async {
+                let _ = stopped.await;
+            })
+            .await
+        });
+        Self { addr, reloader, metrics, stop: Some(stop), task }
+    }
+
+    /// A client of its ingest service.
+    pub async fn client(&self) -> IngestClient<Channel> {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap();
+        IngestClient::new(channel)
+    }
+
+    /// Stops the server and waits until it has.
+    pub async fn stop(mut self) -> Result<(), GatewayError> {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        (&mut self.task).await.expect("the server task")
+    }
 }
