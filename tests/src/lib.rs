@@ -138,8 +138,10 @@ pub fn tansu_bin() -> anyhow::Result<PathBuf> {
 pub struct Broker {
     /// The broker process.
     pub process: Process,
-    /// `127.0.0.1:PORT`.
+    /// `127.0.0.1:PORT` clients bootstrap from.
     pub bootstrap: String,
+    port: u16,
+    advertised: u16,
     _dir: tempfile::TempDir,
     storage: String,
 }
@@ -155,23 +157,46 @@ impl Broker {
         Self::start_with(tempfile::tempdir()?, free_port(), "sqlite://broker.db")
     }
 
-    fn start_with(dir: tempfile::TempDir, port: u16, storage: &str) -> anyhow::Result<Self> {
-        let process = Self::spawn(&dir, port, storage)?;
-        Ok(Self { process, bootstrap: format!("127.0.0.1:{port}"), _dir: dir, storage: storage.to_owned() })
+    /// Starts tansu (memory storage) behind a [`LossyProxy`]: it advertises the proxy's
+    /// address, so every client connection goes through the proxy; `bootstrap` is the proxy.
+    pub async fn start_behind_proxy() -> anyhow::Result<(Self, LossyProxy)> {
+        let (port, proxy_port) = (free_port(), free_port());
+        let proxy = LossyProxy::start(proxy_port, format!("127.0.0.1:{port}")).await?;
+        let dir = tempfile::tempdir()?;
+        let storage = "memory://tansu/";
+        let process = Self::spawn(&dir, port, proxy_port, storage)?;
+        Ok((
+            Self {
+                process,
+                bootstrap: proxy.addr.clone(),
+                port,
+                advertised: proxy_port,
+                _dir: dir,
+                storage: storage.to_owned(),
+            },
+            proxy,
+        ))
     }
 
-    fn spawn(dir: &tempfile::TempDir, port: u16, storage: &str) -> anyhow::Result<Process> {
+    fn start_with(dir: tempfile::TempDir, port: u16, storage: &str) -> anyhow::Result<Self> {
+        let process = Self::spawn(&dir, port, port, storage)?;
+        let bootstrap = format!("127.0.0.1:{port}");
+        Ok(Self { process, bootstrap, port, advertised: port, _dir: dir, storage: storage.to_owned() })
+    }
+
+    fn spawn(dir: &tempfile::TempDir, port: u16, advertised: u16, storage: &str) -> anyhow::Result<Process> {
         let bin = tansu_bin()?;
         let url = format!("tcp://127.0.0.1:{port}");
+        let public = format!("tcp://127.0.0.1:{advertised}");
         let mut cmd = Command::new(bin);
         cmd.current_dir(dir.path())
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &public])
             .args(["--storage-engine", storage]);
         let mut process = Process::spawn(cmd, dir.path().join(format!("tansu-{}.log", std::process::id())))?;
-        let bootstrap = format!("127.0.0.1:{port}");
+        let listen = format!("127.0.0.1:{port}");
         wait_until("tansu to listen", Duration::from_secs(30), || {
             process.check_alive("tansu")?;
-            Ok(TcpStream::connect(&bootstrap).is_ok())
+            Ok(TcpStream::connect(&listen).is_ok())
         })?;
         Ok(process)
     }
@@ -183,8 +208,7 @@ impl Broker {
 
     /// Starts the broker again on the same port and storage.
     pub fn start_again(&mut self) -> anyhow::Result<()> {
-        let port: u16 = self.bootstrap.rsplit(':').next().unwrap_or_default().parse()?;
-        self.process = Self::spawn(&self._dir, port, &self.storage)?;
+        self.process = Self::spawn(&self._dir, self.port, self.advertised, &self.storage)?;
         Ok(())
     }
 
@@ -330,7 +354,8 @@ impl Gateway {
 
     /// Same with the PKI in `pki`, the `schemas/` folder `schemas` and `extra` TOML appended to the config.
     pub async fn start_with(bootstrap: &str, pki: &Path, schemas: &Path, extra: &str) -> anyhow::Result<Self> {
-        let setup = Setup { pki: pki.to_owned(), schemas: schemas.to_owned(), extra: extra.to_owned(), ..Setup::new()? };
+        let setup =
+            Setup { pki: pki.to_owned(), schemas: schemas.to_owned(), extra: extra.to_owned(), ..Setup::new()? };
         Self::start_setup(bootstrap, setup).await
     }
 
@@ -642,4 +667,109 @@ pub fn http_get(url: &str) -> anyhow::Result<(u16, String)> {
         body.to_owned()
     };
     Ok((status, body))
+}
+
+/// A Kafka-protocol proxy in front of a broker that can lose one Produce response: the request
+/// reaches the broker (which appends), its answer is dropped and the client's connection
+/// closed, as a network fault after the append would. Brokers advertise the proxy's address,
+/// so every connection of a client goes through it.
+#[derive(Debug)]
+pub struct LossyProxy {
+    /// `127.0.0.1:PORT` clients connect to.
+    pub addr: String,
+    lose_next_produce: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    lost: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LossyProxy {
+    /// A proxy on a free port in front of `broker` (`host:port`).
+    pub async fn start(port: u16, broker: String) -> anyhow::Result<Self> {
+        use std::sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicUsize},
+        };
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+        let lose_next_produce = Arc::new(AtomicBool::new(false));
+        let lost = Arc::new(AtomicUsize::new(0));
+        let (arm, count) = (Arc::clone(&lose_next_produce), Arc::clone(&lost));
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (arm, count, broker) = (Arc::clone(&arm), Arc::clone(&count), broker.clone());
+                tokio::spawn(async move {
+                    if let Ok(upstream) = tokio::net::TcpStream::connect(&broker).await {
+                        let _ = proxy_connection(client, upstream, arm, count).await;
+                    }
+                });
+            }
+        });
+        Ok(Self { addr: format!("127.0.0.1:{port}"), lose_next_produce, lost, task })
+    }
+
+    /// The answer to the next Produce request that passes is lost.
+    pub fn lose_next_produce_response(&self) {
+        self.lose_next_produce.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many Produce responses were lost so far.
+    pub fn lost(&self) -> usize {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for LossyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One client connection: frames pass both ways; an armed proxy notes the correlation id of
+/// the next Produce request (API key 0), forwards it, and drops the broker's answer to it,
+/// closing the client's side.
+async fn proxy_connection(
+    client: tokio::net::TcpStream,
+    upstream: tokio::net::TcpStream,
+    arm: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    lost: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    async fn frame(r: &mut (impl tokio::io::AsyncRead + Unpin)) -> std::io::Result<Vec<u8>> {
+        let mut len = [0u8; 4];
+        r.read_exact(&mut len).await?;
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        r.read_exact(&mut body).await?;
+        Ok([len.to_vec(), body].concat())
+    }
+    let drop_id = std::sync::Arc::new(AtomicI64::new(-1));
+    let (mut cr, mut cw) = client.into_split();
+    let (mut ur, mut uw) = upstream.into_split();
+    let watch = std::sync::Arc::clone(&drop_id);
+    let requests = tokio::spawn(async move {
+        loop {
+            let f = frame(&mut cr).await?;
+            // Request header: size, api_key (i16), api_version (i16), correlation_id (i32).
+            if f.len() >= 12 && i16::from_be_bytes([f[4], f[5]]) == 0 && arm.swap(false, Ordering::SeqCst) {
+                watch.store(i64::from(i32::from_be_bytes([f[8], f[9], f[10], f[11]])), Ordering::SeqCst);
+            }
+            uw.write_all(&f).await?;
+        }
+        #[allow(unreachable_code)]
+        std::io::Result::Ok(())
+    });
+    let result = async {
+        loop {
+            let f = frame(&mut ur).await?;
+            // Response header: size, correlation_id (i32).
+            let id = i64::from(i32::from_be_bytes([f[4], f[5], f[6], f[7]]));
+            if id == drop_id.load(Ordering::SeqCst) {
+                lost.fetch_add(1, Ordering::SeqCst);
+                return std::io::Result::Ok(());
+            }
+            cw.write_all(&f).await?;
+        }
+    }
+    .await;
+    requests.abort();
+    result
 }

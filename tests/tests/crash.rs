@@ -152,3 +152,39 @@ async fn a_broker_restart_under_load_loses_nothing_acknowledged() -> anyhow::Res
     verify(&broker.bootstrap, &tally.lock().unwrap(), "broker kill -9 and restart");
     Ok(())
 }
+
+/// A Produce response lost after the broker appended (the connection dropped before the answer):
+/// the idempotent producer sends the records again with the same sequence numbers, the broker
+/// recognises the copy, and the log holds each record once. Audit copies are off, so the one
+/// lost response is a batch's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_produce_response_is_retried_without_a_copy_in_the_log() -> anyhow::Result<()> {
+    let (broker, proxy) = Broker::start_behind_proxy().await?;
+    let setup = hutong_tests::Setup { extra: "publish = false\n".into(), ..hutong_tests::Setup::new()? };
+    let gateway = Gateway::start_setup(&broker.bootstrap, setup).await?;
+    let mut client = IngestClient::new(gateway.channel("gongan").await?);
+    let published = |resp: &hutong_proto::v1::SubmitResponse| {
+        resp.results.iter().filter(|r| r.status == Status::Published as i32).count()
+    };
+    let first = client.submit(Request::new(batch(0))).await?.into_inner();
+    assert_eq!(published(&first), PER_BATCH as usize);
+    assert_eq!(hutong_tests::topic_count(&broker.bootstrap, "hutong.person.v1")?, i64::from(PER_BATCH));
+
+    proxy.lose_next_produce_response();
+    let second = client.submit(Request::new(batch(1))).await?.into_inner();
+    assert_eq!(proxy.lost(), 1, "a Produce response was lost");
+    assert_eq!(published(&second), PER_BATCH as usize, "{second:?}");
+    let messages = consume_all(&broker.bootstrap, "hutong.person.v1")?;
+    let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
+    for m in &messages {
+        *per_id.entry(m.headers["ce_id"].as_str()).or_default() += 1;
+    }
+    assert_eq!(messages.len(), 2 * PER_BATCH as usize, "the log holds a copy: {per_id:?}");
+    assert!(per_id.values().all(|n| *n == 1));
+    println!(
+        "lost produce response: 1 response lost, {} records, {} messages in the log",
+        2 * PER_BATCH,
+        messages.len()
+    );
+    Ok(())
+}

@@ -70,7 +70,8 @@ async fn sighup_applies_a_revocation_and_a_policy_change_and_refuses_a_broken_po
     assert_eq!(resp.results[0].status, Status::Published as i32, "an open connection keeps its identity");
 
     // A policy change: 民政 may no longer submit elderly_care.
-    let narrowed = original.replace("kinds = [\"elderly_care\", \"social_assistance\"]", "kinds = [\"social_assistance\"]");
+    let narrowed =
+        original.replace("kinds = [\"elderly_care\", \"social_assistance\"]", "kinds = [\"social_assistance\"]");
     assert_ne!(narrowed, original, "the policy line is where this test expects it");
     std::fs::write(&policy, &narrowed)?;
     gateway.hangup()?;

@@ -29,8 +29,8 @@ fn batch(range: std::ops::Range<u32>) -> SubmitRequest {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gateway_process_spools_survives_kill_9_and_replays_in_order_when_the_broker_returns()
--> anyhow::Result<()> {
+async fn the_gateway_process_spools_survives_kill_9_and_replays_in_order_when_the_broker_returns() -> anyhow::Result<()>
+{
     let mut broker = Broker::start_durable()?;
     let spool_dir = tempfile::tempdir()?;
     let extra = format!(

@@ -69,11 +69,10 @@ fn a_minimal_adapter_loads() {
     assert_eq!((a.department.as_str(), a.kind.as_str(), a.source_version.as_str()), ("d", "k", "1"));
     assert_eq!(a.entities().collect::<Vec<_>>(), ["person"]);
     let out = a
-        .map(&json!({"ID": "11010519491231002X", "N": "张三", "unused": 1}), &MapContext {
-            key: &key(),
-            source_id: "s",
-            revision: 1,
-        })
+        .map(
+            &json!({"ID": "11010519491231002X", "N": "张三", "unused": 1}),
+            &MapContext { key: &key(), source_id: "s", revision: 1 },
+        )
         .unwrap();
     assert_eq!(out.len(), 1);
     let pseudonym = key().pseudonym("11010519491231002X");

@@ -94,7 +94,10 @@ mod tests {
     /// (Python: SHA-1 over the namespace and the length-prefixed fields, RFC 4122 version 5).
     #[test]
     fn event_ids_are_pinned() {
-        assert_eq!(event_id("gongan", "household_registration", "HJ2024001", 1, 0), "6c12f1ba-8aa9-5828-89da-ac3e099da595");
+        assert_eq!(
+            event_id("gongan", "household_registration", "HJ2024001", 1, 0),
+            "6c12f1ba-8aa9-5828-89da-ac3e099da595"
+        );
         assert_eq!(event_id("sifa", "mediation_case", "TJ-2024-0001", 3, 2), "085c7fca-e3c2-54a4-b8fc-3b7141d7de41");
         // The dead-letter copy of a record (output index usize::MAX).
         assert_eq!(

@@ -145,10 +145,15 @@ mod tests {
         }
         assert_eq!(sample(&metrics, "hutong_refusals_total{code=\"PermissionDenied\"}").as_deref(), Some("1"));
         // The file has both entries all the same.
-        let text = std::fs::read_to_string(std::fs::read_dir(dir.path()).unwrap().find_map(|e| {
-            let p = e.ok()?.path();
-            p.extension().is_some_and(|x| x == "jsonl").then_some(p)
-        }).unwrap())
+        let text = std::fs::read_to_string(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .find_map(|e| {
+                    let p = e.ok()?.path();
+                    p.extension().is_some_and(|x| x == "jsonl").then_some(p)
+                })
+                .unwrap(),
+        )
         .unwrap();
         assert_eq!(text.lines().count(), 2);
     }

@@ -138,7 +138,7 @@ impl IngestService {
             self.publish_record(department, index, rec, outcome)
         });
         // The first failure answers the batch at once (e.g. RESOURCE_EXHAUSTED on a full queue).
-        let results: Vec<RecordResult> = match try_join_all(futures).await {
+        let results: Vec<RecordResult> = match try_join_all(futures).await.and_then(|d| self.spool_in_order(d)) {
             Ok(results) => results,
             Err(e) => {
                 warn!(department, error = %e, "batch not delivered");
@@ -203,15 +203,42 @@ impl IngestService {
         Ok(SubmitResponse { batch_id: req.batch_id, results })
     }
 
+    /// The answers of a batch, in record order: the records bound for the spool are appended to
+    /// it in one transaction, in record order (not in the order their deliveries failed), so a
+    /// replay keeps the order per key.
+    fn spool_in_order(&self, delivered: Vec<Delivered>) -> Result<Vec<RecordResult>, BusError> {
+        let waiting: Vec<hutong_bus::OutboundMessage> = delivered
+            .iter()
+            .filter_map(|d| match d {
+                Delivered::Spool { messages, .. } => Some(messages.iter().cloned()),
+                Delivered::Answered(_) => None,
+            })
+            .flatten()
+            .collect();
+        if let (Some(spool), false) = (&self.spool, waiting.is_empty()) {
+            spool.append(&waiting).map_err(|e| match e {
+                SpoolError::Full(_) => BusError::QueueFull,
+                SpoolError::Store(m) => BusError::Unavailable(format!("spool: {m}")),
+            })?;
+        }
+        Ok(delivered
+            .into_iter()
+            .map(|d| match d {
+                Delivered::Answered(r) => r,
+                Delivered::Spool { result, .. } => result,
+            })
+            .collect())
+    }
+
     async fn publish_record(
         &self,
         department: &str,
         index: usize,
         rec: &SourceRecord,
         outcome: Outcome,
-    ) -> Result<RecordResult, BusError> {
+    ) -> Result<Delivered, BusError> {
         let answer = |status: RecordStatus, receipts: Vec<Receipt>, violations: Vec<hutong_standard::Violation>| {
-            record_result(index, rec, status, receipts, violations)
+            Delivered::Answered(record_result(index, rec, status, receipts, violations))
         };
         // The key is built once: looked up now, remembered after delivery.
         let mut dedupe = None;
@@ -233,8 +260,8 @@ impl IngestService {
             .collect();
         let ids: Vec<String> = messages.iter().map(|m| m.event.id.clone()).collect();
         // While the spool holds anything, new records queue behind it: order is kept.
-        if let Some(spool) = self.spool.as_ref().filter(|s| !s.is_empty()) {
-            return self.spooled(spool, &messages, ids, entities, index, rec, violations, status);
+        if self.spool.as_ref().is_some_and(|s| !s.is_empty()) {
+            return Ok(spooled(messages, ids, entities, index, rec, violations, status));
         }
         let copies = self.spool.as_ref().map(|_| messages.clone());
         // All of a record's messages, or an error for the record: OK only when every one is delivered.
@@ -242,10 +269,9 @@ impl IngestService {
             Ok(d) => d,
             // Kafka unreachable and store-and-forward on: durable on disk, then SPOOLED.
             Err(BusError::Unavailable(reason)) if self.spool.is_some() => {
-                let spool = self.spool.as_ref().expect("checked");
                 warn!(department, error = %reason, "kafka unavailable: spooling");
                 let messages = copies.unwrap_or_default();
-                return self.spooled(spool, &messages, ids, entities, index, rec, violations, status);
+                return Ok(spooled(messages, ids, entities, index, rec, violations, status));
             }
             // The broker refuses this record for good (e.g. too large): the record's fault, not the batch's.
             Err(BusError::Refused(reason)) if is_record_refusal(&reason) => {
@@ -274,40 +300,32 @@ impl IngestService {
     }
 }
 
-impl IngestService {
-    /// Writes a record's messages to the spool (fsync'd) and answers SPOOLED.
-    #[allow(clippy::too_many_arguments)]
-    fn spooled(
-        &self,
-        spool: &Spool,
-        messages: &[hutong_bus::OutboundMessage],
-        ids: Vec<String>,
-        entities: Vec<String>,
-        index: usize,
-        rec: &SourceRecord,
-        violations: Vec<hutong_standard::Violation>,
-        status: RecordStatus,
-    ) -> Result<RecordResult, BusError> {
-        spool.append(messages).map_err(|e| match e {
-            SpoolError::Full(_) => BusError::QueueFull,
-            SpoolError::Store(m) => BusError::Unavailable(format!("spool: {m}")),
-        })?;
-        let receipts = messages
-            .iter()
-            .zip(ids)
-            .zip(entities)
-            .map(|((m, event_id), entity)| Receipt {
-                topic: m.topic.clone(),
-                partition: -1,
-                offset: -1,
-                event_id,
-                entity,
-            })
-            .collect();
-        // A spooled reject still reports why it was rejected.
-        let status = if status == RecordStatus::Rejected { RecordStatus::Rejected } else { RecordStatus::Spooled };
-        Ok(record_result(index, rec, status, receipts, violations))
-    }
+/// A record's answer, or its messages bound for the spool with the answer they get there.
+enum Delivered {
+    Answered(RecordResult),
+    Spool { messages: Vec<hutong_bus::OutboundMessage>, result: RecordResult },
+}
+
+/// A record bound for the spool: its messages and the answer, SPOOLED (receipts without offsets).
+#[allow(clippy::too_many_arguments)]
+fn spooled(
+    messages: Vec<hutong_bus::OutboundMessage>,
+    ids: Vec<String>,
+    entities: Vec<String>,
+    index: usize,
+    rec: &SourceRecord,
+    violations: Vec<hutong_standard::Violation>,
+    status: RecordStatus,
+) -> Delivered {
+    let receipts = messages
+        .iter()
+        .zip(ids)
+        .zip(entities)
+        .map(|((m, event_id), entity)| Receipt { topic: m.topic.clone(), partition: -1, offset: -1, event_id, entity })
+        .collect();
+    // A spooled reject still reports why it was rejected.
+    let status = if status == RecordStatus::Rejected { RecordStatus::Rejected } else { RecordStatus::Spooled };
+    Delivered::Spool { messages, result: record_result(index, rec, status, receipts, violations) }
 }
 
 impl IngestService {

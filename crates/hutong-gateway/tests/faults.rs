@@ -182,24 +182,29 @@ async fn broker_down_for_longer_than_the_timeout_is_unavailable_and_a_retry_publ
     );
 }
 
-/// The high watermark of partition 0 of `topic` on the mock cluster.
-fn high_watermark(mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>, topic: &str) -> i64 {
-    let consumer: BaseConsumer = ClientConfig::new()
+/// A consumer asking the mock cluster for the high watermark of partition 0 of a topic.
+fn watermark_reader(mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>) -> BaseConsumer {
+    ClientConfig::new()
         .set("bootstrap.servers", mock.bootstrap_servers())
         .set("group.id", "watermarks")
         .create()
-        .unwrap();
-    consumer.fetch_watermarks(topic, 0, Duration::from_secs(30)).unwrap().1
+        .unwrap()
 }
 
+fn high_watermark(reader: &BaseConsumer, topic: &str) -> i64 {
+    reader.fetch_watermarks(topic, 0, Duration::from_secs(30)).unwrap().1
+}
+
+/// Errors the broker answers before appending: the producer retries them and the log holds
+/// each record once (its high watermark, not a consumer that stops after n messages). A lost
+/// response after the append cannot be tested here: the mock cluster checks sequence numbers
+/// for transactional producers only, so it would append the idempotent producer's retry (it
+/// does: the high watermark reads 9 for 6 records). `tests/tests/crash.rs` loses a response
+/// in front of tansu, which checks them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transient_produce_errors_are_retried_by_the_producer() {
     let mock = MockCluster::new(1).unwrap();
-    // Each produce request times out after 1 s on the producer's side.
-    let h = harness(&mock, |b, _| {
-        b.options.insert("request.timeout.ms".into(), "1000".into());
-    });
-    // Errors the broker answers before appending: the producer retries them.
+    let h = harness(&mock, |_, _| {});
     mock.request_errors(
         RDKafkaApiKey::Produce,
         &[
@@ -210,25 +215,10 @@ async fn transient_produce_errors_are_retried_by_the_producer() {
     );
     let resp = h.service.submit_batch("gongan", batch(0..3)).await.unwrap();
     assert_eq!(statuses(&resp.results), vec![RecordStatus::Published as i32; 3]);
-    assert_eq!(high_watermark(&mock, PERSON), 3, "three records, three messages");
-
-    // A lost response: the broker appends the records, and its answer arrives after the
-    // producer's request timeout, so the producer sends them again. The idempotent producer's
-    // sequence numbers let the broker drop the second copy: the log holds each record once.
-    mock.broker_round_trip_time(1, Duration::from_millis(2_500)).unwrap();
-    let svc = h.service.clone();
-    let call = tokio::spawn(async move { svc.submit_batch("gongan", batch(3..6)).await });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while high_watermark(&mock, PERSON) < 6 {
-        assert!(Instant::now() < deadline, "the records were never appended");
-    }
-    mock.broker_round_trip_time(1, Duration::ZERO).unwrap();
-    let resp = call.await.unwrap().unwrap();
-    assert_eq!(statuses(&resp.results), vec![RecordStatus::Published as i32; 3]);
-    assert_eq!(high_watermark(&mock, PERSON), 6, "a retried produce appended a duplicate");
-    let seen = consume_all(&mock, PERSON, 6);
-    assert_eq!(seen.len(), 6);
-    assert!(seen.values().all(|n| *n == 1), "no ce_id twice: {seen:?}");
+    let reader = watermark_reader(&mock);
+    assert_eq!(high_watermark(&reader, PERSON), 3, "three records, three messages");
+    let seen = consume_all(&mock, PERSON, 3);
+    assert!(seen.len() == 3 && seen.values().all(|n| *n == 1), "each ce_id once: {seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -131,9 +131,11 @@ async fn an_adapter_changed_under_load_maps_each_record_by_one_version() {
     // The new version fills name and address with constants of its own.
     let path = copy.path().join(ADAPTER);
     let old = std::fs::read_to_string(&path).unwrap();
-    let new = old
-        .replace("from = \"XM\"           # 姓名\ntransforms = [\"trim\", \"nfkc\"]", "value = \"新名\"")
-        .replace("from = \"HJDZ_QHNXXDZ\" # 户籍地区划内详细地址\ntransforms = [\"trim\", \"nfkc\"]", "value = \"新址\"");
+    let new =
+        old.replace("from = \"XM\"           # 姓名\ntransforms = [\"trim\", \"nfkc\"]", "value = \"新名\"").replace(
+            "from = \"HJDZ_QHNXXDZ\" # 户籍地区划内详细地址\ntransforms = [\"trim\", \"nfkc\"]",
+            "value = \"新址\"",
+        );
     assert_eq!(new.matches("value = ").count(), 2, "the adapter lines are where this test expects them");
     std::fs::write(&path, new).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -159,7 +161,10 @@ async fn an_adapter_changed_under_load_maps_each_record_by_one_version() {
         .filter(|m| m.topic == "hutong.person.v1")
         .map(|m| {
             let v: serde_json::Value = serde_json::from_slice(&m.value.unwrap()).unwrap();
-            let pair = (v["name"].as_str().unwrap().to_owned(), v["household_registration"]["address_text"].as_str().unwrap().to_owned());
+            let pair = (
+                v["name"].as_str().unwrap().to_owned(),
+                v["household_registration"]["address_text"].as_str().unwrap().to_owned(),
+            );
             (m.event.id, pair)
         })
         .collect();
@@ -172,7 +177,11 @@ async fn an_adapter_changed_under_load_maps_each_record_by_one_version() {
         for r in &resp.results {
             let pair = &persons[&r.receipts[0].event_id];
             assert!(pair == &old_pair || pair == &new_pair, "{}: mapped by a mix of versions: {pair:?}", r.source_id);
-            if pair == &old_pair { old_n += 1 } else { new_n += 1 }
+            if pair == &old_pair {
+                old_n += 1
+            } else {
+                new_n += 1
+            }
             if i < answered_before {
                 assert_eq!(pair, &old_pair, "{}: answered before the change", r.source_id);
             }
