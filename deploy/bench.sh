@@ -3,14 +3,19 @@
 # storage on 127.0.0.1:19092, the gateway, then `hutong bench` (gateway vs raw
 # producer in the same run), streamed and unary, over mTLS with the audit on
 # (as deployed). Arguments go to every
-# `hutong bench` run (e.g. --records 50000).
+# `hutong bench` run (e.g. --records 50000). HUTONG_BIN=path uses that binary
+# instead of building one (to compare two builds in the same session).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source deploy/prereqs.sh
 deploy/broker.sh install
-cargo build --release -p hutong-cli
-HUTONG="$ROOT/target/release/hutong"
+if [ -n "${HUTONG_BIN:-}" ]; then
+  HUTONG="$HUTONG_BIN"
+else
+  cargo build --release -p hutong-cli
+  HUTONG="$ROOT/target/release/hutong"
+fi
 WORK="$(mktemp -d)"
 trap 'kill $GW $BROKER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 ( cd "$WORK" && exec "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" broker --listener-url tcp://127.0.0.1:19092 \

@@ -13,12 +13,28 @@ use std::{
 };
 
 use anyhow::{Context as _, bail, ensure};
-pub use hutong_gateway::ClientAuth;
+pub use hutong_client::ClientAuth;
+
+pub mod inproc;
 use rdkafka::{
     ClientConfig,
     consumer::{BaseConsumer, Consumer},
     message::{Headers, Message},
 };
+
+/// Copies the folder `src` to `dst`, recursively.
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).expect("create the copy");
+    for entry in std::fs::read_dir(src).expect("read the folder") {
+        let p = entry.expect("an entry").path();
+        let to = dst.join(p.file_name().expect("a name"));
+        if p.is_dir() {
+            copy_dir(&p, &to)
+        } else {
+            std::fs::copy(&p, &to).expect("copy a file");
+        }
+    }
+}
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -231,47 +247,23 @@ pub fn hutong_bin() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// A valid 18-character citizen ID (GB 11643) for sequence number `seq`: distinct for
-/// `seq` below 21,000.
-pub fn citizen_id(seq: u32) -> String {
-    let body = format!("3101041985{:02}{:02}{:03}", 1 + seq % 12, 1 + seq % 28, seq % 1000);
-    let check = hutong_standard::checks::gb11643_check_char(&body).expect("17 digits");
-    format!("{body}{check}")
-}
+/// A valid 18-character citizen ID (GB 11643) for sequence number `seq` (the one generator
+/// of the tests and the benchmark).
+pub use hutong_standard::checks::synthetic_citizen_id as citizen_id;
 
 /// The pseudonym key every end-to-end gateway uses.
 pub const TEST_KEY: &str = "hutong-e2e-test-key-0123456789abcdef";
 
 /// The records of a department's NDJSON sample (a path under the repository), each with its
-/// payload as JSON (decoded from its charset for `payload_base64` lines); the kind is the file's name.
+/// payload as JSON (decoded from its charset for `payload_base64` lines); the kind is the file's
+/// name. Read as `hutong ingest` reads it (`hutong_client::read_ndjson`).
 pub fn sample_records(path: &str) -> anyhow::Result<Vec<(hutong_proto::v1::SourceRecord, serde_json::Value)>> {
-    use base64::Engine as _;
     let kind = Path::new(path).file_stem().and_then(|s| s.to_str()).context("a sample file name")?.to_owned();
     let mut out = Vec::new();
-    for line in std::fs::read_to_string(repo_root().join(path))?.lines().filter(|l| !l.trim().is_empty()) {
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        let charset = v["charset"].as_str().unwrap_or_default().to_owned();
-        let (payload, json) = match v["payload_base64"].as_str() {
-            Some(b64) => {
-                let bytes = base64::engine::general_purpose::STANDARD.decode(b64)?;
-                let encoding = encoding_rs::Encoding::for_label(charset.as_bytes()).context("a known charset")?;
-                let (text, _, bad) = encoding.decode(&bytes);
-                ensure!(!bad, "{path}: a payload_base64 that is not {charset}");
-                let json = serde_json::from_str(&text)?;
-                (bytes, json)
-            }
-            None => (serde_json::to_vec(&v["payload"])?, v["payload"].clone()),
-        };
-        let rec = hutong_proto::v1::SourceRecord {
-            kind: kind.clone(),
-            source_id: v["source_id"].as_str().context("source_id")?.into(),
-            revision: v["revision"].as_u64().context("revision")?,
-            op: hutong_proto::v1::Op::Upsert as i32,
-            occurred_at: None,
-            payload,
-            charset,
-        };
-        out.push((rec, json));
+    for line in hutong_client::read_ndjson(&repo_root().join(path), &kind, None)? {
+        let json = hutong_client::decoded_payload(&line.record)
+            .with_context(|| format!("{path}:{}: a payload that is not JSON in its charset", line.number))?;
+        out.push((line.record, json));
     }
     Ok(out)
 }
@@ -459,7 +451,7 @@ impl Gateway {
 
     /// A channel presenting the certificate of `identity` (a department or admin of the local policy).
     pub async fn channel(&self, identity: &str) -> anyhow::Result<tonic::transport::Channel> {
-        ClientAuth::from_pki(&self.pki, Some(identity)).connect(&self.endpoint).await.map_err(anyhow::Error::msg)
+        Ok(ClientAuth::from_pki(&self.pki, Some(identity)).connect(&self.endpoint).await?)
     }
 
     /// The CLI flags that reach this gateway as `identity`.

@@ -96,7 +96,7 @@ fn schema_lint_passes_and_registry_is_in_sync() -> anyhow::Result<()> {
     // And it finds what is wrong: a schema without its title, an entity that is not registered.
     let dir = tempfile::tempdir()?;
     let schemas = dir.path().join("schemas");
-    copy_dir(&repo_root().join("schemas"), &schemas);
+    hutong_tests::copy_dir(&repo_root().join("schemas"), &schemas);
     let grid = schemas.join("standard/v1/grid.json");
     let mut doc: Value = serde_json::from_str(&std::fs::read_to_string(&grid)?)?;
     doc.as_object_mut().unwrap().remove("title");
@@ -157,7 +157,7 @@ fn schema_compat_exit_codes_follow_the_contract() -> anyhow::Result<()> {
 fn an_incompatible_change_to_the_standard_is_refused_with_its_changes() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let schemas = dir.path().join("schemas");
-    copy_dir(&repo_root().join("schemas"), &schemas);
+    hutong_tests::copy_dir(&repo_root().join("schemas"), &schemas);
     let person = schemas.join("standard/v1/person.json");
     let text = std::fs::read_to_string(&person)?.replacen("\"maxLength\": 64", "\"maxLength\": 32", 1);
     std::fs::write(&person, text)?;
@@ -172,13 +172,4 @@ fn an_incompatible_change_to_the_standard_is_refused_with_its_changes() -> anyho
     let out = hutong(&["schema", "lint", "--schemas", schemas.to_str().unwrap()])?;
     assert_eq!(out.status.code(), Some(1));
     Ok(())
-}
-
-fn copy_dir(src: &std::path::Path, dst: &std::path::Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let p = entry.unwrap().path();
-        let to = dst.join(p.file_name().unwrap());
-        if p.is_dir() { copy_dir(&p, &to) } else { std::fs::copy(&p, &to).map(|_| ()).unwrap() }
-    }
 }

@@ -60,8 +60,7 @@ async fn load(endpoint: Arc<Mutex<String>>, tally: Arc<Mutex<Tally>>) {
             }
             let result = async {
                 let channel = hutong_tests::ClientAuth::from_pki(hutong_tests::shared_pki()?, Some("gongan"))
-                    .endpoint(&target)
-                    .map_err(anyhow::Error::msg)?
+                    .endpoint(&target)?
                     .connect_timeout(Duration::from_secs(2))
                     .timeout(Duration::from_secs(60))
                     .connect()

@@ -283,7 +283,7 @@ async fn streaming_retries_keep_event_ids_and_reflection_lists_the_service() -> 
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
     // No client certificate → UNAUTHENTICATED.
     let anonymous = hutong_tests::ClientAuth::from_pki(&gateway.pki, None);
-    let mut anonymous = IngestClient::new(anonymous.connect(&gateway.endpoint).await.map_err(anyhow::Error::msg)?);
+    let mut anonymous = IngestClient::new(anonymous.connect(&gateway.endpoint).await?);
     let err =
         anonymous.submit(Request::new(SubmitRequest { batch_id: String::new(), records: vec![] })).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
@@ -309,7 +309,7 @@ async fn streaming_retries_keep_event_ids_and_reflection_lists_the_service() -> 
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
     // Without a client certificate, reflection is refused like everything but health.
     let anonymous = hutong_tests::ClientAuth::from_pki(&gateway.pki, None);
-    let mut refl = ServerReflectionClient::new(anonymous.connect(&gateway.endpoint).await.map_err(anyhow::Error::msg)?);
+    let mut refl = ServerReflectionClient::new(anonymous.connect(&gateway.endpoint).await?);
     let req = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),

@@ -3,6 +3,8 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::BusError;
+
 /// Kafka settings of the gateway (`[kafka]` in the config file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
@@ -43,10 +45,44 @@ impl Default for BusConfig {
     }
 }
 
+/// librdkafka options `kafka.options` may not set: the delivery guarantees rest on them, or
+/// they have a setting of their own.
+const GUARDED_OPTIONS: &[(&str, &str)] = &[
+    ("acks", "the gateway answers OK only for records every in-sync replica has (acks=all)"),
+    ("request.required.acks", "the gateway answers OK only for records every in-sync replica has (acks=all)"),
+    ("enable.idempotence", "retries must not write a record twice"),
+    ("max.in.flight", "idempotence bounds the requests in flight"),
+    ("max.in.flight.requests.per.connection", "idempotence bounds the requests in flight"),
+    ("bootstrap.servers", "set kafka.bootstrap-servers"),
+    ("metadata.broker.list", "set kafka.bootstrap-servers"),
+    ("message.timeout.ms", "set kafka.message-timeout-ms"),
+    ("linger.ms", "set kafka.linger-ms"),
+    ("queue.buffering.max.ms", "set kafka.linger-ms"),
+];
+
 impl BusConfig {
-    /// The producer configuration: idempotent, `acks=all`, then the passthrough options.
-    pub fn to_rdkafka(&self) -> ClientConfig {
+    /// Checks the settings: `options` may not override what the delivery guarantees rest on
+    /// (`acks`, `enable.idempotence`, `max.in.flight`) nor what has a setting of its own.
+    pub fn validate(&self) -> Result<(), BusError> {
+        if self.bootstrap_servers.trim().is_empty() {
+            return Err(BusError::Config { reason: "kafka.bootstrap-servers is empty".into() });
+        }
+        for key in self.options.keys() {
+            if let Some((_, why)) = GUARDED_OPTIONS.iter().find(|(k, _)| k.eq_ignore_ascii_case(key.trim())) {
+                return Err(BusError::Config { reason: format!("kafka.options may not set {key:?}: {why}") });
+            }
+        }
+        Ok(())
+    }
+
+    /// The producer configuration: idempotent, `acks=all`, then the passthrough options
+    /// (refused when they would override those; see [`Self::validate`]).
+    pub fn to_rdkafka(&self) -> Result<ClientConfig, BusError> {
+        self.validate()?;
         let mut c = ClientConfig::new();
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
         c.set("bootstrap.servers", &self.bootstrap_servers)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -54,10 +90,7 @@ impl BusConfig {
             .set("linger.ms", self.linger_ms.to_string())
             // Nagle's algorithm with delayed ACKs adds ~40 ms to every produce round trip.
             .set("socket.nagle.disable", "true");
-        for (k, v) in &self.options {
-            c.set(k, v);
-        }
-        c
+        Ok(c)
     }
 
     /// Topic names under this configuration's prefix.
@@ -78,7 +111,8 @@ impl TopicNames {
         Self { prefix: prefix.into() }
     }
 
-    /// `<prefix>.<entity>.v<major>`, e.g. `hutong.person.v1`.
+    /// `<prefix>.<entity>.v<major>`, e.g. `hutong.person.v1`: the one formula of an entity's
+    /// topic (the gateway, the registry's subjects, lint and the standard's reference use it).
     pub fn entity(&self, entity: &str, major: u32) -> String {
         format!("{}.{entity}.v{major}", self.prefix)
     }
@@ -91,5 +125,28 @@ impl TopicNames {
     /// `<prefix>.dlq.v1`, the dead-letter topic.
     pub fn dlq(&self) -> String {
         format!("{}.dlq.v1", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_may_not_override_the_delivery_guarantees() {
+        for key in ["acks", "enable.idempotence", "max.in.flight", "Max.In.Flight.Requests.Per.Connection", "linger.ms"]
+        {
+            let mut c = BusConfig::default();
+            c.options.insert(key.to_owned(), "1".to_owned());
+            let e = c.to_rdkafka().unwrap_err().to_string();
+            assert!(e.contains("kafka.options may not set") && e.contains(key), "{key}: {e}");
+        }
+        let mut c = BusConfig::default();
+        c.options.insert("compression.type".into(), "lz4".into());
+        let rd = c.to_rdkafka().unwrap();
+        assert_eq!(rd.get("compression.type"), Some("lz4"));
+        assert_eq!((rd.get("acks"), rd.get("enable.idempotence")), (Some("all"), Some("true")));
+        c.bootstrap_servers = " ".into();
+        assert!(c.validate().is_err());
     }
 }

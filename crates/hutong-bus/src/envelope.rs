@@ -8,6 +8,138 @@ pub const CONTENT_TYPE_JSON: &str = "application/json";
 /// Namespace of Hutong's UUIDv5 event ids.
 const EVENT_NAMESPACE: Uuid = Uuid::from_u128(0x6875_746f_6e67_4000_8000_6576_656e_7473);
 
+/// The output index of a record's dead-letter copy (its event id differs from every output's).
+pub const DEAD_LETTER_INDEX: usize = usize::MAX;
+
+/// What a canonical message says happened to its entity (the last part of `ce_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// The entity is as the value says.
+    Upsert,
+    /// The entity is gone (a tombstone on compacted topics).
+    Delete,
+    /// Something happened (an event record).
+    Event,
+}
+
+impl Op {
+    /// `upsert`, `delete` or `event`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Upsert => "upsert",
+            Self::Delete => "delete",
+            Self::Event => "event",
+        }
+    }
+}
+
+/// Where messages come from: one source record of a department.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin<'a> {
+    /// The department (from its identity, never from the payload).
+    pub department: &'a str,
+    /// The department's source kind.
+    pub kind: &'a str,
+    /// The department's own key of the record.
+    pub source_id: &'a str,
+    /// Its revision.
+    pub revision: u64,
+}
+
+impl Origin<'_> {
+    /// `/departments/<department>/<kind>`: the `ce_source` of its messages.
+    pub fn source(&self) -> String {
+        format!("/departments/{}/{}", self.department, self.kind)
+    }
+
+    /// The event id of its output `index` ([`DEAD_LETTER_INDEX`] for the dead-letter copy).
+    pub fn event_id(&self, index: usize) -> String {
+        event_id(self.department, self.kind, self.source_id, self.revision, index)
+    }
+}
+
+impl CloudEvent {
+    /// The event of output `index` of `origin`: `cn.hutong.<entity>.<op>`, its subject the
+    /// entity key (never a raw identifier), `time` when it happened.
+    pub fn canonical(
+        origin: &Origin<'_>,
+        index: usize,
+        entity: &str,
+        op: Op,
+        subject: Option<String>,
+        time: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: origin.event_id(index),
+            source: origin.source(),
+            ty: format!("cn.hutong.{entity}.{}", op.name()),
+            subject,
+            time,
+            dataschema: None,
+        }
+    }
+}
+
+/// The entity name a dead-letter message carries.
+pub const DEAD_LETTER_ENTITY: &str = "dlq";
+
+/// A rejected record as the dead-letter topic keeps it: who sent what, the original payload
+/// exactly (as JSON when it parses as UTF-8 JSON, else as base64), and every reason.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadLetter<'a, V> {
+    /// The record.
+    pub origin: Origin<'a>,
+    /// What it asked for.
+    pub op: Op,
+    /// The charset it was sent in (empty: UTF-8).
+    pub charset: &'a str,
+    /// The payload as sent.
+    pub payload: &'a [u8],
+    /// When the gateway received it.
+    pub received: DateTime<Utc>,
+    /// Why it was rejected.
+    pub violations: &'a V,
+}
+
+impl<V: Serialize> DeadLetter<'_, V> {
+    /// The message for `topic`, keyed by its event id.
+    pub fn into_message(self, topic: String) -> OutboundMessage {
+        use base64::Engine as _;
+        let utf8 = self.charset.is_empty() || self.charset.eq_ignore_ascii_case("utf-8");
+        let payload = match serde_json::from_slice::<serde_json::Value>(self.payload) {
+            Ok(v) if utf8 => serde_json::json!({ "json": v }),
+            _ => serde_json::json!({ "base64": base64::engine::general_purpose::STANDARD.encode(self.payload) }),
+        };
+        let value = serde_json::json!({
+            "department": self.origin.department,
+            "kind": self.origin.kind,
+            "source_id": self.origin.source_id,
+            "revision": self.origin.revision,
+            "op": self.op.name(),
+            "charset": self.charset,
+            "received_at": self.received.to_rfc3339(),
+            "payload": payload,
+            "violations": self.violations,
+        });
+        let id = self.origin.event_id(DEAD_LETTER_INDEX);
+        OutboundMessage {
+            topic,
+            entity: DEAD_LETTER_ENTITY.to_owned(),
+            key: Some(id.clone()),
+            event: CloudEvent {
+                id,
+                source: self.origin.source(),
+                ty: "cn.hutong.dlq.rejected".to_owned(),
+                subject: None,
+                time: self.received,
+                dataschema: None,
+            },
+            value: Some(serde_json::to_vec(&value).expect("json values serialise")),
+        }
+    }
+}
+
 /// The deterministic event id of output `index` of a source record.
 ///
 /// A retried record has the same (department, kind, source_id, revision), so it
@@ -67,6 +199,10 @@ impl CloudEvent {
 pub struct OutboundMessage {
     /// Topic it goes to.
     pub topic: String,
+    /// The entity it carries (`dlq` for a dead letter, empty for other topics); absent from
+    /// spool files written before it existed.
+    #[serde(default)]
+    pub entity: String,
     /// Kafka key (the entity key); `None` for unkeyed messages.
     pub key: Option<String>,
     /// The CloudEvents attributes, sent as headers.

@@ -42,9 +42,9 @@ impl std::fmt::Debug for KafkaPublisher {
 impl KafkaPublisher {
     /// Creates the producer (it connects lazily).
     pub fn new(config: &BusConfig) -> Result<Self, BusError> {
-        let client = config.to_rdkafka();
+        let client = config.to_rdkafka()?;
         let producer: FutureProducer =
-            client.create().map_err(|e| BusError::Refused(format!("producer config: {e}")))?;
+            client.create().map_err(|e| BusError::Config { reason: format!("producer: {e}") })?;
         Ok(Self {
             producer: Arc::new(ArcSwap::from_pointee(producer)),
             config: Arc::new(client),
@@ -110,7 +110,7 @@ impl Publisher for KafkaPublisher {
                 Err((e, _)) => {
                     if e.rdkafka_error_code() == Some(C::Fatal) || producer.client().fatal_error().is_some() {
                         this.rebuild(&producer);
-                        return Err(BusError::Unavailable(format!("fatal producer error, producer rebuilt: {e}")));
+                        return Err(BusError::unavailable(format!("fatal producer error, producer rebuilt: {e}")));
                     }
                     Err(classify(e))
                 }
@@ -119,29 +119,24 @@ impl Publisher for KafkaPublisher {
     }
 }
 
-/// Sorts a Kafka error into retryable trouble, backpressure or a refusal.
+/// Sorts a Kafka error into retryable trouble, backpressure or a refusal (of the record, of the
+/// gateway, of the topic): the one place a librdkafka error is classified.
 fn classify(e: KafkaError) -> BusError {
     use RDKafkaErrorCode as C;
-    let code = e.rdkafka_error_code();
-    match code {
+    let reason = e.to_string();
+    match e.rdkafka_error_code() {
         Some(C::QueueFull) => BusError::QueueFull,
-        Some(
-            C::MessageSizeTooLarge
-            | C::InvalidMessageSize
-            | C::TopicAuthorizationFailed
-            | C::ClusterAuthorizationFailed
-            | C::InvalidRecord
-            | C::UnknownTopicOrPartition
-            | C::InvalidTopic,
-        ) => BusError::Refused(e.to_string()),
-        _ => BusError::Unavailable(e.to_string()),
+        Some(C::MessageSizeTooLarge | C::InvalidMessageSize | C::InvalidRecord) => BusError::RecordRefused { reason },
+        Some(C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed) => BusError::NotAuthorized { reason },
+        Some(C::UnknownTopicOrPartition | C::InvalidTopic | C::UnknownTopic) => BusError::TopicRefused { reason },
+        _ => BusError::Unavailable { reason },
     }
 }
 
 /// Creates `topics` that do not exist yet; existing ones are left as they are.
 pub async fn ensure_topics(config: &BusConfig, topics: &[String]) -> Result<(), BusError> {
     let admin: AdminClient<DefaultClientContext> =
-        config.to_rdkafka().create().map_err(|e| BusError::Refused(format!("admin client config: {e}")))?;
+        config.to_rdkafka()?.create().map_err(|e| BusError::Config { reason: format!("admin client: {e}") })?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|t| NewTopic::new(t, config.partitions, TopicReplication::Fixed(config.replication_factor)))
@@ -156,7 +151,7 @@ pub async fn ensure_topics(config: &BusConfig, topics: &[String]) -> Result<(), 
             Ok(topic) => info!(topic, "topic created"),
             Err((topic, C::TopicAlreadyExists)) => debug!(topic, "topic exists"),
             Err((topic, code)) => {
-                return Err(BusError::Unavailable(format!("creating topic {topic}: {code}")));
+                return Err(BusError::unavailable(format!("creating topic {topic}: {code}")));
             }
         }
     }

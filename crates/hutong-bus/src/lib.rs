@@ -10,7 +10,10 @@ mod publisher;
 mod spool;
 
 pub use config::{BusConfig, TopicNames};
-pub use envelope::{CONTENT_TYPE_JSON, CloudEvent, OutboundMessage, event_id};
+pub use envelope::{
+    CONTENT_TYPE_JSON, CloudEvent, DEAD_LETTER_ENTITY, DEAD_LETTER_INDEX, DeadLetter, Op, Origin, OutboundMessage,
+    event_id,
+};
 pub use kafka::{KafkaPublisher, ensure_topics};
 pub use publisher::{BusError, MemoryPublisher, PublishFuture, Publisher, Receipt};
 pub use spool::{Spool, SpoolError};

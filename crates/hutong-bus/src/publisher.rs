@@ -15,24 +15,62 @@ pub struct Receipt {
     pub offset: i64,
 }
 
-/// Why a message was not delivered.
-#[derive(Debug, Clone, thiserror::Error)]
+/// Why a message was not delivered (or a Kafka client not made): each kind is decided once,
+/// from librdkafka's error code, in `classify`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BusError {
     /// Broker unreachable, timed out, or a transient error: retry later.
-    #[error("kafka unavailable: {0}")]
-    Unavailable(String),
-    /// The producer queue is full: slow down.
+    #[error("kafka unavailable: {reason}")]
+    Unavailable {
+        /// librdkafka's words.
+        reason: String,
+    },
+    /// The producer queue (or the spool) is full: slow down.
     #[error("producer queue full")]
     QueueFull,
-    /// The broker refused the message for good (too large, not authorised …).
-    #[error("kafka refused the message: {0}")]
-    Refused(String),
+    /// The broker refuses this record for good (too large, invalid): the record's fault.
+    #[error("kafka refused the record: {reason}")]
+    RecordRefused {
+        /// librdkafka's words.
+        reason: String,
+    },
+    /// The broker does not authorise the gateway for the topic or the cluster.
+    #[error("kafka refused the gateway: {reason}")]
+    NotAuthorized {
+        /// librdkafka's words.
+        reason: String,
+    },
+    /// The topic does not exist or its name is invalid.
+    #[error("kafka refused the topic: {reason}")]
+    TopicRefused {
+        /// librdkafka's words.
+        reason: String,
+    },
+    /// The client configuration is refused (by librdkafka or by Hutong's rules).
+    #[error("kafka client configuration: {reason}")]
+    Config {
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 impl BusError {
-    /// Whether the same message may succeed if sent again later.
-    pub fn is_retryable(&self) -> bool {
-        !matches!(self, Self::Refused(_))
+    /// A short name for metrics labels: `unavailable`, `queue_full`, `record_refused`,
+    /// `not_authorized`, `topic_refused` or `config`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable { .. } => "unavailable",
+            Self::QueueFull => "queue_full",
+            Self::RecordRefused { .. } => "record_refused",
+            Self::NotAuthorized { .. } => "not_authorized",
+            Self::TopicRefused { .. } => "topic_refused",
+            Self::Config { .. } => "config",
+        }
+    }
+
+    /// `Unavailable` with `reason`.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self::Unavailable { reason: reason.into() }
     }
 }
 

@@ -124,7 +124,7 @@ impl Spool {
     pub async fn replay(&self, publisher: &dyn Publisher) -> Result<u64, BusError> {
         let mut delivered = 0;
         loop {
-            let chunk = self.peek(256).map_err(|e| BusError::Unavailable(e.to_string()))?;
+            let chunk = self.peek(256).map_err(|e| BusError::unavailable(e.to_string()))?;
             if chunk.is_empty() {
                 return Ok(delivered);
             }
@@ -133,7 +133,7 @@ impl Spool {
             let results = futures::future::join_all(futures).await;
             let ok: Vec<u64> =
                 chunk.iter().zip(&results).take_while(|(_, r)| r.is_ok()).map(|((seq, _), _)| *seq).collect();
-            self.remove(&ok).map_err(|e| BusError::Unavailable(e.to_string()))?;
+            self.remove(&ok).map_err(|e| BusError::unavailable(e.to_string()))?;
             delivered += ok.len() as u64;
             if let Some(Err(e)) = results.into_iter().find(Result::is_err) {
                 warn!(delivered, waiting = self.len(), error = %e, "spool replay paused");
@@ -151,6 +151,7 @@ mod tests {
     fn msg(i: u32) -> OutboundMessage {
         OutboundMessage {
             topic: "t".into(),
+            entity: "person".into(),
             key: Some(format!("k{i}")),
             event: CloudEvent {
                 id: format!("e{i}"),
@@ -162,6 +163,13 @@ mod tests {
             },
             value: Some(format!("{{\"n\":{i}}}").into_bytes()),
         }
+    }
+
+    #[test]
+    fn messages_spooled_before_the_entity_field_still_read() {
+        let old = r#"{"topic":"t","key":"k","event":{"id":"e","source":"/s","ty":"x","subject":null,"time":"2026-11-01T00:00:00Z","dataschema":null},"value":[123,125]}"#;
+        let m: OutboundMessage = serde_json::from_str(old).unwrap();
+        assert_eq!((m.topic.as_str(), m.entity.as_str(), m.value.as_deref()), ("t", "", Some(&b"{}"[..])));
     }
 
     #[tokio::test]

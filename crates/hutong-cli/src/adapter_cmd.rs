@@ -23,18 +23,18 @@ pub(crate) enum AdapterCommand {
 pub(crate) struct Target {
     /// An adapter file, a department folder, or nothing for every adapter.
     path: Option<PathBuf>,
-    /// The `schemas/` folder.
-    #[arg(long, default_value = "schemas")]
-    schemas: PathBuf,
+    /// The configuration and the schemas folder.
+    #[command(flatten)]
+    deployment: crate::config::Deployment,
 }
 
-fn select(target: &Target, standard: &Standard) -> anyhow::Result<Vec<Adapter>> {
+fn select(target: &Target, schemas: &Path, standard: &Standard) -> anyhow::Result<Vec<Adapter>> {
     if let Some(p) = &target.path
         && p.extension().is_some_and(|x| x == "toml")
     {
         return Ok(vec![Adapter::load(p, standard)?]);
     }
-    let all = Adapters::load(&target.schemas.join("departments"), standard)?;
+    let all = Adapters::load(&schemas.join("departments"), standard)?;
     let wanted = target.path.as_deref().map(canonical);
     let chosen: Vec<Adapter> =
         all.iter().filter(|a| wanted.as_ref().is_none_or(|w| canonical(&a.path).starts_with(w))).cloned().collect();
@@ -53,8 +53,9 @@ fn canonical(p: &Path) -> PathBuf {
 pub(crate) fn run(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AdapterCommand::Check(t) => {
-            let standard = Standard::load(&t.schemas)?;
-            let adapters = select(&t, &standard)?;
+            let schemas = t.deployment.load()?.schemas_dir;
+            let standard = Standard::load(&schemas)?;
+            let adapters = select(&t, &schemas, &standard)?;
             for a in &adapters {
                 let entities: Vec<&str> = a.entities().collect();
                 println!("ok    {}/{} → {}  ({})", a.department, a.kind, entities.join(", "), a.path.display());
@@ -63,9 +64,10 @@ pub(crate) fn run(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AdapterCommand::Test(t) => {
-            let standard = Standard::load(&t.schemas)?;
+            let schemas = t.deployment.load()?.schemas_dir;
+            let standard = Standard::load(&schemas)?;
             let (mut passed, mut failed) = (0usize, 0usize);
-            for a in select(&t, &standard)? {
+            for a in select(&t, &schemas, &standard)? {
                 let results = match golden::run_fixtures(&a, &standard) {
                     Ok(r) => r,
                     Err(e) => {

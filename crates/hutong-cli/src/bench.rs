@@ -3,7 +3,6 @@
 //! same broker with the same producer settings (the raw baseline).
 
 use std::{
-    path::PathBuf,
     process::ExitCode,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -13,8 +12,9 @@ use futures::StreamExt as _;
 use hdrhistogram::Histogram;
 use hutong_adapter::PseudonymKey;
 use hutong_bus::{KafkaPublisher, Publisher};
-use hutong_gateway::{Outcome, Pipeline};
+use hutong_pipeline::{Outcome, Pipeline};
 use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
+use hutong_standard::checks::synthetic_citizen_id;
 use serde_json::{Value, json};
 use tonic::Request;
 
@@ -25,9 +25,9 @@ pub(crate) struct BenchArgs {
     /// Gateway and identity (a 公安 certificate: the benchmark submits household registrations).
     #[command(flatten)]
     connect: ConnectArgs,
-    /// Gateway config (schemas, Kafka and pseudonym key) for the raw baseline.
-    #[arg(long, short)]
-    config: Option<PathBuf>,
+    /// The gateway's config (schemas, Kafka and pseudonym key) for the raw baseline.
+    #[command(flatten)]
+    deployment: crate::config::Deployment,
     /// Records to send through the gateway (and, for the baseline, straight to Kafka).
     #[arg(long, default_value_t = 100_000)]
     records: usize,
@@ -58,18 +58,10 @@ pub(crate) struct BenchArgs {
     skip_raw: bool,
 }
 
-/// A valid 18-character citizen ID for sequence number `i`.
-fn citizen_id(i: usize) -> String {
-    let day = chrono::NaiveDate::from_ymd_opt(1950, 1, 1).expect("date") + chrono::Days::new((i / 999) as u64 % 20_000);
-    let body = format!("110105{}{:03}", day.format("%Y%m%d"), 1 + i % 999);
-    let check = hutong_standard::checks::gb11643_check_char(&body).expect("17 digits");
-    format!("{body}{check}")
-}
-
 fn records(n: usize, payload_bytes: usize, run: &str) -> Vec<SourceRecord> {
     (0..n)
         .map(|i| {
-            let mut p = json!({"GMSFHM": citizen_id(i), "XM": format!("压测{i}"), "XB": if i % 2 == 0 { "男" } else { "女" },
+            let mut p = json!({"GMSFHM": synthetic_citizen_id(i as u32), "XM": format!("压测{i}"), "XB": if i % 2 == 0 { "男" } else { "女" },
                 "MZ": "01", "CSRQ": "19800101", "HJDZ_XZQH": "110105", "HJDZ_QHNXXDZ": ""});
             let pad = payload_bytes.saturating_sub(serde_json::to_vec(&p).map(|v| v.len()).unwrap_or(0)) / 3;
             p["HJDZ_QHNXXDZ"] = Value::String("朝阳区建国路八十八号".chars().cycle().take(pad.clamp(1, 250)).collect());
@@ -183,7 +175,7 @@ async fn through_gateway(args: &BenchArgs, recs: Vec<SourceRecord>) -> anyhow::R
 }
 
 async fn raw(args: &BenchArgs, recs: &[SourceRecord]) -> anyhow::Result<Run> {
-    let config = crate::config::load(args.config.as_deref())?;
+    let config = args.deployment.load()?;
     let key = config.pseudonym.load_key().unwrap_or_else(|_| PseudonymKey::new(vec![7; 32]).expect("key"));
     let pipeline = Pipeline::load(&config.schemas_dir, key, config.pipeline_settings())?;
     let now = chrono::Utc::now();

@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use hutong_gateway::Policy;
+use hutong_config::Policy;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, RevocationReason, RevokedCertParams, SanType, SerialNumber,
@@ -98,7 +98,7 @@ fn load_ca(dir: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
 }
 
 fn init(out: &Path, policy: &Path, server_names: &[String], days: i64, force: bool) -> anyhow::Result<()> {
-    let policy = Policy::load(policy).map_err(anyhow::Error::msg)?;
+    let policy = Policy::load(policy)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     if force || !out.join("ca.pem").exists() {
         // A name of its own: another deployment's CA is then an unknown issuer, not a forged one.

@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context as _;
-use hutong_gateway::ClientAuth;
+use hutong_client::ClientAuth;
 use tonic::transport::Channel;
 
 /// Gateway address and caller identity, shared by every command that calls the gateway.
@@ -53,10 +52,6 @@ impl ConnectArgs {
 
     /// A channel to the gateway.
     pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
-        self.auth()
-            .connect(&self.addr)
-            .await
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("cannot reach the gateway at {}", self.addr))
+        Ok(self.auth().connect(&self.addr).await?)
     }
 }

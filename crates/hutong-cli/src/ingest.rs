@@ -6,10 +6,9 @@ use futures::StreamExt as _;
 use hutong_proto::v1::{RecordResult, Status, SubmitRequest, SubmitResponse, ingest_client::IngestClient};
 use tonic::Request;
 
-use crate::{
-    client::ConnectArgs,
-    records::{Line, read_ndjson},
-};
+use hutong_client::{Line, read_ndjson};
+
+use crate::client::ConnectArgs;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct IngestArgs {

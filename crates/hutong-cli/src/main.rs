@@ -7,7 +7,6 @@ mod certs;
 mod client;
 mod config;
 mod ingest;
-mod records;
 mod schema_cmd;
 mod tail;
 mod validate;
@@ -67,9 +66,9 @@ enum Command {
 enum StandardCommand {
     /// Render the standard (entities, fields, code lists) as Markdown.
     Docs {
-        /// The `schemas/` folder.
-        #[arg(long, default_value = "schemas")]
-        schemas: PathBuf,
+        /// The configuration (its topic prefix names the topics) and the schemas folder.
+        #[command(flatten)]
+        deployment: config::Deployment,
         /// Write to this file instead of standard output.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -122,7 +121,7 @@ fn main() -> ExitCode {
             Command::Schema(cmd) => schema_cmd::run(cmd),
             Command::Certs(cmd) => certs::run(cmd),
             Command::Audit(cmd) => audit_cmd::run(cmd),
-            Command::Standard(StandardCommand::Docs { schemas, out }) => standard_docs(&schemas, out.as_deref()),
+            Command::Standard(StandardCommand::Docs { deployment, out }) => standard_docs(&deployment, out.as_deref()),
         }
     });
     match result {
@@ -135,23 +134,31 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = config::load(args.config.as_deref())?;
+    let file = hutong_config::ConfigFile::load(args.config.as_deref())?;
     if args.print_config {
-        println!("{}", toml_like(&config)?);
+        println!("{}", serde_json::to_string_pretty(&file)?);
         return Ok(());
     }
-    hutong_gateway::serve(config, shutdown_signal()).await?;
-    tracing::info!("gateway stopped");
-    Ok(())
+    // Checked as a whole before anything starts.
+    let config = file.validate_and_build()?;
+    #[cfg(feature = "serve")]
+    {
+        hutong_gateway::serve(config, shutdown_signal()).await?;
+        tracing::info!("gateway stopped");
+        Ok(())
+    }
+    #[cfg(not(feature = "serve"))]
+    {
+        let _ = (config, shutdown_signal);
+        anyhow::bail!("this hutong was built without the `serve` feature: it has no gateway")
+    }
 }
 
-fn toml_like(config: &hutong_gateway::GatewayConfig) -> anyhow::Result<String> {
-    Ok(serde_json::to_string_pretty(config)?)
-}
-
-fn standard_docs(schemas: &std::path::Path, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let standard = hutong_standard::Standard::load(schemas)?;
-    let text = hutong_standard::docs::render_markdown(&standard);
+fn standard_docs(deployment: &config::Deployment, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let file = deployment.load()?;
+    let standard = hutong_standard::Standard::load(&file.schemas_dir)?;
+    let topics = file.kafka.topics();
+    let text = hutong_standard::docs::render_markdown(&standard, &|e| topics.entity(&e.name, e.major));
     match out {
         Some(path) => {
             std::fs::write(path, text)?;

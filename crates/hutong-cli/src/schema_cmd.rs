@@ -7,11 +7,13 @@ use std::{
 
 use anyhow::Context as _;
 use hutong_adapter::golden;
+use hutong_bus::TopicNames;
 use hutong_compat::{Change, Mode};
 use hutong_registry::{Registered, Registry, RegistryError};
-use hutong_standard::Standard;
-use hutong_standard::privacy::PrivacyConfig;
+use hutong_standard::{Standard, privacy::PrivacyConfig};
 use serde_json::Value;
+
+use crate::config::Deployment;
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum SchemaCommand {
@@ -37,15 +39,15 @@ pub(crate) enum SchemaCommand {
         /// Override the subject's mode.
         #[arg(long)]
         mode: Option<Mode>,
-        /// The `schemas/` folder.
-        #[arg(long, default_value = "schemas")]
-        schemas: PathBuf,
+        /// The configuration and the schemas folder.
+        #[command(flatten)]
+        deployment: Deployment,
     },
     /// The registry's subjects, versions, ids and modes (as JSON with --json).
     List {
-        /// The `schemas/` folder.
-        #[arg(long, default_value = "schemas")]
-        schemas: PathBuf,
+        /// The configuration and the schemas folder.
+        #[command(flatten)]
+        deployment: Deployment,
         /// One JSON object per subject.
         #[arg(long)]
         json: bool,
@@ -57,9 +59,9 @@ pub(crate) enum SchemaCommand {
         /// The version (default: the latest).
         #[arg(value_name = "VERSION")]
         number: Option<u32>,
-        /// The `schemas/` folder.
-        #[arg(long, default_value = "schemas")]
-        schemas: PathBuf,
+        /// The configuration and the schemas folder.
+        #[command(flatten)]
+        deployment: Deployment,
     },
     /// The changes from OLD to NEW in words an admin reads.
     Diff {
@@ -70,25 +72,26 @@ pub(crate) enum SchemaCommand {
     },
     /// Check the standard: every schema compiles, `$id`s unique and versioned,
     /// titles and descriptions present, annotations valid, code lists exist,
-    /// and every entity's schema is registered.
+    /// and every topic's schema (under the config's topic prefix and `[privacy]`) is registered.
     Lint {
-        /// The `schemas/` folder.
-        #[arg(long, default_value = "schemas")]
-        schemas: PathBuf,
+        /// The configuration and the schemas folder.
+        #[command(flatten)]
+        deployment: Deployment,
+        /// Topic prefix of the subjects (overrides the config's `kafka.topic-prefix`).
+        #[arg(long)]
+        prefix: Option<String>,
     },
     /// Register the standard's entity schemas as new subject versions where
     /// they changed; refused (exit 1) when a change breaks the subject's
     /// compatibility mode, with the changes and the adapters affected.
     Register {
-        /// The `schemas/` folder.
-        #[arg(long, default_value = "schemas")]
-        schemas: PathBuf,
-        /// Topic prefix of the subjects.
-        #[arg(long, default_value = "hutong")]
-        prefix: String,
-        /// The gateway's config: its topic prefix and `[privacy]` topics (each topic's schema is its view).
-        #[arg(long, short)]
-        config: Option<PathBuf>,
+        /// The gateway's config (its topic prefix and `[privacy]` topics: each topic's schema is its
+        /// view) and the schemas folder.
+        #[command(flatten)]
+        deployment: Deployment,
+        /// Topic prefix of the subjects (overrides the config's `kafka.topic-prefix`).
+        #[arg(long)]
+        prefix: Option<String>,
         /// Check only; write nothing.
         #[arg(long)]
         dry_run: bool,
@@ -96,9 +99,9 @@ pub(crate) enum SchemaCommand {
     /// Which adapters no longer pass their static checks or fixtures against
     /// the standard as it is now in `schemas/` (run it after editing a schema).
     Impact {
-        /// The `schemas/` folder.
-        #[arg(long, default_value = "schemas")]
-        schemas: PathBuf,
+        /// The configuration and the schemas folder.
+        #[command(flatten)]
+        deployment: Deployment,
     },
 }
 
@@ -146,15 +149,15 @@ pub(crate) fn run(cmd: SchemaCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        SchemaCommand::Check { subject, new, mode, schemas } => {
+        SchemaCommand::Check { subject, new, mode, deployment } => {
             let new = match read_json(&new) {
                 Ok(n) => n,
                 Err(e) => return Ok(bad_input(e)),
             };
-            let registry = Registry::load(&schemas)?;
-            let (mode, report) = match hutong_gateway::check_subject(&registry, &subject, &new, mode) {
+            let registry = Registry::load(&deployment.load()?.schemas_dir)?;
+            let (mode, report) = match registry.check_subject(&subject, &new, None, mode) {
                 Ok(r) => r,
-                Err(e) => return Ok(bad_input(anyhow::anyhow!(e))),
+                Err(e) => return Ok(bad_input(e.into())),
             };
             for c in &report.all {
                 println!("{} {c}", if c.is_compatible() { "  " } else { "✗ " });
@@ -165,8 +168,8 @@ pub(crate) fn run(cmd: SchemaCommand) -> anyhow::Result<ExitCode> {
             );
             Ok(if report.compatible { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
-        SchemaCommand::List { schemas, json } => {
-            let registry = Registry::load(&schemas)?;
+        SchemaCommand::List { deployment, json } => {
+            let registry = Registry::load(&deployment.load()?.schemas_dir)?;
             for s in registry.subjects() {
                 let versions = registry.versions(s).unwrap_or_default();
                 let latest = registry.version(s, None).map(|v| v.id).unwrap_or_default();
@@ -182,8 +185,8 @@ pub(crate) fn run(cmd: SchemaCommand) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        SchemaCommand::Show { subject, number: version, schemas } => {
-            let registry = Registry::load(&schemas)?;
+        SchemaCommand::Show { subject, number: version, deployment } => {
+            let registry = Registry::load(&deployment.load()?.schemas_dir)?;
             let v = registry
                 .version(&subject, version)
                 .with_context(|| format!("no version {version:?} of subject {subject}"))?;
@@ -191,18 +194,10 @@ pub(crate) fn run(cmd: SchemaCommand) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&v.schema)?);
             Ok(ExitCode::SUCCESS)
         }
-        SchemaCommand::Lint { schemas } => lint(&schemas),
-        SchemaCommand::Register { schemas, prefix, config, dry_run } => {
-            let (prefix, privacy) = match config {
-                Some(path) => {
-                    let c = crate::config::load(Some(&path))?;
-                    (c.kafka.topic_prefix, c.privacy)
-                }
-                None => (prefix, PrivacyConfig::default()),
-            };
-            register(&schemas, &prefix, &privacy, dry_run)
-        }
-        SchemaCommand::Impact { schemas } => {
+        SchemaCommand::Lint { deployment, prefix } => lint(&topics_of(&deployment, prefix)?),
+        SchemaCommand::Register { deployment, prefix, dry_run } => register(&topics_of(&deployment, prefix)?, dry_run),
+        SchemaCommand::Impact { deployment } => {
+            let schemas = deployment.load()?.schemas_dir;
             let standard = Standard::load(&schemas)?;
             Ok(if print_impact(&schemas, &standard) == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
@@ -239,7 +234,31 @@ fn place_in_words(pointer: &str) -> String {
     words.join(" → ")
 }
 
-fn lint(schemas: &Path) -> anyhow::Result<ExitCode> {
+/// Where the subjects come from: the schemas folder, the topic names and the `[privacy]` topics.
+struct Topics {
+    schemas: PathBuf,
+    names: TopicNames,
+    privacy: PrivacyConfig,
+}
+
+impl Topics {
+    /// Every topic's subject and schema (its view) under these names and privacy settings.
+    fn subjects(&self, standard: &Standard) -> anyhow::Result<Vec<(String, Value)>> {
+        let topic = |e: &hutong_standard::Entity| self.names.entity(&e.name, e.major);
+        Ok(Registry::entity_subjects(standard, &topic, &self.privacy)?)
+    }
+}
+
+fn topics_of(deployment: &Deployment, prefix: Option<String>) -> anyhow::Result<Topics> {
+    let mut file = deployment.load()?;
+    if let Some(p) = prefix {
+        file.kafka.topic_prefix = p;
+    }
+    Ok(Topics { schemas: file.schemas_dir, names: file.kafka.topics(), privacy: file.privacy })
+}
+
+fn lint(topics: &Topics) -> anyhow::Result<ExitCode> {
+    let schemas = &topics.schemas;
     let standard = match Standard::load(schemas) {
         Ok(s) => s,
         Err(e) => {
@@ -249,9 +268,7 @@ fn lint(schemas: &Path) -> anyhow::Result<ExitCode> {
     };
     let mut issues: Vec<String> = hutong_standard::lint::lint(&standard).iter().map(ToString::to_string).collect();
     let registry = Registry::load(schemas)?;
-    for (subject, schema) in
-        Registry::entity_subjects(&standard, "hutong", &PrivacyConfig::default()).map_err(anyhow::Error::msg)?
-    {
+    for (subject, schema) in topics.subjects(&standard)? {
         if registry.find(&subject, &schema).is_none() {
             issues.push(format!("{subject}: the current schema is not registered (run `hutong schema register`)"));
         }
@@ -270,11 +287,12 @@ fn lint(schemas: &Path) -> anyhow::Result<ExitCode> {
     Ok(if issues.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn register(schemas: &Path, prefix: &str, privacy: &PrivacyConfig, dry_run: bool) -> anyhow::Result<ExitCode> {
+fn register(topics: &Topics, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let schemas = &topics.schemas;
     let standard = Standard::load(schemas)?;
     let mut registry = Registry::load(schemas)?;
     let mut refused = 0;
-    for (subject, schema) in Registry::entity_subjects(&standard, prefix, privacy).map_err(anyhow::Error::msg)? {
+    for (subject, schema) in topics.subjects(&standard)? {
         match registry.register(&subject, schema, standard.version()) {
             Ok(Registered::Unchanged { version, id }) => {
                 println!("  {subject}: unchanged (version {version}, id {id})")

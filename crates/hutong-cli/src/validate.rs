@@ -4,9 +4,10 @@ use std::{path::PathBuf, process::ExitCode};
 
 use chrono::Utc;
 use hutong_adapter::PseudonymKey;
-use hutong_gateway::Pipeline;
+use hutong_client::read_ndjson;
+use hutong_pipeline::{Pipeline, dry_run};
 
-use crate::records::read_ndjson;
+use crate::config::Deployment;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ValidateArgs {
@@ -18,22 +19,16 @@ pub(crate) struct ValidateArgs {
     kind: String,
     /// NDJSON file, as for `hutong ingest`.
     file: PathBuf,
-    /// Config file (for `schemas-dir`, topic prefix, limits and the pseudonym key).
-    #[arg(long, short)]
-    config: Option<PathBuf>,
-    /// The `schemas/` folder (overrides the config).
-    #[arg(long)]
-    schemas: Option<PathBuf>,
+    /// The configuration and the schemas folder.
+    #[command(flatten)]
+    deployment: Deployment,
     /// Payload field that holds the source id of bare payload lines.
     #[arg(long)]
     id_field: Option<String>,
 }
 
 pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let mut config = crate::config::load(args.config.as_deref())?;
-    if let Some(s) = args.schemas {
-        config.schemas_dir = s;
-    }
+    let config = args.deployment.load()?;
     let key = config.pseudonym.load_key().unwrap_or_else(|e| {
         eprintln!(
             "note: no pseudonym key ({e}); using a throw-away key, so person_key values differ from the gateway's"
@@ -46,7 +41,7 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let now = Utc::now();
     let mut rejected = 0usize;
     for line in &lines {
-        let run = hutong_gateway::dry_run(&pipeline, &args.department, &line.record, now);
+        let run = dry_run(&pipeline, &args.department, &line.record, now);
         rejected += usize::from(!run.is_valid());
         println!("{}", run.to_json(line.number, &line.record.source_id));
     }

@@ -445,25 +445,8 @@ impl<'a> Differ<'a> {
             match (os.property(&name).map(|x| o.with(x)), us.property(&name).map(|x| u.with(x))) {
                 (Some(op), None) => {
                     // Only the update's content model matters when a property disappears.
-                    if self.object_is_open(u, us) {
-                        out.push(at(K::PropertyRemovedFromOpenContentModel, &path));
-                    } else if let Some(partial) = self.object_partial(u, us, &name) {
-                        let d = self.compare(op, partial);
-                        let covered = compatible(&d);
-                        extend_at(out, &path, d);
-                        out.push(at(
-                            if covered {
-                                K::PropertyRemovedIsCoveredByPartiallyOpenContentModel
-                            } else {
-                                K::PropertyRemovedNotCoveredByPartiallyOpenContentModel
-                            },
-                            &path,
-                        ));
-                    } else if self.is_false(op) {
-                        out.push(at(K::PropertyWithFalseRemovedFromClosedContentModel, &path));
-                    } else {
-                        out.push(at(K::PropertyRemovedFromClosedContentModel, &path));
-                    }
+                    let (open, partial) = (self.object_is_open(u, us), self.object_partial(u, us, &name));
+                    self.member_removed(out, &path, op, open, partial, &PROPERTY);
                 }
                 (None, Some(up)) => {
                     // Only the original's content model matters when a property appears.
@@ -481,17 +464,7 @@ impl<'a> Differ<'a> {
                         out.push(at(kind, &path));
                     } else {
                         if let Some(partial) = self.object_partial(o, os, &name) {
-                            let d = self.compare(partial, up);
-                            let covered = compatible(&d);
-                            extend_at(out, &path, d);
-                            out.push(at(
-                                if covered {
-                                    K::PropertyAddedIsCoveredByPartiallyOpenContentModel
-                                } else {
-                                    K::PropertyAddedNotCoveredByPartiallyOpenContentModel
-                                },
-                                &path,
-                            ));
+                            self.covered(out, &path, partial, up, PROPERTY.added_covered);
                         }
                         let kind = if required && has_default(self, up) {
                             K::RequiredPropertyWithDefaultAddedToUnopenContentModel
@@ -558,21 +531,18 @@ impl<'a> Differ<'a> {
             }
         }
 
-        // additionalProperties
-        let path = ["additionalProperties"];
-        if os.permits_additional != us.permits_additional {
-            out.push(at(
-                if us.permits_additional { K::AdditionalPropertiesAdded } else { K::AdditionalPropertiesRemoved },
-                &path,
-            ));
-        } else if os.additional.is_none() && us.additional.is_some() {
-            out.push(at(K::AdditionalPropertiesNarrowed, &path));
-        } else if os.additional.is_some() && us.additional.is_none() {
-            out.push(at(K::AdditionalPropertiesExtended, &path));
-        } else {
-            let d = self.compare_opt(os.additional.map(|x| o.with(x)), us.additional.map(|x| u.with(x)));
-            extend_at(out, &path, d);
-        }
+        self.compare_additional(
+            out,
+            "additionalProperties",
+            (os.permits_additional, os.additional.map(|x| o.with(x))),
+            (us.permits_additional, us.additional.map(|x| u.with(x))),
+            [
+                K::AdditionalPropertiesAdded,
+                K::AdditionalPropertiesRemoved,
+                K::AdditionalPropertiesExtended,
+                K::AdditionalPropertiesNarrowed,
+            ],
+        );
 
         self.compare_unevaluated(
             out,
@@ -601,6 +571,61 @@ impl<'a> Differ<'a> {
             us.min_properties,
             [K::MinPropertiesAdded, K::MinPropertiesRemoved, K::MinPropertiesIncreased, K::MinPropertiesDecreased],
         );
+    }
+
+    /// A member (property or tuple item) only the original has; the update's content model
+    /// decides: open, partially open (`partial`: the schema that now covers the member's
+    /// place), or closed.
+    fn member_removed(
+        &mut self,
+        out: &mut Diffs,
+        path: &[&str],
+        member: N,
+        open: bool,
+        partial: Option<N>,
+        k: &Member,
+    ) {
+        if open {
+            out.push(at(k.removed_from_open, path));
+        } else if let Some(partial) = partial {
+            self.covered(out, path, member, partial, k.removed_covered);
+        } else if self.is_false(member) {
+            out.push(at(k.false_removed_from_closed, path));
+        } else {
+            out.push(at(k.removed_from_closed, path));
+        }
+    }
+
+    /// Compares `original` with `update` at `path`, then says whether the one covers the other:
+    /// `[covered, not covered]`.
+    fn covered(&mut self, out: &mut Diffs, path: &[&str], original: N, update: N, [yes, no]: [K; 2]) {
+        let d = self.compare(original, update);
+        let covered = compatible(&d);
+        extend_at(out, path, d);
+        out.push(at(if covered { yes } else { no }, path));
+    }
+
+    /// `additionalProperties`/`additionalItems`, each side as (permits more, its schema):
+    /// `[added, removed, extended, narrowed]`.
+    fn compare_additional(
+        &mut self,
+        out: &mut Diffs,
+        keyword: &str,
+        (o_permits, o_schema): (bool, Option<N>),
+        (u_permits, u_schema): (bool, Option<N>),
+        [added, removed, extended, narrowed]: [K; 4],
+    ) {
+        let path = [keyword];
+        if o_permits != u_permits {
+            out.push(at(if u_permits { added } else { removed }, &path));
+        } else if o_schema.is_none() && u_schema.is_some() {
+            out.push(at(narrowed, &path));
+        } else if o_schema.is_some() && u_schema.is_none() {
+            out.push(at(extended, &path));
+        } else {
+            let d = self.compare_opt(o_schema, u_schema);
+            extend_at(out, &path, d);
+        }
     }
 
     /// `unevaluatedItems`/`unevaluatedProperties`: `[added, removed, extended, narrowed]`.
@@ -661,27 +686,8 @@ impl<'a> Differ<'a> {
         }
         for (i, &item) in os.item_schemas.iter().enumerate().skip(common) {
             let segment = format!("items/{i}");
-            let path = [segment.as_str()];
-            let original_item = o.with(item);
-            if self.array_is_open(u, us) {
-                out.push(at(K::ItemRemovedFromOpenContentModel, &path));
-            } else if let Some(partial) = self.array_partial(u, us) {
-                let d = self.compare(original_item, partial);
-                let covered = compatible(&d);
-                extend_at(out, &path, d);
-                out.push(at(
-                    if covered {
-                        K::ItemRemovedIsCoveredByPartiallyOpenContentModel
-                    } else {
-                        K::ItemRemovedNotCoveredByPartiallyOpenContentModel
-                    },
-                    &path,
-                ));
-            } else if self.is_false(original_item) {
-                out.push(at(K::ItemWithFalseRemovedFromClosedContentModel, &path));
-            } else {
-                out.push(at(K::ItemRemovedFromClosedContentModel, &path));
-            }
+            let (open, partial) = (self.array_is_open(u, us), self.array_partial(u, us));
+            self.member_removed(out, &[segment.as_str()], o.with(item), open, partial, &ITEM);
         }
         for (i, &item) in us.item_schemas.iter().enumerate().skip(common) {
             let segment = format!("items/{i}");
@@ -697,37 +703,24 @@ impl<'a> Differ<'a> {
                     &path,
                 ));
             } else if let Some(partial) = self.array_partial(o, os) {
-                let d = self.compare(partial, update_item);
-                let covered = compatible(&d);
-                extend_at(out, &path, d);
-                out.push(at(
-                    if covered {
-                        K::ItemAddedIsCoveredByPartiallyOpenContentModel
-                    } else {
-                        K::ItemAddedNotCoveredByPartiallyOpenContentModel
-                    },
-                    &path,
-                ));
+                self.covered(out, &path, partial, update_item, ITEM.added_covered);
             } else {
                 out.push(at(K::ItemAddedToClosedContentModel, &path));
             }
         }
 
-        // additional items
-        let path = ["additionalItems"];
-        if os.permits_additional != us.permits_additional {
-            out.push(at(
-                if os.permits_additional { K::AdditionalItemsRemoved } else { K::AdditionalItemsAdded },
-                &path,
-            ));
-        } else if os.additional.is_none() && us.additional.is_some() {
-            out.push(at(K::AdditionalItemsNarrowed, &path));
-        } else if os.additional.is_some() && us.additional.is_none() {
-            out.push(at(K::AdditionalItemsExtended, &path));
-        } else {
-            let d = self.compare_opt(os.additional.map(|x| o.with(x)), us.additional.map(|x| u.with(x)));
-            extend_at(out, &path, d);
-        }
+        self.compare_additional(
+            out,
+            "additionalItems",
+            (os.permits_additional, os.additional.map(|x| o.with(x))),
+            (us.permits_additional, us.additional.map(|x| u.with(x))),
+            [
+                K::AdditionalItemsAdded,
+                K::AdditionalItemsRemoved,
+                K::AdditionalItemsExtended,
+                K::AdditionalItemsNarrowed,
+            ],
+        );
 
         self.compare_unevaluated(
             out,
@@ -776,6 +769,45 @@ impl<'a> Differ<'a> {
         );
     }
 }
+
+/// The change kinds of a member (property or tuple item) that only one side has.
+struct Member {
+    removed_from_open: K,
+    /// `[covered, not covered]` by the update's partially open content model.
+    removed_covered: [K; 2],
+    false_removed_from_closed: K,
+    removed_from_closed: K,
+    /// `[covered, not covered]` by the original's partially open content model.
+    added_covered: [K; 2],
+}
+
+const PROPERTY: Member = Member {
+    removed_from_open: K::PropertyRemovedFromOpenContentModel,
+    removed_covered: [
+        K::PropertyRemovedIsCoveredByPartiallyOpenContentModel,
+        K::PropertyRemovedNotCoveredByPartiallyOpenContentModel,
+    ],
+    false_removed_from_closed: K::PropertyWithFalseRemovedFromClosedContentModel,
+    removed_from_closed: K::PropertyRemovedFromClosedContentModel,
+    added_covered: [
+        K::PropertyAddedIsCoveredByPartiallyOpenContentModel,
+        K::PropertyAddedNotCoveredByPartiallyOpenContentModel,
+    ],
+};
+
+const ITEM: Member = Member {
+    removed_from_open: K::ItemRemovedFromOpenContentModel,
+    removed_covered: [
+        K::ItemRemovedIsCoveredByPartiallyOpenContentModel,
+        K::ItemRemovedNotCoveredByPartiallyOpenContentModel,
+    ],
+    false_removed_from_closed: K::ItemWithFalseRemovedFromClosedContentModel,
+    removed_from_closed: K::ItemRemovedFromClosedContentModel,
+    added_covered: [
+        K::ItemAddedIsCoveredByPartiallyOpenContentModel,
+        K::ItemAddedNotCoveredByPartiallyOpenContentModel,
+    ],
+};
 
 /// `StringSchemaDiff`.
 fn compare_string(out: &mut Diffs, o: &StringSchema, u: &StringSchema) {

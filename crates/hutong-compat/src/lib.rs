@@ -150,6 +150,16 @@ impl Mode {
         matches!(self, Mode::BackwardTransitive | Mode::ForwardTransitive | Mode::FullTransitive)
     }
 
+    /// The transitive form of the mode (checking against every version); itself when it has none.
+    pub fn transitive(self) -> Mode {
+        match self {
+            Mode::Backward => Mode::BackwardTransitive,
+            Mode::Forward => Mode::ForwardTransitive,
+            Mode::Full => Mode::FullTransitive,
+            other => other,
+        }
+    }
+
     fn checks_backward(&self) -> bool {
         matches!(self, Mode::Backward | Mode::Full | Mode::BackwardTransitive | Mode::FullTransitive)
     }
@@ -256,6 +266,10 @@ mod tests {
             assert_eq!(m.to_string().parse::<Mode>(), Ok(m));
         }
         assert_eq!(Mode::BackwardTransitive.to_string(), "BACKWARD_TRANSITIVE");
+        assert_eq!(Mode::Backward.transitive(), Mode::BackwardTransitive);
+        assert_eq!(Mode::Full.transitive(), Mode::FullTransitive);
+        assert_eq!(Mode::None.transitive(), Mode::None);
+        assert_eq!(Mode::ForwardTransitive.transitive(), Mode::ForwardTransitive);
     }
 
     #[test]

@@ -2,35 +2,92 @@
 //! refusal, appended to the hash-chained log on disk (`hutong audit verify`)
 //! and copied to the audit topic.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::Utc;
 use hutong_audit::AuditLog;
 use hutong_bus::{CloudEvent, OutboundMessage, Publisher};
 use prometheus_client::metrics::{counter::Counter, family::Family};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use tracing::error;
 
 use crate::{Metrics, metrics::RefusalLabels};
 
-/// Where the audit trail goes (`[audit]`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct AuditConfig {
-    /// Directory of the day files (`audit-YYYYMMDD.jsonl`).
-    pub dir: PathBuf,
-    /// Days a day file is kept. The default, 190, keeps more than the six
-    /// months the Cybersecurity Law (网络安全法, art. 21) requires for logs.
-    pub retention_days: u32,
-    /// Copy every entry to the audit topic (`<prefix>.audit.v1`) as well.
-    pub publish: bool,
+/// One entry of the audit trail: who did what, with which outcome. Never a payload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum AuditEvent {
+    /// A department's batch of records, and what became of it.
+    Submit {
+        /// The department.
+        principal: String,
+        /// Always `department`.
+        role: &'static str,
+        /// Its network address.
+        peer: Option<String>,
+        /// The batch id it gave (at most 128 characters).
+        batch_id: String,
+        /// Records per kind (kinds clipped to 64 characters).
+        kinds: BTreeMap<String, usize>,
+        /// `Ok`, or the gRPC code of the failure.
+        outcome: String,
+        /// How the batch ended, when it was answered.
+        #[serde(flatten, skip_serializing_if = "Option::is_none")]
+        answered: Option<Answered>,
+        /// Why it failed, when it did.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        /// Every event id handed to Kafka before a failure: delivery unconfirmed (some may
+        /// have arrived; a retry reuses the same ids).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        event_ids_unconfirmed: Option<Vec<String>>,
+    },
+    /// An admin call.
+    Admin {
+        /// The admin identity.
+        principal: String,
+        /// Always `admin`.
+        role: &'static str,
+        /// The operation.
+        operation: &'static str,
+        /// What was asked about (subject, kind …), never a payload.
+        detail: Value,
+        /// `Ok`, or the gRPC code.
+        outcome: String,
+    },
+    /// A refused call or connection.
+    Denied {
+        /// The identity, when known.
+        principal: Option<String>,
+        /// `department` or `admin`, when known.
+        role: Option<&'static str>,
+        /// The network address.
+        peer: Option<String>,
+        /// What was attempted (`connect`, `Submit <kind>`, an admin operation …).
+        action: String,
+        /// The gRPC code answered (`Unauthenticated`, `PermissionDenied`).
+        code: String,
+        /// Why.
+        reason: String,
+    },
 }
 
-impl Default for AuditConfig {
-    fn default() -> Self {
-        Self { dir: PathBuf::from("audit"), retention_days: 190, publish: true }
-    }
+/// The counts and event ids of an answered batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Answered {
+    /// Records in the batch.
+    pub records: usize,
+    /// Answered PUBLISHED.
+    pub published: usize,
+    /// Answered REJECTED.
+    pub rejected: usize,
+    /// Answered DUPLICATE.
+    pub duplicate: usize,
+    /// Answered SPOOLED.
+    pub spooled: usize,
+    /// Every event id of the answers' receipts.
+    pub event_ids: Vec<String>,
 }
 
 /// Appends audit events; cheap to share.
@@ -59,16 +116,14 @@ impl Auditor {
         Self { log: None, topic: None, errors: Counter::default(), refusals: Family::default() }
     }
 
-    /// Appends one event (a JSON object with a `type`). The file is the
-    /// record; the topic copy is sent in the background. A `denied` event
-    /// also counts as a refusal, by its `code`.
-    pub fn record(&self, event: Value) {
-        if event["type"] == "denied" {
-            let code = event["code"].as_str().unwrap_or("Unknown").to_owned();
-            self.refusals.get_or_create(&RefusalLabels { code }).inc();
+    /// Appends one event. The file is the record; the topic copy is sent in the
+    /// background. A refusal also counts in `hutong_refusals_total`, by its code.
+    pub fn record(&self, event: AuditEvent) {
+        if let AuditEvent::Denied { code, .. } = &event {
+            self.refusals.get_or_create(&RefusalLabels { code: code.clone() }).inc();
         }
         let Some(log) = &self.log else { return };
-        let entry = match log.append(event) {
+        let entry = match log.append(serde_json::to_value(&event).expect("audit events serialise")) {
             Ok(e) => e,
             Err(e) => {
                 self.errors.inc();
@@ -79,6 +134,7 @@ impl Auditor {
         if let Some((topic, publisher)) = &self.topic {
             let message = OutboundMessage {
                 topic: topic.clone(),
+                entity: String::new(),
                 key: Some(entry.seq.to_string()),
                 event: CloudEvent {
                     id: format!("audit-{}-{}", entry.seq, &entry.hash[..16]),
@@ -120,7 +176,7 @@ mod tests {
 
     impl Publisher for Down {
         fn publish(&self, _: OutboundMessage) -> hutong_bus::PublishFuture {
-            let refused: PublishFuture = Box::pin(async { Err(BusError::Unavailable("test: down".into())) });
+            let refused: PublishFuture = Box::pin(async { Err(BusError::unavailable("test: down")) });
             refused
         }
     }
@@ -136,8 +192,21 @@ mod tests {
         let log = AuditLog::open(dir.path(), 190).unwrap();
         let auditor = Auditor::new(log, Some(("hutong.audit.v1".into(), Arc::new(Down))), &metrics);
         assert_eq!(sample(&metrics, "hutong_audit_errors_total").as_deref(), Some("0"));
-        auditor.record(serde_json::json!({"type": "denied", "code": "PermissionDenied", "action": "Submit"}));
-        auditor.record(serde_json::json!({"type": "admin", "operation": "ListSchemas"}));
+        auditor.record(AuditEvent::Denied {
+            principal: None,
+            role: None,
+            peer: None,
+            action: "Submit".into(),
+            code: "PermissionDenied".into(),
+            reason: "test".into(),
+        });
+        auditor.record(AuditEvent::Admin {
+            principal: "ops".into(),
+            role: "admin",
+            operation: "ListSchemas",
+            detail: Value::Null,
+            outcome: "Ok".into(),
+        });
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         while sample(&metrics, "hutong_audit_errors_total").as_deref() != Some("2") {
             assert!(std::time::Instant::now() < deadline, "{}", metrics.encode());

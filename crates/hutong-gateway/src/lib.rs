@@ -1,30 +1,38 @@
-//! The Hutong gateway: the `hutong.v1.Ingest` gRPC service, the pipeline from
-//! a department's source record to canonical messages on the bus, and the
-//! server around them (health, reflection, graceful shutdown).
+//! The Hutong gateway: the gRPC services (`hutong.v1.Ingest`, `hutong.v1.Admin`,
+//! health, reflection) behind mTLS and the policy, the schema registry's REST
+//! API and `/metrics`, wired to the pipeline (`hutong-pipeline`) and the bus
+//! (`hutong-bus`). Rooms by responsibility:
+//!
+//! - `ingest/`: the ingest service — batches, admission, the dedupe window, delivery and receipts, the spool;
+//! - `admin/`: the admin service;
+//! - `registry_api/`: the Confluent-compatible REST API;
+//! - `auth/`: the policy file, the guard of every call, TLS;
+//! - `audit.rs`: the typed audit events and their trail;
+//! - `metrics.rs`, `error.rs` (one error vocabulary), `server.rs` (start, signals, stop).
+//!
+//! Its configuration and policy files are read by `hutong-config`.
 #![warn(missing_docs)]
 
 mod admin;
 mod audit;
-mod config;
+mod auth;
+mod error;
+mod ingest;
 mod metrics;
-mod pipeline;
 mod registry_api;
-mod reload;
-mod security;
 mod server;
-mod service;
-mod tls;
 
-pub use admin::{AdminService, DryRun, check_subject, dry_run};
-pub use audit::{AuditConfig, Auditor};
-pub use config::{DeliveryConfig, GatewayConfig, LimitsConfig, PseudonymConfig, RegistryConfig, SpoolConfig};
-pub use metrics::{Metrics, router as metrics_router};
-pub use pipeline::{Outcome, Pipeline, PipelineSettings, Prepared};
-pub use registry_api::router as registry_router;
-pub use reload::{ReloadStatus, Reloader, WatchGuard};
-pub use security::{
-    ADMIN_OPERATIONS, AuthConfig, AuthMode, Guard, Policy, PolicyIdentity, Principal, certificate_names, token_sha256,
+pub use admin::AdminService;
+pub use audit::{Answered, AuditEvent, Auditor};
+pub use auth::{Guard, Security, SecurityError};
+pub use error::{ErrorCode, GatewayError};
+/// The configuration and policy files (`hutong-config`), as the gateway reads them.
+pub use hutong_config::{
+    ADMIN_OPERATIONS, AuditConfig, AuthConfig, AuthMode, CONFIG_VERSION, ConfigError, ConfigFile, DeliveryConfig,
+    GatewayConfig, Limits, LimitsConfig, Policy, PolicyError, PolicyIdentity, Principal, PseudonymConfig,
+    RegistryConfig, SpoolConfig, token_sha256,
 };
-pub use server::{GatewayError, Security, serve, serve_on};
-pub use service::IngestService;
-pub use tls::{ClientAuth, error_chain};
+pub use ingest::IngestService;
+pub use metrics::{BeforeScrape, Metrics, router as metrics_router};
+pub use registry_api::router as registry_router;
+pub use server::{serve, serve_on};

@@ -36,7 +36,8 @@ pub struct RuleLabels {
 /// Labels of `hutong_delivery_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
-    /// `unavailable`, `queue_full`, `refused` or `admission`.
+    /// `admission`, or the kind of bus trouble: `unavailable`, `queue_full`, `not_authorized`,
+    /// `topic_refused`, `record_refused`, `config`.
     pub kind: String,
 }
 
@@ -147,12 +148,15 @@ impl Metrics {
     }
 }
 
+/// Refreshes, at scrape time, the gauges read from elsewhere (producer queue, spool, reloads).
+pub type BeforeScrape = Arc<dyn Fn(&Metrics) + Send + Sync>;
+
 /// `GET /metrics`; `before_scrape` refreshes gauges read from elsewhere.
-pub fn router(metrics: Arc<Metrics>, before_scrape: Arc<dyn Fn(&Metrics) + Send + Sync>) -> Router {
+pub fn router(metrics: Arc<Metrics>, before_scrape: BeforeScrape) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(|State((m, f)): State<(Arc<Metrics>, Arc<dyn Fn(&Metrics) + Send + Sync>)>| async move {
+            get(|State((m, f)): State<(Arc<Metrics>, BeforeScrape)>| async move {
                 f(&m);
                 ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
                     .into_response()

@@ -1,126 +1,18 @@
+//! Starting and stopping the gateway: load the configuration's pieces, create
+//! the topics, serve the gRPC port and the registry's HTTP port, replay the
+//! spool, reload on SIGHUP, and on SIGTERM finish what is in flight.
+
 use std::{future::Future, sync::Arc, time::Duration};
 
-use arc_swap::ArcSwap;
-
-use hutong_adapter::{AdapterError, PseudonymKey};
-use hutong_bus::{BusError, KafkaPublisher, Publisher, Spool, ensure_topics};
+use hutong_bus::{KafkaPublisher, Publisher, Spool, ensure_topics};
+use hutong_pipeline::Reloader;
 use hutong_proto::v1::{admin_server::AdminServer, ingest_server::IngestServer};
-use hutong_standard::StandardError;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{codec::CompressionEncoding, service::interceptor::InterceptedService, transport::Server};
 use tracing::{info, warn};
 
-use crate::{
-    AdminService, AuthMode, GatewayConfig, IngestService, Metrics, Policy, PseudonymConfig, Reloader, audit::Auditor,
-    security::Guard,
-};
-
-/// Why the gateway could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum GatewayError {
-    /// The standard did not load.
-    #[error("standard")]
-    Standard(#[from] StandardError),
-    /// An adapter did not load.
-    #[error("adapter")]
-    Adapter(#[from] AdapterError),
-    /// Kafka could not be set up.
-    #[error("kafka")]
-    Bus(#[from] BusError),
-    /// The schema registry is unreadable, or the standard is not registered.
-    #[error("registry: {0}")]
-    Registry(String),
-    /// The pseudonym key is missing or too short.
-    #[error("pseudonym key: {0}")]
-    Key(String),
-    /// The listener or the server failed.
-    #[error("server: {0}")]
-    Transport(String),
-    /// TLS, the policy file or the audit log could not be set up.
-    #[error("security: {0}")]
-    Security(String),
-}
-
-/// Who may call, over which transport: what `serve_on` needs besides the pipeline.
-#[derive(Clone)]
-pub struct Security {
-    /// Authentication, authorisation and the audit trail.
-    pub guard: Arc<Guard>,
-    /// The TLS configuration (swapped on SIGHUP); `None` serves plaintext (token mode only).
-    pub tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
-    /// Longest a TLS handshake may take.
-    pub handshake_timeout: Duration,
-}
-
-impl Security {
-    /// Loads the policy, the TLS files and opens the audit log of `config`;
-    /// audit entries are copied to the audit topic through `publisher`.
-    pub fn load(
-        config: &GatewayConfig,
-        publisher: Option<Arc<dyn Publisher>>,
-        metrics: &Metrics,
-    ) -> Result<Self, GatewayError> {
-        let sec = |e: String| GatewayError::Security(e);
-        let policy = Policy::load(&config.auth.policy_file).map_err(sec)?;
-        let log = hutong_audit::AuditLog::open(&config.audit.dir, config.audit.retention_days)
-            .map_err(|e| sec(format!("audit log: {e}")))?;
-        let topic = publisher.filter(|_| config.audit.publish).map(|p| (config.kafka.topics().audit(), p));
-        let auditor = Arc::new(Auditor::new(log, topic, metrics));
-        let tls = crate::tls::server_config(&config.auth).map_err(sec)?.map(|c| Arc::new(ArcSwap::new(c)));
-        if config.auth.mode == AuthMode::Token {
-            let banner = "TOKEN MODE: callers are identified by static bearer tokens, not certificates. \
-                          For development and trials only; never in production.";
-            eprintln!("\n!!! {banner}{} !!!\n", if tls.is_none() { " The port is PLAINTEXT." } else { "" });
-            warn!(plaintext = tls.is_none(), "{banner}");
-        }
-        Ok(Self {
-            guard: Arc::new(Guard::new(config.auth.mode, policy, auditor)),
-            tls,
-            handshake_timeout: Duration::from_millis(config.auth.handshake_timeout_ms),
-        })
-    }
-
-    /// Plaintext with development tokens and no audit file: in-process tests only.
-    pub fn plaintext_tokens(policy: Policy) -> Self {
-        Self {
-            guard: Arc::new(Guard::new(AuthMode::Token, policy, Arc::new(Auditor::disabled()))),
-            tls: None,
-            handshake_timeout: Duration::from_secs(10),
-        }
-    }
-
-    /// Re-reads the policy file and the TLS files (new CRLs); keeps the
-    /// working ones when anything fails to load.
-    pub fn reload(&self, config: &GatewayConfig) -> Result<(), String> {
-        let policy = Policy::load(&config.auth.policy_file)?;
-        if let Some(tls) = &self.tls {
-            let fresh = crate::tls::server_config(&config.auth)?.ok_or("TLS cannot be turned off by a reload")?;
-            tls.store(fresh);
-        }
-        self.guard.set_policy(policy);
-        Ok(())
-    }
-}
-
-impl PseudonymConfig {
-    /// Reads the key from `key-file`, else from the `key-env` variable.
-    pub fn load_key(&self) -> Result<PseudonymKey, GatewayError> {
-        let bytes = match &self.key_file {
-            Some(path) => std::fs::read(path)
-                .map_err(|e| GatewayError::Key(format!("{}: {e}", path.display())))?
-                .trim_ascii()
-                .to_vec(),
-            None => std::env::var(&self.key_env)
-                .map_err(|_| {
-                    GatewayError::Key(format!("set pseudonym.key-file or the {} environment variable", self.key_env))
-                })?
-                .into_bytes(),
-        };
-        PseudonymKey::new(bytes)
-            .ok_or_else(|| GatewayError::Key(format!("must be at least {} bytes", PseudonymKey::MIN_LEN)))
-    }
-}
+use crate::{AdminService, GatewayConfig, GatewayError, Guard, IngestService, Metrics, Security, audit::AuditEvent};
 
 /// Runs the gateway of `config` until `shutdown` resolves, then finishes the
 /// requests in flight and flushes the producer.
@@ -141,7 +33,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
             Ok(()) => {}
             // With store and forward on, the gateway starts while Kafka is away (records are
             // spooled) and creates the topics once Kafka answers.
-            Err(e) if config.spool.enabled => {
+            Err(e) if config.spool.is_some() => {
                 warn!(error = %e, "kafka unreachable at start: serving with the spool, creating topics later");
                 let kafka = config.kafka.clone();
                 tokio::spawn(async move {
@@ -171,25 +63,22 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     let producer = KafkaPublisher::new(&config.kafka)?;
     let listener = TcpListener::bind(config.listen)
         .await
-        .map_err(|e| GatewayError::Transport(format!("binding {}: {e}", config.listen)))?;
+        .map_err(|source| GatewayError::Bind { addr: config.listen.to_string(), source })?;
     info!(addr = %config.listen, brokers = %config.kafka.bootstrap_servers, "gateway listening");
     let publisher: Arc<dyn Publisher> = Arc::new(producer.clone());
     let metrics = Arc::new(Metrics::default());
     let security = Security::load(&config, Some(Arc::clone(&publisher)), &metrics)?;
     let hup_task = reload_security_on_hangup(security.clone(), config.clone());
-    let spool = if config.spool.enabled {
-        let s = Arc::new(
-            Spool::open(&config.spool.path, config.spool.max_records)
-                .map_err(|e| GatewayError::Transport(format!("{}: {e}", config.spool.path.display())))?,
-        );
-        info!(path = %config.spool.path.display(), waiting = s.len(), "store and forward on");
-        Some(s)
-    } else {
-        None
+    let spool = match &config.spool {
+        Some(c) => {
+            let s = Arc::new(Spool::open(&c.path, c.max_records)?);
+            info!(path = %c.path.display(), waiting = s.len(), "store and forward on");
+            Some((s, Duration::from_millis(c.replay_interval_ms)))
+        }
+        None => None,
     };
-    let replay_task = spool.clone().map(|s| {
+    let replay_task = spool.clone().map(|(s, every)| {
         let publisher = Arc::clone(&publisher);
-        let every = Duration::from_millis(config.spool.replay_interval_ms);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
@@ -202,16 +91,14 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
             }
         })
     });
-    let registry_task = if config.registry.listen.is_empty() {
-        None
-    } else {
-        let l = TcpListener::bind(&config.registry.listen)
-            .await
-            .map_err(|e| GatewayError::Transport(format!("binding {}: {e}", config.registry.listen)))?;
-        info!(addr = %config.registry.listen, "schema registry listening");
+    let spool = spool.map(|(s, _)| s);
+    let registry_task = if let Some(addr) = config.registry_listen {
+        let l =
+            TcpListener::bind(addr).await.map_err(|source| GatewayError::Bind { addr: addr.to_string(), source })?;
+        info!(%addr, "schema registry listening");
         let (m, r, p) = (Arc::clone(&metrics), Arc::clone(&reloader), producer.clone());
         let sp = spool.clone();
-        let refresh: Arc<dyn Fn(&Metrics) + Send + Sync> = Arc::new(move |m: &Metrics| {
+        let refresh: crate::metrics::BeforeScrape = Arc::new(move |m: &Metrics| {
             m.spool_depth.set(sp.as_ref().map_or(0, |s| s.len() as i64));
             m.producer_queue.set(p.queue_len());
             let status = r.status();
@@ -220,6 +107,8 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         });
         let app = crate::registry_router(Arc::clone(&reloader)).merge(crate::metrics_router(m, refresh));
         Some(tokio::spawn(async move { axum::serve(l, app).await }))
+    } else {
+        None
     };
     let guard = Arc::clone(&security.guard);
     serve_on(listener, reloader, publisher, metrics, spool, security, &config, shutdown).await?;
@@ -256,7 +145,7 @@ fn reload_security_on_hangup(security: Security, config: GatewayConfig) -> tokio
     })
 }
 
-/// Serves the ingest service (with health and reflection) on `listener`.
+/// Serves the ingest and admin services (with health and reflection) on `listener`.
 #[allow(clippy::too_many_arguments)]
 pub async fn serve_on(
     listener: TcpListener,
@@ -268,7 +157,6 @@ pub async fn serve_on(
     config: &GatewayConfig,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), GatewayError> {
-    let transport = |e: &dyn std::fmt::Display| GatewayError::Transport(e.to_string());
     let mut service = IngestService::new(
         Arc::clone(&pipelines),
         publisher,
@@ -290,13 +178,11 @@ pub async fn serve_on(
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(hutong_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| transport(&e))?;
+        .build_v1()?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(hutong_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| transport(&e))?;
+        .build_v1alpha()?;
     // Reflection describes every service (admin included): identified callers only.
     let reflection_guard =
         |guard: Arc<Guard>| move |req: tonic::Request<()>| guard.authenticated(&req, "ServerReflection").map(|()| req);
@@ -311,21 +197,24 @@ pub async fn serve_on(
     match security.tls {
         Some(tls) => {
             let auditor = Arc::clone(security.guard.auditor());
-            let on_refused: crate::tls::OnRefused = Arc::new(move |peer, reason| {
+            let on_refused: crate::auth::tls::OnRefused = Arc::new(move |peer, reason| {
                 warn!(%peer, reason, "TLS handshake refused");
-                auditor.record(serde_json::json!({
-                    "type": "denied", "peer": peer.to_string(), "action": "connect",
-                    "code": "Unauthenticated", "reason": format!("TLS handshake refused: {reason}"),
-                }));
+                auditor.record(AuditEvent::Denied {
+                    principal: None,
+                    role: None,
+                    peer: Some(peer.to_string()),
+                    action: "connect".to_owned(),
+                    code: "Unauthenticated".to_owned(),
+                    reason: format!("TLS handshake refused: {reason}"),
+                });
             });
-            let (incoming, accept_task) = crate::tls::incoming(listener, tls, security.handshake_timeout, on_refused);
+            let (incoming, accept_task) =
+                crate::auth::tls::incoming(listener, tls, security.handshake_timeout, on_refused);
             let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
             accept_task.abort();
-            served.map_err(|e| transport(&e))
+            Ok(served?)
         }
-        None => {
-            router.serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown).await.map_err(|e| transport(&e))
-        }
+        None => Ok(router.serve_with_incoming_shutdown(incoming_nodelay(listener), shutdown).await?),
     }
 }
 

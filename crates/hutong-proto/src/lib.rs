@@ -1,9 +1,10 @@
-//! Generated tonic/prost code for Hutong's wire contract (`proto/hutong/v1`).
+//! Generated code for Hutong's wire contract (`proto/hutong/v1`): the prost messages,
+//! and with the `grpc` feature (on by default) the tonic clients and servers.
 
-/// `hutong.v1`: the ingest (and later admin) services.
+/// `hutong.v1`: the ingest and admin services and their messages.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 pub mod v1 {
-    tonic::include_proto!("hutong.v1");
+    include!(concat!(env!("OUT_DIR"), "/hutong.v1.rs"));
 }
 
 /// Encoded `FileDescriptorSet` of all Hutong protos, for server reflection.

@@ -39,6 +39,23 @@ pub enum RegistryError {
         /// What is wrong.
         message: String,
     },
+    /// No such subject.
+    #[error("no subject {subject}")]
+    UnknownSubject {
+        /// The subject asked for.
+        subject: String,
+    },
+    /// The subject has no such version.
+    #[error("{subject} has no version {version}")]
+    UnknownVersion {
+        /// The subject.
+        subject: String,
+        /// The version asked for.
+        version: u32,
+    },
+    /// The deployment's `[privacy]` topics do not fit the standard.
+    #[error(transparent)]
+    Views(#[from] hutong_standard::privacy::TopicViewError),
     /// The new schema breaks the subject's compatibility mode.
     #[error("{subject}: the new schema is not {mode} compatible: {}", changes.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
     Incompatible {
@@ -220,16 +237,34 @@ impl Registry {
         self.file.default_compatibility.parse().unwrap_or(Mode::Backward)
     }
 
-    /// Checks `schema` against the history of `subject` under `mode` (default:
-    /// the subject's own mode). An unknown subject has no history.
-    pub fn check(&self, subject: &str, schema: &Value, mode: Option<Mode>) -> hutong_compat::Report {
-        let history: Vec<Value> = self
-            .versions(subject)
+    /// The schemas of `subject` up to version `upto` (every version when `None`), oldest first.
+    fn history(&self, subject: &str, upto: Option<u32>) -> Vec<Value> {
+        self.versions(subject)
             .unwrap_or_default()
             .into_iter()
+            .filter(|v| upto.is_none_or(|u| *v <= u))
             .filter_map(|v| self.version(subject, Some(v)).map(|s| s.schema.clone()))
-            .collect();
-        hutong_compat::check(&history, schema, mode.unwrap_or_else(|| self.compatibility(subject)))
+            .collect()
+    }
+
+    /// Would `schema` be accepted as the next version of `subject`? Checked against its
+    /// versions up to `upto` (all when `None`) under `mode` (default: the subject's own; a
+    /// non-transitive mode compares with the last of those versions only). The one check
+    /// behind `hutong schema check`, the admin RPC and the registry's REST API.
+    pub fn check_subject(
+        &self,
+        subject: &str,
+        schema: &Value,
+        upto: Option<u32>,
+        mode: Option<Mode>,
+    ) -> Result<(Mode, hutong_compat::Report), RegistryError> {
+        let versions =
+            self.versions(subject).ok_or_else(|| RegistryError::UnknownSubject { subject: subject.to_owned() })?;
+        if let Some(v) = upto.filter(|v| !versions.contains(v)) {
+            return Err(RegistryError::UnknownVersion { subject: subject.to_owned(), version: v });
+        }
+        let mode = mode.unwrap_or_else(|| self.compatibility(subject));
+        Ok((mode, hutong_compat::check(&self.history(subject, upto), schema, mode)))
     }
 
     /// Adds `schema` as the next version of `subject` if it differs from the
@@ -245,7 +280,8 @@ impl Registry {
         {
             return Ok(Registered::Unchanged { version: latest.version, id: latest.id });
         }
-        let report = self.check(subject, &schema, None);
+        // A new subject has no history to be compatible with.
+        let report = hutong_compat::check(&self.history(subject, None), &schema, self.compatibility(subject));
         if !report.compatible {
             return Err(RegistryError::Incompatible {
                 subject: subject.to_owned(),
@@ -294,16 +330,15 @@ impl Registry {
         std::fs::write(&index, text).map_err(io(&index))
     }
 
-    /// The subject and self-contained schema of every topic of `standard`
-    /// under topic prefix `prefix` and the deployment's `privacy` settings:
-    /// each topic's schema is its view (protected fields widened).
+    /// The subject and self-contained schema of every topic of `standard`, each entity's own
+    /// topic named by `topic`, under the deployment's `privacy` settings: each topic's schema is
+    /// its view (protected fields widened).
     pub fn entity_subjects(
         standard: &Standard,
-        prefix: &str,
+        topic: &dyn Fn(&hutong_standard::Entity) -> String,
         privacy: &hutong_standard::privacy::PrivacyConfig,
-    ) -> Result<Vec<(String, Value)>, String> {
-        let main = |e: &hutong_standard::Entity| format!("{prefix}.{}", e.topic_suffix());
-        Ok(hutong_standard::privacy::topic_views(standard, &main, privacy)?
+    ) -> Result<Vec<(String, Value)>, RegistryError> {
+        Ok(hutong_standard::privacy::topic_views(standard, topic, privacy)?
             .into_values()
             .flatten()
             .map(|v| (subject_for_topic(&v.topic), v.schema))
@@ -345,5 +380,22 @@ mod tests {
         assert_eq!(again.by_id(3).unwrap().subject, "t-value");
         assert_eq!(again.find("s-value", &v1).unwrap().version, 1);
         assert_eq!(again.compatibility("s-value"), Mode::Backward);
+
+        // One check for every caller: against the latest, a version, or (transitively) all.
+        let narrowing = closed(json!({"a": {"type": "string", "maxLength": 3}, "b": {"type": "integer"}}));
+        let (mode, report) = again.check_subject("s-value", &narrowing, None, None).unwrap();
+        assert_eq!((mode, report.compatible), (Mode::Backward, false));
+        let dropping_b = closed(json!({"a": {"type": "string"}}));
+        // Removing `b` breaks nothing against v1 (which had no `b`), but does against v2.
+        assert!(again.check_subject("s-value", &dropping_b, Some(1), None).unwrap().1.compatible);
+        assert!(!again.check_subject("s-value", &dropping_b, Some(2), None).unwrap().1.compatible);
+        assert!(again.check_subject("s-value", &dropping_b, Some(2), Some(Mode::Forward)).unwrap().1.compatible);
+        let (mode, _) = again.check_subject("s-value", &dropping_b, None, Some(Mode::Backward.transitive())).unwrap();
+        assert_eq!(mode, Mode::BackwardTransitive);
+        assert!(matches!(again.check_subject("nope", &v1, None, None), Err(RegistryError::UnknownSubject { .. })));
+        assert!(matches!(
+            again.check_subject("s-value", &v1, Some(9), None),
+            Err(RegistryError::UnknownVersion { version: 9, .. })
+        ));
     }
 }

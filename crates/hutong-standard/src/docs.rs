@@ -7,8 +7,8 @@ use serde_json::Value;
 
 use crate::Standard;
 
-/// Renders the whole standard as Markdown.
-pub fn render_markdown(standard: &Standard) -> String {
+/// Renders the whole standard as Markdown, each entity's topic named by `topic`.
+pub fn render_markdown(standard: &Standard, topic: &dyn Fn(&crate::Entity) -> String) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# Hutong data standard {} — reference\n", standard.version());
     out.push_str(
@@ -23,11 +23,11 @@ pub fn render_markdown(standard: &Standard) -> String {
     for e in standard.entities() {
         let _ = writeln!(
             out,
-            "| [{}](#{}) | {} | `hutong.{}` | `{}` | `{}` |",
+            "| [{}](#{}) | {} | `{}` | `{}` | `{}` |",
             e.name,
             e.name,
             e.title,
-            e.topic_suffix(),
+            topic(e),
             e.key,
             e.schema_id
         );

@@ -175,7 +175,7 @@ pub fn default_treatment(field: &PersonalField) -> Treatment {
 }
 
 /// Why a topic policy was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PolicyError {
     /// An override names a path that is not a personal field of the schema.
     #[error("{0}: no personal field at this path")]
@@ -467,33 +467,73 @@ pub struct TopicView {
     pub schema: Value,
 }
 
+/// Why the deployment's `[privacy]` topics do not fit the standard.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicViewError {
+    /// A field override is refused.
+    #[error("privacy of {topic}: {error}")]
+    Policy {
+        /// The topic.
+        topic: String,
+        /// Why.
+        error: PolicyError,
+    },
+    /// An entity's own topic is configured with another entity.
+    #[error("privacy of {topic}: it is the topic of {entity}, not {configured}")]
+    WrongEntity {
+        /// The topic.
+        topic: String,
+        /// The entity whose topic it is.
+        entity: String,
+        /// The entity the configuration names.
+        configured: String,
+    },
+    /// An extra topic does not name its entity.
+    #[error("privacy of {topic}: name its `entity`")]
+    NoEntity {
+        /// The topic.
+        topic: String,
+    },
+    /// An extra topic names an entity the standard lacks.
+    #[error("privacy of {topic}: no entity {entity:?}")]
+    UnknownEntity {
+        /// The topic.
+        topic: String,
+        /// The name given.
+        entity: String,
+    },
+}
+
 /// Every topic of every entity of `standard`: its own topic (`main_topic`),
 /// shared unless configured otherwise, and the extra topics of `config`.
 pub fn topic_views(
     standard: &crate::Standard,
     main_topic: &dyn Fn(&crate::Entity) -> String,
     config: &PrivacyConfig,
-) -> Result<BTreeMap<String, Vec<TopicView>>, String> {
+) -> Result<BTreeMap<String, Vec<TopicView>>, TopicViewError> {
     let mut views: BTreeMap<String, Vec<TopicView>> = BTreeMap::new();
     let mut claimed = std::collections::BTreeSet::new();
     let view = |topic: String, schema: &Value, settings: Option<&TopicSettings>| {
         let (restricted, fields) = settings.map_or((false, BTreeMap::new()), |s| (s.restricted, s.fields.clone()));
-        let policy = TopicPolicy::new(schema, &fields, restricted).map_err(|e| format!("privacy of {topic}: {e}"))?;
+        let policy = TopicPolicy::new(schema, &fields, restricted)
+            .map_err(|error| TopicViewError::Policy { topic: topic.clone(), error })?;
         let schema = policy.view_schema(schema);
-        Ok::<_, String>(TopicView { topic, restricted, policy, schema })
+        Ok::<_, TopicViewError>(TopicView { topic, restricted, policy, schema })
     };
     for e in standard.entities() {
         let topic = main_topic(e);
         let settings = config.topics.get(&topic);
         if let Some(other) = settings.and_then(|s| s.entity.as_ref()).filter(|n| **n != e.name) {
-            return Err(format!("privacy of {topic}: it is the topic of {}, not {other}", e.name));
+            return Err(TopicViewError::WrongEntity { topic, entity: e.name.clone(), configured: other.clone() });
         }
         claimed.insert(topic.clone());
         views.entry(e.name.clone()).or_default().push(view(topic, &e.dereferenced, settings)?);
     }
     for (topic, settings) in config.topics.iter().filter(|(t, _)| !claimed.contains(*t)) {
-        let name = settings.entity.as_ref().ok_or_else(|| format!("privacy of {topic}: name its `entity`"))?;
-        let e = standard.entity(name).ok_or_else(|| format!("privacy of {topic}: no entity {name:?}"))?;
+        let name = settings.entity.as_ref().ok_or_else(|| TopicViewError::NoEntity { topic: topic.clone() })?;
+        let e = standard
+            .entity(name)
+            .ok_or_else(|| TopicViewError::UnknownEntity { topic: topic.clone(), entity: name.clone() })?;
         views.entry(e.name.clone()).or_default().push(view(topic.clone(), &e.dereferenced, Some(settings))?);
     }
     Ok(views)

@@ -75,11 +75,6 @@ impl Entity {
     pub fn validate(&self, record: &Value) -> Vec<Violation> {
         self.validator.iter_errors(record).map(|e| violation_from(&e)).collect()
     }
-
-    /// `<entity>.v<major>`, the topic suffix of this entity.
-    pub fn topic_suffix(&self) -> String {
-        format!("{}.v{}", self.name, self.major)
-    }
 }
 
 /// The loaded standard: compiled entity schemas and code lists.

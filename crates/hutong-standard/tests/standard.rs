@@ -184,7 +184,8 @@ fn entity_fixtures_meet_their_expectations() {
 #[test]
 fn rendered_reference_is_in_sync() {
     let s = standard();
-    let rendered = hutong_standard::docs::render_markdown(&s);
+    let topics = hutong_bus::TopicNames::new("hutong");
+    let rendered = hutong_standard::docs::render_markdown(&s, &|e| topics.entity(&e.name, e.major));
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/standard.md");
     if std::env::var_os("HUTONG_BLESS").is_some() {
         std::fs::write(&path, &rendered).unwrap();

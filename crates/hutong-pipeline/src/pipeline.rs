@@ -1,21 +1,22 @@
 use std::{collections::BTreeMap, sync::Arc};
 
-use base64::Engine as _;
 use chrono::{DateTime, Utc};
 use hutong_adapter::{Adapters, Canonical, MapContext, PayloadLimits, PseudonymKey, decode_payload};
-use hutong_bus::{CloudEvent, OutboundMessage, TopicNames, event_id};
-use hutong_proto::v1::{Op, SourceRecord};
+use hutong_bus::{CloudEvent, DeadLetter, Op, Origin, OutboundMessage, TopicNames};
+use hutong_proto::v1::SourceRecord;
 use hutong_registry::{Registry, subject_for_topic};
 use hutong_standard::{
     Standard, Violation,
     privacy::{PrivacyConfig, TopicPolicy, topic_views},
 };
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use crate::PipelineError;
 
 /// A source record after adapter and standard: what to publish.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Every canonical record is valid; publish these.
+    /// Every canonical record is valid; publish these (one per output and topic).
     Publish(Vec<Prepared>),
     /// The record was rejected; publish the dead-letter copy.
     Reject {
@@ -26,20 +27,29 @@ pub enum Outcome {
     },
 }
 
+impl Outcome {
+    /// The event id of every message the outcome publishes.
+    pub fn event_ids(&self) -> Vec<String> {
+        match self {
+            Self::Publish(p) => p.iter().map(|p| p.message.event.id.clone()).collect(),
+            Self::Reject { dlq, .. } => vec![dlq.event.id.clone()],
+        }
+    }
+}
+
 /// One canonical record ready for one topic of the bus.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// Entity name.
-    pub entity: String,
-    /// The record as the topic carries it, personal fields protected (also
-    /// the message value, unless a tombstone).
+    /// The record as the topic carries it, personal fields protected (also the message
+    /// value, unless a tombstone).
     pub record: Value,
-    /// The message.
+    /// The message; it names its entity and topic.
     pub message: OutboundMessage,
 }
 
 /// The per-record work of the gateway, with no I/O: adapter → standard →
-/// envelope. Shared by the ingest service and the dry-run `validate`.
+/// protection → envelope. Shared by the ingest service, the dry run
+/// (`hutong validate`, the admin RPC) and the benchmarks.
 #[derive(Debug)]
 pub struct Pipeline {
     standard: Arc<Standard>,
@@ -60,7 +70,7 @@ struct Output {
     dataschema: String,
 }
 
-/// How the pipeline names and bounds what it publishes.
+/// How the pipeline names, bounds and protects what it publishes.
 #[derive(Debug, Clone)]
 pub struct PipelineSettings {
     /// Topic names.
@@ -73,6 +83,19 @@ pub struct PipelineSettings {
     pub privacy: PrivacyConfig,
 }
 
+impl Default for PipelineSettings {
+    /// What a gateway with the default configuration uses: the `hutong` prefix, the default
+    /// payload limits, the registry at `http://127.0.0.1:8081`, no `[privacy]` topics.
+    fn default() -> Self {
+        Self {
+            topics: TopicNames::new("hutong"),
+            limits: PayloadLimits::default(),
+            registry_url: "http://127.0.0.1:8081".to_owned(),
+            privacy: PrivacyConfig::default(),
+        }
+    }
+}
+
 impl Pipeline {
     /// A pipeline over a loaded standard, adapters and registry. Every topic's
     /// schema (the entity's view under the topic's protection) must be
@@ -83,20 +106,16 @@ impl Pipeline {
         registry: Arc<Registry>,
         key: PseudonymKey,
         settings: PipelineSettings,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, PipelineError> {
         let main = |e: &hutong_standard::Entity| settings.topics.entity(&e.name, e.major);
         let mut outputs = BTreeMap::new();
         for (entity, views) in topic_views(&standard, &main, &settings.privacy)? {
             let mut out = Vec::with_capacity(views.len());
             for v in views {
                 let subject = subject_for_topic(&v.topic);
-                let registered = registry.find(&subject, &v.schema).ok_or_else(|| {
-                    format!(
-                        "topic {}: its schema is not registered as {subject} \
-                         (run `hutong schema register --config <this config>`)",
-                        v.topic
-                    )
-                })?;
+                let registered = registry
+                    .find(&subject, &v.schema)
+                    .ok_or_else(|| PipelineError::NotRegistered { topic: v.topic.clone(), subject })?;
                 let url = format!("{}/schemas/ids/{}", settings.registry_url.trim_end_matches('/'), registered.id);
                 out.push(Output { topic: v.topic, policy: v.policy, dataschema: url });
             }
@@ -129,25 +148,34 @@ impl Pipeline {
 
     /// Runs one source record of `department` through adapter and standard.
     pub fn prepare(&self, department: &str, rec: &SourceRecord, received: DateTime<Utc>) -> Outcome {
-        let op = Op::try_from(rec.op).unwrap_or(Op::Unspecified);
-        match self.map(department, rec, op) {
+        let op = op_of(rec);
+        let origin = Origin { department, kind: &rec.kind, source_id: &rec.source_id, revision: rec.revision };
+        match self.map(&origin, rec, op) {
             Ok(prepared) => Outcome::Publish(prepared),
             Err(violations) => {
-                let dlq = Box::new(self.dead_letter(department, rec, op, received, &violations));
-                Outcome::Reject { violations, dlq }
+                let dlq = DeadLetter {
+                    origin,
+                    op,
+                    charset: &rec.charset,
+                    payload: &rec.payload,
+                    received,
+                    violations: &violations,
+                }
+                .into_message(self.topics.dlq());
+                Outcome::Reject { violations, dlq: Box::new(dlq) }
             }
         }
     }
 
-    fn map(&self, department: &str, rec: &SourceRecord, op: Op) -> Result<Vec<Prepared>, Vec<Violation>> {
+    fn map(&self, origin: &Origin<'_>, rec: &SourceRecord, op: Op) -> Result<Vec<Prepared>, Vec<Violation>> {
         if rec.source_id.is_empty() {
             return Err(vec![Violation::new("", "record:source-id", "source_id is empty")]);
         }
-        let Some(adapter) = self.adapters.get(department, &rec.kind) else {
+        let Some(adapter) = self.adapters.get(origin.department, &rec.kind) else {
             return Err(vec![Violation::new(
                 "",
                 "record:kind",
-                format!("department {department} has no adapter for kind {:?}", rec.kind),
+                format!("department {} has no adapter for kind {:?}", origin.department, rec.kind),
             )]);
         };
         let payload = decode_payload(&rec.payload, &rec.charset, self.limits).map_err(|v| vec![v])?;
@@ -176,14 +204,7 @@ impl Pipeline {
             if !violations.is_empty() {
                 continue;
             }
-            let event = CloudEvent {
-                id: event_id(department, &rec.kind, &rec.source_id, rec.revision, index),
-                source: format!("/departments/{department}/{}", rec.kind),
-                ty: format!("cn.hutong.{entity}.{}", op_name(op)),
-                subject: key.clone(),
-                time: time.unwrap_or_else(Utc::now),
-                dataschema: None,
-            };
+            let event = CloudEvent::canonical(origin, index, &entity, op, key.clone(), time.unwrap_or_else(Utc::now));
             // Each topic gets its view of the record; the last one takes the record and the event themselves.
             let mut shared = Some((record, event));
             for (i, output) in outputs.iter().enumerate() {
@@ -200,58 +221,26 @@ impl Pipeline {
                     bytes
                 });
                 event.dataschema = Some(output.dataschema.clone());
-                let message = OutboundMessage { topic: output.topic.clone(), event, key: key.clone(), value };
-                out.push(Prepared { entity: entity.clone(), record: view, message });
+                let message = OutboundMessage {
+                    topic: output.topic.clone(),
+                    entity: entity.clone(),
+                    event,
+                    key: key.clone(),
+                    value,
+                };
+                out.push(Prepared { record: view, message });
             }
         }
         if violations.is_empty() { Ok(out) } else { Err(violations) }
     }
-
-    fn dead_letter(
-        &self,
-        department: &str,
-        rec: &SourceRecord,
-        op: Op,
-        received: DateTime<Utc>,
-        violations: &[Violation],
-    ) -> OutboundMessage {
-        // Keep the original exactly: as JSON when it parses, else as base64.
-        let payload = match serde_json::from_slice::<Value>(&rec.payload) {
-            Ok(v) if rec.charset.is_empty() || rec.charset.eq_ignore_ascii_case("utf-8") => json!({ "json": v }),
-            _ => json!({ "base64": base64::engine::general_purpose::STANDARD.encode(&rec.payload) }),
-        };
-        let value = json!({
-            "department": department,
-            "kind": rec.kind,
-            "source_id": rec.source_id,
-            "revision": rec.revision,
-            "op": op_name(op),
-            "charset": rec.charset,
-            "received_at": received.to_rfc3339(),
-            "payload": payload,
-            "violations": violations,
-        });
-        let id = event_id(department, &rec.kind, &rec.source_id, rec.revision, usize::MAX);
-        OutboundMessage {
-            topic: self.topics.dlq(),
-            key: Some(id.clone()),
-            event: CloudEvent {
-                id,
-                source: format!("/departments/{department}/{}", rec.kind),
-                ty: "cn.hutong.dlq.rejected".to_owned(),
-                subject: None,
-                time: received,
-                dataschema: None,
-            },
-            value: Some(serde_json::to_vec(&value).expect("json values serialise")),
-        }
-    }
 }
 
-fn op_name(op: Op) -> &'static str {
-    match op {
-        Op::Delete => "delete",
-        Op::Event => "event",
-        Op::Upsert | Op::Unspecified => "upsert",
+/// The record's op as the envelope names it (an unset op is an upsert).
+fn op_of(rec: &SourceRecord) -> Op {
+    use hutong_proto::v1::Op as Wire;
+    match Wire::try_from(rec.op).unwrap_or(Wire::Unspecified) {
+        Wire::Delete => Op::Delete,
+        Wire::Event => Op::Event,
+        Wire::Upsert | Wire::Unspecified => Op::Upsert,
     }
 }

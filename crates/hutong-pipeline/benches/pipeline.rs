@@ -2,14 +2,14 @@
 //! serialisation), per department source kind, on the first valid record of
 //! each sample export; plus the adapter and the validation alone.
 //!
-//! `cargo bench -p hutong-gateway --bench pipeline`
+//! `cargo bench -p hutong-pipeline --bench pipeline`
 
 use std::{hint::black_box, path::Path};
 
 use chrono::Utc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hutong_adapter::{MapContext, PayloadLimits, PseudonymKey, decode_payload};
-use hutong_gateway::{GatewayConfig, Outcome, Pipeline};
+use hutong_pipeline::{Outcome, Pipeline, PipelineSettings};
 use hutong_proto::v1::{Op, SourceRecord};
 
 fn samples() -> Vec<(String, String, SourceRecord)> {
@@ -45,7 +45,7 @@ fn samples() -> Vec<(String, String, SourceRecord)> {
 fn bench(c: &mut Criterion) {
     let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
     let key = PseudonymKey::new(b"bench-key-0123456789".to_vec()).unwrap();
-    let pipeline = Pipeline::load(&schemas, key.clone(), GatewayConfig::default().pipeline_settings()).unwrap();
+    let pipeline = Pipeline::load(&schemas, key.clone(), PipelineSettings::default()).unwrap();
     let now = Utc::now();
     let mut group = c.benchmark_group("pipeline");
     group.throughput(Throughput::Elements(1));

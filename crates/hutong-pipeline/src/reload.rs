@@ -16,7 +16,7 @@ use hutong_registry::Registry;
 use hutong_standard::Standard;
 use tracing::{error, info, warn};
 
-use crate::{GatewayError, Pipeline, PipelineSettings};
+use crate::{Pipeline, PipelineError, PipelineSettings};
 
 /// What the last reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,17 +39,17 @@ pub struct Reloader {
 
 impl Pipeline {
     /// Loads the standard, the adapters and the registry under `schemas`.
-    pub fn load(schemas: &Path, key: PseudonymKey, settings: PipelineSettings) -> Result<Self, GatewayError> {
+    pub fn load(schemas: &Path, key: PseudonymKey, settings: PipelineSettings) -> Result<Self, PipelineError> {
         let standard = Arc::new(Standard::load(schemas)?);
         let adapters = Arc::new(Adapters::load(&schemas.join("departments"), &standard)?);
-        let registry = Arc::new(Registry::load(schemas).map_err(|e| GatewayError::Registry(e.to_string()))?);
-        Self::new(standard, adapters, registry, key, settings).map_err(GatewayError::Registry)
+        let registry = Arc::new(Registry::load(schemas)?);
+        Self::new(standard, adapters, registry, key, settings)
     }
 }
 
 impl Reloader {
     /// Loads the first pipeline; fails when it does not load.
-    pub fn new(schemas: PathBuf, key: PseudonymKey, settings: PipelineSettings) -> Result<Self, GatewayError> {
+    pub fn new(schemas: PathBuf, key: PseudonymKey, settings: PipelineSettings) -> Result<Self, PipelineError> {
         let first = Pipeline::load(&schemas, key.clone(), settings.clone())?;
         Ok(Self {
             current: ArcSwap::from_pointee(first),
@@ -71,7 +71,7 @@ impl Reloader {
     }
 
     /// Rebuilds the pipeline from `schemas/`; swaps it in only if it loads.
-    pub fn reload(&self) -> Result<u64, GatewayError> {
+    pub fn reload(&self) -> Result<u64, PipelineError> {
         let mut status = self.status.lock().expect("reload status lock");
         match Pipeline::load(&self.schemas, self.key.clone(), self.settings.clone()) {
             Ok(p) => {
@@ -82,7 +82,7 @@ impl Reloader {
                 Ok(status.generation)
             }
             Err(e) => {
-                let message = crate::error_chain(&e);
+                let message = error_chain(&e);
                 error!(error = %message, generation = status.generation, "reload refused; keeping the working version");
                 status.last_error = Some(message);
                 Err(e)
@@ -96,7 +96,7 @@ impl Reloader {
     pub fn watch(
         self: &Arc<Self>,
         after: impl Fn(Arc<Pipeline>) + Send + Sync + 'static,
-    ) -> Result<WatchGuard, GatewayError> {
+    ) -> Result<WatchGuard, PipelineError> {
         use notify::Watcher as _;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let fs_tx = tx.clone();
@@ -105,10 +105,10 @@ impl Reloader {
                 let _ = fs_tx.send(());
             }
         })
-        .map_err(|e| GatewayError::Transport(format!("file watcher: {e}")))?;
+        .map_err(|source| PipelineError::Watch { path: self.schemas.clone(), source })?;
         watcher
             .watch(&self.schemas, notify::RecursiveMode::Recursive)
-            .map_err(|e| GatewayError::Transport(format!("watching {}: {e}", self.schemas.display())))?;
+            .map_err(|source| PipelineError::Watch { path: self.schemas.clone(), source })?;
         #[cfg(unix)]
         let hup_task = {
             let tx = tx.clone();
@@ -159,4 +159,16 @@ impl Drop for WatchGuard {
         #[cfg(unix)]
         self.hup_task.abort();
     }
+}
+
+/// An error with its sources, `a: b: c` (what a refused reload reports).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }

@@ -1,82 +1,21 @@
-//! The `hutong.v1.Admin` service, and the dry run it shares with the CLI
-//! (`hutong validate`), so both give the same answers.
+//! The `hutong.v1.Admin` service: the dry run, the registry and the adapters,
+//! answering what the matching CLI commands print (they share the code:
+//! `hutong_pipeline::dry_run`, `Registry::check_subject`).
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use hutong_compat::Mode;
+use hutong_pipeline::{Reloader, dry_run};
 use hutong_proto::v1::{
     AdapterInfo, CanonicalRecord, CheckCompatibilityRequest, CheckCompatibilityResponse, GetSchemaRequest,
     GetSchemaResponse, ListAdaptersRequest, ListAdaptersResponse, ListSchemasRequest, ListSchemasResponse,
-    SchemaChange, SourceRecord, SubjectInfo, ValidateRecordRequest, ValidateRecordResponse, admin_server::Admin,
+    SchemaChange, SubjectInfo, ValidateRecordRequest, ValidateRecordResponse, admin_server::Admin,
 };
-use hutong_registry::Registry;
-use hutong_standard::Violation;
 use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
 
-use crate::{Guard, Outcome, Pipeline, Reloader};
-
-/// The outcome of a dry run of one record.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DryRun {
-    /// `(entity, topic, key, event id, canonical record)` of each output, when valid.
-    pub records: Vec<(String, String, Option<String>, String, Value)>,
-    /// Every reason, when rejected.
-    pub violations: Vec<Violation>,
-}
-
-impl DryRun {
-    /// Whether the record would be published.
-    pub fn is_valid(&self) -> bool {
-        self.violations.is_empty()
-    }
-
-    /// The JSON line `hutong validate` prints for it.
-    pub fn to_json(&self, line: usize, source_id: &str) -> Value {
-        if self.is_valid() {
-            json!({
-                "line": line,
-                "source_id": source_id,
-                "status": "VALID",
-                "records": self.records.iter().map(|(entity, topic, key, event_id, value)| json!({
-                    "entity": entity, "topic": topic, "key": key, "event_id": event_id, "value": value,
-                })).collect::<Vec<_>>(),
-            })
-        } else {
-            json!({"line": line, "source_id": source_id, "status": "REJECTED", "violations": self.violations})
-        }
-    }
-}
-
-/// Runs one record through adapter and standard; nothing is published.
-pub fn dry_run(pipeline: &Pipeline, department: &str, rec: &SourceRecord, received: DateTime<Utc>) -> DryRun {
-    match pipeline.prepare(department, rec, received) {
-        Outcome::Publish(prepared) => DryRun {
-            records: prepared
-                .into_iter()
-                .map(|p| (p.entity, p.message.topic, p.message.key, p.message.event.id, p.record))
-                .collect(),
-            violations: vec![],
-        },
-        Outcome::Reject { violations, .. } => DryRun { records: vec![], violations },
-    }
-}
-
-/// Checks `schema` as the next version of `subject` (CLI `hutong schema check`
-/// and the admin RPC share it).
-pub fn check_subject(
-    registry: &Registry,
-    subject: &str,
-    schema: &Value,
-    mode: Option<Mode>,
-) -> Result<(Mode, hutong_compat::Report), String> {
-    if registry.versions(subject).is_none() {
-        return Err(format!("no subject {subject}"));
-    }
-    let mode = mode.unwrap_or_else(|| registry.compatibility(subject));
-    Ok((mode, registry.check(subject, schema, Some(mode))))
-}
+use crate::{ErrorCode, Guard, audit::AuditEvent, ingest::pb_violations};
 
 /// The admin service over the gateway's current pipeline. Every call needs
 /// an admin identity the policy grants the operation; every call is audited.
@@ -93,15 +32,24 @@ impl AdminService {
     }
 
     /// Audits a finished admin call (what was asked, never a payload).
-    fn audited<R>(&self, admin: &str, operation: &str, detail: Value, result: Result<R, Status>) -> Result<R, Status> {
+    fn audited<R>(
+        &self,
+        admin: &str,
+        operation: &'static str,
+        detail: Value,
+        result: Result<R, Status>,
+    ) -> Result<R, Status> {
         let outcome = match &result {
             Ok(_) => "Ok".to_owned(),
             Err(s) => format!("{:?}", s.code()),
         };
-        self.guard.auditor().record(json!({
-            "type": "admin", "principal": admin, "role": "admin", "operation": operation,
-            "detail": detail, "outcome": outcome,
-        }));
+        self.guard.auditor().record(AuditEvent::Admin {
+            principal: admin.to_owned(),
+            role: "admin",
+            operation,
+            detail,
+            outcome,
+        });
         result
     }
 }
@@ -159,22 +107,22 @@ impl Admin for AdminService {
 
 impl AdminService {
     fn validate(&self, req: ValidateRecordRequest) -> Result<Response<ValidateRecordResponse>, Status> {
-        let rec = req.record.ok_or_else(|| Status::invalid_argument("record is required"))?;
+        let rec = req.record.ok_or_else(|| ErrorCode::InvalidArgument.status("record is required"))?;
         let run = dry_run(&self.pipelines.current(), &req.department, &rec, Utc::now());
         Ok(Response::new(ValidateRecordResponse {
             valid: run.is_valid(),
             records: run
                 .records
                 .into_iter()
-                .map(|(entity, topic, key, event_id, value)| CanonicalRecord {
-                    entity,
-                    topic,
-                    key: key.unwrap_or_default(),
-                    event_id,
-                    json: value.to_string(),
+                .map(|r| CanonicalRecord {
+                    entity: r.entity,
+                    topic: r.topic,
+                    key: r.key.unwrap_or_default(),
+                    event_id: r.event_id,
+                    json: r.value.to_string(),
                 })
                 .collect(),
-            violations: crate::service::pb_violations(run.violations),
+            violations: pb_violations(run.violations),
         }))
     }
 
@@ -197,10 +145,9 @@ impl AdminService {
     fn schema(&self, req: GetSchemaRequest) -> Result<Response<GetSchemaResponse>, Status> {
         let pipeline = self.pipelines.current();
         let version = (req.version > 0).then_some(req.version);
-        let v = pipeline
-            .registry()
-            .version(&req.subject, version)
-            .ok_or_else(|| Status::not_found(format!("no version {} of subject {}", req.version, req.subject)))?;
+        let v = pipeline.registry().version(&req.subject, version).ok_or_else(|| {
+            ErrorCode::NotFound.status(format!("no version {} of subject {}", req.version, req.subject))
+        })?;
         Ok(Response::new(GetSchemaResponse {
             subject: v.subject.clone(),
             version: v.version,
@@ -212,15 +159,17 @@ impl AdminService {
 
     fn compatibility(&self, req: CheckCompatibilityRequest) -> Result<Response<CheckCompatibilityResponse>, Status> {
         let schema: Value = serde_json::from_str(&req.schema_json)
-            .map_err(|e| Status::invalid_argument(format!("schema_json is not JSON: {e}")))?;
+            .map_err(|e| ErrorCode::InvalidArgument.status(format!("schema_json is not JSON: {e}")))?;
         let mode = if req.mode.is_empty() {
             None
         } else {
-            Some(req.mode.parse::<Mode>().map_err(|e| Status::invalid_argument(e.to_string()))?)
+            Some(req.mode.parse::<Mode>().map_err(|e| ErrorCode::InvalidArgument.status(e.to_string()))?)
         };
         let pipeline = self.pipelines.current();
-        let (mode, report) =
-            check_subject(pipeline.registry(), &req.subject, &schema, mode).map_err(Status::not_found)?;
+        let (mode, report) = pipeline
+            .registry()
+            .check_subject(&req.subject, &schema, None, mode)
+            .map_err(|e| ErrorCode::NotFound.status(e.to_string()))?;
         Ok(Response::new(CheckCompatibilityResponse {
             compatible: report.compatible,
             mode: mode.name().to_owned(),

@@ -2,8 +2,6 @@
 //! takes effect, requests keep the version they started with, and the file
 //! watcher picks up a save without a restart.
 
-mod common;
-
 use std::{
     collections::BTreeMap,
     path::Path,
@@ -12,11 +10,12 @@ use std::{
 };
 
 use hutong_bus::MemoryPublisher;
-use hutong_gateway::{GatewayConfig, Outcome, Reloader};
+use hutong_pipeline::{Outcome, Reloader};
 use hutong_proto::v1::{SourceRecord, Status, SubmitRequest};
+use hutong_tests::inproc;
 
 fn record(sex: &str) -> SourceRecord {
-    common::household("R1", serde_json::json!({"GMSFHM": "11010519491231002X", "XM": "张三", "XB": sex}))
+    inproc::household("R1", serde_json::json!({"GMSFHM": "11010519491231002X", "XM": "张三", "XB": sex}))
 }
 
 fn accepted(r: &Reloader, sex: &str) -> bool {
@@ -24,14 +23,14 @@ fn accepted(r: &Reloader, sex: &str) -> bool {
 }
 
 fn reloader(dir: &Path) -> Reloader {
-    Reloader::new(dir.to_owned(), common::key(), GatewayConfig::default().pipeline_settings()).unwrap()
+    Reloader::new(dir.to_owned(), inproc::key(), inproc::default_config().pipeline_settings()).unwrap()
 }
 
 const ADAPTER: &str = "departments/gongan/household_registration.toml";
 
 #[test]
 fn reload_is_atomic_and_in_flight_work_keeps_its_version() {
-    let copy = common::schemas_copy();
+    let copy = inproc::schemas_copy();
     let dir = copy.path();
     let r = reloader(dir);
     assert!(!accepted(&r, "M"), "M is not a sex code yet");
@@ -61,7 +60,7 @@ fn reload_is_atomic_and_in_flight_work_keeps_its_version() {
     assert_ne!(with_map, original, "the sex mapping line is where this test expects it");
     std::fs::write(&path, with_map).unwrap();
     assert_eq!(r.reload().unwrap(), 2);
-    assert_eq!(r.status(), hutong_gateway::ReloadStatus { generation: 2, last_error: None });
+    assert_eq!(r.status(), hutong_pipeline::ReloadStatus { generation: 2, last_error: None });
     assert!(accepted(&r, "M"));
     // A request that started before the reload finishes on its version.
     assert!(!matches!(in_flight.prepare("gongan", &record("M"), chrono::Utc::now()), Outcome::Publish(_)));
@@ -69,7 +68,7 @@ fn reload_is_atomic_and_in_flight_work_keeps_its_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn saving_a_file_reloads_without_a_restart() {
-    let copy = common::schemas_copy();
+    let copy = inproc::schemas_copy();
     let dir = copy.path();
     let r = Arc::new(reloader(dir));
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -98,27 +97,27 @@ async fn saving_a_file_reloads_without_a_restart() {
 async fn an_adapter_changed_under_load_maps_each_record_by_one_version() {
     const BATCHES: u32 = 40;
     const PER_BATCH: u32 = 25;
-    let copy = common::schemas_copy();
+    let copy = inproc::schemas_copy();
     let memory = MemoryPublisher::default();
     let gateway =
-        common::TestGateway::start_with(copy.path(), GatewayConfig::default(), Arc::new(memory.clone())).await;
+        inproc::TestGateway::start_with(copy.path(), inproc::default_config(), Arc::new(memory.clone())).await;
     let _watch = gateway.reloader.watch(|_| {}).unwrap();
     let mut client = gateway.client().await;
     let (tx, rx) = tokio::sync::mpsc::channel::<SubmitRequest>(4);
     let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
-    let mut responses = client.submit_stream(common::request(stream)).await.unwrap().into_inner();
-    let batch = |b: u32| SubmitRequest {
+    let mut responses = client.submit_stream(inproc::request(stream)).await.unwrap().into_inner();
+    let batch = |b: u32| {
+        SubmitRequest {
         batch_id: format!("b{b}"),
         records: (b * PER_BATCH..(b + 1) * PER_BATCH)
             .map(|i| {
-                let id = hutong_standard::checks::gb11643_check_char(&format!("11010519800101{i:03}"));
-                common::household(
+                inproc::household(
                     &format!("L{i}"),
-                    serde_json::json!({"GMSFHM": format!("11010519800101{i:03}{}", id.unwrap()),
-                        "XM": "旧名", "XB": "1", "HJDZ_QHNXXDZ": "旧址"}),
+                    serde_json::json!({"GMSFHM": hutong_tests::citizen_id(i), "XM": "旧名", "XB": "1", "HJDZ_QHNXXDZ": "旧址"}),
                 )
             })
             .collect(),
+    }
     };
     let mut answered = Vec::new();
     for b in 0..BATCHES / 2 {

@@ -1,17 +1,15 @@
 //! Bad input never takes the gateway down or costs another record: gzip
 //! bombs on the transport, oversized batches, deep or invalid payloads.
 
-mod common;
-
 use std::sync::Arc;
 
-use hutong_bus::MemoryPublisher;
-use hutong_gateway::{GatewayConfig, LimitsConfig};
+use hutong_bus::{BusConfig, MemoryPublisher};
 use hutong_proto::v1::{SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
+use hutong_tests::inproc;
 use tonic::codec::CompressionEncoding;
 
 fn rec(source_id: &str, payload: Vec<u8>, charset: &str) -> SourceRecord {
-    SourceRecord { payload, charset: charset.into(), ..common::household(source_id, serde_json::json!({})) }
+    SourceRecord { payload, charset: charset.into(), ..inproc::household(source_id, serde_json::json!({})) }
 }
 
 fn good(id: &str) -> SourceRecord {
@@ -20,16 +18,16 @@ fn good(id: &str) -> SourceRecord {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_input_gets_clear_errors_and_other_records_go_through() -> anyhow::Result<()> {
-    let config = GatewayConfig {
-        limits: LimitsConfig { max_message_bytes: 1 << 20, max_records_per_batch: 100, ..LimitsConfig::default() },
-        ..GatewayConfig::default()
-    };
+    let config = inproc::config(BusConfig::default(), |f| {
+        f.limits.max_message_bytes = 1 << 20;
+        f.limits.max_records_per_batch = 100;
+    });
     let memory = MemoryPublisher::default();
-    let gateway = common::TestGateway::start_with(&common::schemas(), config, Arc::new(memory.clone())).await;
+    let gateway = inproc::TestGateway::start_with(&inproc::schemas(), config, Arc::new(memory.clone())).await;
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gateway.addr))?.connect().await?;
     let mut client =
         IngestClient::new(channel).send_compressed(CompressionEncoding::Gzip).max_encoding_message_size(64 << 20);
-    let call = |records: Vec<SourceRecord>| common::request(SubmitRequest { batch_id: String::new(), records });
+    let call = |records: Vec<SourceRecord>| inproc::request(SubmitRequest { batch_id: String::new(), records });
 
     // Token mode: a wrong or missing token is UNAUTHENTICATED.
     for token in [Some("Bearer wrong-token"), Some("gongan-token"), None] {

@@ -1,12 +1,10 @@
 //! In-process: the gateway's gRPC server on 127.0.0.1:0 publishing through the
 //! real rdkafka producer to librdkafka's mock cluster.
 
-mod common;
-
+use hutong_tests::inproc;
 use std::{sync::Arc, time::Duration};
 
 use hutong_bus::{BusConfig, KafkaPublisher, Publisher};
-use hutong_gateway::GatewayConfig;
 use hutong_proto::v1::{Status, SubmitRequest};
 use rdkafka::{
     ClientConfig,
@@ -22,17 +20,17 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
     mock.create_topic("hutong.person.v1", 1, 1)?;
     mock.create_topic("hutong.dlq.v1", 1, 1)?;
     let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
-    let config = GatewayConfig { kafka: bus.clone(), ..GatewayConfig::default() };
+    let config = inproc::config(bus.clone(), |_| {});
 
     let publisher: Arc<dyn Publisher> = Arc::new(KafkaPublisher::new(&bus)?);
-    let gateway = common::TestGateway::start_with(&common::schemas(), config, publisher).await;
+    let gateway = inproc::TestGateway::start_with(&inproc::schemas(), config, publisher).await;
     let mut client = gateway.client().await;
     let valid = serde_json::json!({"GMSFHM": "11010519491231002X", "XM": "张三", "XB": "男", "MZ": "01",
         "CSRQ": "19491231", "HJDZ_XZQH": "110105", "HJDZ_QHNXXDZ": "朝阳路1号"});
     let invalid = serde_json::json!({"GMSFHM": "110105194912310021", "XM": "李四", "XB": "女"});
-    let req = common::request(SubmitRequest {
+    let req = inproc::request(SubmitRequest {
         batch_id: "m".into(),
-        records: vec![common::household("A", valid), common::household("B", invalid)],
+        records: vec![inproc::household("A", valid), inproc::household("B", invalid)],
     });
     let resp = client.submit(req).await?.into_inner();
 

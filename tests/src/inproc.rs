@@ -1,7 +1,6 @@
-//! Shared by the in-process gateway tests: one [`TestGateway`] (the gRPC
-//! server on 127.0.0.1:0 in token mode, publishing through any
-//! [`Publisher`]), the schemas folder, copies of it, and test records.
-#![allow(dead_code, unreachable_pub)]
+//! The in-process test kit: one [`TestGateway`] (the gRPC server on
+//! 127.0.0.1:0 in token mode, publishing through any [`Publisher`]), a
+//! validated configuration, copies of `schemas/`, and test records.
 
 use std::{
     path::{Path, PathBuf},
@@ -9,8 +8,11 @@ use std::{
 };
 
 use hutong_adapter::PseudonymKey;
-use hutong_bus::Publisher;
-use hutong_gateway::{GatewayConfig, GatewayError, Metrics, Policy, Reloader, Security, serve_on};
+use hutong_bus::{BusConfig, Publisher};
+use hutong_gateway::{
+    AuthConfig, AuthMode, ConfigFile, GatewayConfig, GatewayError, Metrics, Policy, Security, serve_on,
+};
+use hutong_pipeline::Reloader;
 use hutong_proto::v1::{Op, SourceRecord, ingest_client::IngestClient};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
@@ -36,23 +38,31 @@ token-sha256 = "e021203578682c86aa6a93422e31c352cb2e7cfd50758a0203dbe1ceeff257d0
 
 /// The repository's `schemas/`.
 pub fn schemas() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas")
+    crate::repo_root().join("schemas")
 }
 
 /// A copy of `schemas/` in a temporary folder of its own (removed when dropped).
 pub fn schemas_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("a temp dir");
-    copy_dir(&schemas(), dir.path());
+    crate::copy_dir(&schemas(), dir.path());
     dir
 }
 
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let p = entry.unwrap().path();
-        let to = dst.join(p.file_name().unwrap());
-        if p.is_dir() { copy_dir(&p, &to) } else { std::fs::copy(&p, &to).map(|_| ()).unwrap() }
-    }
+/// The configuration of an in-process gateway: token mode (no certificates), `kafka`,
+/// then whatever `tune` changes in the file; validated as `hutong serve` would.
+pub fn config(kafka: BusConfig, tune: impl FnOnce(&mut ConfigFile)) -> GatewayConfig {
+    let mut file = ConfigFile {
+        kafka,
+        auth: AuthConfig { mode: AuthMode::Token, ..AuthConfig::default() },
+        ..ConfigFile::default()
+    };
+    tune(&mut file);
+    file.validate_and_build().expect("the test configuration is valid")
+}
+
+/// The default in-process configuration (a bus nobody reaches: tests give a publisher).
+pub fn default_config() -> GatewayConfig {
+    config(BusConfig::default(), |_| {})
 }
 
 /// The pseudonym key of the in-process tests.
@@ -95,7 +105,7 @@ pub struct TestGateway {
 impl TestGateway {
     /// The shipped schemas, default config, token security, publishing through `publisher`.
     pub async fn start(publisher: Arc<dyn Publisher>) -> Self {
-        Self::start_with(&schemas(), GatewayConfig::default(), publisher).await
+        Self::start_with(&schemas(), default_config(), publisher).await
     }
 
     /// The same with `schemas` and `config`.

@@ -4,15 +4,15 @@
 
 use std::{
     collections::BTreeMap,
-    path::Path,
     sync::Arc,
     time::{Duration, Instant},
 };
 
-use hutong_adapter::PseudonymKey;
 use hutong_bus::{BusConfig, KafkaPublisher, Publisher, Spool};
-use hutong_gateway::{DeliveryConfig, GatewayConfig, IngestService, Metrics, Policy, Reloader, Security};
-use hutong_proto::v1::{Op, RecordResult, SourceRecord, Status as RecordStatus, SubmitRequest};
+use hutong_gateway::{DeliveryConfig, IngestService, Metrics, Policy, Security};
+use hutong_pipeline::Reloader;
+use hutong_proto::v1::{RecordResult, SourceRecord, Status as RecordStatus, SubmitRequest};
+use hutong_tests::{citizen_id, inproc};
 use rdkafka::{
     ClientConfig,
     consumer::{BaseConsumer, Consumer},
@@ -24,25 +24,10 @@ use tonic::Code;
 
 const PERSON: &str = "hutong.person.v1";
 
-fn citizen_id(seq: u32) -> String {
-    let body = format!("110105198001{:02}{:03}", 1 + seq % 28, seq % 1000);
-    let weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let sum: u32 = body.bytes().zip(weights).map(|(b, w)| u32::from(b - b'0') * w).sum();
-    format!("{body}{}", char::from(b"10X98765432"[(sum % 11) as usize]))
-}
-
 fn record(seq: u32, address: &str) -> SourceRecord {
     let payload =
         serde_json::json!({"GMSFHM": citizen_id(seq), "XM": format!("测试{seq}"), "XB": "1", "HJDZ_QHNXXDZ": address});
-    SourceRecord {
-        kind: "household_registration".into(),
-        source_id: format!("F{seq}"),
-        revision: 1,
-        op: Op::Upsert as i32,
-        occurred_at: None,
-        payload: serde_json::to_vec(&payload).unwrap(),
-        charset: String::new(),
-    }
+    inproc::household(&format!("F{seq}"), payload)
 }
 
 fn batch(range: std::ops::Range<u32>) -> SubmitRequest {
@@ -73,10 +58,8 @@ fn harness(
         BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
     let mut delivery = DeliveryConfig::default();
     tune(&mut bus, &mut delivery);
-    let config = GatewayConfig { kafka: bus.clone(), ..GatewayConfig::default() };
-    let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
-    let key = PseudonymKey::new(b"faults-test-key-0123".to_vec()).unwrap();
-    let pipelines = Arc::new(Reloader::new(schemas, key, config.pipeline_settings()).unwrap());
+    let config = inproc::config(bus.clone(), |_| {});
+    let pipelines = Arc::new(Reloader::new(inproc::schemas(), inproc::key(), config.pipeline_settings()).unwrap());
     let publisher = KafkaPublisher::new(&bus).unwrap();
     let metrics = Arc::new(Metrics::default());
     let service = IngestService::new(
