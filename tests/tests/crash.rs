@@ -10,8 +10,8 @@ use std::{
     time::Duration,
 };
 
-use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
-use hutong_tests::{Broker, Gateway, citizen_id, consume_all};
+use hutong_proto::v1::{Status, SubmitRequest, ingest_client::IngestClient};
+use hutong_tests::{Broker, Gateway, citizen_id, consume_all, inproc};
 use tonic::Request;
 
 const BATCHES: u32 = 60;
@@ -19,18 +19,12 @@ const PER_BATCH: u32 = 25;
 
 fn batch(b: u32) -> SubmitRequest {
     let records = (b * PER_BATCH..(b + 1) * PER_BATCH)
-        .map(|i| SourceRecord {
-            kind: "household_registration".into(),
-            source_id: format!("C{i}"),
-            revision: 1,
-            op: Op::Upsert as i32,
-            occurred_at: None,
-            payload: serde_json::to_vec(&serde_json::json!({
+        .map(|i| {
+            let payload = serde_json::json!({
                 "GMSFHM": citizen_id(i), "XM": format!("压测{i}"), "XB": "2", "CSRQ": "19850101",
                 "HJDZ_XZQH": "310104", "HJDZ_QHNXXDZ": "徐汇区漕溪北路200弄5号"
-            }))
-            .unwrap(),
-            charset: String::new(),
+            });
+            inproc::household(&format!("C{i}"), payload)
         })
         .collect();
     SubmitRequest { batch_id: format!("b{b}"), records }

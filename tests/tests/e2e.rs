@@ -203,12 +203,8 @@ fn collect_identifiers(v: &Value, out: &mut std::collections::BTreeSet<String>) 
             } else if digits.len() == 15 && digits.chars().all(|c| c.is_ascii_digit()) {
                 // A legacy 15-digit ID (or a grid code: they look alike); the 18-digit form it becomes is the secret.
                 let body = format!("{}19{}", &digits[..6], &digits[6..]);
-                let upgraded = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "X"]
-                    .iter()
-                    .map(|c| format!("{body}{c}"))
-                    .find(|id| gb11643_valid(id))
-                    .expect("one check character fits");
-                out.insert(upgraded);
+                let check = hutong_standard::checks::gb11643_check_char(&body).expect("17 digits");
+                out.insert(format!("{body}{check}"));
             }
         }
         Value::Array(a) => a.iter().for_each(|x| collect_identifiers(x, out)),
@@ -217,15 +213,11 @@ fn collect_identifiers(v: &Value, out: &mut std::collections::BTreeSet<String>) 
     }
 }
 
-/// ISO 7064 MOD 11-2 check of an 18-character citizen ID (written here independently of the gateway).
+/// Whether an 18-character string carries a citizen ID's check character (the birth date is not
+/// checked: IDs with impossible dates are secrets too).
 fn gb11643_valid(id: &str) -> bool {
-    const WEIGHTS: [u32; 17] = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2];
-    let chars: Vec<char> = id.chars().collect();
-    let Some(sum) = chars[..17].iter().zip(WEIGHTS).map(|(c, w)| c.to_digit(10).map(|d| d * w)).sum::<Option<u32>>()
-    else {
-        return false;
-    };
-    "10X98765432".chars().nth((sum % 11) as usize) == Some(chars[17].to_ascii_uppercase())
+    let id = id.to_ascii_uppercase();
+    id.len() == 18 && hutong_standard::checks::gb11643_check_char(&id[..17]) == id[17..].chars().next()
 }
 
 /// The id of the test key, computed independently: `k` + 8 hex of HMAC(key, "hutong/key-id").

@@ -7,21 +7,13 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use hutong_proto::v1::{Op, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
-use hutong_tests::{Broker, Gateway, Setup, citizen_id, consume_all};
+use hutong_proto::v1::{SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
+use hutong_tests::{Broker, Gateway, Setup, citizen_id, consume_all, inproc};
 use tonic::Request;
 
 fn record(i: u32) -> SourceRecord {
     let payload = serde_json::json!({"GMSFHM": citizen_id(i), "XM": format!("存转{i}"), "XB": "1", "CSRQ": "19850101"});
-    SourceRecord {
-        kind: "household_registration".into(),
-        source_id: format!("S{i}"),
-        revision: 1,
-        op: Op::Upsert as i32,
-        occurred_at: None,
-        payload: serde_json::to_vec(&payload).unwrap(),
-        charset: String::new(),
-    }
+    inproc::household(&format!("S{i}"), payload)
 }
 
 fn batch(range: std::ops::Range<u32>) -> SubmitRequest {

@@ -76,11 +76,21 @@ pub fn fixture_dir(adapter: &Adapter) -> PathBuf {
     dept_dir.join("fixtures").join(&adapter.kind)
 }
 
+/// An adapter's fixture folder could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source} (every adapter needs fixtures)", dir.display())]
+pub struct NoFixtures {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The cause.
+    pub source: std::io::Error,
+}
+
 /// Runs every fixture of `adapter` through adapter and standard.
-pub fn run_fixtures(adapter: &Adapter, standard: &Standard) -> Result<Vec<CaseResult>, String> {
+pub fn run_fixtures(adapter: &Adapter, standard: &Standard) -> Result<Vec<CaseResult>, NoFixtures> {
     let dir = fixture_dir(adapter);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e} (every adapter needs fixtures)", dir.display()))?
+        .map_err(|source| NoFixtures { dir: dir.clone(), source })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "json"))
         .collect();
@@ -221,7 +231,9 @@ pub fn standing(departments: &Path, standard: &Standard) -> Vec<Standing> {
             Ok(a) => {
                 let name = Some(format!("{}/{}", a.department, a.kind));
                 match run_fixtures(&a, standard) {
-                    Err(e) => Standing { path, name, check_error: None, failing_fixtures: vec![e], fixtures: 0 },
+                    Err(e) => {
+                        Standing { path, name, check_error: None, failing_fixtures: vec![e.to_string()], fixtures: 0 }
+                    }
                     Ok(results) => Standing {
                         path,
                         name,

@@ -52,9 +52,11 @@ pub fn decode_payload(bytes: &[u8], charset: &str, limits: PayloadLimits) -> Res
     };
     // Depth is checked on the parsed value (a walk of the containers only, cheaper than a
     // scan of every byte); serde_json's own recursion limit (128) bounds the parse itself.
+    // A payload it refuses is measured, on that error path only, to tell "too deep" from
+    // "not JSON" without reading the error's words.
     let too_deep = || Violation::new("", "payload:depth", format!("payload nests deeper than {}", limits.max_depth));
     let value: Value = serde_json::from_str(&text).map_err(|e| {
-        if e.to_string().contains("recursion limit exceeded") {
+        if bracket_depth(&text) > limits.max_depth {
             too_deep()
         } else {
             Violation::new("", "payload:json", format!("payload is not JSON: {e}"))
@@ -67,6 +69,28 @@ pub fn decode_payload(bytes: &[u8], charset: &str, limits: PayloadLimits) -> Res
         return Err(Violation::new("", "payload:json", "payload must be a JSON object"));
     }
     Ok(value)
+}
+
+/// The deepest nesting of `[`/`{` in JSON text, brackets inside strings not counted
+/// (text that is not JSON is measured as far as it goes).
+fn bracket_depth(text: &str) -> usize {
+    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for b in text.bytes() {
+        match (in_string, escaped, b) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') => in_string = false,
+            (true, false, _) => {}
+            (false, _, b'"') => in_string = true,
+            (false, _, b'[' | b'{') => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            (false, _, b']' | b'}') => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
 }
 
 /// Nesting of arrays and objects (a scalar is 0, `{}` is 1).
@@ -103,5 +127,10 @@ mod tests {
         assert_eq!(decode_payload(b"[1]", "", lim).unwrap_err().rule, "payload:json");
         assert_eq!(decode_payload(b"{", "", lim).unwrap_err().rule, "payload:json");
         assert_eq!(decode_payload(b"{}", "latin1", lim).unwrap_err().rule, "payload:charset");
+        // Brackets inside strings are not nesting; a broken deep payload is still "too deep".
+        assert_eq!(bracket_depth(r#"{"a":"[[[[{{{{\"[[","b":[1]}"#), 2);
+        let broken = format!("{{\"a\":{}", "[".repeat(200));
+        assert_eq!(decode_payload(broken.as_bytes(), "", big).unwrap_err().rule, "payload:depth");
+        assert_eq!(decode_payload(br#"{"a":[1,}"#, "", big).unwrap_err().rule, "payload:json");
     }
 }

@@ -382,16 +382,7 @@ impl<'a> Differ<'a> {
         if let Some((_, id)) = s.pattern_properties.iter().find(|(p, _)| pattern_finds(p, name)) {
             return Some(n.with(*id));
         }
-        if let Some(a) = s.additional {
-            return Some(n.with(a));
-        }
-        if s.permits_additional
-            && let Some(x) = s.unevaluated.map(|x| n.with(x))
-            && self.constraining(x)
-        {
-            return Some(x);
-        }
-        None
+        self.rest_partial(n, s.permits_additional, s.additional, s.unevaluated)
     }
 
     fn array_is_open(&self, n: N, s: &ArraySchema) -> bool {
@@ -400,16 +391,16 @@ impl<'a> Differ<'a> {
 
     /// The schema a partially open array model gives to items past its tuple.
     fn array_partial(&self, n: N, s: &ArraySchema) -> Option<N> {
-        if let Some(a) = s.additional {
+        self.rest_partial(n, s.permits_additional, s.additional, s.unevaluated)
+    }
+
+    /// The schema what lies beyond the listed members gets: the `additional…` schema, else a
+    /// constraining `unevaluated…` one where more is permitted.
+    fn rest_partial(&self, n: N, permits: bool, additional: Option<NodeId>, unevaluated: Option<NodeId>) -> Option<N> {
+        if let Some(a) = additional {
             return Some(n.with(a));
         }
-        if s.permits_additional
-            && let Some(x) = s.unevaluated.map(|x| n.with(x))
-            && self.constraining(x)
-        {
-            return Some(x);
-        }
-        None
+        unevaluated.map(|x| n.with(x)).filter(|x| permits && self.constraining(*x))
     }
 
     /// `ObjectSchemaDiff`.
@@ -531,31 +522,10 @@ impl<'a> Differ<'a> {
             }
         }
 
-        self.compare_additional(
-            out,
-            "additionalProperties",
-            (os.permits_additional, os.additional.map(|x| o.with(x))),
-            (us.permits_additional, us.additional.map(|x| u.with(x))),
-            [
-                K::AdditionalPropertiesAdded,
-                K::AdditionalPropertiesRemoved,
-                K::AdditionalPropertiesExtended,
-                K::AdditionalPropertiesNarrowed,
-            ],
-        );
-
-        self.compare_unevaluated(
-            out,
-            "unevaluatedProperties",
-            os.unevaluated.map(|x| o.with(x)),
-            us.unevaluated.map(|x| u.with(x)),
-            [
-                K::UnevaluatedPropertiesAdded,
-                K::UnevaluatedPropertiesRemoved,
-                K::UnevaluatedPropertiesExtended,
-                K::UnevaluatedPropertiesNarrowed,
-            ],
-        );
+        let side = |n: N, s: &ObjectSchema| {
+            (s.permits_additional, s.additional.map(|x| n.with(x)), s.unevaluated.map(|x| n.with(x)))
+        };
+        self.compare_rest(out, side(o, os), side(u, us), &PROPERTIES_REST);
 
         compare_limit(
             out,
@@ -603,6 +573,25 @@ impl<'a> Differ<'a> {
         let covered = compatible(&d);
         extend_at(out, path, d);
         out.push(at(if covered { yes } else { no }, path));
+    }
+
+    /// What lies beyond the listed members (`additional…`, then `unevaluated…`), each side as
+    /// (permits more, the additional schema, the unevaluated schema).
+    fn compare_rest(
+        &mut self,
+        out: &mut Diffs,
+        (o_permits, o_additional, o_unevaluated): (bool, Option<N>, Option<N>),
+        (u_permits, u_additional, u_unevaluated): (bool, Option<N>, Option<N>),
+        rest: &Rest,
+    ) {
+        self.compare_additional(
+            out,
+            rest.additional.0,
+            (o_permits, o_additional),
+            (u_permits, u_additional),
+            rest.additional.1,
+        );
+        self.compare_unevaluated(out, rest.unevaluated.0, o_unevaluated, u_unevaluated, rest.unevaluated.1);
     }
 
     /// `additionalProperties`/`additionalItems`, each side as (permits more, its schema):
@@ -709,31 +698,10 @@ impl<'a> Differ<'a> {
             }
         }
 
-        self.compare_additional(
-            out,
-            "additionalItems",
-            (os.permits_additional, os.additional.map(|x| o.with(x))),
-            (us.permits_additional, us.additional.map(|x| u.with(x))),
-            [
-                K::AdditionalItemsAdded,
-                K::AdditionalItemsRemoved,
-                K::AdditionalItemsExtended,
-                K::AdditionalItemsNarrowed,
-            ],
-        );
-
-        self.compare_unevaluated(
-            out,
-            "unevaluatedItems",
-            os.unevaluated.map(|x| o.with(x)),
-            us.unevaluated.map(|x| u.with(x)),
-            [
-                K::UnevaluatedItemsAdded,
-                K::UnevaluatedItemsRemoved,
-                K::UnevaluatedItemsExtended,
-                K::UnevaluatedItemsNarrowed,
-            ],
-        );
+        let side = |n: N, s: &ArraySchema| {
+            (s.permits_additional, s.additional.map(|x| n.with(x)), s.unevaluated.map(|x| n.with(x)))
+        };
+        self.compare_rest(out, side(o, os), side(u, us), &ITEMS_REST);
 
         compare_limit(
             out,
@@ -780,6 +748,50 @@ struct Member {
     /// `[covered, not covered]` by the original's partially open content model.
     added_covered: [K; 2],
 }
+
+/// The keywords and change kinds of what lies beyond the listed members:
+/// `[added, removed, extended, narrowed]` for each.
+struct Rest {
+    additional: (&'static str, [K; 4]),
+    unevaluated: (&'static str, [K; 4]),
+}
+
+const PROPERTIES_REST: Rest = Rest {
+    additional: (
+        "additionalProperties",
+        [
+            K::AdditionalPropertiesAdded,
+            K::AdditionalPropertiesRemoved,
+            K::AdditionalPropertiesExtended,
+            K::AdditionalPropertiesNarrowed,
+        ],
+    ),
+    unevaluated: (
+        "unevaluatedProperties",
+        [
+            K::UnevaluatedPropertiesAdded,
+            K::UnevaluatedPropertiesRemoved,
+            K::UnevaluatedPropertiesExtended,
+            K::UnevaluatedPropertiesNarrowed,
+        ],
+    ),
+};
+
+const ITEMS_REST: Rest = Rest {
+    additional: (
+        "additionalItems",
+        [K::AdditionalItemsAdded, K::AdditionalItemsRemoved, K::AdditionalItemsExtended, K::AdditionalItemsNarrowed],
+    ),
+    unevaluated: (
+        "unevaluatedItems",
+        [
+            K::UnevaluatedItemsAdded,
+            K::UnevaluatedItemsRemoved,
+            K::UnevaluatedItemsExtended,
+            K::UnevaluatedItemsNarrowed,
+        ],
+    ),
+};
 
 const PROPERTY: Member = Member {
     removed_from_open: K::PropertyRemovedFromOpenContentModel,

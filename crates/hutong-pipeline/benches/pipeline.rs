@@ -10,8 +10,9 @@ use chrono::Utc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use hutong_adapter::{MapContext, PayloadLimits, PseudonymKey, decode_payload};
 use hutong_pipeline::{Outcome, Pipeline, PipelineSettings};
-use hutong_proto::v1::{Op, SourceRecord};
+use hutong_proto::v1::SourceRecord;
 
+/// The first record of each department's sample export, read as `hutong ingest` reads it.
 fn samples() -> Vec<(String, String, SourceRecord)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/departments");
     let mut out = Vec::new();
@@ -24,19 +25,10 @@ fn samples() -> Vec<(String, String, SourceRecord)> {
         for f in files {
             let d = dept.file_name().unwrap().to_str().unwrap().to_owned();
             let kind = f.file_stem().unwrap().to_str().unwrap().to_owned();
-            let first = std::fs::read_to_string(&f).unwrap().lines().next().unwrap().to_owned();
-            let v: serde_json::Value = serde_json::from_str(&first).unwrap();
-            let Some(payload) = v.get("payload") else { continue };
-            let rec = SourceRecord {
-                kind: kind.clone(),
-                source_id: v["source_id"].as_str().unwrap().to_owned(),
-                revision: 1,
-                op: Op::Upsert as i32,
-                occurred_at: None,
-                payload: serde_json::to_vec(payload).unwrap(),
-                charset: String::new(),
-            };
-            out.push((d, kind, rec));
+            let first = hutong_client::read_ndjson(&f, &kind, None).unwrap().swap_remove(0).record;
+            if first.charset.is_empty() {
+                out.push((d, kind, first));
+            }
         }
     }
     out
