@@ -26,7 +26,7 @@ cats = [
  ("gRPC: protobuf decode/encode", ["prost::","ProstDecoder","ProstEncoder","tonic_prost"]),
  ("gRPC: HTTP/2 (h2, hyper, tonic)", ["h2::","hyper::","tonic::"]),
  ("kernel (syscalls, network, page faults)", ["kernel.kallsyms"]),
- ("delivery bookkeeping (futures, receipts, answers)", ["publish_record","hutong_gateway::service"]),
+ ("delivery bookkeeping (futures, receipts, answers)", ["Delivery::record","hutong_gateway::ingest"]),
  ("async runtime (tokio scheduling)", ["tokio::runtime"]),
 ]
 counts = collections.Counter(); total = 0

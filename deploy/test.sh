@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # README command 2: the whole test suite. Installs what is missing (C
-# toolchain, the tansu broker the end-to-end tests start), builds once, runs
-# every test. Tests that need the broker fail, never skip, without it.
+# toolchain, the tansu broker the end-to-end tests start), checks formatting,
+# builds once, runs clippy (warnings are errors), runs every test. Tests that
+# need the broker fail, never skip, without it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -21,8 +22,14 @@ if ! "$VENV/bin/python" -c 'import confluent_kafka.schema_registry' >/dev/null 2
 fi
 export HUTONG_PYTHON="$VENV/bin/python"
 
+echo "[test] formatting (cargo fmt --check)" >&2
+cargo fmt --all -- --check
+
 echo "[test] building the workspace once (binaries and tests)" >&2
 cargo build --workspace --all-targets --locked
+
+echo "[test] lints (cargo clippy, warnings are errors)" >&2
+cargo clippy --workspace --all-targets --locked -- -D warnings
 export HUTONG_BIN="$ROOT/target/debug/hutong"
 
 if command -v cargo-nextest >/dev/null 2>&1; then

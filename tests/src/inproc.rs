@@ -23,17 +23,24 @@ pub const GONGAN_TOKEN: &str = "gongan-token";
 /// Token mode for in-process tests: 公安 may submit household registrations with the bearer token
 /// `gongan-token` (the policy holds its SHA-256).
 pub fn token_security() -> Security {
-    Security::plaintext_tokens(
-        Policy::parse(
-            r#"
+    Security::plaintext_tokens(Policy::parse(GONGAN_POLICY).expect("the test policy parses"))
+}
+
+const GONGAN_POLICY: &str = r#"
 version = 1
 [departments.gongan]
 kinds = ["household_registration"]
 token-sha256 = "e021203578682c86aa6a93422e31c352cb2e7cfd50758a0203dbe1ceeff257d0"
-"#,
-        )
-        .expect("the test policy parses"),
-    )
+"#;
+
+/// [`token_security`] with its audit trail written to `dir` (and not copied to a topic).
+pub fn audited_token_security(dir: &Path) -> Security {
+    let mut security = token_security();
+    let log = hutong_audit::AuditLog::open(dir, 190).expect("an audit log");
+    let auditor = Arc::new(hutong_gateway::Auditor::new(log, None, &Metrics::default()));
+    let policy = Policy::parse(GONGAN_POLICY).expect("the test policy parses");
+    security.guard = Arc::new(hutong_gateway::Guard::new(AuthMode::Token, policy, auditor));
+    security
 }
 
 /// The repository's `schemas/`.
@@ -110,6 +117,16 @@ impl TestGateway {
 
     /// The same with `schemas` and `config`.
     pub async fn start_with(schemas: &Path, config: GatewayConfig, publisher: Arc<dyn Publisher>) -> Self {
+        Self::start_secured(schemas, config, publisher, token_security()).await
+    }
+
+    /// The same with `security` (e.g. [`audited_token_security`]).
+    pub async fn start_secured(
+        schemas: &Path,
+        config: GatewayConfig,
+        publisher: Arc<dyn Publisher>,
+        security: Security,
+    ) -> Self {
         let reloader = Arc::new(Reloader::new(schemas.to_owned(), key(), config.pipeline_settings()).unwrap());
         let metrics = Arc::new(Metrics::default());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -117,7 +134,7 @@ impl TestGateway {
         let (stop, stopped) = oneshot::channel::<()>();
         let (r, m) = (Arc::clone(&reloader), Arc::clone(&metrics));
         let task = tokio::spawn(async move {
-            serve_on(listener, r, publisher, m, None, token_security(), &config, async {
+            serve_on(listener, r, publisher, m, None, security, &config, async {
                 let _ = stopped.await;
             })
             .await

@@ -321,3 +321,50 @@ async fn store_and_forward_spools_while_kafka_is_away_and_replays_in_order_after
         "store and forward: spooled 5 while the broker was down, refused 1 (spool full), replayed 5 after a restart, consumed 5 in order"
     );
 }
+
+/// A batch that fails part-way is audited with every event id handed to Kafka: a retry reuses
+/// them, and some may have arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_batch_is_audited_with_the_event_ids_handed_to_kafka() {
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic(PERSON, 1, 1).unwrap();
+    mock.create_topic("hutong.dlq.v1", 1, 1).unwrap();
+    let bus = BusConfig {
+        bootstrap_servers: mock.bootstrap_servers(),
+        create_topics: false,
+        message_timeout_ms: 1_500,
+        ..BusConfig::default()
+    };
+    let audit = tempfile::tempdir().unwrap();
+    let publisher: Arc<dyn Publisher> = Arc::new(KafkaPublisher::new(&bus).unwrap());
+    let security = inproc::audited_token_security(audit.path());
+    let config = inproc::config(bus, |_| {});
+    let gateway = inproc::TestGateway::start_secured(&inproc::schemas(), config, publisher, security).await;
+    mock.broker_down(1).unwrap();
+    // Two valid records and one the standard rejects (its dead letter goes to Kafka too).
+    let mut records: Vec<SourceRecord> = batch(0..2).records;
+    records.push(inproc::household("BAD", serde_json::json!({"GMSFHM": "110105194912310021", "XM": "错号"})));
+    let mut client = gateway.client().await;
+    let err = client.submit(inproc::request(SubmitRequest { batch_id: "down".into(), records })).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unavailable, "{err:?}");
+    gateway.stop().await.unwrap();
+
+    let text: String = std::fs::read_dir(audit.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    let entry: serde_json::Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].clone())
+        .find(|e| e["type"] == "submit")
+        .expect("the batch is audited");
+    assert_eq!(entry["outcome"], "Unavailable");
+    assert_eq!(entry["batch_id"], "down");
+    let id =
+        |source_id: &str, index: usize| hutong_bus::event_id("gongan", "household_registration", source_id, 1, index);
+    let expected = vec![id("F0", 0), id("F1", 0), id("BAD", hutong_bus::DEAD_LETTER_INDEX)];
+    assert_eq!(entry["event_ids_unconfirmed"], serde_json::json!(expected), "{entry}");
+    assert!(entry.get("event_ids").is_none(), "no answered ids: {entry}");
+}

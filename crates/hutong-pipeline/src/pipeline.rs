@@ -28,11 +28,17 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The event id of every message the outcome publishes.
-    pub fn event_ids(&self) -> Vec<String> {
+    /// How many canonical records a published outcome holds (outputs `0..n`: their event ids
+    /// are `Origin::event_id(0..n)`; each may go to several topics under the same id); `None`
+    /// for a rejected record, whose one message is its dead letter.
+    pub fn outputs(&self) -> Option<usize> {
         match self {
-            Self::Publish(p) => p.iter().map(|p| p.message.event.id.clone()).collect(),
-            Self::Reject { dlq, .. } => vec![dlq.event.id.clone()],
+            // The messages of one output (one per topic) stand together.
+            Self::Publish(p) => Some(
+                usize::from(!p.is_empty())
+                    + p.windows(2).filter(|w| w[0].message.event.id != w[1].message.event.id).count(),
+            ),
+            Self::Reject { .. } => None,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, net::SocketAddr};
 
 use chrono::Utc;
 use futures::future::try_join_all;
+use hutong_bus::{DEAD_LETTER_INDEX, Origin};
 use hutong_proto::v1::{RecordResult, Status as RecordStatus, SubmitRequest, SubmitResponse};
 use tonic::Status;
 use tracing::{info, warn};
@@ -64,7 +65,9 @@ impl IngestService {
         // The whole batch runs on the pipeline current at its start, even if a reload lands meanwhile.
         let pipeline = self.pipelines.current();
         // A retry within the window is answered from the window, without running the pipeline.
-        let mut sent = Vec::new();
+        // What each prepared record hands to Kafka is noted as (record, canonical outputs; None for
+        // a dead letter): its event ids are derived from that on the failure path only.
+        let mut sent: Vec<(usize, Option<usize>)> = Vec::with_capacity(req.records.len());
         let mut work = Vec::with_capacity(req.records.len());
         for (index, rec) in req.records.iter().enumerate() {
             let key = Dedupe::key(department, rec);
@@ -78,7 +81,7 @@ impl IngestService {
                 ))),
                 None => {
                     let outcome = pipeline.prepare(department, rec, received);
-                    sent.extend(outcome.event_ids());
+                    sent.push((index, outcome.outputs()));
                     work.push(Ok((index, rec, outcome, key)));
                 }
             }
@@ -97,6 +100,19 @@ impl IngestService {
                 self.metrics.delivery_errors.get_or_create(&ErrorLabels { kind: e.kind().into() }).inc();
                 // Every event id handed to Kafka: records already queued may still be delivered,
                 // so the audit names them all (a retry reuses the same ids).
+                let sent = sent
+                    .into_iter()
+                    .flat_map(|(index, outputs)| {
+                        let rec = &req.records[index];
+                        let origin =
+                            Origin { department, kind: &rec.kind, source_id: &rec.source_id, revision: rec.revision };
+                        let indexes: Vec<usize> = match outputs {
+                            Some(n) => (0..n).collect(),
+                            None => vec![DEAD_LETTER_INDEX],
+                        };
+                        indexes.into_iter().map(move |i| origin.event_id(i))
+                    })
+                    .collect();
                 return Err(Failed { status: ErrorCode::bus_status(&e), sent });
             }
         };
