@@ -28,8 +28,9 @@ cargo fmt --all -- --check
 echo "[test] building the workspace once (binaries and tests)" >&2
 cargo build --workspace --all-targets --locked
 
-echo "[test] lints (cargo clippy, warnings are errors)" >&2
+echo "[test] lints (cargo clippy, warnings are errors; and the CLI without the gateway)" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p hutong-cli --no-default-features --locked -- -D warnings
 export HUTONG_BIN="$ROOT/target/debug/hutong"
 
 if command -v cargo-nextest >/dev/null 2>&1; then
