@@ -50,18 +50,18 @@ step "deny by default: 公安's certificate submitting 民政's kind is refused 
 "$HUTONG" ingest --as gongan --kind social_assistance schemas/departments/minzheng/samples/social_assistance.ndjson \
   && { echo "expected PERMISSION_DENIED"; exit 1; } || true
 
-step "published on hutong.person.v1 (as any Kafka consumer sees them; first 3)"
-"$HUTONG" tail hutong.person.v1 --from-beginning --max 3 --idle-timeout 5
+step "published on hutong.person.v2 (as any Kafka consumer sees them; first 3)"
+"$HUTONG" tail hutong.person.v2 --from-beginning --max 3 --idle-timeout 5
 
-step "a governance event on hutong.event.v1 (矛盾纠纷, 信访, 12345, 网格 patrols; first 2)"
-"$HUTONG" tail hutong.event.v1 --from-beginning --max 2 --idle-timeout 5
+step "a governance event on hutong.event.v2 (矛盾纠纷, 信访, 12345, 网格 patrols; first 2)"
+"$HUTONG" tail hutong.event.v2 --from-beginning --max 2 --idle-timeout 5
 
 step "rejected, on hutong.dlq.v1 with the original payload and the reasons (first 3)"
 "$HUTONG" tail hutong.dlq.v1 --from-beginning --max 3 --idle-timeout 5
 
 step "how many records each topic holds now"
-for t in person household building organization grid event service_request service_resource dlq; do
-  printf '  %-28s ' "hutong.$t.v1"; "$HUTONG" tail "hutong.$t.v1" --from-beginning --idle-timeout 3 --json 2>/dev/null | wc -l
+for t in person.v2 household.v2 building.v2 organization.v2 grid.v2 event.v2 service_request.v2 service_resource.v2 dlq.v1; do
+  printf '  %-28s ' "hutong.$t"; "$HUTONG" tail "hutong.$t" --from-beginning --idle-timeout 3 --json 2>/dev/null | wc -l
 done
 
 step "the audit trail: every submission and refusal, hash-chained (.hutong/audit)"

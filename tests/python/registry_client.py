@@ -26,14 +26,14 @@ def check(cond, what):
 
 
 subjects = client.get_subjects()
-check("hutong.person.v1-value" in subjects, f"person subject listed: {subjects}")
+check("hutong.person.v2-value" in subjects, f"person subject listed: {subjects}")
 check(all(s.endswith("-value") for s in subjects), "TopicNameStrategy subjects")
 
-latest = client.get_latest_version("hutong.person.v1-value")
+latest = client.get_latest_version("hutong.person.v2-value")
 check(latest.schema.schema_type == "JSON", "schemaType JSON")
 person = json.loads(latest.schema.schema_str)
 check(person["title"] == "人口" and "person_key" in person["properties"], "the person schema")
-check(client.get_versions("hutong.person.v1-value")[-1] == latest.version, "versions end at latest")
+check(client.get_versions("hutong.person.v2-value")[-1] == latest.version, "versions end at latest")
 
 by_id = client.get_schema(latest.schema_id)
 check(json.loads(by_id.schema_str) == person, "schema by global id")
@@ -45,10 +45,10 @@ check(resolved == person, f"{dataschema} resolves to the current person schema")
 
 # Compatibility: an added optional field (closed model) passes, a narrowed one does not.
 ok = dict(person, properties=dict(person["properties"], nickname={"type": "string"}))
-check(client.test_compatibility("hutong.person.v1-value", Schema(json.dumps(ok), "JSON")), "compatible change accepted")
+check(client.test_compatibility("hutong.person.v2-value", Schema(json.dumps(ok), "JSON")), "compatible change accepted")
 bad = json.loads(json.dumps(person))
 bad["properties"]["name"]["maxLength"] = 8
-check(not client.test_compatibility("hutong.person.v1-value", Schema(json.dumps(bad), "JSON")), "breaking change refused")
+check(not client.test_compatibility("hutong.person.v2-value", Schema(json.dumps(bad), "JSON")), "breaking change refused")
 
 try:
     client.get_latest_version("no.such.subject-value")

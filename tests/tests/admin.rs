@@ -32,7 +32,7 @@ async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
     assert_eq!(code, Some(1));
     let cli_lines: Vec<Value> = stdout.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     let records = hutong_tests::sample_records(sample)?;
-    assert_eq!(cli_lines.len(), 13, "one line per sample row");
+    assert_eq!(cli_lines.len(), 22, "one line per sample row");
     assert_eq!(records.len(), cli_lines.len());
     let mut compared = 0;
     for ((rec, _), cli_line) in records.into_iter().zip(&cli_lines) {
@@ -72,7 +72,7 @@ async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
     assert_eq!(compared, cli_lines.len());
 
     // CheckCompatibility vs `hutong schema check`, for a breaking and a compatible change.
-    let (_, latest) = cli(&["schema", "show", "hutong.person.v1-value"])?;
+    let (_, latest) = cli(&["schema", "show", "hutong.person.v2-value"])?;
     let person: Value = serde_json::from_str(&latest)?;
     let dir = tempfile::tempdir()?;
     let mut breaking = person.clone();
@@ -82,10 +82,10 @@ async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
     for (schema, expect_ok) in [(breaking, false), (widening, true)] {
         let f = dir.path().join("new.json");
         std::fs::write(&f, schema.to_string())?;
-        let (code, out) = cli(&["schema", "check", "hutong.person.v1-value", f.to_str().unwrap()])?;
+        let (code, out) = cli(&["schema", "check", "hutong.person.v2-value", f.to_str().unwrap()])?;
         let rpc = admin
             .check_compatibility(CheckCompatibilityRequest {
-                subject: "hutong.person.v1-value".into(),
+                subject: "hutong.person.v2-value".into(),
                 schema_json: schema.to_string(),
                 mode: String::new(),
             })
@@ -117,8 +117,8 @@ async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
     // One subject against the registry's own file.
     let registry: Value =
         serde_json::from_str(&std::fs::read_to_string(repo_root().join("schemas/registry/registry.json"))?)?;
-    let person_versions = registry["subjects"]["hutong.person.v1-value"]["versions"].as_array().unwrap();
-    let person = rpc.subjects.iter().find(|s| s.subject == "hutong.person.v1-value").expect("the person subject");
+    let person_versions = registry["subjects"]["hutong.person.v2-value"]["versions"].as_array().unwrap();
+    let person = rpc.subjects.iter().find(|s| s.subject == "hutong.person.v2-value").expect("the person subject");
     assert_eq!(person.compatibility, "BACKWARD");
     assert_eq!(person.versions.len(), person_versions.len());
     assert_eq!(u64::from(person.latest_id), person_versions.last().unwrap()["id"].as_u64().unwrap());
@@ -142,7 +142,7 @@ async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
         .expect("the 公安 adapter");
     assert_eq!(gongan.title, "公安 户籍人口信息");
     assert_eq!(gongan.source_version, "2019");
-    assert_eq!(gongan.entities, ["person"]);
+    assert_eq!(gongan.entities, ["person", "household"]);
     assert!(gongan.path.ends_with("departments/gongan/household_registration.toml"), "{}", gongan.path);
     for a in &rpc.adapters {
         assert!(out.contains(&format!("ok    {}/{}", a.department, a.kind)), "{out}");

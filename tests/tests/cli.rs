@@ -26,15 +26,21 @@ fn validate_prints_one_line_per_record_and_fails_on_rejects() -> anyhow::Result<
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<Value> =
         String::from_utf8(out.stdout)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
-    assert_eq!(lines.len(), 13);
+    assert_eq!(lines.len(), 22);
     let rejected: Vec<&str> =
         lines.iter().filter(|l| l["status"] == "REJECTED").map(|l| l["source_id"].as_str().unwrap()).collect();
-    assert_eq!(rejected, ["HJ2024900", "HJ2024901", "HJ2024902"]);
+    assert_eq!(rejected, ["110105198001010210", "110105198001010315", "110105198001010411", "330106197511060526"]);
     let first = &lines[0]["records"][0];
     assert_eq!(first["entity"], "person");
-    assert_eq!(first["topic"], "hutong.person.v1");
+    assert_eq!(first["topic"], "hutong.person.v2");
     assert_eq!(first["value"]["name"], "张伟");
-    assert_eq!(first["key"], first["value"]["person_key"]);
+    // One source's fact about the person: keyed by (entity key, department, kind, source id).
+    let person_key = first["value"]["person_key"].as_str().unwrap();
+    let fact: Vec<String> = serde_json::from_str(first["key"].as_str().unwrap())?;
+    // 公安's source id is the 公民身份号码: it travels pseudonymised (`<key id>:<HMAC>`).
+    assert_eq!(fact[..3], [person_key, "gongan", "household_registration"]);
+    let (kid, mac) = fact[3].split_once(':').expect("a tagged pseudonym");
+    assert_eq!((kid.len(), mac), (9, hutong_tests::expected_person_key("110105198001010235").as_str()));
     Ok(())
 }
 
@@ -56,8 +62,11 @@ fn validate_of_a_clean_file_exits_zero() -> anyhow::Result<()> {
     assert_eq!(records.len(), 1);
     let (r, v) = (&records[0], &records[0]["value"]);
     let key = hutong_tests::expected_person_key("11010519491231002X");
-    assert_eq!((r["entity"].as_str(), r["topic"].as_str()), (Some("person"), Some("hutong.person.v1")));
-    assert_eq!(r["key"], key);
+    assert_eq!((r["entity"].as_str(), r["topic"].as_str()), (Some("person"), Some("hutong.person.v2")));
+    // 公安's record key is personal data: it travels pseudonymised like the citizen ID.
+    let kid = format!("k{}", &hutong_tests::expected_person_key("hutong/key-id")[..8]);
+    let source = format!("{kid}:{}", hutong_tests::expected_person_key("ok.ndjson:1"));
+    assert_eq!(r["key"], format!(r#"["{key}","gongan","household_registration","{source}"]"#));
     assert_eq!(v["person_key"], key);
     assert_eq!((v["name"].as_str(), v["sex"].as_str()), (Some("张三"), Some("1")));
     // The dry run shows the shared topic's view: the citizen ID pseudonymised with the key's id.
@@ -110,7 +119,7 @@ fn schema_lint_passes_and_registry_is_in_sync() -> anyhow::Result<()> {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     let issues: Vec<&str> = stdout.lines().filter(|l| l.starts_with("✗ ")).collect();
     assert!(issues.iter().any(|l| l.contains("grid.json") && l.contains("title")), "{stdout}");
-    assert!(issues.iter().any(|l| l.contains("hutong.pet.v1-value") && l.contains("not registered")), "{stdout}");
+    assert!(issues.iter().any(|l| l.contains("hutong.pet.v2-value") && l.contains("not registered")), "{stdout}");
     assert!(stdout.contains(&format!(": {} issue(s)", issues.len())), "{stdout}");
     Ok(())
 }
@@ -165,7 +174,7 @@ fn an_incompatible_change_to_the_standard_is_refused_with_its_changes() -> anyho
     let out = hutong(&["schema", "register", "--schemas", schemas.to_str().unwrap()])?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("hutong.person.v1-value: refused"), "{stdout}");
+    assert!(stdout.contains("hutong.person.v2-value: refused"), "{stdout}");
     assert!(stdout.contains("MAX_LENGTH_DECREASED"), "{stdout}");
     assert_eq!(std::fs::read_to_string(schemas.join("registry/registry.json"))?, before, "nothing written");
     // lint sees the unregistered schema too.

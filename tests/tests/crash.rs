@@ -96,7 +96,7 @@ async fn wait_acked(tally: &Arc<Mutex<Tally>>, n: usize) {
 fn verify(bootstrap: &str, tally: &Tally, label: &str) {
     let total = (BATCHES * PER_BATCH) as usize;
     assert_eq!(tally.acked.len(), total, "every record acknowledged in the end");
-    let consumed = consume_all(bootstrap, "hutong.person.v1").unwrap();
+    let consumed = consume_all(bootstrap, "hutong.person.v2").unwrap();
     let mut by_id: BTreeMap<String, usize> = BTreeMap::new();
     for m in &consumed {
         *by_id.entry(m.headers["ce_id"].clone()).or_default() += 1;
@@ -161,13 +161,13 @@ async fn a_lost_produce_response_is_retried_without_a_copy_in_the_log() -> anyho
     };
     let first = client.submit(Request::new(batch(0))).await?.into_inner();
     assert_eq!(published(&first), PER_BATCH as usize);
-    assert_eq!(hutong_tests::topic_count(&broker.bootstrap, "hutong.person.v1")?, i64::from(PER_BATCH));
+    assert_eq!(hutong_tests::topic_count(&broker.bootstrap, "hutong.person.v2")?, i64::from(PER_BATCH));
 
     proxy.lose_next_produce_response();
     let second = client.submit(Request::new(batch(1))).await?.into_inner();
     assert_eq!(proxy.lost(), 1, "a Produce response was lost");
     assert_eq!(published(&second), PER_BATCH as usize, "{second:?}");
-    let messages = consume_all(&broker.bootstrap, "hutong.person.v1")?;
+    let messages = consume_all(&broker.bootstrap, "hutong.person.v2")?;
     let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
     for m in &messages {
         *per_id.entry(m.headers["ce_id"].as_str()).or_default() += 1;

@@ -10,6 +10,11 @@ use hutong_tests::{Broker, Gateway, consume_all, expected_person_key, repo_root,
 use serde_json::{Value, json};
 use tonic::Request;
 
+/// Whether a 公安 row names its 户 (and so gives a household).
+fn rec_has_household(rec: &SourceRecord) -> bool {
+    hutong_client::decoded_payload(rec).is_some_and(|p| p.get("HH").is_some_and(|h| h != ""))
+}
+
 fn sample() -> anyhow::Result<Vec<(SourceRecord, Value)>> {
     hutong_tests::sample_records("schemas/departments/gongan/samples/household_registration.ndjson")
 }
@@ -22,11 +27,17 @@ fn request<T>(body: T) -> Request<T> {
 fn person_schema_id() -> u64 {
     let text = std::fs::read_to_string(repo_root().join("schemas/registry/registry.json")).unwrap();
     let reg: Value = serde_json::from_str(&text).unwrap();
-    let versions = reg["subjects"]["hutong.person.v1-value"]["versions"].as_array().unwrap();
+    let versions = reg["subjects"]["hutong.person.v2-value"]["versions"].as_array().unwrap();
     versions.last().unwrap()["id"].as_u64().unwrap()
 }
 
-const REJECTED: [&str; 3] = ["HJ2024900", "HJ2024901", "HJ2024902"];
+/// The rows that must be rejected (公安 keys its rows by the 公民身份号码).
+const REJECTED: [&str; 4] = ["110105198001010210", "110105198001010315", "110105198001010411", "330106197511060526"];
+
+/// A source id of 公安 as it travels: pseudonymised like a citizen ID, `<key id>:<HMAC>`.
+fn travelling(source_id: &str) -> String {
+    format!("{}:{}", key_id(), expected_person_key(source_id))
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq() -> anyhow::Result<()> {
@@ -50,25 +61,28 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
         let r = by_id[rec.source_id.as_str()];
         let expected = if REJECTED.contains(&rec.source_id.as_str()) { Status::Rejected } else { Status::Published };
         assert_eq!(r.status, expected as i32, "{}: {:?}", rec.source_id, r.violations);
-        assert_eq!(r.receipts.len(), 1);
+        // A row that names its 户 gives the household too.
+        let outputs = if expected == Status::Published && rec_has_household(rec) { 2 } else { 1 };
+        assert_eq!(r.receipts.len(), outputs, "{}", rec.source_id);
     }
     let rules = |id: &str| -> Vec<(String, String)> {
         by_id[id].violations.iter().map(|v| (v.pointer.clone(), v.rule.clone())).collect()
     };
-    assert_eq!(rules("HJ2024900"), [("/citizen_id".to_owned(), "format:gb11643".to_owned())]);
-    let r901 = rules("HJ2024901");
+    assert_eq!(rules(REJECTED[0]), [("/citizen_id".to_owned(), "format:gb11643".to_owned())]);
+    let r901 = rules(REJECTED[1]);
     for expected in [("/sex", "adapter:code"), ("/ethnicity", "adapter:code"), ("/birth_date", "adapter:date")] {
         assert!(r901.contains(&(expected.0.to_owned(), expected.1.to_owned())), "{r901:?} lacks {expected:?}");
     }
-    assert!(rules("HJ2024902").iter().any(|(_, rule)| rule == "required"), "{:?}", rules("HJ2024902"));
+    assert!(rules(REJECTED[2]).iter().any(|(_, rule)| rule == "required"), "{:?}", rules(REJECTED[2]));
+    assert_eq!(rules(REJECTED[3]), [("/members/0/relation".to_owned(), "adapter:code".to_owned())]);
 
     // The person topic, read by an independent consumer.
     let published = sample.len() - REJECTED.len();
-    let persons = consume_all(&broker.bootstrap, "hutong.person.v1")?;
+    let persons = consume_all(&broker.bootstrap, "hutong.person.v2")?;
     assert_eq!(persons.len(), published, "person messages on the topic, exactly");
+    let person_receipt = |id: &str| by_id[id].receipts.iter().find(|r| r.entity == "person").expect("a person");
     for (rec, payload) in sample.iter().filter(|(r, _)| !REJECTED.contains(&r.source_id.as_str())) {
-        let result = by_id[rec.source_id.as_str()];
-        let receipt = &result.receipts[0];
+        let receipt = person_receipt(&rec.source_id);
         let msg = persons
             .iter()
             .find(|m| m.partition == receipt.partition && m.offset == receipt.offset)
@@ -79,7 +93,15 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
         let key = value["person_key"].as_str().unwrap().to_owned();
         assert_eq!(value["citizen_id"], json!(format!("{}:{key}", key_id())));
         assert!(!value.to_string().contains(raw_id), "the raw citizen ID is on the shared topic: {value}");
-        assert_eq!(msg.key.as_deref(), Some(key.as_str()));
+        // One source's fact: keyed by (entity key, department, kind, source id), partitioned by the
+        // entity key as Kafka's Java clients would partition that key (murmur2, 3 partitions).
+        // The source id is the citizen ID itself: it travels pseudonymised, in the key and the header.
+        let fact = format!(r#"["{key}","gongan","household_registration","{}"]"#, travelling(&rec.source_id));
+        assert_eq!(msg.key.as_deref(), Some(fact.as_str()));
+        assert_eq!(msg.partition, hutong_bus::partition_for(&key, 3), "{}", rec.source_id);
+        assert_eq!(msg.headers["ce_sourceid"], travelling(&rec.source_id));
+        assert_eq!(msg.headers["ce_revision"], rec.revision.to_string());
+        assert!(!msg.key.as_deref().unwrap_or_default().contains(&rec.source_id), "the raw source id in the key");
         for (h, v) in &msg.headers {
             assert!(!v.contains(raw_id), "header {h} carries the citizen ID");
         }
@@ -100,17 +122,53 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
     }
     // Quirks normalised: full-width digits, stray spaces, 汉族 by name, legacy 15-digit ID.
     let value_of = |id: &str| {
-        let rc = &by_id[id].receipts[0];
+        let rc = person_receipt(id);
         persons.iter().find(|m| m.offset == rc.offset && m.partition == rc.partition).unwrap().value.clone().unwrap()
     };
-    let zhou = value_of("HJ2024100");
+    let zhou = value_of("320102198808081237");
     assert_eq!(zhou["person_key"], expected_person_key("320102198808081237"), "keyed on the normalised ID");
     assert_eq!(zhou["birth_date"], "1988-08-08");
     assert_eq!(zhou["ethnicity"], "01");
     assert_eq!(zhou["sex"], "1");
-    assert_eq!(value_of("HJ2024003")["ethnicity"], "01", "汉族 by name");
-    assert_eq!(value_of("HJ2024004")["ethnicity"], "03", "回 by alias");
-    assert_eq!(value_of("HJ2024101")["person_key"], expected_person_key("420106197503120412"), "15-digit ID converted");
+    assert_eq!(value_of("510107197007080915")["ethnicity"], "01", "汉族 by name");
+    assert_eq!(value_of("33010620010930112X")["ethnicity"], "03", "回 by alias");
+    assert_eq!(
+        value_of("420106750312041")["person_key"],
+        expected_person_key("420106197503120412"),
+        "15-digit ID converted"
+    );
+
+    // 人户关联: each row that names its 户 is one member's fact about the household, keyed by
+    // (household key, 公安, kind, the row), on the partition of the household key.
+    let households = consume_all(&broker.bootstrap, "hutong.household.v2")?;
+    let with_household: Vec<&(SourceRecord, Value)> =
+        sample.iter().filter(|(r, _)| rec_has_household(r) && !REJECTED.contains(&r.source_id.as_str())).collect();
+    assert!(with_household.len() >= 8, "{} rows name their 户", with_household.len());
+    assert_eq!(households.len(), with_household.len(), "household messages on the topic, exactly");
+    for (rec, payload) in with_household {
+        let rc = by_id[rec.source_id.as_str()].receipts.iter().find(|r| r.entity == "household").unwrap();
+        let m = households.iter().find(|m| m.partition == rc.partition && m.offset == rc.offset).unwrap();
+        let v = m.value.as_ref().unwrap();
+        let hh = format!("gongan:{}", payload["HH"].as_str().unwrap());
+        assert_eq!(v["household_key"], hh);
+        let fact = format!(r#"["{hh}","gongan","household_registration","{}"]"#, travelling(&rec.source_id));
+        assert_eq!(m.key.as_deref(), Some(fact.as_str()));
+        assert_eq!(m.partition, hutong_bus::partition_for(&hh, 3));
+        let member = value_of(&rec.source_id);
+        assert_eq!(v["members"][0]["person_key"], member["person_key"], "the member is the row's person");
+        assert_eq!(member["household_key"], hh, "and the person names the household");
+        let head = payload["HZ_GMSFHM"].as_str().unwrap().to_ascii_uppercase();
+        assert_eq!(v["head_person_key"], expected_person_key(&head));
+    }
+    // The 陈 household: 户主, 妻, 子 in three facts of one partition.
+    let chen: Vec<&Value> = households
+        .iter()
+        .filter_map(|m| m.value.as_ref())
+        .filter(|v| v["household_key"] == "gongan:3301060040530001")
+        .collect();
+    let mut relations: Vec<&str> = chen.iter().map(|v| v["members"][0]["relation"].as_str().unwrap()).collect();
+    relations.sort();
+    assert_eq!(relations, ["02", "12", "20"], "户主, 妻 (by name), 子");
 
     // The dead-letter topic: original payload and reasons.
     let dlq = consume_all(&broker.bootstrap, "hutong.dlq.v1")?;
@@ -151,7 +209,7 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
         assert_eq!(r.status, Status::Duplicate as i32, "{}", r.source_id);
         assert_eq!(r.receipts, by_id[r.source_id.as_str()].receipts, "{}: the original receipts", r.source_id);
     }
-    assert_eq!(topic_count(&broker.bootstrap, "hutong.person.v1")?, published as i64, "a DUPLICATE republished");
+    assert_eq!(topic_count(&broker.bootstrap, "hutong.person.v2")?, published as i64, "a DUPLICATE republished");
     assert_eq!(topic_count(&broker.bootstrap, "hutong.dlq.v1")?, REJECTED.len() as i64);
 
     // Prometheus metrics count what happened, by department, kind and outcome, and rejects by rule.
@@ -164,7 +222,10 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
         format!(
             "hutong_records_total{{department=\"gongan\",kind=\"household_registration\",outcome=\"duplicate\"}} {published}"
         ),
-        "hutong_records_total{department=\"gongan\",kind=\"household_registration\",outcome=\"rejected\"} 3".to_owned(),
+        format!(
+            "hutong_records_total{{department=\"gongan\",kind=\"household_registration\",outcome=\"rejected\"}} {}",
+            REJECTED.len()
+        ),
         "hutong_violations_total{rule=\"format:gb11643\"} 1".to_owned(),
         "hutong_records_in_flight 0".to_owned(),
     ] {
@@ -254,7 +315,9 @@ async fn streaming_retries_keep_event_ids_and_reflection_lists_the_service() -> 
         }
         let event_ids: Vec<String> =
             got.iter().flat_map(|r| &r.results).flat_map(|r| r.receipts.iter().map(|x| x.event_id.clone())).collect();
-        assert_eq!(event_ids.len(), sample.len());
+        let receipts: usize = got.iter().flat_map(|r| &r.results).map(|r| r.receipts.len()).sum();
+        assert_eq!(event_ids.len(), receipts);
+        assert!(receipts > sample.len(), "the rows that name their 户 give a household too");
         if attempt == 1 {
             assert_eq!(event_ids, ids, "a retried record carries the same event id");
         }
@@ -263,7 +326,7 @@ async fn streaming_retries_keep_event_ids_and_reflection_lists_the_service() -> 
     // The second attempt was answered DUPLICATE for every published record and put nothing new on
     // the person topic; rejects are not remembered, so their dead letters are there twice.
     let published = sample.len() - REJECTED.len();
-    assert_eq!(topic_count(&broker.bootstrap, "hutong.person.v1")?, published as i64);
+    assert_eq!(topic_count(&broker.bootstrap, "hutong.person.v2")?, published as i64);
     assert_eq!(topic_count(&broker.bootstrap, "hutong.dlq.v1")?, 2 * REJECTED.len() as i64);
 
     // 卫健's certificate submitting 公安's kind: refused as a whole, PERMISSION_DENIED.
@@ -336,7 +399,7 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
         }
     }
     samples.sort();
-    assert!(samples.len() >= 10, "samples of nine departments: {samples:?}");
+    assert!(samples.len() >= 15, "samples of ten departments: {samples:?}");
     let bin = hutong_tests::hutong_bin()?;
     let mut departments = std::collections::BTreeSet::new();
     let (mut rejected, mut per_topic) = (0usize, BTreeMap::<String, usize>::new());
@@ -420,7 +483,7 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
         assert!(kind_rejects >= 1, "{dept}/{kind}: the sample holds records that must be rejected");
         rejected += kind_rejects;
     }
-    assert_eq!(departments.len(), 9, "{departments:?}");
+    assert_eq!(departments.len(), 10, "{departments:?}");
     // What an independent consumer sees on each topic.
     // No citizen ID or mobile number of any sample on a shared topic: pseudonymised or masked.
     // Value, key and every header are scanned.

@@ -22,7 +22,7 @@ use rdkafka::{
 };
 use tonic::Code;
 
-const PERSON: &str = "hutong.person.v1";
+const PERSON: &str = "hutong.person.v2";
 
 fn record(seq: u32, address: &str) -> SourceRecord {
     let payload =
@@ -344,6 +344,16 @@ async fn a_failed_batch_is_audited_with_the_event_ids_handed_to_kafka() {
     // Two valid records and one the standard rejects (its dead letter goes to Kafka too).
     let mut records: Vec<SourceRecord> = batch(0..2).records;
     records.push(inproc::household("BAD", serde_json::json!({"GMSFHM": "110105194912310021", "XM": "错号"})));
+    let expected: Vec<String> = records
+        .iter()
+        .map(|r| {
+            let index = if r.source_id == "BAD" { hutong_bus::DEAD_LETTER_INDEX } else { 0 };
+            let digest = hutong_bus::content_digest(&r.payload, "");
+            // 公安's record key is the citizen ID: its event ids derive from the pseudonym.
+            let source = inproc::key().tagged_pseudonym(&r.source_id);
+            hutong_bus::event_id("gongan", "household_registration", &source, 1, &digest, index)
+        })
+        .collect();
     let mut client = gateway.client().await;
     let err = client.submit(inproc::request(SubmitRequest { batch_id: "down".into(), records })).await.unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
@@ -362,9 +372,50 @@ async fn a_failed_batch_is_audited_with_the_event_ids_handed_to_kafka() {
         .expect("the batch is audited");
     assert_eq!(entry["outcome"], "Unavailable");
     assert_eq!(entry["batch_id"], "down");
-    let id =
-        |source_id: &str, index: usize| hutong_bus::event_id("gongan", "household_registration", source_id, 1, index);
-    let expected = vec![id("F0", 0), id("F1", 0), id("BAD", hutong_bus::DEAD_LETTER_INDEX)];
     assert_eq!(entry["event_ids_unconfirmed"], serde_json::json!(expected), "{entry}");
     assert!(entry.get("event_ids").is_none(), "no answered ids: {entry}");
+}
+
+/// Hutong's partition of an entity key is the one librdkafka's own murmur2 partitioner (the
+/// Java client's) gives that key: produced both ways to a 3-partition topic of the mock cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entity_partitions_agree_with_librdkafkas_java_compatible_partitioner() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let mock = MockCluster::new(1).unwrap();
+    mock.create_topic("keys", 3, 1).unwrap();
+    let java: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("partitioner", "murmur2")
+        .create()
+        .unwrap();
+    let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
+    let hutong = KafkaPublisher::new(&bus).unwrap();
+    for i in 0..30u32 {
+        let entity = format!("{:x}", hutong_bus::murmur2(citizen_id(i).as_bytes()));
+        let p_java = java
+            .send(FutureRecord::<str, str>::to("keys").key(&entity).payload("x"), Duration::from_secs(10))
+            .await
+            .unwrap()
+            .partition;
+        let fact = hutong_bus::fact_key(&entity, "d", "k", &format!("s{i}"));
+        let msg = hutong_bus::OutboundMessage {
+            topic: "keys".into(),
+            entity: "person".into(),
+            key: Some(fact),
+            event: hutong_bus::CloudEvent {
+                id: format!("e{i}"),
+                source: "/t".into(),
+                ty: "t".into(),
+                subject: None,
+                time: chrono::Utc::now(),
+                dataschema: None,
+                source_id: None,
+                revision: None,
+            },
+            value: Some(b"{}".to_vec()),
+        };
+        let receipt = hutong.publish(msg).await.unwrap();
+        assert_eq!(receipt.partition, p_java, "{entity}");
+        assert_eq!(receipt.partition, hutong_bus::partition_for(&entity, 3));
+    }
 }

@@ -74,7 +74,7 @@ async fn hostile_input_gets_clear_errors_and_other_records_go_through() -> anyho
     assert_eq!(by_id["unknown-kind"], (Status::Rejected as i32, Some("record:kind".into())));
     assert_eq!(by_id["gbk"].0, Status::Published as i32, "a GBK export decodes");
     assert_eq!(by_id["fine"].0, Status::Published as i32);
-    let published = memory.sent().iter().filter(|m| m.topic == "hutong.person.v1").count();
+    let published = memory.sent().iter().filter(|m| m.topic == "hutong.person.v2").count();
     assert_eq!(published, 2);
 
     gateway.stop().await?;

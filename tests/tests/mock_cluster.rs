@@ -17,7 +17,7 @@ use rdkafka::{
 async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::Result<()> {
     // The mock cluster is !Send: it stays on this test's thread.
     let mock = MockCluster::new(1)?;
-    mock.create_topic("hutong.person.v1", 1, 1)?;
+    mock.create_topic("hutong.person.v2", 1, 1)?;
     mock.create_topic("hutong.dlq.v1", 1, 1)?;
     let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
     let config = inproc::config(bus.clone(), |_| {});
@@ -36,7 +36,7 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
 
     let a = &resp.results[0];
     assert_eq!(a.status, Status::Published as i32, "{:?}", a.violations);
-    assert_eq!(a.receipts[0].topic, "hutong.person.v1");
+    assert_eq!(a.receipts[0].topic, "hutong.person.v2");
     assert_eq!(a.receipts[0].offset, 0, "the receipt carries the delivery report's offset");
     let b = &resp.results[1];
     assert_eq!(b.status, Status::Rejected as i32);
@@ -49,7 +49,7 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
         .set("group.id", "mock-test")
         .set("auto.offset.reset", "earliest")
         .create()?;
-    consumer.subscribe(&["hutong.person.v1"])?;
+    consumer.subscribe(&["hutong.person.v2"])?;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let msg = loop {
         if let Some(m) = consumer.poll(Duration::from_millis(100)) {
@@ -68,7 +68,12 @@ async fn grpc_submit_publishes_to_the_mock_cluster_after_delivery() -> anyhow::R
     let value: serde_json::Value = serde_json::from_slice(msg.payload().unwrap())?;
     assert_eq!(value["name"], "张三");
     assert_eq!(value["sex"], "1");
-    assert_eq!(msg.key().map(|k| k.len()), Some(64));
+    let fact: Vec<String> = serde_json::from_slice(msg.key().unwrap())?;
+    assert_eq!((fact[0].len(), &fact[1..3]), (64, &["gongan".to_owned(), "household_registration".into()][..]));
+    assert!(
+        fact[3].starts_with('k') && fact[3].contains(':') && fact[3] != "A",
+        "the record key travels pseudonymised"
+    );
 
     gateway.stop().await?;
     Ok(())

@@ -157,7 +157,7 @@ async fn an_adapter_changed_under_load_maps_each_record_by_one_version() {
     let persons: BTreeMap<String, (String, String)> = memory
         .sent()
         .into_iter()
-        .filter(|m| m.topic == "hutong.person.v1")
+        .filter(|m| m.topic == "hutong.person.v2")
         .map(|m| {
             let v: serde_json::Value = serde_json::from_slice(&m.value.unwrap()).unwrap();
             let pair = (

@@ -177,7 +177,7 @@ async fn each_topic_carries_personal_fields_as_its_policy_says() -> anyhow::Resu
     let copy = Command::new("cp").arg("-r").arg(repo_root().join("schemas")).arg(&schemas).status()?;
     assert!(copy.success());
     let privacy = r#"
-[privacy.topics."hutong.person.v1"]
+[privacy.topics."hutong.person.v2"]
 fields = { "/name" = "masked", "/birth_date" = "dropped" }
 
 [privacy.topics."hutong.person.restricted.v1"]
@@ -197,7 +197,7 @@ restricted = true
 
     // Clear citizen IDs on a shared topic are refused.
     let bad = work.path().join("bad.toml");
-    std::fs::write(&bad, "[privacy.topics.\"hutong.person.v1\"]\nfields = { \"/citizen_id\" = \"clear\" }\n")?;
+    std::fs::write(&bad, "[privacy.topics.\"hutong.person.v2\"]\nfields = { \"/citizen_id\" = \"clear\" }\n")?;
     let refused = Command::new(hutong_bin()?)
         .args(["schema", "register", "--dry-run", "--schemas"])
         .arg(&schemas)
@@ -216,7 +216,7 @@ restricted = true
     let payload = &care[0].1;
     let raw_id = payload["idCard"].as_str().unwrap();
 
-    let shared = consume_all(&broker.bootstrap, "hutong.person.v1")?;
+    let shared = consume_all(&broker.bootstrap, "hutong.person.v2")?;
     let restricted = consume_all(&broker.bootstrap, "hutong.person.restricted.v1")?;
     assert_eq!((shared.len(), restricted.len()), (1, 1), "one message on each topic");
     let (s, r) = (shared[0].value.clone().unwrap(), restricted[0].value.clone().unwrap());

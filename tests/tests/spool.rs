@@ -59,7 +59,7 @@ async fn the_gateway_process_spools_survives_kill_9_and_replays_in_order_when_th
     gateway.wait_metric("hutong_spool_messages", 0.0, Duration::from_secs(60))?;
     gateway.wait_log("spool drained into kafka", 1, t)?;
 
-    let messages = consume_all(&broker.bootstrap, "hutong.person.v1")?;
+    let messages = consume_all(&broker.bootstrap, "hutong.person.v2")?;
     let mut per_id: BTreeMap<&str, usize> = BTreeMap::new();
     for m in &messages {
         *per_id.entry(m.headers["ce_id"].as_str()).or_default() += 1;

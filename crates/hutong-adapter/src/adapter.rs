@@ -99,8 +99,15 @@ pub struct Adapter {
     pub title: String,
     /// The file it was loaded from.
     pub path: PathBuf,
+    /// The payload field the record key is, if declared.
+    pub source_id_field: Option<String>,
+    /// The kind of personal data the record key is, if it is (it then travels pseudonymised).
+    pub source_id_pii: Option<String>,
     outputs: Vec<Output>,
 }
+
+/// The `x-pii` kinds a record key may be declared as.
+const PII_KINDS: &[&str] = &["name", "citizen-id", "phone", "address", "birth-date", "geo", "other"];
 
 impl Adapter {
     /// Parses and checks one adapter file against `standard`.
@@ -148,12 +155,21 @@ impl Adapter {
             }
             outputs.push(Output { entity: out.entity, key_field: entity.key.clone(), when, fields });
         }
+        let (source_id_field, source_id_pii) = match spec.source_id {
+            Some(s) => (s.from, s.pii),
+            None => (None, None),
+        };
+        if let Some(p) = source_id_pii.as_deref().filter(|p| !PII_KINDS.contains(p)) {
+            return Err(check(format!("source-id pii {p:?} is not one of {}", PII_KINDS.join(", "))));
+        }
         Ok(Self {
             department: spec.department,
             kind: spec.kind,
             source_version: spec.source_version,
             title: spec.title,
             path: path.to_owned(),
+            source_id_field,
+            source_id_pii,
             outputs,
         })
     }

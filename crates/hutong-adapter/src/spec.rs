@@ -38,8 +38,24 @@ pub struct AdapterSpec {
     /// Longer description.
     #[serde(default)]
     pub description: Option<String>,
+    /// What the department's record key (`SourceRecord.source_id`) is.
+    #[serde(default)]
+    pub source_id: Option<SourceIdSpec>,
     /// The canonical records one source record produces.
     pub output: Vec<OutputSpec>,
+}
+
+/// The department's key of its records (`source-id = { from = "GMSFHM", pii = "citizen-id" }`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct SourceIdSpec {
+    /// The payload field the key is (the default of `hutong ingest --id-field`).
+    #[serde(default)]
+    pub from: Option<String>,
+    /// The kind of personal data the key is (an `x-pii` value), when it is: it then travels
+    /// only pseudonymised (in keys, headers, event ids), never raw.
+    #[serde(default)]
+    pub pii: Option<String>,
 }
 
 /// One canonical record produced from a source record.

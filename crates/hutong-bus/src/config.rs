@@ -99,6 +99,11 @@ impl BusConfig {
     }
 }
 
+/// The key format of entity topics: 1 keyed a message by the entity key alone; 2 keys each
+/// source's fact ([`crate::fact_key`]) and partitions by the entity key. A consumer of format 1
+/// would misread format 2, so the topics' version went up with it.
+pub const KEY_FORMAT: u32 = 2;
+
 /// How Hutong names its topics.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicNames {
@@ -111,10 +116,12 @@ impl TopicNames {
         Self { prefix: prefix.into() }
     }
 
-    /// `<prefix>.<entity>.v<major>`, e.g. `hutong.person.v1`: the one formula of an entity's
+    /// `<prefix>.<entity>.v<version>`, e.g. `hutong.person.v2`: the one formula of an entity's
     /// topic (the gateway, the registry's subjects, lint and the standard's reference use it).
+    /// The topic's version counts the breaking changes a consumer of the topic sees: the schema's
+    /// `major` and the key format ([`KEY_FORMAT`]), so version = major + KEY_FORMAT − 1.
     pub fn entity(&self, entity: &str, major: u32) -> String {
-        format!("{}.{entity}.v{major}", self.prefix)
+        format!("{}.{entity}.v{}", self.prefix, major + KEY_FORMAT - 1)
     }
 
     /// `<prefix>.audit.v1`, the copy of the audit trail.

@@ -34,6 +34,24 @@ impl Op {
     }
 }
 
+/// The digest of a record's content (payload bytes and charset): the first 16 bytes of their
+/// SHA-256. It is part of every event id, so the same (department, kind, source_id, revision)
+/// resent with other content is a new event, never taken for a retry.
+pub type ContentDigest = [u8; 16];
+
+/// The [`ContentDigest`] of a payload in `charset`.
+pub fn content_digest(payload: &[u8], charset: &str) -> ContentDigest {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update((charset.len() as u32).to_be_bytes());
+    h.update(charset.to_ascii_lowercase().as_bytes());
+    h.update(payload);
+    let full = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
 /// Where messages come from: one source record of a department.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin<'a> {
@@ -41,10 +59,12 @@ pub struct Origin<'a> {
     pub department: &'a str,
     /// The department's source kind.
     pub kind: &'a str,
-    /// The department's own key of the record.
+    /// The record's source id as it may travel (pseudonymised where it is personal data).
     pub source_id: &'a str,
     /// Its revision.
     pub revision: u64,
+    /// The digest of its content.
+    pub digest: ContentDigest,
 }
 
 impl Origin<'_> {
@@ -55,7 +75,7 @@ impl Origin<'_> {
 
     /// The event id of its output `index` ([`DEAD_LETTER_INDEX`] for the dead-letter copy).
     pub fn event_id(&self, index: usize) -> String {
-        event_id(self.department, self.kind, self.source_id, self.revision, index)
+        event_id(self.department, self.kind, self.source_id, self.revision, &self.digest, index)
     }
 }
 
@@ -77,6 +97,8 @@ impl CloudEvent {
             subject,
             time,
             dataschema: None,
+            source_id: Some(origin.source_id.to_owned()),
+            revision: Some(origin.revision),
         }
     }
 }
@@ -96,6 +118,8 @@ pub struct DeadLetter<'a, V> {
     pub charset: &'a str,
     /// The payload as sent.
     pub payload: &'a [u8],
+    /// The source id as sent (the dead-letter topic is restricted: it keeps what was sent).
+    pub source_id: &'a str,
     /// When the gateway received it.
     pub received: DateTime<Utc>,
     /// Why it was rejected.
@@ -114,7 +138,7 @@ impl<V: Serialize> DeadLetter<'_, V> {
         let value = serde_json::json!({
             "department": self.origin.department,
             "kind": self.origin.kind,
-            "source_id": self.origin.source_id,
+            "source_id": self.source_id,
             "revision": self.origin.revision,
             "op": self.op.name(),
             "charset": self.charset,
@@ -134,6 +158,8 @@ impl<V: Serialize> DeadLetter<'_, V> {
                 subject: None,
                 time: self.received,
                 dataschema: None,
+                source_id: Some(self.origin.source_id.to_owned()),
+                revision: Some(self.origin.revision),
             },
             value: Some(serde_json::to_vec(&value).expect("json values serialise")),
         }
@@ -142,9 +168,17 @@ impl<V: Serialize> DeadLetter<'_, V> {
 
 /// The deterministic event id of output `index` of a source record.
 ///
-/// A retried record has the same (department, kind, source_id, revision), so it
-/// gets the same id and consumers can de-duplicate on `ce_id`.
-pub fn event_id(department: &str, kind: &str, source_id: &str, revision: u64, index: usize) -> String {
+/// A retried record has the same (department, kind, source_id, revision) and the same content,
+/// so it gets the same id and consumers can de-duplicate on `ce_id`; the same revision with other
+/// content gets another id.
+pub fn event_id(
+    department: &str,
+    kind: &str,
+    source_id: &str,
+    revision: u64,
+    digest: &ContentDigest,
+    index: usize,
+) -> String {
     // Length-prefixed fields: no two distinct tuples can collide by concatenation.
     let mut name = Vec::with_capacity(64 + source_id.len());
     for part in [department, kind, source_id] {
@@ -152,6 +186,7 @@ pub fn event_id(department: &str, kind: &str, source_id: &str, revision: u64, in
         name.extend_from_slice(part.as_bytes());
     }
     name.extend_from_slice(&revision.to_be_bytes());
+    name.extend_from_slice(digest);
     name.extend_from_slice(&(index as u32).to_be_bytes());
     Uuid::new_v5(&EVENT_NAMESPACE, &name).to_string()
 }
@@ -171,6 +206,13 @@ pub struct CloudEvent {
     pub time: DateTime<Utc>,
     /// `ce_dataschema`: the `$id` of the value's schema.
     pub dataschema: Option<String>,
+    /// `ce_sourceid` (extension): the record's source id, pseudonymised where it is personal data.
+    #[serde(default)]
+    pub source_id: Option<String>,
+    /// `ce_revision` (extension): the record's revision; a consumer keeps the highest per
+    /// (department, kind, source id).
+    #[serde(default)]
+    pub revision: Option<u64>,
 }
 
 impl CloudEvent {
@@ -190,6 +232,12 @@ impl CloudEvent {
         if let Some(s) = &self.dataschema {
             h.push(("ce_dataschema", s.clone()));
         }
+        if let Some(s) = &self.source_id {
+            h.push(("ce_sourceid", s.clone()));
+        }
+        if let Some(r) = self.revision {
+            h.push(("ce_revision", r.to_string()));
+        }
         h
     }
 }
@@ -203,7 +251,8 @@ pub struct OutboundMessage {
     /// spool files written before it existed.
     #[serde(default)]
     pub entity: String,
-    /// Kafka key (the entity key); `None` for unkeyed messages.
+    /// Kafka key ([`crate::fact_key`] on entity topics: the producer partitions by its entity
+    /// key, [`crate::EntityPartitioner`]); `None` for unkeyed messages.
     pub key: Option<String>,
     /// The CloudEvents attributes, sent as headers.
     pub event: CloudEvent,
@@ -217,29 +266,45 @@ mod tests {
 
     #[test]
     fn event_ids_are_deterministic_and_distinct() {
-        let a = event_id("gongan", "household_registration", "HJ1", 1, 0);
-        assert_eq!(a, event_id("gongan", "household_registration", "HJ1", 1, 0));
-        assert_ne!(a, event_id("gongan", "household_registration", "HJ1", 2, 0));
-        assert_ne!(a, event_id("gongan", "household_registration", "HJ1", 1, 1));
-        assert_ne!(a, event_id("gongan", "household_registrationH", "J1", 1, 0));
+        let d = content_digest(b"{}", "");
+        let a = event_id("gongan", "household_registration", "HJ1", 1, &d, 0);
+        assert_eq!(a, event_id("gongan", "household_registration", "HJ1", 1, &d, 0));
+        assert_ne!(a, event_id("gongan", "household_registration", "HJ1", 2, &d, 0));
+        assert_ne!(a, event_id("gongan", "household_registration", "HJ1", 1, &d, 1));
+        assert_ne!(a, event_id("gongan", "household_registrationH", "J1", 1, &d, 0));
+        // The same revision with other content is another event.
+        assert_ne!(a, event_id("gongan", "household_registration", "HJ1", 1, &content_digest(b"{ }", ""), 0));
+        assert_ne!(content_digest(b"{}", ""), content_digest(b"{}", "gbk"));
+        assert_eq!(content_digest(b"{}", "GBK"), content_digest(b"{}", "gbk"));
         assert_eq!(Uuid::parse_str(&a).unwrap().get_version_num(), 5);
     }
 
     /// Pinned: consumers de-duplicate on `ce_id`, so a change to the derivation would make
     /// every retry after an upgrade a new event. The values were computed independently
-    /// (Python: SHA-1 over the namespace and the length-prefixed fields, RFC 4122 version 5).
+    /// (Python: SHA-256 of the content, SHA-1 over the namespace and the length-prefixed fields,
+    /// RFC 4122 version 5).
     #[test]
     fn event_ids_are_pinned() {
+        let d = content_digest("{\"XM\":\"张三\"}".as_bytes(), "");
+        assert_eq!(hex(&d), "95aeb2ae899fd00505fbe5ea77eed931");
         assert_eq!(
-            event_id("gongan", "household_registration", "HJ2024001", 1, 0),
-            "6c12f1ba-8aa9-5828-89da-ac3e099da595"
+            event_id("gongan", "household_registration", "HJ2024001", 1, &d, 0),
+            "2639a982-e68e-59e3-888a-018233055fd7"
         );
-        assert_eq!(event_id("sifa", "mediation_case", "TJ-2024-0001", 3, 2), "085c7fca-e3c2-54a4-b8fc-3b7141d7de41");
+        let gbk = content_digest("{\"XM\":\"张三\"}".as_bytes(), "GBK");
+        assert_eq!(
+            event_id("sifa", "mediation_case", "TJ-2024-0001", 3, &gbk, 2),
+            "7dd10d5c-ea71-5a9c-8389-79d75986d381"
+        );
         // The dead-letter copy of a record (output index usize::MAX).
         assert_eq!(
-            event_id("gongan", "household_registration", "HJ2024001", 1, usize::MAX),
-            "64a86f0a-157c-57f0-9955-0a6d5626aadd"
+            event_id("gongan", "household_registration", "HJ2024001", 1, &d, DEAD_LETTER_INDEX),
+            "2733ab54-b09a-518d-9187-c389d593f1e0"
         );
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
     }
 
     #[test]
@@ -251,11 +316,14 @@ mod tests {
             subject: Some("k".into()),
             time: DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z").unwrap().with_timezone(&Utc),
             dataschema: Some("https://schemas.hutong.dev/standard/v1/person.json".into()),
+            source_id: Some("HJ1".into()),
+            revision: Some(3),
         };
         let h: std::collections::BTreeMap<_, _> = ev.headers().into_iter().collect();
         assert_eq!(h["ce_specversion"], "1.0");
         assert_eq!(h["ce_time"], "2026-01-02T03:04:05.000Z");
         assert_eq!(h["content-type"], "application/json");
+        assert_eq!((h["ce_sourceid"].as_str(), h["ce_revision"].as_str()), ("HJ1", "3"));
         for k in ["ce_id", "ce_source", "ce_type", "ce_subject", "ce_dataschema"] {
             assert!(h.contains_key(k), "{k}");
         }

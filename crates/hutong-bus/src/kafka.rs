@@ -1,31 +1,86 @@
 use std::{
     sync::{Arc, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwap;
-
 use rdkafka::{
-    ClientConfig,
+    ClientConfig, ClientContext,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
     client::DefaultClientContext,
     error::{KafkaError, RDKafkaErrorCode},
-    message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer},
+    message::{DeliveryResult, Header, Message as _, OwnedHeaders},
+    producer::{BaseRecord, Partitioner, Producer, ProducerContext, ThreadedProducer},
     util::Timeout,
 };
+use tokio::sync::oneshot;
 use tracing::{debug, info, warn};
 
 use crate::{BusConfig, BusError, OutboundMessage, PublishFuture, Publisher, Receipt};
 
-/// The rdkafka producer behind the [`Publisher`] seam: idempotent, `acks=all`.
+/// Kafka's partitioning of a keyed record, applied by librdkafka as it enqueues (so a record
+/// waits, in order, while the topic's partition count is not known yet): a fact key
+/// (`["<entity key>", …]`, [`crate::fact_key`]) goes to the partition of its entity key, any
+/// other key to the partition of the whole key — both as Java's default partitioner would.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EntityPartitioner;
+
+impl Partitioner for EntityPartitioner {
+    fn partition(&self, _topic: &str, key: Option<&[u8]>, partition_cnt: i32, _available: impl Fn(i32) -> bool) -> i32 {
+        let Some(key) = key else { return 0 };
+        let entity = serde_json::from_slice::<Vec<std::borrow::Cow<'_, str>>>(key)
+            .ok()
+            .and_then(|mut v| if v.len() == 4 { Some(v.swap_remove(0)) } else { None });
+        match entity {
+            Some(e) => crate::partition_for(&e, partition_cnt),
+            None => (crate::murmur2(key) & 0x7fff_ffff) % partition_cnt.max(1),
+        }
+    }
+}
+
+/// The answer to one enqueued record: its partition and offset, or why it failed.
+type DeliveryTx = oneshot::Sender<Result<(i32, i64), KafkaError>>;
+
+/// The producer's context: delivery reports to the waiting record, Hutong's partitioner.
+struct Context {
+    partitioner: EntityPartitioner,
+}
+
+impl ClientContext for Context {}
+
+impl ProducerContext<EntityPartitioner> for Context {
+    type DeliveryOpaque = Box<DeliveryTx>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, tx: Box<DeliveryTx>) {
+        let answer = match result {
+            Ok(m) => Ok((m.partition(), m.offset())),
+            Err((e, _)) => Err(e.clone()),
+        };
+        let _ = tx.send(answer);
+    }
+
+    fn get_custom_partitioner(&self) -> Option<&EntityPartitioner> {
+        Some(&self.partitioner)
+    }
+}
+
+type Inner = ThreadedProducer<Context, EntityPartitioner>;
+
+fn create(config: &ClientConfig) -> Result<Inner, BusError> {
+    config
+        .create_with_context(Context { partitioner: EntityPartitioner })
+        .map_err(|e| BusError::Config { reason: format!("producer: {e}") })
+}
+
+/// The rdkafka producer behind the [`Publisher`] seam: idempotent, `acks=all`,
+/// facts partitioned by their entity key ([`EntityPartitioner`]).
 ///
 /// A fatal producer error (e.g. an idempotence sequence error) rebuilds the
 /// producer; the messages it failed are answered with an error (never OK), so
 /// callers retry them with the same event ids.
 #[derive(Clone)]
 pub struct KafkaPublisher {
-    producer: Arc<ArcSwap<FutureProducer>>,
+    producer: Arc<ArcSwap<Inner>>,
     /// Shared: every `publish` clones the publisher (the profile showed the
     /// config's map cloned per message when it was held by value).
     config: Arc<ClientConfig>,
@@ -43,8 +98,7 @@ impl KafkaPublisher {
     /// Creates the producer (it connects lazily).
     pub fn new(config: &BusConfig) -> Result<Self, BusError> {
         let client = config.to_rdkafka()?;
-        let producer: FutureProducer =
-            client.create().map_err(|e| BusError::Config { reason: format!("producer: {e}") })?;
+        let producer = create(&client)?;
         Ok(Self {
             producer: Arc::new(ArcSwap::from_pointee(producer)),
             config: Arc::new(client),
@@ -69,13 +123,13 @@ impl KafkaPublisher {
     }
 
     /// Replaces `failed` with a fresh producer, once, however many messages saw it fail.
-    fn rebuild(&self, failed: &Arc<FutureProducer>) {
+    fn rebuild(&self, failed: &Arc<Inner>) {
         let mut count = self.rebuilds.lock().expect("rebuild lock");
         if !Arc::ptr_eq(&self.producer.load_full(), failed) {
             return; // someone else already did
         }
         let reason = failed.client().fatal_error().map(|(_, r)| r).unwrap_or_default();
-        match self.config.create::<FutureProducer>() {
+        match create(&self.config) {
             Ok(p) => {
                 self.producer.store(Arc::new(p));
                 *count += 1;
@@ -84,6 +138,27 @@ impl KafkaPublisher {
             Err(e) => warn!(error = %e, "fatal producer error: rebuilding the producer failed"),
         }
     }
+
+    /// Enqueues `msg` (synchronously, so records keep the order they are handed over in).
+    fn enqueue(
+        producer: &Inner,
+        msg: &OutboundMessage,
+    ) -> Result<oneshot::Receiver<Result<(i32, i64), KafkaError>>, KafkaError> {
+        let (tx, rx) = oneshot::channel();
+        let mut headers = OwnedHeaders::new_with_capacity(10);
+        for (k, v) in msg.event.headers() {
+            headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+        }
+        let mut record =
+            BaseRecord::<str, [u8], Box<DeliveryTx>>::with_opaque_to(&msg.topic, Box::new(tx)).headers(headers);
+        if let Some(k) = &msg.key {
+            record = record.key(k.as_str());
+        }
+        if let Some(v) = &msg.value {
+            record = record.payload(v.as_slice());
+        }
+        producer.send(record).map(|()| rx).map_err(|(e, _)| e)
+    }
 }
 
 impl Publisher for KafkaPublisher {
@@ -91,31 +166,40 @@ impl Publisher for KafkaPublisher {
         let producer = self.producer.load_full();
         let queue_timeout = self.queue_timeout;
         let this = self.clone();
+        // The first attempt enqueues now, before the future is polled: records keep the order
+        // in which they were handed over.
+        let first = Self::enqueue(&producer, &msg);
         Box::pin(async move {
-            let mut headers = OwnedHeaders::new_with_capacity(8);
-            for (k, v) in msg.event.headers() {
-                headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
-            }
-            let mut record = FutureRecord::<str, [u8]>::to(&msg.topic).headers(headers);
-            if let Some(k) = &msg.key {
-                record = record.key(k.as_str());
-            }
-            if let Some(v) = &msg.value {
-                record = record.payload(v.as_slice());
-            }
-            match producer.send(record, Timeout::After(queue_timeout)).await {
-                Ok(delivery) => {
-                    Ok(Receipt { topic: msg.topic, partition: delivery.partition, offset: delivery.offset })
-                }
-                Err((e, _)) => {
-                    if e.rdkafka_error_code() == Some(C::Fatal) || producer.client().fatal_error().is_some() {
-                        this.rebuild(&producer);
-                        return Err(BusError::unavailable(format!("fatal producer error, producer rebuilt: {e}")));
+            let mut attempt = first;
+            let started = Instant::now();
+            let rx = loop {
+                match attempt {
+                    Ok(rx) => break rx,
+                    // A full queue is backpressure: wait for room up to the queue timeout.
+                    Err(e) if e.rdkafka_error_code() == Some(C::QueueFull) && started.elapsed() < queue_timeout => {
+                        tokio::time::sleep(Duration::from_millis(5).min(queue_timeout)).await;
+                        attempt = Self::enqueue(&producer, &msg);
                     }
-                    Err(classify(e))
+                    Err(e) => return Err(this.failed(&producer, e)),
                 }
+            };
+            match rx.await {
+                Ok(Ok((partition, offset))) => Ok(Receipt { topic: msg.topic, partition, offset }),
+                Ok(Err(e)) => Err(this.failed(&producer, e)),
+                Err(_) => Err(BusError::unavailable("the producer was dropped before the delivery report")),
             }
         })
+    }
+}
+
+impl KafkaPublisher {
+    /// The error a failed record is answered with; a fatal producer error rebuilds the producer.
+    fn failed(&self, producer: &Arc<Inner>, e: KafkaError) -> BusError {
+        if e.rdkafka_error_code() == Some(C::Fatal) || producer.client().fatal_error().is_some() {
+            self.rebuild(producer);
+            return BusError::unavailable(format!("fatal producer error, producer rebuilt: {e}"));
+        }
+        classify(e)
     }
 }
 
@@ -159,3 +243,22 @@ pub async fn ensure_topics(config: &BusConfig, topics: &[String]) -> Result<(), 
 }
 
 use RDKafkaErrorCode as C;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_go_to_the_partition_of_their_entity_key() {
+        let p = EntityPartitioner;
+        for n in [1, 3, 12] {
+            for entity in ["abc", "21", "foobar", "gongan:3301060040530001"] {
+                let fact = crate::fact_key(entity, "gongan", "household_registration", "k1:ff");
+                assert_eq!(p.partition("t", Some(fact.as_bytes()), n, |_| true), crate::partition_for(entity, n));
+            }
+            // Any other key (the dead-letter topic's event ids, the audit's sequence numbers):
+            // the whole key, as Java's default partitioner.
+            assert_eq!(p.partition("t", Some(b"17"), n, |_| true), crate::partition_for("17", n));
+        }
+    }
+}

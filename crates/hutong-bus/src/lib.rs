@@ -6,14 +6,16 @@
 mod config;
 mod envelope;
 mod kafka;
+mod partition;
 mod publisher;
 mod spool;
 
-pub use config::{BusConfig, TopicNames};
+pub use config::{BusConfig, KEY_FORMAT, TopicNames};
 pub use envelope::{
-    CONTENT_TYPE_JSON, CloudEvent, DEAD_LETTER_ENTITY, DEAD_LETTER_INDEX, DeadLetter, Op, Origin, OutboundMessage,
-    event_id,
+    CONTENT_TYPE_JSON, CloudEvent, ContentDigest, DEAD_LETTER_ENTITY, DEAD_LETTER_INDEX, DeadLetter, Op, Origin,
+    OutboundMessage, content_digest, event_id,
 };
-pub use kafka::{KafkaPublisher, ensure_topics};
+pub use kafka::{EntityPartitioner, KafkaPublisher, ensure_topics};
+pub use partition::{fact_key, murmur2, partition_for};
 pub use publisher::{BusError, MemoryPublisher, PublishFuture, Publisher, Receipt};
 pub use spool::{Spool, SpoolError};

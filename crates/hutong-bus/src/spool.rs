@@ -160,6 +160,8 @@ mod tests {
                 subject: None,
                 time: chrono::Utc::now(),
                 dataschema: None,
+                source_id: None,
+                revision: None,
             },
             value: Some(format!("{{\"n\":{i}}}").into_bytes()),
         }

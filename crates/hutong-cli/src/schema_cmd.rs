@@ -32,7 +32,7 @@ pub(crate) enum SchemaCommand {
     /// (under its mode, or --mode)? Exit 0 yes, 1 no, 2 bad input. Same answer
     /// as the admin RPC CheckCompatibility.
     Check {
-        /// A subject, e.g. `hutong.person.v1-value`.
+        /// A subject, e.g. `hutong.person.v2-value`.
         subject: String,
         /// The proposed schema, a JSON file.
         new: PathBuf,
@@ -54,7 +54,7 @@ pub(crate) enum SchemaCommand {
     },
     /// Print a registered schema version.
     Show {
-        /// A subject, e.g. `hutong.person.v1-value`.
+        /// A subject, e.g. `hutong.person.v2-value`.
         subject: String,
         /// The version (default: the latest).
         #[arg(value_name = "VERSION")]

@@ -11,7 +11,7 @@ use rdkafka::{
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct TailArgs {
-    /// Topic to read, e.g. `hutong.person.v1` or `hutong.dlq.v1`.
+    /// Topic to read, e.g. `hutong.person.v2` or `hutong.dlq.v1`.
     topic: String,
     /// Start at the earliest message instead of new ones only.
     #[arg(long)]

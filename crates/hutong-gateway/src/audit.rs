@@ -143,6 +143,8 @@ impl Auditor {
                     subject: None,
                     time: Utc::now(),
                     dataschema: None,
+                    source_id: None,
+                    revision: None,
                 },
                 value: Some(entry.to_line().into_bytes()),
             };

@@ -2,7 +2,7 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use hutong_adapter::{Adapters, Canonical, MapContext, PayloadLimits, PseudonymKey, decode_payload};
-use hutong_bus::{CloudEvent, DeadLetter, Op, Origin, OutboundMessage, TopicNames};
+use hutong_bus::{CloudEvent, ContentDigest, DeadLetter, Op, Origin, OutboundMessage, TopicNames, fact_key};
 use hutong_proto::v1::SourceRecord;
 use hutong_registry::{Registry, subject_for_topic};
 use hutong_standard::{
@@ -152,10 +152,25 @@ impl Pipeline {
         t
     }
 
-    /// Runs one source record of `department` through adapter and standard.
+    /// Runs one source record of `department` through adapter and standard (its content digest
+    /// computed here; see [`Self::prepare_with`]).
     pub fn prepare(&self, department: &str, rec: &SourceRecord, received: DateTime<Utc>) -> Outcome {
+        self.prepare_with(department, rec, &hutong_bus::content_digest(&rec.payload, &rec.charset), received)
+    }
+
+    /// Runs one source record of `department`, whose content digest is `digest`, through adapter
+    /// and standard.
+    pub fn prepare_with(
+        &self,
+        department: &str,
+        rec: &SourceRecord,
+        digest: &ContentDigest,
+        received: DateTime<Utc>,
+    ) -> Outcome {
         let op = op_of(rec);
-        let origin = Origin { department, kind: &rec.kind, source_id: &rec.source_id, revision: rec.revision };
+        let source_id = self.travelling_source_id(department, rec);
+        let origin =
+            Origin { department, kind: &rec.kind, source_id: &source_id, revision: rec.revision, digest: *digest };
         match self.map(&origin, rec, op) {
             Ok(prepared) => Outcome::Publish(prepared),
             Err(violations) => {
@@ -164,12 +179,40 @@ impl Pipeline {
                     op,
                     charset: &rec.charset,
                     payload: &rec.payload,
+                    source_id: &rec.source_id,
                     received,
                     violations: &violations,
                 }
                 .into_message(self.topics.dlq());
                 Outcome::Reject { violations, dlq: Box::new(dlq) }
             }
+        }
+    }
+
+    /// The record's source id as it may leave the gateway: pseudonymised (`<key id>:<HMAC>`, like
+    /// a personal field) when the adapter declares it personal data, as sent otherwise.
+    fn travelling_source_id(&self, department: &str, rec: &SourceRecord) -> String {
+        match self.adapters.get(department, &rec.kind) {
+            Some(a) if a.source_id_pii.is_some() => self.key.tagged_pseudonym(&rec.source_id),
+            _ => rec.source_id.clone(),
+        }
+    }
+
+    /// The event ids of a record's messages, had it been prepared with `digest` and given
+    /// `outputs` canonical records (`None`: rejected, its dead letter).
+    pub fn event_ids(
+        &self,
+        department: &str,
+        rec: &SourceRecord,
+        digest: &ContentDigest,
+        outputs: Option<usize>,
+    ) -> Vec<String> {
+        let source_id = self.travelling_source_id(department, rec);
+        let origin =
+            Origin { department, kind: &rec.kind, source_id: &source_id, revision: rec.revision, digest: *digest };
+        match outputs {
+            Some(n) => (0..n).map(|i| origin.event_id(i)).collect(),
+            None => vec![origin.event_id(hutong_bus::DEAD_LETTER_INDEX)],
         }
     }
 
@@ -227,11 +270,12 @@ impl Pipeline {
                     bytes
                 });
                 event.dataschema = Some(output.dataschema.clone());
+                // One source's fact about the entity: keyed by both, partitioned by the entity alone.
                 let message = OutboundMessage {
                     topic: output.topic.clone(),
                     entity: entity.clone(),
                     event,
-                    key: key.clone(),
+                    key: key.as_deref().map(|k| fact_key(k, origin.department, origin.kind, origin.source_id)),
                     value,
                 };
                 out.push(Prepared { record: view, message });

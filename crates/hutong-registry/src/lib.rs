@@ -1,7 +1,7 @@
 //! The schema registry of the standard.
 //!
 //! Every entity schema is a subject named by Kafka's TopicNameStrategy
-//! (`hutong.person.v1-value`), with numbered versions and global schema ids.
+//! (`hutong.person.v2-value`), with numbered versions and global schema ids.
 //! The history is kept as files in the repository, under `schemas/registry/`:
 //! `registry.json` (subjects, versions, ids, compatibility modes) and one
 //! self-contained schema per version. Git is the durable, reviewed history;
@@ -96,7 +96,7 @@ struct VersionFile {
 /// One registered version of a subject.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SchemaVersion {
-    /// The subject, e.g. `hutong.person.v1-value`.
+    /// The subject, e.g. `hutong.person.v2-value`.
     pub subject: String,
     /// Version within the subject, from 1.
     pub version: u32,

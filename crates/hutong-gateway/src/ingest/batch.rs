@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::SocketAddr};
 
 use chrono::Utc;
 use futures::future::try_join_all;
-use hutong_bus::{DEAD_LETTER_INDEX, Origin};
+use hutong_bus::{ContentDigest, content_digest};
 use hutong_proto::v1::{RecordResult, Status as RecordStatus, SubmitRequest, SubmitResponse};
 use tonic::Status;
 use tracing::{info, warn};
@@ -67,11 +67,13 @@ impl IngestService {
         // A retry within the window is answered from the window, without running the pipeline.
         // What each prepared record hands to Kafka is noted as (record, canonical outputs; None for
         // a dead letter): its event ids are derived from that on the failure path only.
-        let mut sent: Vec<(usize, Option<usize>)> = Vec::with_capacity(req.records.len());
+        let mut sent: Vec<(usize, ContentDigest, Option<usize>)> = Vec::with_capacity(req.records.len());
         let mut work = Vec::with_capacity(req.records.len());
         for (index, rec) in req.records.iter().enumerate() {
             let key = Dedupe::key(department, rec);
-            match self.delivery.dedupe.published(&key) {
+            let digest = content_digest(&rec.payload, &rec.charset);
+            // The same revision with other content is not a retry: it is published as a new event.
+            match self.delivery.dedupe.published(&key, &digest) {
                 Some(receipts) => work.push(Err(record_result(
                     index,
                     rec,
@@ -80,9 +82,9 @@ impl IngestService {
                     vec![],
                 ))),
                 None => {
-                    let outcome = pipeline.prepare(department, rec, received);
-                    sent.push((index, outcome.outputs()));
-                    work.push(Ok((index, rec, outcome, key)));
+                    let outcome = pipeline.prepare_with(department, rec, &digest, received);
+                    sent.push((index, digest, outcome.outputs()));
+                    work.push(Ok((index, rec, outcome, (key, digest))));
                 }
             }
         }
@@ -102,15 +104,8 @@ impl IngestService {
                 // so the audit names them all (a retry reuses the same ids).
                 let sent = sent
                     .into_iter()
-                    .flat_map(|(index, outputs)| {
-                        let rec = &req.records[index];
-                        let origin =
-                            Origin { department, kind: &rec.kind, source_id: &rec.source_id, revision: rec.revision };
-                        let indexes: Vec<usize> = match outputs {
-                            Some(n) => (0..n).collect(),
-                            None => vec![DEAD_LETTER_INDEX],
-                        };
-                        indexes.into_iter().map(move |i| origin.event_id(i))
+                    .flat_map(|(index, digest, outputs)| {
+                        pipeline.event_ids(department, &req.records[index], &digest, outputs)
                     })
                     .collect();
                 return Err(Failed { status: ErrorCode::bus_status(&e), sent });

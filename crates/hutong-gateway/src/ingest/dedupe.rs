@@ -8,13 +8,14 @@ use std::{
     time::{Duration, Instant},
 };
 
+use hutong_bus::ContentDigest;
 use hutong_proto::v1::{Receipt, SourceRecord};
 
 use crate::DeliveryConfig;
 
 /// quick_cache (bounded, S3-FIFO) with the insertion time kept for the TTL: the profile
 /// showed moka's insert path at ~4.6 µs per record, the largest single cost of the gateway.
-type RecentCache = quick_cache::sync::Cache<String, (Instant, Arc<Vec<Receipt>>)>;
+type RecentCache = quick_cache::sync::Cache<String, (Instant, ContentDigest, Arc<Vec<Receipt>>)>;
 
 /// Published source records and their receipts.
 pub(crate) struct Dedupe {
@@ -41,13 +42,13 @@ impl Dedupe {
         format!("{department}\u{0}{}\u{0}{}\u{0}{}", rec.kind, rec.source_id, rec.revision)
     }
 
-    /// The receipts of `key`, if it was published within the window.
-    pub(crate) fn published(&self, key: &str) -> Option<Arc<Vec<Receipt>>> {
-        self.recent.get(key).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, r)| r)
+    /// The receipts of `key`, if it was published within the window with this content.
+    pub(crate) fn published(&self, key: &str, digest: &ContentDigest) -> Option<Arc<Vec<Receipt>>> {
+        self.recent.get(key).filter(|(at, d, _)| at.elapsed() < self.ttl && d == digest).map(|(_, _, r)| r)
     }
 
-    /// Remembers that `key` was published with `receipts`.
-    pub(crate) fn remember(&self, key: String, receipts: Vec<Receipt>) {
-        self.recent.insert(key, (Instant::now(), Arc::new(receipts)));
+    /// Remembers that `key` was published, with content `digest`, with `receipts`.
+    pub(crate) fn remember(&self, (key, digest): (String, ContentDigest), receipts: Vec<Receipt>) {
+        self.recent.insert(key, (Instant::now(), digest, Arc::new(receipts)));
     }
 }

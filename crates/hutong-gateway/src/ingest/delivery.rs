@@ -28,14 +28,14 @@ pub(crate) struct Delivery {
 
 impl Delivery {
     /// Publishes the messages of record `index` (`outcome` of the pipeline): OK only when
-    /// every one is delivered. `key` is its dedupe key, remembered once published.
+    /// every one is delivered. `key` is its dedupe key and content digest, remembered once published.
     pub(crate) async fn record(
         &self,
         department: &str,
         index: usize,
         rec: &SourceRecord,
         outcome: Outcome,
-        key: String,
+        key: (String, hutong_bus::ContentDigest),
     ) -> Result<Delivered, BusError> {
         let (status, messages, violations) = match outcome {
             Outcome::Publish(prepared) => {
