@@ -39,7 +39,8 @@ impl Partitioner for EntityPartitioner {
 }
 
 /// The answer to one enqueued record: its partition and offset, or why it failed.
-type DeliveryTx = oneshot::Sender<Result<(i32, i64), KafkaError>>;
+type DeliveryAnswer = Result<(i32, i64), KafkaError>;
+type DeliveryTx = oneshot::Sender<DeliveryAnswer>;
 
 /// The producer's context: delivery reports to the waiting record, Hutong's partitioner.
 struct Context {
@@ -140,10 +141,7 @@ impl KafkaPublisher {
     }
 
     /// Enqueues `msg` (synchronously, so records keep the order they are handed over in).
-    fn enqueue(
-        producer: &Inner,
-        msg: &OutboundMessage,
-    ) -> Result<oneshot::Receiver<Result<(i32, i64), KafkaError>>, KafkaError> {
+    fn enqueue(producer: &Inner, msg: &OutboundMessage) -> Result<oneshot::Receiver<DeliveryAnswer>, KafkaError> {
         let (tx, rx) = oneshot::channel();
         let mut headers = OwnedHeaders::new_with_capacity(10);
         for (k, v) in msg.event.headers() {
