@@ -11,14 +11,15 @@ source deploy/prereqs.sh
 deploy/broker.sh install
 export TANSU_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 
-# An independent Confluent client (Python confluent-kafka) checks the schema
-# registry in the end-to-end tests.
+# Independent checkers in Python: a Confluent client (confluent-kafka) for the schema registry
+# and the consuming guide's example, PyYAML + jsonschema for the Strimzi resources.
 VENV="$ROOT/.hutong/venv"
-if ! "$VENV/bin/python" -c 'import confluent_kafka.schema_registry' >/dev/null 2>&1; then
-  echo "[test] installing confluent-kafka[schemaregistry] into .hutong/venv" >&2
+PY_PACKAGES=("confluent-kafka[schemaregistry]==2.16.1" "PyYAML==6.0.3" "jsonschema==4.25.1")
+if ! "$VENV/bin/python" -c 'import confluent_kafka.schema_registry, yaml, jsonschema' >/dev/null 2>&1; then
+  echo "[test] installing ${PY_PACKAGES[*]} into .hutong/venv" >&2
   mkdir -p "$ROOT/.hutong"
-  python3 -m venv "$VENV" || { apt-get install -y -qq python3-venv && python3 -m venv "$VENV"; }
-  "$VENV/bin/pip" install -q "confluent-kafka[schemaregistry]==2.16.1"
+  [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV" || { apt-get install -y -qq python3-venv && python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q "${PY_PACKAGES[@]}"
 fi
 export HUTONG_PYTHON="$VENV/bin/python"
 

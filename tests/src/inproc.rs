@@ -17,29 +17,43 @@ use hutong_proto::v1::{Op, SourceRecord, ingest_client::IngestClient};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::Channel;
 
-/// The bearer token of 公安 in [`token_security`]'s policy.
-pub const GONGAN_TOKEN: &str = "gongan-token";
-
 /// Token mode for in-process tests: 公安 may submit household registrations with the bearer token
-/// `gongan-token` (the policy holds its SHA-256).
+/// `gongan-token`.
 pub fn token_security() -> Security {
-    Security::plaintext_tokens(Policy::parse(GONGAN_POLICY).expect("the test policy parses"))
+    departments_security(GONGAN)
 }
 
-const GONGAN_POLICY: &str = r#"
-version = 1
-[departments.gongan]
-kinds = ["household_registration"]
-token-sha256 = "e021203578682c86aa6a93422e31c352cb2e7cfd50758a0203dbe1ceeff257d0"
-"#;
+const GONGAN: &[(&str, &[&str])] = &[("gongan", &["household_registration"])];
+
+/// The token-mode policy of `departments`, each `(name, kinds)`: a department calls with the
+/// bearer token `<name>-token` (the policy holds its SHA-256).
+fn policy_for(departments: &[(&str, &[&str])]) -> Policy {
+    let mut policy = String::from("version = 1\n");
+    for (name, kinds) in departments {
+        let sha = hutong_gateway::token_sha256(&format!("{name}-token"));
+        policy.push_str(&format!("[departments.{name}]\nkinds = {kinds:?}\ntoken-sha256 = \"{sha}\"\n"));
+    }
+    Policy::parse(&policy).expect("the test policy parses")
+}
+
+/// Token mode for several departments ([`policy_for`]); they call with [`request_as`].
+pub fn departments_security(departments: &[(&str, &[&str])]) -> Security {
+    Security::plaintext_tokens(policy_for(departments))
+}
+
+/// A request carrying `department`'s bearer token (`<department>-token`).
+pub fn request_as<T>(department: &str, body: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(body);
+    r.metadata_mut().insert("authorization", format!("Bearer {department}-token").parse().unwrap());
+    r
+}
 
 /// [`token_security`] with its audit trail written to `dir` (and not copied to a topic).
 pub fn audited_token_security(dir: &Path) -> Security {
     let mut security = token_security();
     let log = hutong_audit::AuditLog::open(dir, 190).expect("an audit log");
     let auditor = Arc::new(hutong_gateway::Auditor::new(log, None, &Metrics::default()));
-    let policy = Policy::parse(GONGAN_POLICY).expect("the test policy parses");
-    security.guard = Arc::new(hutong_gateway::Guard::new(AuthMode::Token, policy, auditor));
+    security.guard = Arc::new(hutong_gateway::Guard::new(AuthMode::Token, policy_for(GONGAN), auditor));
     security
 }
 
@@ -92,9 +106,7 @@ pub fn household(source_id: &str, payload: serde_json::Value) -> SourceRecord {
 
 /// A request carrying 公安's bearer token.
 pub fn request<T>(body: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(body);
-    r.metadata_mut().insert("authorization", format!("Bearer {GONGAN_TOKEN}").parse().unwrap());
-    r
+    request_as("gongan", body)
 }
 
 /// The gateway's gRPC server in this process.

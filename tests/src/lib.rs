@@ -569,40 +569,12 @@ pub fn wait_for_count(bootstrap: &str, topic: &str, n: i64, timeout: Duration) -
 /// last batch's base offset + 1, not the last record's. (tansu never delivers tombstones
 /// either, so a topic ending in one reads short there.)
 pub fn consume_all(bootstrap: &str, topic: &str) -> anyhow::Result<Vec<Consumed>> {
-    use rdkafka::{Offset, TopicPartitionList, error::KafkaError};
-    let parts = partitions(bootstrap, topic)?;
-    let c: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("e2e-{topic}-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("enable.partition.eof", "true")
-        .create()?;
-    let mut tpl = TopicPartitionList::new();
-    for p in &parts {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning)?;
-    }
-    c.assign(&tpl)?;
-    let mut at_end: std::collections::BTreeSet<i32> = Default::default();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut out = Vec::new();
-    while at_end.len() < parts.len() {
-        ensure!(Instant::now() < deadline, "{topic}: read {} messages, not to the end in 60 s", out.len());
-        match c.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(KafkaError::PartitionEOF(p))) => {
-                at_end.insert(p);
-            }
-            Some(Err(e)) => return Err(e.into()),
-            Some(Ok(msg)) => {
-                at_end.remove(&msg.partition());
-                out.push(consumed(&msg)?);
-            }
-        }
-    }
-    Ok(out)
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", bootstrap);
+    hutong_bus::read_to_end(&client, &[topic], Duration::from_secs(60))?.iter().map(consumed).collect()
 }
 
-fn consumed(msg: &rdkafka::message::BorrowedMessage<'_>) -> anyhow::Result<Consumed> {
+fn consumed(msg: &impl Message) -> anyhow::Result<Consumed> {
     let headers = msg
         .headers()
         .map(|h| {

@@ -521,6 +521,29 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
     }
     let dlq = consume_all(&broker.bootstrap, "hutong.dlq.v1")?;
     assert_eq!(dlq.len(), rejected, "dead letters on the topic, exactly");
+    // Every topic of the plan, counted by `hutong topics check --counts`: each entity topic holds
+    // what was published on it, none is empty, the DLQ holds the rejects, the audit copy its entries.
+    let config = gateway.dir.path().join("hutong.toml").display().to_string();
+    let check = std::process::Command::new(&bin)
+        .args(["topics", "check", "--counts", "--require-messages", "--json", "--config", &config])
+        .current_dir(repo_root())
+        .output()?;
+    assert!(
+        check.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let check: Value = serde_json::from_slice(&check.stdout)?;
+    let counts = check["counts"].as_object().unwrap();
+    assert_eq!(counts.len(), 10, "eight entity topics, the DLQ and the audit topic: {counts:?}");
+    for (topic, n) in counts {
+        match topic.as_str() {
+            "hutong.dlq.v1" => assert_eq!(n.as_u64(), Some(rejected as u64)),
+            "hutong.audit.v1" => assert!(n.as_u64().unwrap() > 0, "{topic}"),
+            _ => assert_eq!(n.as_u64(), per_topic.get(topic).map(|n| *n as u64), "{topic}: fed by the samples"),
+        }
+    }
     // Nor in the gateway's log, at debug level.
     let log = gateway.log();
     assert!(log.contains("batch handled"), "{log}");

@@ -3,7 +3,11 @@ use std::collections::BTreeMap;
 use rdkafka::ClientConfig;
 use serde::{Deserialize, Serialize};
 
-use crate::BusError;
+use crate::{BusError, MismatchPolicy};
+
+const HOUR_MS: u64 = 3_600_000;
+/// A day in milliseconds.
+pub const DAY_MS: u64 = 24 * HOUR_MS;
 
 /// Kafka settings of the gateway (`[kafka]` in the config file).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,6 +23,26 @@ pub struct BusConfig {
     pub partitions: i32,
     /// Replication factor of topics the gateway creates.
     pub replication_factor: i32,
+    /// `min.insync.replicas` of every topic (with `acks=all`, how many replicas must have a
+    /// record before it is acknowledged); unset: the broker's default.
+    pub min_insync_replicas: Option<i32>,
+    /// `min.compaction.lag.ms` of the entity topics: how long every fact stays readable before
+    /// compaction may drop it for a newer one of the same source record (default 1 hour).
+    pub entity_min_compaction_lag_ms: u64,
+    /// `segment.ms` of the entity topics: the open segment is never compacted, so it rolls at
+    /// least this often (default 1 day).
+    pub entity_segment_ms: u64,
+    /// `delete.retention.ms` of the entity topics: how long a tombstone (a DELETE) stays readable;
+    /// a consumer further behind than this must rebuild from the beginning (default 7 days).
+    pub entity_delete_retention_ms: u64,
+    /// `retention.ms` of the dead-letter topic (default 30 days; -1 keeps it for ever).
+    pub dlq_retention_ms: i64,
+    /// `retention.ms` of the audit topic: at least the file log's `audit.retention-days`
+    /// (default 190 days; -1 keeps it for ever).
+    pub audit_retention_ms: i64,
+    /// What an existing topic whose settings differ from the plan does at start: `error`
+    /// (refuse to start, naming each difference) or `warn`.
+    pub topic_config_mismatch: MismatchPolicy,
     /// How long librdkafka keeps retrying a message before failing it.
     pub message_timeout_ms: u64,
     /// How long a produce waits for room in a full producer queue.
@@ -37,6 +61,13 @@ impl Default for BusConfig {
             create_topics: true,
             partitions: 3,
             replication_factor: 1,
+            min_insync_replicas: None,
+            entity_min_compaction_lag_ms: HOUR_MS,
+            entity_segment_ms: DAY_MS,
+            entity_delete_retention_ms: 7 * DAY_MS,
+            dlq_retention_ms: 30 * DAY_MS as i64,
+            audit_retention_ms: 190 * DAY_MS as i64,
+            topic_config_mismatch: MismatchPolicy::Error,
             message_timeout_ms: 30_000,
             queue_timeout_ms: 5_000,
             linger_ms: 2,
@@ -67,6 +98,37 @@ impl BusConfig {
         if self.bootstrap_servers.trim().is_empty() {
             return Err(BusError::Config { reason: "kafka.bootstrap-servers is empty".into() });
         }
+        let bad = |reason: String| Err(BusError::Config { reason });
+        let prefix = &self.topic_prefix;
+        if prefix.is_empty()
+            || prefix.len() > 200
+            || !prefix.bytes().all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c))
+        {
+            return bad(format!(
+                "kafka.topic-prefix {prefix:?}: 1 to 200 of the characters Kafka allows in topic names (a-z A-Z 0-9 . _ -)"
+            ));
+        }
+        if self.partitions < 1 || self.replication_factor < 1 {
+            return bad("kafka.partitions and kafka.replication-factor must be at least 1".into());
+        }
+        if let Some(n) = self.min_insync_replicas
+            && !(1..=self.replication_factor).contains(&n)
+        {
+            return bad(format!(
+                "kafka.min-insync-replicas {n} must be between 1 and kafka.replication-factor ({})",
+                self.replication_factor
+            ));
+        }
+        if self.entity_segment_ms == 0 {
+            return bad("kafka.entity-segment-ms must be at least 1".into());
+        }
+        for (key, v) in
+            [("kafka.dlq-retention-ms", self.dlq_retention_ms), ("kafka.audit-retention-ms", self.audit_retention_ms)]
+        {
+            if v == 0 || v < -1 {
+                return bad(format!("{key} {v}: a positive number of milliseconds, or -1 to keep for ever"));
+            }
+        }
         for key in self.options.keys() {
             if let Some((_, why)) = GUARDED_OPTIONS.iter().find(|(k, _)| k.eq_ignore_ascii_case(key.trim())) {
                 return Err(BusError::Config { reason: format!("kafka.options may not set {key:?}: {why}") });
@@ -78,18 +140,25 @@ impl BusConfig {
     /// The producer configuration: idempotent, `acks=all`, then the passthrough options
     /// (refused when they would override those; see [`Self::validate`]).
     pub fn to_rdkafka(&self) -> Result<ClientConfig, BusError> {
-        self.validate()?;
-        let mut c = ClientConfig::new();
-        for (k, v) in &self.options {
-            c.set(k, v);
-        }
-        c.set("bootstrap.servers", &self.bootstrap_servers)
-            .set("enable.idempotence", "true")
+        let mut c = self.client()?;
+        c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("message.timeout.ms", self.message_timeout_ms.to_string())
             .set("linger.ms", self.linger_ms.to_string())
             // Nagle's algorithm with delayed ACKs adds ~40 ms to every produce round trip.
             .set("socket.nagle.disable", "true");
+        Ok(c)
+    }
+
+    /// What any client of these brokers needs (a consumer too): the bootstrap servers and the
+    /// passthrough options (security settings among them).
+    pub fn client(&self) -> Result<ClientConfig, BusError> {
+        self.validate()?;
+        let mut c = ClientConfig::new();
+        for (k, v) in &self.options {
+            c.set(k, v);
+        }
+        c.set("bootstrap.servers", &self.bootstrap_servers);
         Ok(c)
     }
 

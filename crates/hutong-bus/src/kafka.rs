@@ -1,4 +1,5 @@
 use std::{
+    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -6,7 +7,7 @@ use std::{
 use arc_swap::ArcSwap;
 use rdkafka::{
     ClientConfig, ClientContext,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication},
     client::DefaultClientContext,
     error::{KafkaError, RDKafkaErrorCode},
     message::{DeliveryResult, Header, Message as _, OwnedHeaders},
@@ -14,9 +15,12 @@ use rdkafka::{
     util::Timeout,
 };
 use tokio::sync::oneshot;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
-use crate::{BusConfig, BusError, OutboundMessage, PublishFuture, Publisher, Receipt};
+use crate::{
+    BusConfig, BusError, MismatchPolicy, OutboundMessage, PublishFuture, Publisher, Receipt, TopicCheck, TopicMismatch,
+    TopicPlan,
+};
 
 /// Kafka's partitioning of a keyed record, applied by librdkafka as it enqueues (so a record
 /// waits, in order, while the topic's partition count is not known yet): a fact key
@@ -215,29 +219,130 @@ fn classify(e: KafkaError) -> BusError {
     }
 }
 
-/// Creates `topics` that do not exist yet; existing ones are left as they are.
-pub async fn ensure_topics(config: &BusConfig, topics: &[String]) -> Result<(), BusError> {
-    let admin: AdminClient<DefaultClientContext> =
+fn admin(config: &BusConfig) -> Result<Arc<AdminClient<DefaultClientContext>>, BusError> {
+    let client =
         config.to_rdkafka()?.create().map_err(|e| BusError::Config { reason: format!("admin client: {e}") })?;
-    let new: Vec<NewTopic<'_>> = topics
-        .iter()
-        .map(|t| NewTopic::new(t, config.partitions, TopicReplication::Fixed(config.replication_factor)))
-        .collect();
-    // Bounded: with the brokers away the request would otherwise wait for socket.timeout.ms (60 s).
-    let opts = AdminOptions::new()
-        .operation_timeout(Some(Duration::from_secs(10)))
-        .request_timeout(Some(Duration::from_secs(10)));
-    let results = admin.create_topics(&new, &opts).await.map_err(classify)?;
-    for r in results {
-        match r {
-            Ok(topic) => info!(topic, "topic created"),
-            Err((topic, C::TopicAlreadyExists)) => debug!(topic, "topic exists"),
-            Err((topic, code)) => {
-                return Err(BusError::unavailable(format!("creating topic {topic}: {code}")));
+    Ok(Arc::new(client))
+}
+
+/// Bounded: with the brokers away a request would otherwise wait for socket.timeout.ms (60 s).
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn admin_options() -> AdminOptions {
+    AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT)).request_timeout(Some(ADMIN_TIMEOUT))
+}
+
+/// Makes sure the plan's topics are there as declared: creates the missing ones with their
+/// partitions, replication and config (when `kafka.create-topics`; otherwise a missing topic is
+/// a difference too) and checks the ones that already existed against the plan
+/// (DescribeConfigs and the metadata). A difference is an error naming the topic, the setting
+/// and both values ([`BusError::TopicMismatch`]), or a warning when
+/// `kafka.topic-config-mismatch = "warn"`. Returns what was found.
+pub async fn ensure_topics(config: &BusConfig, plan: &TopicPlan) -> Result<TopicCheck, BusError> {
+    let admin = admin(config)?;
+    let check = if config.create_topics {
+        let new: Vec<NewTopic<'_>> = plan
+            .topics
+            .iter()
+            .map(|t| {
+                t.config.iter().fold(
+                    NewTopic::new(&t.name, t.partitions, TopicReplication::Fixed(t.replication_factor)),
+                    |n, (k, v)| n.set(k, v),
+                )
+            })
+            .collect();
+        let results = admin.create_topics(&new, &admin_options()).await.map_err(classify)?;
+        let mut existing = Vec::new();
+        for r in results {
+            match r {
+                Ok(topic) => info!(topic, "topic created"),
+                Err((topic, C::TopicAlreadyExists)) => existing.push(topic),
+                Err((topic, code)) => return Err(BusError::unavailable(format!("creating topic {topic}: {code}"))),
+            }
+        }
+        TopicCheck { missing: Vec::new(), mismatches: differences(&admin, plan, &existing).await? }
+    } else {
+        let mut check = inspect(&admin, plan).await?;
+        check.mismatches.extend(check.missing.iter().map(|t| TopicMismatch {
+            topic: t.clone(),
+            setting: "existence (kafka.create-topics is off)".into(),
+            declared: "exists".into(),
+            actual: Some("missing".into()),
+        }));
+        check
+    };
+    match config.topic_config_mismatch {
+        _ if check.mismatches.is_empty() => {}
+        MismatchPolicy::Error => return Err(BusError::TopicMismatch { mismatches: check.mismatches }),
+        MismatchPolicy::Warn => {
+            for m in &check.mismatches {
+                warn!(topic = %m.topic, setting = %m.setting, declared = %m.declared, actual = ?m.actual, "existing topic differs from the plan");
             }
         }
     }
-    Ok(())
+    Ok(check)
+}
+
+/// Compares the brokers' topics with the plan without changing anything: what is missing and
+/// how the existing ones differ.
+pub async fn check_topics(config: &BusConfig, plan: &TopicPlan) -> Result<TopicCheck, BusError> {
+    inspect(&admin(config)?, plan).await
+}
+
+async fn inspect(admin: &Arc<AdminClient<DefaultClientContext>>, plan: &TopicPlan) -> Result<TopicCheck, BusError> {
+    let known = metadata(admin).await?;
+    let (existing, missing): (Vec<&str>, Vec<&str>) =
+        plan.topics.iter().map(|t| t.name.as_str()).partition(|n| known.contains_key(*n));
+    let existing: Vec<String> = existing.into_iter().map(str::to_owned).collect();
+    Ok(TopicCheck {
+        missing: missing.into_iter().map(str::to_owned).collect(),
+        mismatches: differences(admin, plan, &existing).await?,
+    })
+}
+
+/// Partitions and replicas of every topic of the cluster (from its metadata).
+async fn metadata(admin: &Arc<AdminClient<DefaultClientContext>>) -> Result<BTreeMap<String, (i32, i32)>, BusError> {
+    let admin = Arc::clone(admin);
+    tokio::task::spawn_blocking(move || {
+        let md = admin.inner().fetch_metadata(None, ADMIN_TIMEOUT).map_err(classify)?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| {
+                let partitions = i32::try_from(t.partitions().len()).unwrap_or(i32::MAX);
+                let replicas =
+                    t.partitions().first().map_or(0, |p| i32::try_from(p.replicas().len()).unwrap_or(i32::MAX));
+                (t.name().to_owned(), (partitions, replicas))
+            })
+            .collect())
+    })
+    .await
+    .map_err(|e| BusError::unavailable(format!("reading the metadata: {e}")))?
+}
+
+/// How the `existing` topics of the plan differ from it.
+async fn differences(
+    admin: &Arc<AdminClient<DefaultClientContext>>,
+    plan: &TopicPlan,
+    existing: &[String],
+) -> Result<Vec<TopicMismatch>, BusError> {
+    if existing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let shape = metadata(admin).await?;
+    let specs: Vec<ResourceSpecifier<'_>> = existing.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+    let described = admin.describe_configs(&specs, &admin_options()).await.map_err(classify)?;
+    let mut out = Vec::new();
+    for (name, result) in existing.iter().zip(described) {
+        let Some(spec) = plan.get(name) else { continue };
+        let resource = result.map_err(|code| BusError::unavailable(format!("describing topic {name}: {code}")))?;
+        let configs: BTreeMap<String, String> =
+            resource.entries.into_iter().filter_map(|e| Some((e.name, e.value?))).collect();
+        let (partitions, replicas) = shape.get(name).copied().unwrap_or((0, 0));
+        out.extend(crate::compare_topic(spec, &configs, partitions, replicas));
+    }
+    Ok(out)
 }
 
 use RDKafkaErrorCode as C;

@@ -8,14 +8,21 @@ mod envelope;
 mod kafka;
 mod partition;
 mod publisher;
+mod reader;
 mod spool;
+mod topics;
 
-pub use config::{BusConfig, KEY_FORMAT, TopicNames};
+pub use config::{BusConfig, DAY_MS, KEY_FORMAT, TopicNames};
 pub use envelope::{
     CONTENT_TYPE_JSON, CloudEvent, ContentDigest, DEAD_LETTER_ENTITY, DEAD_LETTER_INDEX, DeadLetter, Op, Origin,
     OutboundMessage, content_digest, event_id,
 };
-pub use kafka::{EntityPartitioner, KafkaPublisher, ensure_topics};
+pub use kafka::{EntityPartitioner, KafkaPublisher, check_topics, ensure_topics};
 pub use partition::{fact_key, murmur2, partition_for};
 pub use publisher::{BusError, MemoryPublisher, PublishFuture, Publisher, Receipt};
+pub use reader::read_to_end;
 pub use spool::{Spool, SpoolError};
+pub use topics::{
+    ENTITY_KEY, EntityTopic, MismatchPolicy, TopicCheck, TopicMismatch, TopicPlan, TopicRole, TopicSpec,
+    compare as compare_topic,
+};

@@ -46,6 +46,12 @@ pub enum BusError {
         /// librdkafka's words.
         reason: String,
     },
+    /// Existing topics differ from the plan (`kafka.topic-config-mismatch = "error"`).
+    #[error("{} existing topic setting(s) differ from the plan: {}", .mismatches.len(), crate::topics::join(.mismatches))]
+    TopicMismatch {
+        /// Every difference.
+        mismatches: Vec<crate::TopicMismatch>,
+    },
     /// The client configuration is refused (by librdkafka or by Hutong's rules).
     #[error("kafka client configuration: {reason}")]
     Config {
@@ -56,7 +62,7 @@ pub enum BusError {
 
 impl BusError {
     /// A short name for metrics labels: `unavailable`, `queue_full`, `record_refused`,
-    /// `not_authorized`, `topic_refused` or `config`.
+    /// `not_authorized`, `topic_refused`, `topic_mismatch` or `config`.
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Unavailable { .. } => "unavailable",
@@ -64,6 +70,7 @@ impl BusError {
             Self::RecordRefused { .. } => "record_refused",
             Self::NotAuthorized { .. } => "not_authorized",
             Self::TopicRefused { .. } => "topic_refused",
+            Self::TopicMismatch { .. } => "topic_mismatch",
             Self::Config { .. } => "config",
         }
     }

@@ -9,6 +9,7 @@ mod config;
 mod ingest;
 mod schema_cmd;
 mod tail;
+mod topics_cmd;
 mod validate;
 
 use std::{path::PathBuf, process::ExitCode};
@@ -60,6 +61,9 @@ enum Command {
     /// The audit trail: verify its hash chain.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Kafka topics: the declaration of every topic, and a check of the brokers against it.
+    #[command(subcommand)]
+    Topics(topics_cmd::TopicsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +125,7 @@ fn main() -> ExitCode {
             Command::Schema(cmd) => schema_cmd::run(cmd),
             Command::Certs(cmd) => certs::run(cmd),
             Command::Audit(cmd) => audit_cmd::run(cmd),
+            Command::Topics(cmd) => topics_cmd::run(cmd).await,
             Command::Standard(StandardCommand::Docs { deployment, out }) => standard_docs(&deployment, out.as_deref()),
         }
     });

@@ -143,6 +143,16 @@ impl ConfigFile {
             return Err(ConfigError::Version(self.version));
         }
         self.kafka.validate()?;
+        let file_log_ms = i64::from(self.audit.retention_days) * hutong_bus::DAY_MS as i64;
+        if self.kafka.audit_retention_ms != -1 && self.kafka.audit_retention_ms < file_log_ms {
+            return Err(invalid(
+                "kafka.audit-retention-ms",
+                format!(
+                    "{} ms keeps the audit topic shorter than the file log (audit.retention-days = {}, {file_log_ms} ms)",
+                    self.kafka.audit_retention_ms, self.audit.retention_days
+                ),
+            ));
+        }
         let l = self.limits;
         if l.max_records_per_batch == 0 {
             return Err(invalid("limits.max-records-per-batch", "must be at least 1"));
@@ -509,6 +519,20 @@ mod tests {
         let mut f = token_mode();
         f.registry.listen = "nowhere".into();
         assert!(refused(f).contains("registry.listen"));
+        // The audit topic keeps at least what the file log keeps; topic settings Kafka would refuse.
+        let mut f = token_mode();
+        f.kafka.audit_retention_ms = 30 * 86_400_000;
+        assert!(refused(f).contains("kafka.audit-retention-ms: 2592000000 ms keeps the audit topic shorter"));
+        let mut f = token_mode();
+        f.audit.retention_days = 400;
+        f.kafka.audit_retention_ms = -1;
+        assert!(f.validate_and_build().is_ok());
+        let mut f = token_mode();
+        f.kafka.min_insync_replicas = Some(2);
+        assert!(refused(f).contains("kafka.min-insync-replicas 2 must be between 1 and kafka.replication-factor (1)"));
+        let mut f = token_mode();
+        f.kafka.topic_prefix = "hutong prod".into();
+        assert!(refused(f).contains("kafka.topic-prefix \"hutong prod\""));
         // mTLS needs the CA and the gateway's certificate and key.
         assert!(refused(ConfigFile::default()).contains("auth.ca-file: is required in mtls mode"));
         let built = token_mode().validate_and_build().unwrap();

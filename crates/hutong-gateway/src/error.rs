@@ -78,6 +78,7 @@ impl ErrorCode {
             BusError::RecordRefused { reason } | BusError::TopicRefused { reason } => {
                 (Self::FailedPrecondition, format!("kafka refused the record: {reason}"))
             }
+            BusError::TopicMismatch { .. } => (Self::FailedPrecondition, e.to_string()),
             BusError::Config { reason } => (Self::Internal, format!("kafka client configuration: {reason}")),
         }
     }

@@ -4,13 +4,13 @@
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use hutong_bus::{KafkaPublisher, Publisher, Spool, ensure_topics};
-use hutong_pipeline::Reloader;
+use hutong_bus::{BusError, KafkaPublisher, Publisher, Spool, ensure_topics};
+use hutong_pipeline::{Reloader, topic_plan};
 use hutong_proto::v1::{admin_server::AdminServer, ingest_server::IngestServer};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{codec::CompressionEncoding, service::interceptor::InterceptedService, transport::Server};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::{AdminService, GatewayConfig, GatewayError, Guard, IngestService, Metrics, Security, audit::AuditEvent};
 
@@ -26,39 +26,42 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         schemas = %config.schemas_dir.display(),
         "standard and adapters loaded"
     );
-    if config.kafka.create_topics {
-        let mut topics = pipeline.topics();
-        topics.push(config.kafka.topics().audit());
-        match ensure_topics(&config.kafka, &topics).await {
-            Ok(()) => {}
-            // With store and forward on, the gateway starts while Kafka is away (records are
-            // spooled) and creates the topics once Kafka answers.
-            Err(e) if config.spool.is_some() => {
-                warn!(error = %e, "kafka unreachable at start: serving with the spool, creating topics later");
-                let kafka = config.kafka.clone();
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(Duration::from_secs(2)).await;
-                        if ensure_topics(&kafka, &topics).await.is_ok() {
-                            info!("topics created after kafka returned");
-                            break;
-                        }
-                    }
-                });
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let kafka = config.kafka.clone();
-    let _watch = reloader.watch(move |p| {
-        if kafka.create_topics {
-            let kafka = kafka.clone();
+    let plan = topic_plan(pipeline.standard(), &config.kafka, &config.privacy)?;
+    match ensure_topics(&config.kafka, &plan).await {
+        Ok(_) => {}
+        // With store and forward on, the gateway starts while Kafka is away (records are
+        // spooled) and sees to the topics once Kafka answers.
+        Err(e) if config.spool.is_some() && !matches!(e, BusError::TopicMismatch { .. }) => {
+            warn!(error = %e, "kafka unreachable at start: serving with the spool, seeing to the topics later");
+            let kafka = config.kafka.clone();
             tokio::spawn(async move {
-                if let Err(e) = ensure_topics(&kafka, &p.topics()).await {
-                    warn!(error = %e, "creating topics of the reloaded standard");
+                loop {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    match ensure_topics(&kafka, &plan).await {
+                        Ok(_) => break info!("topics ready after kafka returned"),
+                        Err(e @ BusError::TopicMismatch { .. }) => {
+                            break error!(error = %e, "existing topics differ from the plan");
+                        }
+                        Err(_) => {}
+                    }
                 }
             });
         }
+        Err(e) => return Err(e.into()),
+    }
+    let (kafka, privacy) = (config.kafka.clone(), config.privacy.clone());
+    let _watch = reloader.watch(move |p| {
+        let kafka = kafka.clone();
+        let plan = topic_plan(p.standard(), &kafka, &privacy);
+        tokio::spawn(async move {
+            let result = match plan {
+                Ok(plan) => ensure_topics(&kafka, &plan).await.map(drop).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = result {
+                warn!(error = %e, "the topics of the reloaded standard");
+            }
+        });
     })?;
     let producer = KafkaPublisher::new(&config.kafka)?;
     let listener = TcpListener::bind(config.listen)

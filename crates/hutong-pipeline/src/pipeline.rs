@@ -2,7 +2,10 @@ use std::{collections::BTreeMap, sync::Arc};
 
 use chrono::{DateTime, Utc};
 use hutong_adapter::{Adapters, Canonical, MapContext, PayloadLimits, PseudonymKey, decode_payload};
-use hutong_bus::{CloudEvent, ContentDigest, DeadLetter, Op, Origin, OutboundMessage, TopicNames, fact_key};
+use hutong_bus::{
+    BusConfig, CloudEvent, ContentDigest, DeadLetter, EntityTopic, Op, Origin, OutboundMessage, TopicNames, TopicPlan,
+    fact_key,
+};
 use hutong_proto::v1::SourceRecord;
 use hutong_registry::{Registry, subject_for_topic};
 use hutong_standard::{
@@ -143,13 +146,6 @@ impl Pipeline {
     /// The adapters in use.
     pub fn adapters(&self) -> &Adapters {
         &self.adapters
-    }
-
-    /// Every topic the pipeline may publish to (entities of the standard, extra topics and the DLQ).
-    pub fn topics(&self) -> Vec<String> {
-        let mut t: Vec<String> = self.outputs.values().flatten().map(|o| o.topic.clone()).collect();
-        t.push(self.topics.dlq());
-        t
     }
 
     /// Runs one source record of `department` through adapter and standard (its content digest
@@ -293,4 +289,22 @@ fn op_of(rec: &SourceRecord) -> Op {
         Wire::Event => Op::Event,
         Wire::Upsert | Wire::Unspecified => Op::Upsert,
     }
+}
+
+/// Every topic of a deployment ([`TopicPlan`]): the entity topics of `standard` (each entity's
+/// main topic and its `[privacy]` topics) under `bus`, the dead-letter and the audit topic.
+pub fn topic_plan(standard: &Standard, bus: &BusConfig, privacy: &PrivacyConfig) -> Result<TopicPlan, PipelineError> {
+    let names = bus.topics();
+    let main = |e: &hutong_standard::Entity| names.entity(&e.name, e.major);
+    let views = topic_views(standard, &main, privacy)?;
+    Ok(TopicPlan::new(
+        bus,
+        views.into_iter().flat_map(|(entity, views)| {
+            views.into_iter().map(move |v| EntityTopic {
+                entity: entity.clone(),
+                topic: v.topic,
+                restricted: v.restricted,
+            })
+        }),
+    ))
 }

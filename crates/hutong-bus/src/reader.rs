@@ -1,0 +1,96 @@
+//! Reading a topic to its end: what `hutong topics check --counts` and the tests count with.
+
+use std::{
+    collections::BTreeSet,
+    time::{Duration, Instant},
+};
+
+use rdkafka::{
+    ClientConfig, ClientContext, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer as _, ConsumerContext},
+    error::{KafkaError, RDKafkaErrorCode},
+    message::{Message as _, OwnedMessage},
+};
+use tracing::warn;
+
+use crate::BusError;
+
+/// Every message `topics` hold now, read from the beginning of each partition to its end (its
+/// high watermark when the read began; a message written meanwhile may be included), topic by
+/// topic in the order given. The topics are read at once, one consumer each. `client` carries
+/// the bootstrap servers and any security settings; no consumer group offsets are committed.
+/// Gives up after `timeout`.
+pub fn read_to_end(client: &ClientConfig, topics: &[&str], timeout: Duration) -> Result<Vec<OwnedMessage>, BusError> {
+    let deadline = Instant::now() + timeout;
+    let read: Vec<Result<Vec<OwnedMessage>, BusError>> = std::thread::scope(|s| {
+        let readers: Vec<_> = topics.iter().map(|t| s.spawn(move || read_topic(client, t, deadline))).collect();
+        readers
+            .into_iter()
+            .map(|r| r.join().unwrap_or_else(|_| Err(BusError::unavailable("a reader panicked"))))
+            .collect()
+    });
+    let mut out = Vec::new();
+    for r in read {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
+fn read_topic(client: &ClientConfig, topic: &str, deadline: Instant) -> Result<Vec<OwnedMessage>, BusError> {
+    let err = |e: KafkaError| BusError::unavailable(format!("reading {topic}: {e}"));
+    let mut config = client.clone();
+    config
+        .set("group.id", format!("hutong-read-{}", uuid::Uuid::new_v4()))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        // An empty partition answers after this long poll: keep it short, the read ends at EOF.
+        .set("fetch.wait.max.ms", "50");
+    let consumer: BaseConsumer<EndIsNoError> = config.create_with_context(EndIsNoError).map_err(err)?;
+    let md = consumer.fetch_metadata(Some(topic), deadline.saturating_duration_since(Instant::now())).map_err(err)?;
+    let partitions: Vec<i32> = match md.topics().iter().find(|t| t.name() == topic) {
+        Some(t) if t.error().is_none() => t.partitions().iter().map(|p| p.id()).collect(),
+        Some(t) => return Err(BusError::TopicRefused { reason: format!("{topic}: {:?}", t.error()) }),
+        None => return Err(BusError::TopicRefused { reason: format!("{topic}: no such topic") }),
+    };
+    let mut tpl = TopicPartitionList::new();
+    for p in &partitions {
+        tpl.add_partition_offset(topic, *p, Offset::Beginning).map_err(err)?;
+    }
+    consumer.assign(&tpl).map_err(err)?;
+    let mut at_end = BTreeSet::new();
+    let mut out = Vec::new();
+    while at_end.len() < partitions.len() {
+        if Instant::now() >= deadline {
+            return Err(BusError::unavailable(format!(
+                "{topic}: read {} message(s), not to the end in time",
+                out.len()
+            )));
+        }
+        match consumer.poll(Duration::from_millis(100)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(e)) => return Err(err(e)),
+            Some(Ok(m)) => {
+                at_end.remove(&m.partition());
+                out.push(m.detach());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A reader's context: reaching the end of a partition is what it waits for, not an error
+/// (librdkafka also reports it on the client's main queue, which the default context logs as one).
+struct EndIsNoError;
+
+impl ClientContext for EndIsNoError {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            warn!(%error, reason, "kafka client error while reading a topic");
+        }
+    }
+}
+
+impl ConsumerContext for EndIsNoError {}

@@ -1,0 +1,153 @@
+//! The topic plan against the local broker: the gateway creates every topic with its declared
+//! config (read back with DescribeConfigs by an independent admin client), refuses to start on
+//! an existing topic that differs (or warns, if so configured), and `hutong topics` prints and
+//! checks the same plan. tansu 0.6 stores and returns the configs of CreateTopics; it does not
+//! compact (see docs/consuming.md).
+
+use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
+
+use hutong_tests::{Broker, Gateway, Setup, TEST_KEY, hutong_bin, repo_root};
+use rdkafka::{
+    ClientConfig,
+    admin::{AdminClient, AdminOptions, ResourceSpecifier},
+    client::DefaultClientContext,
+};
+use serde_json::Value;
+
+fn hutong(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(Command::new(hutong_bin()?)
+        .args(args)
+        .current_dir(repo_root())
+        .env("HUTONG_PSEUDONYM_KEY", TEST_KEY)
+        .output()?)
+}
+
+/// The gateway's config with `lines` added to its `[kafka]` table, written beside it.
+fn variant(config: &Path, name: &str, lines: &str) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(config)?.replacen("[kafka]\n", &format!("[kafka]\n{lines}\n"), 1);
+    let path = config.with_file_name(name);
+    std::fs::write(&path, text)?;
+    Ok(path.display().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topics_are_created_as_declared_and_a_differing_one_is_named_at_start() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let gateway = Gateway::start(&broker.bootstrap).await?;
+    let config = gateway.dir.path().join("hutong.toml");
+    let config_arg = config.display().to_string();
+
+    let out = hutong(&["topics", "plan", "--config", &config_arg])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout)?;
+    let topics = plan["topics"].as_array().unwrap();
+    let roles: Vec<&str> = topics.iter().map(|t| t["role"].as_str().unwrap()).collect();
+    assert_eq!(roles.iter().filter(|r| **r == "entity").count(), 8, "every entity of the standard: {roles:?}");
+    assert!(roles.contains(&"dead-letter") && roles.contains(&"audit"));
+
+    // Read back by an independent admin client: DescribeConfigs and the metadata.
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::new().set("bootstrap.servers", &broker.bootstrap).create()?;
+    let names: Vec<&str> = topics.iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let specs: Vec<ResourceSpecifier<'_>> = names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
+    let described = admin.describe_configs(&specs, &AdminOptions::new()).await?;
+    let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(10))?;
+    for (t, resource) in topics.iter().zip(described) {
+        let name = t["name"].as_str().unwrap();
+        let resource = resource.map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+        let actual: BTreeMap<&str, Option<&str>> =
+            resource.entries.iter().map(|e| (e.name.as_str(), e.value.as_deref())).collect();
+        for (key, declared) in t["config"].as_object().unwrap() {
+            assert_eq!(actual.get(key.as_str()).copied().flatten(), declared.as_str(), "{name}: {key}");
+        }
+        let md = metadata.topics().iter().find(|m| m.name() == name).unwrap();
+        assert_eq!(md.partitions().len() as u64, t["partitions"].as_u64().unwrap(), "{name}");
+        let policy = t["config"]["cleanup.policy"].as_str().unwrap();
+        assert_eq!(policy, if t["role"] == "entity" { "compact" } else { "delete" }, "{name}");
+    }
+    let audit = topics.iter().find(|t| t["role"] == "audit").unwrap();
+    assert!(audit["config"]["retention.ms"].as_str().unwrap().parse::<u64>()? >= 190 * 86_400_000);
+
+    // `hutong topics check`: the topics are as declared.
+    let out = hutong(&["topics", "check", "--config", &config_arg])?;
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    // The same brokers, another declaration: the gateway refuses to start, naming the topic,
+    // the setting and both values; `hutong topics check` says the same.
+    let changed = "entity-segment-ms = 3600000\npartitions = 2";
+    let refused = Gateway::start_setup(&broker.bootstrap, Setup { kafka: changed.into(), ..Setup::new()? })
+        .await
+        .err()
+        .expect("a gateway whose topics differ from the plan does not start");
+    let refused = format!("{refused:#}");
+    assert!(refused.contains(r#"topic hutong.person.v2: segment.ms is "86400000", declared "3600000""#), "{refused}");
+    assert!(refused.contains(r#"topic hutong.dlq.v1: partitions is "3", declared "2""#), "{refused}");
+    let check = hutong(&["topics", "check", "--config", &variant(&config, "changed.toml", changed)?])?;
+    let text = String::from_utf8_lossy(&check.stdout);
+    assert_eq!(check.status.code(), Some(1), "{text}");
+    assert!(text.contains(r#"✗ topic hutong.household.v2: segment.ms is "86400000", declared "3600000""#), "{text}");
+
+    // Where the operator chose so, a difference is a warning and the gateway serves.
+    let warn = format!("{changed}\ntopic-config-mismatch = \"warn\"");
+    let gateway = Gateway::start_setup(&broker.bootstrap, Setup { kafka: warn, ..Setup::new()? }).await?;
+    let log = gateway.log();
+    assert!(log.contains("existing topic differs from the plan") && log.contains("segment.ms"), "{log}");
+    Ok(())
+}
+
+/// `hutong topics plan --format strimzi` is valid against the Strimzi KafkaTopic v1beta2 schema
+/// (checked offline, the YAML parsed by PyYAML) and says what the JSON plan says; topic names
+/// that are no Kubernetes names (`service_resource`) keep their real name in `spec.topicName`.
+#[test]
+fn the_strimzi_resources_are_valid_kafka_topics_of_the_plan() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A deployment with a restricted extra topic and a prefix of its own.
+    let config = dir.path().join("hutong.toml");
+    std::fs::write(
+        &config,
+        "[kafka]\ntopic-prefix = \"xihu_hutong\"\npartitions = 6\nreplication-factor = 3\nmin-insync-replicas = 2\n\n\
+         [privacy.topics.\"xihu_hutong.person.restricted.v2\"]\nentity = \"person\"\nrestricted = true\n",
+    )?;
+    let config = config.display().to_string();
+    let run = |format: &str| -> anyhow::Result<std::path::PathBuf> {
+        let out = hutong(&["topics", "plan", "--config", &config, "--format", format, "--namespace", "hutong"])?;
+        assert!(out.status.success(), "{format}: {}", String::from_utf8_lossy(&out.stderr));
+        let path = dir.path().join(format!("plan.{format}"));
+        std::fs::write(&path, out.stdout)?;
+        Ok(path)
+    };
+    let (json, yaml, sh) = (run("json")?, run("strimzi")?, run("kafka-topics")?);
+    let plan: Value = serde_json::from_slice(&std::fs::read(&json)?)?;
+    let names: Vec<&str> = plan["topics"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"xihu_hutong.person.restricted.v2") && names.contains(&"xihu_hutong.service_resource.v2"));
+    assert!(plan["topics"].as_array().unwrap().iter().all(|t| t["config"]["min.insync.replicas"] == "2"));
+
+    let python = std::env::var("HUTONG_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let out =
+        Command::new(&python).arg(repo_root().join("tests/python/check_strimzi.py")).arg(&yaml).arg(&json).output()?;
+    assert!(
+        out.status.success(),
+        "the Strimzi resources are refused (needs PyYAML and jsonschema for {python}; deploy/test.sh installs them):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("{} KafkaTopic resources valid", names.len()));
+    // A resource the schema refuses is caught: the checker is not a rubber stamp.
+    let broken = std::fs::read_to_string(&yaml)?.replacen("replicas: 3", "replicas: 0", 1);
+    std::fs::write(&yaml, broken)?;
+    let out =
+        Command::new(&python).arg(repo_root().join("tests/python/check_strimzi.py")).arg(&yaml).arg(&json).output()?;
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stdout).contains("less than the minimum of 1"));
+
+    // kafka-topics.sh: one create per topic with every declared config.
+    let sh = std::fs::read_to_string(&sh)?;
+    for t in plan["topics"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap();
+        let at = sh.find(&format!("--topic {name} --partitions 6 --replication-factor 3")).expect(name);
+        let command: String = sh[at..].lines().take_while(|l| !l.is_empty()).collect();
+        for (k, v) in t["config"].as_object().unwrap() {
+            assert!(command.contains(&format!("--config {k}={}", v.as_str().unwrap())), "{name}: {k}");
+        }
+    }
+    Ok(())
+}
