@@ -32,7 +32,7 @@ async fn admin_rpcs_agree_with_the_cli() -> anyhow::Result<()> {
     assert_eq!(code, Some(1));
     let cli_lines: Vec<Value> = stdout.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
     let records = hutong_tests::sample_records(sample)?;
-    assert_eq!(cli_lines.len(), 22, "one line per sample row");
+    assert_eq!(cli_lines.len(), 48, "one line per sample row");
     assert_eq!(records.len(), cli_lines.len());
     let mut compared = 0;
     for ((rec, _), cli_line) in records.into_iter().zip(&cli_lines) {

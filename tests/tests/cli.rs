@@ -26,7 +26,7 @@ fn validate_prints_one_line_per_record_and_fails_on_rejects() -> anyhow::Result<
     assert_eq!(out.status.code(), Some(1), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<Value> =
         String::from_utf8(out.stdout)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
-    assert_eq!(lines.len(), 22);
+    assert_eq!(lines.len(), 48, "one line per sample row");
     let rejected: Vec<&str> =
         lines.iter().filter(|l| l["status"] == "REJECTED").map(|l| l["source_id"].as_str().unwrap()).collect();
     assert_eq!(rejected, ["110105198001010210", "110105198001010315", "110105198001010411", "330106197511060526"]);

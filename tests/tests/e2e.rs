@@ -3,7 +3,7 @@
 //! independent Kafka consumer checks value, key and every CloudEvents header,
 //! and the dead-letter topic.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use hutong_proto::v1::{RecordResult, SourceRecord, Status, SubmitRequest, ingest_client::IngestClient};
 use hutong_tests::{Broker, Gateway, consume_all, expected_person_key, repo_root, topic_count};
@@ -488,10 +488,16 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
     // No citizen ID or mobile number of any sample on a shared topic: pseudonymised or masked.
     // Value, key and every header are scanned.
     let mut on_topics: BTreeMap<(String, i32, i64), Value> = BTreeMap::new();
+    // Per topic: the distinct fact keys and entity keys (the samples hold no DELETE).
+    let mut keys: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>)> = BTreeMap::new();
     for (topic, n) in &per_topic {
         let got = consume_all(&broker.bootstrap, topic)?;
         assert_eq!(got.len(), *n, "{topic}: messages on the topic, exactly");
         for m in got {
+            let fact: Vec<String> = serde_json::from_str(m.key.as_deref().unwrap())?;
+            let entry = keys.entry(topic.clone()).or_default();
+            entry.0.insert(m.key.clone().unwrap());
+            entry.1.insert(fact[0].clone());
             let headers: Vec<String> = m.headers.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let text = format!(
                 "{} {} {}",
@@ -544,6 +550,33 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
             _ => assert_eq!(n.as_u64(), per_topic.get(topic).map(|n| *n as u64), "{topic}: fed by the samples"),
         }
     }
+    // The consuming guide's Python example (confluent-kafka) rebuilds the same state, and the whole
+    // picture of 胡金凤, a resident the samples of 公安, 卫健 and 住建 describe: her facts from each
+    // department, her 户 with her relation (02 户主), her dwelling and its 网格.
+    let python = std::env::var("HUTONG_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let hu = hutong_tests::expected_person_key("330106194803080242");
+    let out = std::process::Command::new(&python)
+        .arg(repo_root().join("docs/examples/python/rebuild_state.py"))
+        .args(["--bootstrap", &broker.bootstrap, "--person", &hu, "--json"])
+        .output()?;
+    assert!(out.status.success(), "rebuild_state.py ({python}): {}", String::from_utf8_lossy(&out.stderr));
+    let rebuilt: Value = serde_json::from_slice(&out.stdout)?;
+    for (topic, (facts, entities)) in &keys {
+        let t = &rebuilt["topics"][topic];
+        assert_eq!(t["messages"].as_u64(), Some(per_topic[topic] as u64), "{topic}: {t}");
+        assert_eq!(t["duplicates"], 0, "{topic}");
+        assert_eq!(t["facts"].as_u64(), Some(facts.len() as u64), "{topic}: {t}");
+        assert_eq!(t["entities"].as_u64(), Some(entities.len() as u64), "{topic}: {t}");
+    }
+    let person = &rebuilt["person"];
+    let departments: BTreeSet<&str> =
+        person["facts"].as_array().unwrap().iter().map(|f| f["department"].as_str().unwrap()).collect();
+    assert_eq!(departments, BTreeSet::from(["gongan", "weijian"]), "{person}");
+    assert!(person["facts"].as_array().unwrap().iter().all(|f| f["value"]["name"] == "胡金凤"), "{person}");
+    assert_eq!(person["households"][0]["relation"], "02", "{person}");
+    assert_eq!(person["households"][0]["household_key"], "gongan:3301060040530021", "{person}");
+    assert!(person["buildings"][0]["room"].as_str().unwrap().contains("302"), "{person}");
+    assert!(person["grids"][0]["grid_code"].as_str().unwrap().starts_with("330106004053"), "{person}");
     // Nor in the gateway's log, at debug level.
     let log = gateway.log();
     assert!(log.contains("batch handled"), "{log}");
