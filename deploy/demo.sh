@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # README command 1: the main job, end to end on this machine.
 # Installs what is missing, starts the local broker (tansu) and the gateway,
-# submits the sample 公安 household-registration export (valid and invalid
-# rows), and shows the published person records and the rejects with reasons.
+# submits every department's sample export (valid and invalid rows), shows
+# the published records and the rejects with reasons, and checks every topic
+# against its declaration with its message count (none may be empty).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -39,7 +40,7 @@ SAMPLE=schemas/departments/gongan/samples/household_registration.ndjson
 step "公安 submits its household-registration export: $SAMPLE"
 "$HUTONG" ingest --as gongan --kind household_registration "$SAMPLE"
 
-step "the eight other departments submit theirs (民政 卫健 人社 司法 信访 12345 网格 市场监管)"
+step "the nine other departments submit theirs (民政 卫健 人社 司法 信访 12345 网格 市场监管 住建)"
 for f in schemas/departments/*/samples/*.ndjson; do
   dept=$(basename "$(dirname "$(dirname "$f")")"); kind=$(basename "$f" .ndjson)
   [ "$dept" = gongan ] && continue
@@ -59,10 +60,11 @@ step "a governance event on hutong.event.v2 (矛盾纠纷, 信访, 12345, 网格
 step "rejected, on hutong.dlq.v1 with the original payload and the reasons (first 3)"
 "$HUTONG" tail hutong.dlq.v1 --from-beginning --max 3 --idle-timeout 5
 
-step "how many records each topic holds now"
-for t in person.v2 household.v2 building.v2 organization.v2 grid.v2 event.v2 service_request.v2 service_resource.v2 dlq.v1; do
-  printf '  %-28s ' "hutong.$t"; "$HUTONG" tail "hutong.$t" --from-beginning --idle-timeout 3 --json 2>/dev/null | wc -l
-done
+step "one department's fact about one entity: the key of a household member's fact on hutong.household.v2"
+"$HUTONG" tail hutong.household.v2 --from-beginning --max 1 --idle-timeout 5 --json | cut -c1-400; echo
+
+step "every topic against its declaration (compacted entity topics, DLQ and audit with retention), with its messages"
+"$HUTONG" topics check --config deploy/local/hutong.toml --counts --require-messages
 
 step "the audit trail: every submission and refusal, hash-chained (.hutong/audit)"
 tail -n 1 "$STATE"/audit/audit-*.jsonl | cut -c1-300; echo

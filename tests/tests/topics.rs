@@ -75,10 +75,10 @@ async fn topics_are_created_as_declared_and_a_differing_one_is_named_at_start() 
     // The same brokers, another declaration: the gateway refuses to start, naming the topic,
     // the setting and both values; `hutong topics check` says the same.
     let changed = "entity-segment-ms = 3600000\npartitions = 2";
-    let refused = Gateway::start_setup(&broker.bootstrap, Setup { kafka: changed.into(), ..Setup::new()? })
-        .await
-        .err()
-        .expect("a gateway whose topics differ from the plan does not start");
+    let Err(refused) = Gateway::start_setup(&broker.bootstrap, Setup { kafka: changed.into(), ..Setup::new()? }).await
+    else {
+        panic!("a gateway whose topics differ from the plan does not start");
+    };
     let refused = format!("{refused:#}");
     assert!(refused.contains(r#"topic hutong.person.v2: segment.ms is "86400000", declared "3600000""#), "{refused}");
     assert!(refused.contains(r#"topic hutong.dlq.v1: partitions is "3", declared "2""#), "{refused}");
@@ -149,5 +149,28 @@ fn the_strimzi_resources_are_valid_kafka_topics_of_the_plan() -> anyhow::Result<
             assert!(command.contains(&format!("--config {k}={}", v.as_str().unwrap())), "{name}: {k}");
         }
     }
+    Ok(())
+}
+
+/// With `kafka.create-topics` off, a missing topic is a difference too: the gateway would not
+/// start (librdkafka's mock cluster, which knows no DescribeConfigs, holds none of the topics).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_topic_creation_a_missing_topic_refuses_the_start() -> anyhow::Result<()> {
+    let mock = rdkafka::mocking::MockCluster::new(1)?;
+    let bus = hutong_bus::BusConfig {
+        bootstrap_servers: mock.bootstrap_servers(),
+        create_topics: false,
+        ..hutong_bus::BusConfig::default()
+    };
+    let standard = hutong_standard::Standard::load(&repo_root().join("schemas"))?;
+    let plan = hutong_pipeline::topic_plan(&standard, &bus, &Default::default())?;
+    let err = hutong_bus::ensure_topics(&bus, &plan).await.unwrap_err();
+    let hutong_bus::BusError::TopicMismatch { mismatches } = &err else { panic!("{err}") };
+    assert_eq!(mismatches.len(), plan.topics.len(), "{err}");
+    assert!(err.to_string().contains("topic hutong.person.v2: missing, and kafka.create-topics is off"), "{err}");
+    // Where the operator chose so, it is a warning.
+    let warn = hutong_bus::BusConfig { topic_config_mismatch: hutong_bus::MismatchPolicy::Warn, ..bus };
+    let check = hutong_bus::ensure_topics(&warn, &plan).await?;
+    assert_eq!(check.missing.len(), plan.topics.len());
     Ok(())
 }

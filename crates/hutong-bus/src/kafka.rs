@@ -263,12 +263,7 @@ pub async fn ensure_topics(config: &BusConfig, plan: &TopicPlan) -> Result<Topic
         TopicCheck { missing: Vec::new(), mismatches: differences(&admin, plan, &existing).await? }
     } else {
         let mut check = inspect(&admin, plan).await?;
-        check.mismatches.extend(check.missing.iter().map(|t| TopicMismatch {
-            topic: t.clone(),
-            setting: "existence (kafka.create-topics is off)".into(),
-            declared: "exists".into(),
-            actual: Some("missing".into()),
-        }));
+        check.mismatches.extend(check.missing.iter().map(|t| TopicMismatch::missing(t)));
         check
     };
     match config.topic_config_mismatch {

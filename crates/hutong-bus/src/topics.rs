@@ -254,8 +254,26 @@ pub struct TopicMismatch {
     pub actual: Option<String>,
 }
 
+impl TopicMismatch {
+    /// The setting of a topic of the plan that does not exist (and is not created).
+    pub const EXISTS: &'static str = "exists";
+
+    /// `topic` does not exist and `kafka.create-topics` is off.
+    pub fn missing(topic: &str) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            setting: Self::EXISTS.to_owned(),
+            declared: "true".into(),
+            actual: Some("false".into()),
+        }
+    }
+}
+
 impl fmt::Display for TopicMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.setting == Self::EXISTS {
+            return write!(f, "topic {}: missing, and kafka.create-topics is off", self.topic);
+        }
         match &self.actual {
             Some(a) => write!(f, "topic {}: {} is {a:?}, declared {:?}", self.topic, self.setting, self.declared),
             None => write!(f, "topic {}: {} is not set, declared {:?}", self.topic, self.setting, self.declared),

@@ -116,10 +116,13 @@ async fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             *counts.entry(m.topic().to_owned()).or_default() += 1;
         }
     }
+    // Empty entity topics count only when asked for.
     let empty_entities: Vec<&str> = plan
         .topics
         .iter()
-        .filter(|t| matches!(t.role, TopicRole::Entity { .. }) && counts.get(&t.name) == Some(&0))
+        .filter(|t| {
+            args.require_messages && matches!(t.role, TopicRole::Entity { .. }) && counts.get(&t.name) == Some(&0)
+        })
         .map(|t| t.name.as_str())
         .collect();
     if args.json {
@@ -145,10 +148,10 @@ async fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
         for m in &found.mismatches {
             println!("✗ {m}");
         }
-        if args.require_messages && !empty_entities.is_empty() {
+        if !empty_entities.is_empty() {
             println!("✗ entity topic(s) without a message: {}", empty_entities.join(", "));
         }
     }
-    let clean = found.is_clean() && !(args.require_messages && !empty_entities.is_empty());
+    let clean = found.is_clean() && empty_entities.is_empty();
     Ok(if clean { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
