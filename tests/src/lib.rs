@@ -251,6 +251,27 @@ pub fn hutong_bin() -> anyhow::Result<PathBuf> {
 /// of the tests and the benchmark).
 pub use hutong_standard::checks::synthetic_citizen_id as citizen_id;
 
+/// Runs the `hutong` binary of this build in the repository root with [`TEST_KEY`] as the
+/// pseudonym key, as a user runs it.
+pub fn hutong(args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(Command::new(hutong_bin()?)
+        .args(args)
+        .current_dir(repo_root())
+        .env("HUTONG_PSEUDONYM_KEY", TEST_KEY)
+        .output()?)
+}
+
+/// The Python the independent checkers run with (`$HUTONG_PYTHON`, which deploy/test.sh points
+/// at the venv holding confluent-kafka, PyYAML and jsonschema; else `python3`).
+pub fn python() -> String {
+    std::env::var("HUTONG_PYTHON").unwrap_or_else(|_| "python3".to_owned())
+}
+
+/// Runs the Python script `script` (relative to the repository root) with `args`.
+pub fn run_python(script: &str, args: &[&str]) -> anyhow::Result<std::process::Output> {
+    Ok(Command::new(python()).arg(repo_root().join(script)).args(args).output()?)
+}
+
 /// The pseudonym key every end-to-end gateway uses.
 pub const TEST_KEY: &str = "hutong-e2e-test-key-0123456789abcdef";
 

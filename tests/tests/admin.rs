@@ -1,21 +1,15 @@
 //! The admin gRPC service and the `hutong` CLI give the same answers:
 //! dry-run validation, compatibility, the registry's subjects, the adapters.
 
-use std::process::Command;
-
 use hutong_proto::v1::{
     CheckCompatibilityRequest, ListAdaptersRequest, ListSchemasRequest, ValidateRecordRequest,
     admin_client::AdminClient,
 };
-use hutong_tests::{Broker, Gateway, TEST_KEY, hutong_bin, repo_root};
+use hutong_tests::{Broker, Gateway, repo_root};
 use serde_json::Value;
 
 fn cli(args: &[&str]) -> anyhow::Result<(Option<i32>, String)> {
-    let out = Command::new(hutong_bin()?)
-        .args(args)
-        .current_dir(repo_root())
-        .env("HUTONG_PSEUDONYM_KEY", TEST_KEY)
-        .output()?;
+    let out = hutong_tests::hutong(args)?;
     Ok((out.status.code(), String::from_utf8(out.stdout)?))
 }
 

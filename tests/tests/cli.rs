@@ -1,17 +1,6 @@
 //! The `hutong` binary's dry run and its errors, as a user runs them.
-
-use std::process::Command;
-
-use hutong_tests::{TEST_KEY, hutong_bin, repo_root};
+use hutong_tests::{hutong, repo_root};
 use serde_json::Value;
-
-fn hutong(args: &[&str]) -> anyhow::Result<std::process::Output> {
-    Ok(Command::new(hutong_bin()?)
-        .args(args)
-        .current_dir(repo_root())
-        .env("HUTONG_PSEUDONYM_KEY", TEST_KEY)
-        .output()?)
-}
 
 #[test]
 fn validate_prints_one_line_per_record_and_fails_on_rejects() -> anyhow::Result<()> {

@@ -186,15 +186,14 @@ async fn household_records_reach_kafka_as_cloudevents_and_rejects_reach_the_dlq(
 
     // A Confluent client (Python confluent-kafka) lists subjects and fetches
     // schemas from the running gateway, and ce_dataschema resolves there.
-    let python = std::env::var("HUTONG_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let out = std::process::Command::new(&python)
-        .arg(repo_root().join("tests/python/registry_client.py"))
-        .arg(&gateway.registry_url)
-        .arg(&persons[0].headers["ce_dataschema"])
-        .output()?;
+    let out = hutong_tests::run_python(
+        "tests/python/registry_client.py",
+        &[&gateway.registry_url, &persons[0].headers["ce_dataschema"]],
+    )?;
     assert!(
         out.status.success(),
-        "the Confluent client disagrees (needs `confluent-kafka[schemaregistry]` for {python}; deploy/test.sh installs it):\n{}{}",
+        "the Confluent client disagrees (needs `confluent-kafka[schemaregistry]` for {}; deploy/test.sh installs it):\n{}{}",
+        hutong_tests::python(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -553,13 +552,17 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
     // The consuming guide's Python example (confluent-kafka) rebuilds the same state, and the whole
     // picture of 胡金凤, a resident the samples of 公安, 卫健 and 住建 describe: her facts from each
     // department, her 户 with her relation (02 户主), her dwelling and its 网格.
-    let python = std::env::var("HUTONG_PYTHON").unwrap_or_else(|_| "python3".to_owned());
     let hu = hutong_tests::expected_person_key("330106194803080242");
-    let out = std::process::Command::new(&python)
-        .arg(repo_root().join("docs/examples/python/rebuild_state.py"))
-        .args(["--bootstrap", &broker.bootstrap, "--person", &hu, "--json"])
-        .output()?;
-    assert!(out.status.success(), "rebuild_state.py ({python}): {}", String::from_utf8_lossy(&out.stderr));
+    let out = hutong_tests::run_python(
+        "docs/examples/python/rebuild_state.py",
+        &["--bootstrap", &broker.bootstrap, "--person", &hu, "--json"],
+    )?;
+    assert!(
+        out.status.success(),
+        "rebuild_state.py ({}): {}",
+        hutong_tests::python(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rebuilt: Value = serde_json::from_slice(&out.stdout)?;
     for (topic, (facts, entities)) in &keys {
         let t = &rebuilt["topics"][topic];

@@ -4,23 +4,15 @@
 //! checks the same plan. tansu 0.6 stores and returns the configs of CreateTopics; it does not
 //! compact (see docs/consuming.md).
 
-use std::{collections::BTreeMap, path::Path, process::Command, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use hutong_tests::{Broker, Gateway, Setup, TEST_KEY, hutong_bin, repo_root};
+use hutong_tests::{Broker, Gateway, Setup, hutong, python, repo_root, run_python};
 use rdkafka::{
     ClientConfig,
     admin::{AdminClient, AdminOptions, ResourceSpecifier},
     client::DefaultClientContext,
 };
 use serde_json::Value;
-
-fn hutong(args: &[&str]) -> anyhow::Result<std::process::Output> {
-    Ok(Command::new(hutong_bin()?)
-        .args(args)
-        .current_dir(repo_root())
-        .env("HUTONG_PSEUDONYM_KEY", TEST_KEY)
-        .output()?)
-}
 
 /// The gateway's config with `lines` added to its `[kafka]` table, written beside it.
 fn variant(config: &Path, name: &str, lines: &str) -> anyhow::Result<String> {
@@ -122,12 +114,13 @@ fn the_strimzi_resources_are_valid_kafka_topics_of_the_plan() -> anyhow::Result<
     assert!(names.contains(&"xihu_hutong.person.restricted.v2") && names.contains(&"xihu_hutong.service_resource.v2"));
     assert!(plan["topics"].as_array().unwrap().iter().all(|t| t["config"]["min.insync.replicas"] == "2"));
 
-    let python = std::env::var("HUTONG_PYTHON").unwrap_or_else(|_| "python3".to_owned());
-    let out =
-        Command::new(&python).arg(repo_root().join("tests/python/check_strimzi.py")).arg(&yaml).arg(&json).output()?;
+    let (yaml_arg, json_arg) = (yaml.display().to_string(), json.display().to_string());
+    let check = || run_python("tests/python/check_strimzi.py", &[&yaml_arg, &json_arg]);
+    let out = check()?;
     assert!(
         out.status.success(),
-        "the Strimzi resources are refused (needs PyYAML and jsonschema for {python}; deploy/test.sh installs them):\n{}{}",
+        "the Strimzi resources are refused (needs PyYAML and jsonschema for {}; deploy/test.sh installs them):\n{}{}",
+        python(),
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
@@ -135,8 +128,7 @@ fn the_strimzi_resources_are_valid_kafka_topics_of_the_plan() -> anyhow::Result<
     // A resource the schema refuses is caught: the checker is not a rubber stamp.
     let broken = std::fs::read_to_string(&yaml)?.replacen("replicas: 3", "replicas: 0", 1);
     std::fs::write(&yaml, broken)?;
-    let out =
-        Command::new(&python).arg(repo_root().join("tests/python/check_strimzi.py")).arg(&yaml).arg(&json).output()?;
+    let out = check()?;
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stdout).contains("less than the minimum of 1"));
 
     // kafka-topics.sh: one create per topic with every declared config.
