@@ -34,9 +34,24 @@ fn person_schema_id() -> u64 {
 /// The rows that must be rejected (公安 keys its rows by the 公民身份号码).
 const REJECTED: [&str; 4] = ["110105198001010210", "110105198001010315", "110105198001010411", "330106197511060526"];
 
-/// A source id of 公安 as it travels: pseudonymised like a citizen ID, `<key id>:<HMAC>`.
+/// A source id of 公安 as it travels: normalised as its citizen-ID field is (trimmed, full-width
+/// characters folded, upper-case, a legacy 15-digit number converted to 18), then pseudonymised
+/// like a citizen ID, `<key id>:<HMAC>`.
 fn travelling(source_id: &str) -> String {
-    format!("{}:{}", key_id(), expected_person_key(source_id))
+    let folded: String = source_id
+        .trim()
+        .chars()
+        .map(|c| if ('\u{ff01}'..='\u{ff5e}').contains(&c) { char::from_u32(c as u32 - 0xfee0).unwrap() } else { c })
+        .collect::<String>()
+        .to_ascii_uppercase();
+    let id = if folded.len() == 15 {
+        let body = format!("{}19{}", &folded[..6], &folded[6..]);
+        let check = hutong_standard::checks::gb11643_check_char(&body).unwrap();
+        format!("{body}{check}")
+    } else {
+        folded
+    };
+    format!("{}:{}", key_id(), expected_person_key(&id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

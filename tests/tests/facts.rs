@@ -50,6 +50,7 @@ fn security() -> hutong_gateway::Security {
 }
 
 /// One message as a consumer sees it: the fact key's parts, the headers, the value.
+#[derive(Clone)]
 struct Fact {
     partition: i32,
     key: Vec<String>,
@@ -70,21 +71,56 @@ fn fact(m: &OwnedMessage) -> Fact {
     }
 }
 
-/// The consuming guide's rule: per fact key, the fact of the highest `ce_revision`; at an equal
-/// revision the later offset (a correction of the same revision). A tombstone removes the fact
-/// and is remembered with its revision, so an older upsert arriving later does not revive it.
-fn current_state(facts: &[Fact]) -> BTreeMap<Vec<String>, (u64, Option<Value>)> {
-    let mut state: BTreeMap<Vec<String>, (u64, Option<Value>)> = BTreeMap::new();
+/// The consuming guide's rules (docs/consuming.md): per fact key, the message of the highest
+/// `ce_revision`, at an equal revision the later offset; per source record (department, kind,
+/// source id), its highest revision: only the facts of that revision are current, and a tombstone
+/// at revision r deletes every fact of its record up to r. `facts` are in log order per
+/// partition (as read); revisions are compared across partitions and topics.
+fn current_state(facts: &[Fact]) -> BTreeMap<Vec<String>, (u64, Value)> {
+    let mut kept: BTreeMap<&[String], (u64, Option<&Value>)> = BTreeMap::new();
+    // Per source record: its highest revision, and the highest revision it was deleted at.
+    let mut records: BTreeMap<&[String], (u64, Option<u64>)> = BTreeMap::new();
     for f in facts {
         let revision: u64 = f.headers["ce_revision"].parse().unwrap();
-        match state.get(&f.key) {
-            Some((kept, _)) if *kept > revision => {}
-            _ => {
-                state.insert(f.key.clone(), (revision, f.value.clone()));
-            }
+        if kept.get(&f.key[..]).is_none_or(|(r, _)| revision >= *r) {
+            kept.insert(&f.key, (revision, f.value.as_ref()));
+        }
+        let record = records.entry(&f.key[1..]).or_insert((0, None));
+        record.0 = record.0.max(revision);
+        if f.value.is_none() {
+            record.1 = record.1.max(Some(revision));
         }
     }
-    state
+    kept.into_iter()
+        .filter_map(|(key, (revision, value))| {
+            let (top, deleted) = records[&key[1..]];
+            let current = revision == top && deleted.is_none_or(|d| revision > d);
+            Some((key.to_vec(), (revision, value.filter(|_| current)?.clone())))
+        })
+        .collect()
+}
+
+/// Reads `n` messages of `topics` from the beginning of the mock cluster (which delivers tombstones).
+fn read(
+    mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    topics: &[&str],
+    n: usize,
+) -> anyhow::Result<Vec<Fact>> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", mock.bootstrap_servers())
+        .set("group.id", format!("facts-{}", topics.join("-")))
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(topics)?;
+    let mut messages: Vec<OwnedMessage> = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while messages.len() < n {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "read {} of {n} messages", messages.len());
+        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+            messages.push(m?.detach());
+        }
+    }
+    Ok(messages.iter().map(fact).collect())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -117,21 +153,7 @@ async fn a_department_deletes_only_its_own_fact_and_a_stale_resend_loses_to_the_
     assert_eq!(ids.len(), 5, "{answers:?}");
 
     // A consumer reads the topic from the beginning (the mock cluster delivers tombstones).
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", mock.bootstrap_servers())
-        .set("group.id", "facts")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    consumer.subscribe(&["hutong.person.v2"])?;
-    let mut messages: Vec<OwnedMessage> = Vec::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while messages.len() < 5 {
-        assert!(std::time::Instant::now() < deadline, "read {} of 5 messages", messages.len());
-        if let Some(m) = consumer.poll(Duration::from_millis(100)) {
-            messages.push(m?.detach());
-        }
-    }
-    let facts: Vec<Fact> = messages.iter().map(fact).collect();
+    let facts = read(&mock, &["hutong.person.v2"], 5)?;
 
     // One entity key, two sources: two fact keys, every message on the entity key's partition,
     // the one Kafka's Java partitioner (murmur2) gives for it.
@@ -156,18 +178,70 @@ async fn a_department_deletes_only_its_own_fact_and_a_stale_resend_loses_to_the_
 
     // Rebuilt by key from the beginning: 公安's fact is intact, 卫健's is gone.
     let state = current_state(&facts);
+    assert_eq!(state.len(), 1, "{state:?}");
     let (revision, value) = &state[gongan_key];
     assert_eq!(*revision, 3, "the highest revision wins, not the last message");
-    assert_eq!(
-        value.as_ref().unwrap()["household_registration"]["address_text"],
-        "石灰桥社区5幢1单元302室",
-        "{value:?}"
-    );
-    assert_eq!(state[weijian_key], (2, None), "卫健's fact is deleted");
+    assert_eq!(value["household_registration"]["address_text"], "石灰桥社区5幢1单元302室", "{value:?}");
+    assert!(!state.contains_key(weijian_key), "卫健's fact is deleted");
     // Compaction alone (the last message per key) would have kept the stale revision 2.
     let last: &Fact = facts.iter().rev().find(|f| &f.key == gongan_key).unwrap();
     assert_eq!(last.headers["ce_revision"], "2");
 
+    gateway.stop().await?;
+    Ok(())
+}
+
+/// 公安 moves 陈建国 from one 户 to another (a new revision names another household), then
+/// deletes his row with a DELETE that carries only the ID: the facts under the old keys stay in
+/// the log (no tombstone names them), and the rule per source record makes them obsolete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_names_another_entity_leaves_its_old_fact_obsolete() -> anyhow::Result<()> {
+    let mock = MockCluster::new(1)?;
+    for topic in ["hutong.person.v2", "hutong.household.v2"] {
+        mock.create_topic(topic, 3, 1)?;
+    }
+    mock.create_topic("hutong.dlq.v1", 1, 1)?;
+    let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
+    let publisher: Arc<dyn Publisher> = Arc::new(KafkaPublisher::new(&bus)?);
+    let config = inproc::config(bus, |_| {});
+    let gateway = inproc::TestGateway::start_secured(&inproc::schemas(), config, publisher, security()).await;
+    let mut client = gateway.client().await;
+    let in_household = |revision: u64, hh: &str| {
+        let mut rec = gongan(revision, "石灰桥新村3幢2单元501");
+        let mut payload: Value = serde_json::from_slice(&rec.payload).unwrap();
+        payload
+            .as_object_mut()
+            .unwrap()
+            .extend(json!({"HH": hh, "HB": "1", "YHZGX": "02", "HZ_GMSFHM": CITIZEN}).as_object().unwrap().clone());
+        rec.payload = serde_json::to_vec(&payload).unwrap();
+        rec
+    };
+    let delete = SourceRecord {
+        op: Op::Delete as i32,
+        payload: serde_json::to_vec(&json!({"GMSFHM": CITIZEN})).unwrap(),
+        ..gongan(3, "")
+    };
+    for rec in [in_household(1, "3301060040530001"), in_household(2, "3301060040530099"), delete] {
+        let resp = submit(&mut client, "gongan", rec).await;
+        assert_eq!(resp.results[0].status, Status::Published as i32, "{:?}", resp.results[0]);
+    }
+    // person ×3 (the last a tombstone) and household ×2.
+    let facts = read(&mock, &["hutong.person.v2", "hutong.household.v2"], 5)?;
+    let households = |state: &BTreeMap<Vec<String>, (u64, Value)>| -> Vec<String> {
+        state.keys().filter(|k| k[0].starts_with("gongan:")).map(|k| k[0].clone()).collect()
+    };
+    let before_delete: Vec<Fact> = facts.iter().filter(|f| f.headers["ce_revision"] != "3").cloned().collect();
+    let state = current_state(&before_delete);
+    assert_eq!(households(&state), ["gongan:3301060040530099"], "only the household of the latest revision");
+    // Last message per key (what compaction keeps) would still list him in the old 户 as well.
+    let old: Vec<&Fact> = facts.iter().filter(|f| f.key[0] == "gongan:3301060040530001").collect();
+    assert_eq!(old.len(), 1, "no tombstone names the old household fact");
+    assert!(old[0].value.is_some());
+    // The DELETE tombstones the person fact only; by the rule nothing of the record is current.
+    let tombstones: Vec<&Fact> = facts.iter().filter(|f| f.value.is_none()).collect();
+    assert_eq!(tombstones.len(), 1);
+    assert_eq!(tombstones[0].key[0], inproc::key().pseudonym(CITIZEN));
+    assert!(current_state(&facts).is_empty(), "{:?}", current_state(&facts));
     gateway.stop().await?;
     Ok(())
 }
@@ -204,18 +278,51 @@ async fn a_revision_resent_with_other_content_is_a_new_event_in_the_window_and_a
 
     let ids: Vec<String> = [&first, &corrected, &third].iter().map(|r| r.receipts[0].event_id.clone()).collect();
     assert_eq!(ids.iter().collect::<std::collections::BTreeSet<_>>().len(), 3, "{ids:?}");
-    // What a consumer de-duplicating by ce_id keeps, in order: every content once, the last one
-    // (equal revision: the later offset) the current fact.
     let person: Vec<_> = memory.sent().into_iter().filter(|m| m.topic == "hutong.person.v2").collect();
+    let address = |m: &hutong_bus::OutboundMessage| -> String {
+        let v: Value = serde_json::from_slice(m.value.as_ref().unwrap()).unwrap();
+        v["household_registration"]["address_text"].as_str().unwrap().to_owned()
+    };
+    // A consumer that counts events skips every ce_id it has seen: each content once.
     let mut seen = std::collections::BTreeSet::new();
-    let kept: Vec<Value> = person
-        .iter()
-        .filter(|m| seen.insert(m.event.id.clone()))
-        .map(|m| serde_json::from_slice(m.value.as_ref().unwrap()).unwrap())
-        .collect();
-    let addresses: Vec<&str> =
-        kept.iter().map(|v| v["household_registration"]["address_text"].as_str().unwrap()).collect();
-    assert_eq!(addresses, ["石灰桥社区5幢1单元301室", "石灰桥社区5幢1单元302室", "石灰桥社区5幢1单元303室"]);
+    let counted: Vec<String> = person.iter().filter(|m| seen.insert(m.event.id.clone())).map(address).collect();
+    assert_eq!(counted, ["石灰桥社区5幢1单元301室", "石灰桥社区5幢1单元302室", "石灰桥社区5幢1单元303室"]);
+    // A consumer that keeps state applies the rule per fact key (equal revision: the later
+    // offset) and skips a ce_id only when it is the fact it keeps: the resent first content,
+    // which the department sent last, is current, as in the compacted log.
+    let mut state: Option<(&str, String)> = None;
+    for m in &person {
+        if state.as_ref().is_none_or(|(id, _)| *id != m.event.id) {
+            state = Some((&m.event.id, address(m)));
+        }
+    }
+    assert_eq!(state.unwrap().1, "石灰桥社区5幢1单元301室");
+    assert_eq!(address(person.last().unwrap()), "石灰桥社区5幢1单元301室");
     assert!(person.iter().all(|m| m.event.revision == Some(1)));
+    Ok(())
+}
+
+/// A DELETE sent under the revision of the UPSERT it deletes, with the same payload, is not that
+/// UPSERT's duplicate: its op is part of the record's content.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_under_the_revision_of_its_upsert_is_published() -> anyhow::Result<()> {
+    let memory = MemoryPublisher::default();
+    let gateway = inproc::TestGateway::start_secured(
+        &inproc::schemas(),
+        inproc::default_config(),
+        Arc::new(memory.clone()),
+        security(),
+    )
+    .await;
+    let mut client = gateway.client().await;
+    let upsert = submit(&mut client, "gongan", gongan(1, "石灰桥社区5幢1单元301室")).await.results.remove(0);
+    let delete = SourceRecord { op: Op::Delete as i32, ..gongan(1, "石灰桥社区5幢1单元301室") };
+    let deleted = submit(&mut client, "gongan", delete).await.results.remove(0);
+    assert_eq!(deleted.status, Status::Published as i32, "{deleted:?}");
+    assert_ne!(deleted.receipts[0].event_id, upsert.receipts[0].event_id);
+    let person: Vec<_> = memory.sent().into_iter().filter(|m| m.topic == "hutong.person.v2").collect();
+    assert_eq!(person.len(), 2);
+    assert!(person[1].value.is_none() && person[1].key == person[0].key, "a tombstone of the same fact");
+    gateway.stop().await?;
     Ok(())
 }

@@ -348,7 +348,7 @@ async fn a_failed_batch_is_audited_with_the_event_ids_handed_to_kafka() {
         .iter()
         .map(|r| {
             let index = if r.source_id == "BAD" { hutong_bus::DEAD_LETTER_INDEX } else { 0 };
-            let digest = hutong_bus::content_digest(&r.payload, "");
+            let digest = hutong_pipeline::record_digest(r);
             // 公安's record key is the citizen ID: its event ids derive from the pseudonym.
             let source = inproc::key().tagged_pseudonym(&r.source_id);
             hutong_bus::event_id("gongan", "household_registration", &source, 1, &digest, index)

@@ -166,3 +166,72 @@ async fn without_topic_creation_a_missing_topic_refuses_the_start() -> anyhow::R
     assert_eq!(check.missing.len(), plan.topics.len());
     Ok(())
 }
+
+/// Kafka away at start with store and forward on: the gateway serves (spooling), and when the
+/// broker returns with topics that differ from the plan it stops, as it would have at start,
+/// instead of draining the spool into topics that do not keep what they should.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_difference_found_after_kafka_returns_stops_the_gateway() -> anyhow::Result<()> {
+    let mut broker = Broker::start_durable()?;
+    let first = Gateway::start(&broker.bootstrap).await?; // creates the topics as declared
+    drop(first);
+    broker.stop()?;
+    let spool = tempfile::tempdir()?;
+    let setup = Setup {
+        kafka: "entity-segment-ms = 3600000\nmessage-timeout-ms = 2000".into(),
+        extra: format!("\n[spool]\nenabled = true\npath = {:?}\n", spool.path().join("spool.redb")),
+        ..Setup::new()?
+    };
+    let mut gateway = Gateway::start_setup(&broker.bootstrap, setup).await?;
+    assert!(gateway.log().contains("serving with the spool, seeing to the topics later"), "{}", gateway.log());
+    broker.start_again()?;
+    let mut exited = None;
+    hutong_tests::wait_until("the gateway to stop", Duration::from_secs(60), || {
+        exited = gateway.process.check_alive("hutong serve").err();
+        Ok(exited.is_some())
+    })?;
+    let exited = format!("{:#}", exited.unwrap());
+    assert!(!exited.contains("exit status: 0"), "{exited}");
+    assert!(exited.contains("the topics cannot be used as declared: stopping the gateway"), "{exited}");
+    assert!(exited.contains(r#"segment.ms is "86400000", declared "3600000""#), "{exited}");
+    Ok(())
+}
+
+/// A spool left by an earlier version holds messages for the v1 topics (keyed by the entity key
+/// alone): the gateway refuses to start, naming them, rather than stall the replay for ever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_of_an_earlier_version_is_named_at_start() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("spool.redb");
+    {
+        let spool = hutong_bus::Spool::open(&path, 10)?;
+        let old = hutong_bus::OutboundMessage {
+            topic: "hutong.person.v1".into(),
+            entity: "person".into(),
+            key: Some("0b6f".into()),
+            event: hutong_bus::CloudEvent {
+                id: "e1".into(),
+                source: "/departments/gongan/household_registration".into(),
+                ty: "cn.hutong.person.upsert".into(),
+                subject: None,
+                time: chrono::Utc::now(),
+                dataschema: None,
+                source_id: None,
+                revision: None,
+            },
+            value: Some(b"{}".to_vec()),
+        };
+        spool.append(&[old])?;
+    }
+    let setup = Setup { extra: format!("\n[spool]\nenabled = true\npath = {path:?}\n"), ..Setup::new()? };
+    let Err(refused) = Gateway::start_setup(&broker.bootstrap, setup).await else {
+        panic!("a gateway with a spool of v1 messages does not start");
+    };
+    let refused = format!("{refused:#}");
+    assert!(
+        refused.contains("holds messages for topics this version does not write (hutong.person.v1: 1)"),
+        "{refused}"
+    );
+    Ok(())
+}

@@ -119,8 +119,11 @@ impl BusConfig {
                 self.replication_factor
             ));
         }
-        if self.entity_segment_ms == 0 {
-            return bad("kafka.entity-segment-ms must be at least 1".into());
+        if self.entity_segment_ms == 0 || self.entity_delete_retention_ms == 0 {
+            return bad(
+                "kafka.entity-segment-ms and kafka.entity-delete-retention-ms must be at least 1 (a tombstone kept 0 ms could vanish before any consumer saw the DELETE)"
+                    .into(),
+            );
         }
         for (key, v) in
             [("kafka.dlq-retention-ms", self.dlq_retention_ms), ("kafka.audit-retention-ms", self.audit_retention_ms)]

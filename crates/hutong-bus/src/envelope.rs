@@ -34,17 +34,20 @@ impl Op {
     }
 }
 
-/// The digest of a record's content (payload bytes and charset): the first 16 bytes of their
-/// SHA-256. It is part of every event id, so the same (department, kind, source_id, revision)
-/// resent with other content is a new event, never taken for a retry.
+/// The digest of a record's content (its op, payload bytes and charset): the first 16 bytes of
+/// their SHA-256. It is part of every event id, so the same (department, kind, source_id,
+/// revision) resent with other content, or as a DELETE of what it upserted, is a new event, never
+/// taken for a retry.
 pub type ContentDigest = [u8; 16];
 
-/// The [`ContentDigest`] of a payload in `charset`.
-pub fn content_digest(payload: &[u8], charset: &str) -> ContentDigest {
+/// The [`ContentDigest`] of a record: `op`, and its payload in `charset`.
+pub fn content_digest(op: Op, payload: &[u8], charset: &str) -> ContentDigest {
     use sha2::{Digest as _, Sha256};
     let mut h = Sha256::new();
-    h.update((charset.len() as u32).to_be_bytes());
-    h.update(charset.to_ascii_lowercase().as_bytes());
+    for part in [op.name(), &charset.to_ascii_lowercase()] {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part.as_bytes());
+    }
     h.update(payload);
     let full = h.finalize();
     let mut out = [0u8; 16];
@@ -266,40 +269,45 @@ mod tests {
 
     #[test]
     fn event_ids_are_deterministic_and_distinct() {
-        let d = content_digest(b"{}", "");
+        let d = content_digest(Op::Upsert, b"{}", "");
         let a = event_id("gongan", "household_registration", "HJ1", 1, &d, 0);
         assert_eq!(a, event_id("gongan", "household_registration", "HJ1", 1, &d, 0));
         assert_ne!(a, event_id("gongan", "household_registration", "HJ1", 2, &d, 0));
         assert_ne!(a, event_id("gongan", "household_registration", "HJ1", 1, &d, 1));
         assert_ne!(a, event_id("gongan", "household_registrationH", "J1", 1, &d, 0));
         // The same revision with other content is another event.
-        assert_ne!(a, event_id("gongan", "household_registration", "HJ1", 1, &content_digest(b"{ }", ""), 0));
-        assert_ne!(content_digest(b"{}", ""), content_digest(b"{}", "gbk"));
-        assert_eq!(content_digest(b"{}", "GBK"), content_digest(b"{}", "gbk"));
+        assert_ne!(
+            a,
+            event_id("gongan", "household_registration", "HJ1", 1, &content_digest(Op::Upsert, b"{ }", ""), 0)
+        );
+        assert_ne!(content_digest(Op::Upsert, b"{}", ""), content_digest(Op::Upsert, b"{}", "gbk"));
+        assert_eq!(content_digest(Op::Upsert, b"{}", "GBK"), content_digest(Op::Upsert, b"{}", "gbk"));
+        // A DELETE of what the same revision upserted is another event too.
+        assert_ne!(content_digest(Op::Upsert, b"{}", ""), content_digest(Op::Delete, b"{}", ""));
         assert_eq!(Uuid::parse_str(&a).unwrap().get_version_num(), 5);
     }
 
     /// Pinned: consumers de-duplicate on `ce_id`, so a change to the derivation would make
     /// every retry after an upgrade a new event. The values were computed independently
-    /// (Python: SHA-256 of the content, SHA-1 over the namespace and the length-prefixed fields,
+    /// (Python: SHA-256 of the length-prefixed op and charset then the payload, SHA-1 over the namespace and the length-prefixed fields,
     /// RFC 4122 version 5).
     #[test]
     fn event_ids_are_pinned() {
-        let d = content_digest("{\"XM\":\"张三\"}".as_bytes(), "");
-        assert_eq!(hex(&d), "95aeb2ae899fd00505fbe5ea77eed931");
+        let d = content_digest(Op::Upsert, "{\"XM\":\"张三\"}".as_bytes(), "");
+        assert_eq!(hex(&d), "0aff61533bda304da18c4477737cc504");
         assert_eq!(
             event_id("gongan", "household_registration", "HJ2024001", 1, &d, 0),
-            "2639a982-e68e-59e3-888a-018233055fd7"
+            "9c84773b-40fe-5507-81a8-a8635ba08b69"
         );
-        let gbk = content_digest("{\"XM\":\"张三\"}".as_bytes(), "GBK");
+        let gbk = content_digest(Op::Upsert, "{\"XM\":\"张三\"}".as_bytes(), "GBK");
         assert_eq!(
             event_id("sifa", "mediation_case", "TJ-2024-0001", 3, &gbk, 2),
-            "7dd10d5c-ea71-5a9c-8389-79d75986d381"
+            "90d2f759-dedc-5b34-8a4b-acf6d781fe77"
         );
         // The dead-letter copy of a record (output index usize::MAX).
         assert_eq!(
             event_id("gongan", "household_registration", "HJ2024001", 1, &d, DEAD_LETTER_INDEX),
-            "2733ab54-b09a-518d-9187-c389d593f1e0"
+            "16c7cddf-21b8-57bf-9cfc-fdd535dfd379"
         );
     }
 

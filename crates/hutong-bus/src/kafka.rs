@@ -257,7 +257,7 @@ pub async fn ensure_topics(config: &BusConfig, plan: &TopicPlan) -> Result<Topic
             match r {
                 Ok(topic) => info!(topic, "topic created"),
                 Err((topic, C::TopicAlreadyExists)) => existing.push(topic),
-                Err((topic, code)) => return Err(BusError::unavailable(format!("creating topic {topic}: {code}"))),
+                Err((topic, code)) => return Err(creation_refused(&topic, code)),
             }
         }
         TopicCheck { missing: Vec::new(), mismatches: differences(&admin, plan, &existing).await? }
@@ -276,6 +276,23 @@ pub async fn ensure_topics(config: &BusConfig, plan: &TopicPlan) -> Result<Topic
         }
     }
     Ok(check)
+}
+
+/// Why the brokers did not create `topic`: refused for good (replication factor, partitions or a
+/// config they do not accept, a policy, authorisation), or trouble worth a retry.
+fn creation_refused(topic: &str, code: RDKafkaErrorCode) -> BusError {
+    let reason = format!("creating topic {topic}: {code}");
+    match code {
+        C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed => BusError::NotAuthorized { reason },
+        C::InvalidReplicationFactor
+        | C::InvalidPartitions
+        | C::InvalidConfig
+        | C::PolicyViolation
+        | C::InvalidTopic
+        | C::InvalidReplicaAssignment
+        | C::InvalidRequest => BusError::Config { reason },
+        _ => BusError::Unavailable { reason },
+    }
 }
 
 /// Compares the brokers' topics with the plan without changing anything: what is missing and

@@ -93,6 +93,24 @@ impl Spool {
         Ok(())
     }
 
+    /// How many messages wait for each topic (read through the whole spool: for the start, where
+    /// spooled messages of topics no longer in the plan must be found before replaying).
+    pub fn topics(&self) -> Result<std::collections::BTreeMap<String, u64>, SpoolError> {
+        #[derive(serde::Deserialize)]
+        struct Topic {
+            topic: String,
+        }
+        let txn = self.db.begin_read().map_err(store)?;
+        let table = txn.open_table(TABLE).map_err(store)?;
+        let mut out = std::collections::BTreeMap::new();
+        for entry in table.iter().map_err(store)? {
+            let (_, v) = entry.map_err(store)?;
+            let t: Topic = serde_json::from_slice(v.value()).map_err(store)?;
+            *out.entry(t.topic).or_insert(0) += 1;
+        }
+        Ok(out)
+    }
+
     /// The oldest `n` messages, in order.
     fn peek(&self, n: usize) -> Result<Vec<(u64, OutboundMessage)>, SpoolError> {
         let txn = self.db.begin_read().map_err(store)?;

@@ -114,7 +114,7 @@ impl TopicPlan {
             .into_iter()
             .map(|e| {
                 let purpose = format!(
-                    "current facts about each {}{}: the latest revision of every source record; a DELETE is a tombstone",
+                    "facts about each {}{}, one per source record and revision, compacted to the last per fact key; a DELETE is a tombstone",
                     e.entity,
                     if e.restricted { " (restricted topic)" } else { "" }
                 );

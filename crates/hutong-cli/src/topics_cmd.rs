@@ -73,7 +73,7 @@ pub(crate) async fn run(cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
 
 fn load(deployment: &Deployment) -> anyhow::Result<(hutong_config::ConfigFile, TopicPlan)> {
     let file = deployment.load()?;
-    file.kafka.validate()?;
+    file.validate_topics()?;
     let standard = Standard::load(&file.schemas_dir)
         .with_context(|| format!("loading the standard from {}", file.schemas_dir.display()))?;
     let plan = hutong_pipeline::topic_plan(&standard, &file.kafka, &file.privacy)?;

@@ -137,11 +137,9 @@ impl ConfigFile {
         }
     }
 
-    /// Checks the settings as a whole and builds the runtime configuration.
-    pub fn validate_and_build(self) -> Result<GatewayConfig, ConfigError> {
-        if self.version != CONFIG_VERSION {
-            return Err(ConfigError::Version(self.version));
-        }
+    /// Checks what the topic plan is made of: the `[kafka]` settings, and that the audit topic keeps
+    /// at least what the file log keeps (`hutong topics plan` checks this much, `serve` all).
+    pub fn validate_topics(&self) -> Result<(), ConfigError> {
         self.kafka.validate()?;
         let file_log_ms = i64::from(self.audit.retention_days) * hutong_bus::DAY_MS as i64;
         if self.kafka.audit_retention_ms != -1 && self.kafka.audit_retention_ms < file_log_ms {
@@ -153,6 +151,15 @@ impl ConfigFile {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Checks the settings as a whole and builds the runtime configuration.
+    pub fn validate_and_build(self) -> Result<GatewayConfig, ConfigError> {
+        if self.version != CONFIG_VERSION {
+            return Err(ConfigError::Version(self.version));
+        }
+        self.validate_topics()?;
         let l = self.limits;
         if l.max_records_per_batch == 0 {
             return Err(invalid("limits.max-records-per-batch", "must be at least 1"));

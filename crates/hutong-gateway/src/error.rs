@@ -105,6 +105,17 @@ pub enum GatewayError {
     /// The spool could not be opened.
     #[error("spool")]
     Spool(#[from] hutong_bus::SpoolError),
+    /// The spool holds messages for topics the plan no longer has (spooled by an earlier version).
+    #[error(
+        "the spool {} holds messages for topics this version does not write ({topics}); an earlier version spooled them: let it replay them, or move the spool file away, before upgrading",
+        .path.display()
+    )]
+    StaleSpool {
+        /// The spool file.
+        path: std::path::PathBuf,
+        /// `topic: count`, comma-separated.
+        topics: String,
+    },
     /// The policy file, the TLS files or the audit log could not be set up.
     #[error("security")]
     Security(#[from] crate::auth::SecurityError),

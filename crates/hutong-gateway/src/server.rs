@@ -10,7 +10,7 @@ use hutong_proto::v1::{admin_server::AdminServer, ingest_server::IngestServer};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{codec::CompressionEncoding, service::interceptor::InterceptedService, transport::Server};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{AdminService, GatewayConfig, GatewayError, Guard, IngestService, Metrics, Security, audit::AuditEvent};
 
@@ -27,22 +27,29 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         "standard and adapters loaded"
     );
     let plan = topic_plan(pipeline.standard(), &config.kafka, &config.privacy)?;
+    // Set when the topics, seen to after Kafka returned, cannot be used as declared: the gateway
+    // then stops as it would have at start.
+    let fatal: Arc<std::sync::Mutex<Option<BusError>>> = Arc::default();
+    let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<()>(1);
     match ensure_topics(&config.kafka, &plan).await {
         Ok(_) => {}
         // With store and forward on, the gateway starts while Kafka is away (records are
         // spooled) and sees to the topics once Kafka answers.
-        Err(e) if config.spool.is_some() && !matches!(e, BusError::TopicMismatch { .. }) => {
+        Err(e @ BusError::Unavailable { .. }) if config.spool.is_some() => {
             warn!(error = %e, "kafka unreachable at start: serving with the spool, seeing to the topics later");
-            let kafka = config.kafka.clone();
+            let (kafka, fatal, plan) = (config.kafka.clone(), Arc::clone(&fatal), plan.clone());
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(Duration::from_secs(2)).await;
                     match ensure_topics(&kafka, &plan).await {
                         Ok(_) => break info!("topics ready after kafka returned"),
-                        Err(e @ BusError::TopicMismatch { .. }) => {
-                            break error!(error = %e, "existing topics differ from the plan");
+                        Err(e @ BusError::Unavailable { .. }) => debug!(error = %e, "kafka still unreachable"),
+                        Err(e) => {
+                            error!(error = %e, "the topics cannot be used as declared: stopping the gateway");
+                            *fatal.lock().expect("fatal lock") = Some(e);
+                            let _ = fatal_tx.send(()).await;
+                            break;
                         }
-                        Err(_) => {}
                     }
                 }
             });
@@ -75,6 +82,19 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     let spool = match &config.spool {
         Some(c) => {
             let s = Arc::new(Spool::open(&c.path, c.max_records)?);
+            // Messages an earlier version spooled for topics this one no longer writes (the v1
+            // entity topics, keyed by the entity key alone) would block the replay for ever.
+            if !s.is_empty() {
+                let stale: Vec<String> = s
+                    .topics()?
+                    .into_iter()
+                    .filter(|(t, _)| plan.get(t).is_none())
+                    .map(|(t, n)| format!("{t}: {n}"))
+                    .collect();
+                if !stale.is_empty() {
+                    return Err(GatewayError::StaleSpool { path: c.path.clone(), topics: stale.join(", ") });
+                }
+            }
             info!(path = %c.path.display(), waiting = s.len(), "store and forward on");
             Some((s, Duration::from_millis(c.replay_interval_ms)))
         }
@@ -114,7 +134,13 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         None
     };
     let guard = Arc::clone(&security.guard);
-    serve_on(listener, reloader, publisher, metrics, spool, security, &config, shutdown).await?;
+    let stop = async {
+        tokio::select! {
+            () = shutdown => {}
+            Some(()) = fatal_rx.recv() => {}
+        }
+    };
+    serve_on(listener, reloader, publisher, metrics, spool, security, &config, stop).await?;
     hup_task.abort();
     guard.auditor().sync();
     if let Some(t) = replay_task {
@@ -127,7 +153,10 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     if let Err(e) = producer.flush(Duration::from_millis(config.kafka.message_timeout_ms)) {
         warn!(error = %e, "producer flush incomplete");
     }
-    Ok(())
+    match fatal.lock().expect("fatal lock").take() {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// On SIGHUP, re-reads the policy and the TLS files (CRLs).

@@ -151,7 +151,7 @@ impl Pipeline {
     /// Runs one source record of `department` through adapter and standard (its content digest
     /// computed here; see [`Self::prepare_with`]).
     pub fn prepare(&self, department: &str, rec: &SourceRecord, received: DateTime<Utc>) -> Outcome {
-        self.prepare_with(department, rec, &hutong_bus::content_digest(&rec.payload, &rec.charset), received)
+        self.prepare_with(department, rec, &record_digest(rec), received)
     }
 
     /// Runs one source record of `department`, whose content digest is `digest`, through adapter
@@ -186,11 +186,12 @@ impl Pipeline {
     }
 
     /// The record's source id as it may leave the gateway: pseudonymised (`<key id>:<HMAC>`, like
-    /// a personal field) when the adapter declares it personal data, as sent otherwise.
+    /// a personal field) when it is personal data ([`personal_source_id`]), as sent otherwise.
     fn travelling_source_id(&self, department: &str, rec: &SourceRecord) -> String {
-        match self.adapters.get(department, &rec.kind) {
-            Some(a) if a.source_id_pii.is_some() => self.key.tagged_pseudonym(&rec.source_id),
-            _ => rec.source_id.clone(),
+        let declared = self.adapters.get(department, &rec.kind).and_then(|a| a.source_id_pii.as_deref());
+        match personal_source_id(&rec.source_id, declared) {
+            Some(normalised) => self.key.tagged_pseudonym(&normalised),
+            None => rec.source_id.clone(),
         }
     }
 
@@ -281,6 +282,34 @@ impl Pipeline {
     }
 }
 
+/// The normalised form of a source id that is personal data, `None` when it is not. Personal is
+/// what the adapter declares (`source-id.pii`) and, undeclared, a valid citizen ID or phone
+/// number: a key that names a person is protected even where an adapter forgot to say so.
+/// Normalised as the standard normalises the field, so one record keeps one key across exports:
+/// trimmed, NFKC (full-width digits and letters folded), and for a citizen ID upper-case with a
+/// legacy 15-digit number converted to 18 characters.
+fn personal_source_id(raw: &str, declared: Option<&str>) -> Option<String> {
+    use hutong_standard::checks::{check_cn_phone, check_gb11643, gb11643_from_legacy15};
+    use unicode_normalization::UnicodeNormalization as _;
+    let folded: String = raw.trim().nfkc().collect();
+    let citizen_id = || {
+        let upper = folded.to_ascii_uppercase();
+        let id = gb11643_from_legacy15(&upper).unwrap_or(upper);
+        check_gb11643(&id).is_ok().then_some(id)
+    };
+    match declared {
+        Some("citizen-id") => Some(citizen_id().unwrap_or_else(|| folded.clone())),
+        Some(_) => Some(folded),
+        None => citizen_id().or_else(|| check_cn_phone(&folded).then(|| folded.clone())),
+    }
+}
+
+/// The digest of a record's content as its event ids and the dedupe window use it: its op, payload
+/// and charset ([`hutong_bus::content_digest`]).
+pub fn record_digest(rec: &SourceRecord) -> ContentDigest {
+    hutong_bus::content_digest(op_of(rec), &rec.payload, &rec.charset)
+}
+
 /// The record's op as the envelope names it (an unset op is an upsert).
 fn op_of(rec: &SourceRecord) -> Op {
     use hutong_proto::v1::Op as Wire;
@@ -307,4 +336,34 @@ pub fn topic_plan(standard: &Standard, bus: &BusConfig, privacy: &PrivacyConfig)
             })
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::personal_source_id;
+
+    #[test]
+    fn personal_source_ids_are_normalised_as_their_field_and_found_where_undeclared() {
+        // 公安 declares its key a citizen ID: one person, one key, however the export spells it.
+        let canonical = Some("11010519491231002X".to_owned());
+        for spelling in ["11010519491231002X", " 11010519491231002x ", "１１０１０５１９４９１２３１００２Ｘ"]
+        {
+            assert_eq!(personal_source_id(spelling, Some("citizen-id")), canonical, "{spelling:?}");
+        }
+        // A legacy 15-digit number is the 18-character one it converts to.
+        assert_eq!(personal_source_id("420106750312041", Some("citizen-id")), Some("420106197503120412".into()));
+        // Declared personal but no valid ID: still protected, as written (folded).
+        assert_eq!(personal_source_id("ＤＡＨ-0001", Some("other")), Some("DAH-0001".into()));
+        assert_eq!(
+            personal_source_id("ok.ndjson:1", Some("citizen-id")),
+            Some("ok.ndjson:1".into()),
+            "not upper-cased"
+        );
+        // Undeclared: a valid citizen ID or mobile number is protected anyway; a public code is not.
+        assert_eq!(personal_source_id("11010519491231002X", None), canonical);
+        assert_eq!(personal_source_id("13800138000", None), Some("13800138000".into()));
+        assert_eq!(personal_source_id("330106004053001", None), None, "a grid code");
+        assert_eq!(personal_source_id("GD-2024-0001", None), None, "a 12345 ticket number");
+        assert_eq!(personal_source_id("110105194912310021", None), None, "a wrong check digit is no ID");
+    }
 }

@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, net::SocketAddr};
 
 use chrono::Utc;
 use futures::future::try_join_all;
-use hutong_bus::{ContentDigest, content_digest};
+use hutong_bus::ContentDigest;
 use hutong_proto::v1::{RecordResult, Status as RecordStatus, SubmitRequest, SubmitResponse};
 use tonic::Status;
 use tracing::{info, warn};
@@ -71,7 +71,7 @@ impl IngestService {
         let mut work = Vec::with_capacity(req.records.len());
         for (index, rec) in req.records.iter().enumerate() {
             let key = Dedupe::key(department, rec);
-            let digest = content_digest(&rec.payload, &rec.charset);
+            let digest = hutong_pipeline::record_digest(rec);
             // The same revision with other content is not a retry: it is published as a new event.
             match self.delivery.dedupe.published(&key, &digest) {
                 Some(receipts) => work.push(Err(record_result(

@@ -24,15 +24,24 @@ import org.apache.kafka.common.utils.Utils;
 /**
  * Rebuilds the current facts of one Hutong entity topic (docs/consuming.md), as an integrator
  * would: per fact key [entity key, department, kind, source id] the message with the highest
- * ce_revision (at an equal revision the later offset), a tombstone deleting the fact, a ce_id
- * seen before skipped as a retry. Then shows co-partitioning: the partition Kafka's default
- * partitioner gives an entity key is the partition of every Hutong fact about that entity.
+ * ce_revision (at an equal revision the later offset); per source record (department, kind,
+ * source id) only the facts of its highest revision are current, and a tombstone at revision r
+ * deletes every fact of its record up to r; a message carrying the ce_id of the fact kept for its
+ * key is a retry. (A record's facts can span topics, e.g. person and household: read every topic
+ * of interest before deciding what is current.) Then shows co-partitioning: the partition Kafka's
+ * default partitioner gives an entity key is the partition of every Hutong fact about it.
  *
  * <pre>usage: RebuildState BOOTSTRAP TOPIC [ENTITY_KEY]   e.g. 127.0.0.1:9092 hutong.person.v2</pre>
  */
 public final class RebuildState {
-  /** One current fact. */
-  record Fact(long revision, int partition, long offset, JsonNode value) {}
+  /** The message kept for a fact key. */
+  record Fact(long revision, int partition, long offset, String ceId, JsonNode value) {}
+
+  /** Per source record: its highest revision, and the highest revision it was deleted at. */
+  static final class Record {
+    long top = -1;
+    long deleted = -1;
+  }
 
   public static void main(String[] args) throws Exception {
     if (args.length < 2) {
@@ -51,9 +60,9 @@ public final class RebuildState {
     props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class.getName());
 
     Map<List<String>, Fact> facts = new HashMap<>();
-    Set<String> seen = new HashSet<>();
+    Map<List<String>, Record> records = new HashMap<>();
     int messages = 0;
-    int duplicates = 0;
+    int retries = 0;
     int partitionCount;
     try (KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props)) {
       List<TopicPartition> partitions = new ArrayList<>();
@@ -69,26 +78,36 @@ public final class RebuildState {
         for (ConsumerRecord<byte[], byte[]> r : consumer.poll(Duration.ofMillis(500))) {
           messages++;
           String ceId = header(r, "ce_id");
-          if (!seen.add(ceId)) {
-            duplicates++;
-            continue;
-          }
           List<String> key = List.of(json.readValue(r.key(), String[].class));
           long revision = Long.parseLong(header(r, "ce_revision"));
           Fact kept = facts.get(key);
+          if (kept != null && kept.ceId().equals(ceId)) {
+            retries++;
+            continue;
+          }
           // Facts of one key share a partition: offsets order them.
           if (kept == null || revision >= kept.revision()) {
             JsonNode value = r.value() == null ? null : json.readTree(r.value());
-            facts.put(key, new Fact(revision, r.partition(), r.offset(), value));
+            facts.put(key, new Fact(revision, r.partition(), r.offset(), ceId, value));
+          }
+          Record record = records.computeIfAbsent(key.subList(1, 4), k -> new Record());
+          record.top = Math.max(record.top, revision);
+          if (r.value() == null) {
+            record.deleted = Math.max(record.deleted, revision);
           }
         }
       }
     }
-    long current = facts.values().stream().filter(f -> f.value() != null).count();
+    // Current: the facts of their record's highest revision, not deleted since.
+    facts.entrySet().removeIf(e -> {
+      Record record = records.get(e.getKey().subList(1, 4));
+      Fact f = e.getValue();
+      return f.value() == null || f.revision() != record.top || f.revision() <= record.deleted;
+    });
     Set<String> entities = new HashSet<>();
-    facts.forEach((k, f) -> { if (f.value() != null) entities.add(k.get(0)); });
-    System.out.printf("%s: %d messages, %d duplicates, %d current facts, %d deleted, %d entities%n",
-        topic, messages, duplicates, current, facts.size() - current, entities.size());
+    facts.keySet().forEach(k -> entities.add(k.get(0)));
+    System.out.printf("%s: %d messages, %d retries, %d current facts, %d entities%n",
+        topic, messages, retries, facts.size(), entities.size());
 
     if (args.length > 2) {
       String entityKey = args[2];
@@ -97,7 +116,7 @@ public final class RebuildState {
       // co-partitioned with Hutong's.
       int expected = Utils.toPositive(Utils.murmur2(entityKey.getBytes(StandardCharsets.UTF_8))) % partitionCount;
       facts.forEach((k, f) -> {
-        if (k.get(0).equals(entityKey) && f.value() != null) {
+        if (k.get(0).equals(entityKey)) {
           System.out.printf("  %s/%s revision %d at partition %d (murmur2 says %d): %s%n",
               k.get(1), k.get(2), f.revision(), f.partition(), expected, f.value());
         }
