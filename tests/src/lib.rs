@@ -272,6 +272,20 @@ pub fn run_python(script: &str, args: &[&str]) -> anyhow::Result<std::process::O
     Ok(Command::new(python()).arg(repo_root().join(script)).args(args).output()?)
 }
 
+/// An event with `id` and nothing else a test needs (source `/t`, type `t`, now).
+pub fn bare_event(id: &str) -> hutong_bus::CloudEvent {
+    hutong_bus::CloudEvent {
+        id: id.to_owned(),
+        source: "/t".into(),
+        ty: "t".into(),
+        subject: None,
+        time: chrono::Utc::now(),
+        dataschema: None,
+        source_id: None,
+        revision: None,
+    }
+}
+
 /// The pseudonym key every end-to-end gateway uses.
 pub const TEST_KEY: &str = "hutong-e2e-test-key-0123456789abcdef";
 

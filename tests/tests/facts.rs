@@ -100,6 +100,21 @@ fn current_state(facts: &[Fact]) -> BTreeMap<Vec<String>, (u64, Value)> {
         .collect()
 }
 
+/// A gateway of 公安 and 卫健 publishing to `mock`, whose entity `topics` get 3 partitions.
+async fn on_mock(
+    mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
+    topics: &[&str],
+) -> anyhow::Result<inproc::TestGateway> {
+    for topic in topics {
+        mock.create_topic(topic, 3, 1)?;
+    }
+    mock.create_topic("hutong.dlq.v1", 1, 1)?;
+    let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
+    let publisher: Arc<dyn Publisher> = Arc::new(KafkaPublisher::new(&bus)?);
+    let config = inproc::config(bus, |_| {});
+    Ok(inproc::TestGateway::start_secured(&inproc::schemas(), config, publisher, security()).await)
+}
+
 /// Reads `n` messages of `topics` from the beginning of the mock cluster (which delivers tombstones).
 fn read(
     mock: &MockCluster<'_, rdkafka::producer::DefaultProducerContext>,
@@ -126,12 +141,7 @@ fn read(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_department_deletes_only_its_own_fact_and_a_stale_resend_loses_to_the_newer_revision() -> anyhow::Result<()> {
     let mock = MockCluster::new(1)?;
-    mock.create_topic("hutong.person.v2", 3, 1)?;
-    mock.create_topic("hutong.dlq.v1", 1, 1)?;
-    let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
-    let publisher: Arc<dyn Publisher> = Arc::new(KafkaPublisher::new(&bus)?);
-    let config = inproc::config(bus, |_| {});
-    let gateway = inproc::TestGateway::start_secured(&inproc::schemas(), config, publisher, security()).await;
+    let gateway = on_mock(&mock, &["hutong.person.v2"]).await?;
     let mut client = gateway.client().await;
 
     // 公安 and 卫健 each state a fact about 陈建国; 卫健 then deletes its own.
@@ -197,14 +207,7 @@ async fn a_department_deletes_only_its_own_fact_and_a_stale_resend_loses_to_the_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_names_another_entity_leaves_its_old_fact_obsolete() -> anyhow::Result<()> {
     let mock = MockCluster::new(1)?;
-    for topic in ["hutong.person.v2", "hutong.household.v2"] {
-        mock.create_topic(topic, 3, 1)?;
-    }
-    mock.create_topic("hutong.dlq.v1", 1, 1)?;
-    let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
-    let publisher: Arc<dyn Publisher> = Arc::new(KafkaPublisher::new(&bus)?);
-    let config = inproc::config(bus, |_| {});
-    let gateway = inproc::TestGateway::start_secured(&inproc::schemas(), config, publisher, security()).await;
+    let gateway = on_mock(&mock, &["hutong.person.v2", "hutong.household.v2"]).await?;
     let mut client = gateway.client().await;
     let in_household = |revision: u64, hh: &str| {
         let mut rec = gongan(revision, "石灰桥新村3幢2单元501");

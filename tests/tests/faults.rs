@@ -402,16 +402,7 @@ async fn entity_partitions_agree_with_librdkafkas_java_compatible_partitioner() 
             topic: "keys".into(),
             entity: "person".into(),
             key: Some(fact),
-            event: hutong_bus::CloudEvent {
-                id: format!("e{i}"),
-                source: "/t".into(),
-                ty: "t".into(),
-                subject: None,
-                time: chrono::Utc::now(),
-                dataschema: None,
-                source_id: None,
-                revision: None,
-            },
+            event: hutong_tests::bare_event(&format!("e{i}")),
             value: Some(b"{}".to_vec()),
         };
         let receipt = hutong.publish(msg).await.unwrap();

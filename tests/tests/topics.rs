@@ -210,16 +210,7 @@ async fn a_spool_of_an_earlier_version_is_named_at_start() -> anyhow::Result<()>
             topic: "hutong.person.v1".into(),
             entity: "person".into(),
             key: Some("0b6f".into()),
-            event: hutong_bus::CloudEvent {
-                id: "e1".into(),
-                source: "/departments/gongan/household_registration".into(),
-                ty: "cn.hutong.person.upsert".into(),
-                subject: None,
-                time: chrono::Utc::now(),
-                dataschema: None,
-                source_id: None,
-                revision: None,
-            },
+            event: hutong_tests::bare_event("e1"),
             value: Some(b"{}".to_vec()),
         };
         spool.append(&[old])?;
