@@ -104,6 +104,8 @@ pub struct Adapter {
     /// The kind of personal data the record key is, if it is (it then travels pseudonymised).
     pub source_id_pii: Option<String>,
     outputs: Vec<Output>,
+    /// The payload fields its CEL expressions read (`None`: any).
+    cel_fields: Option<Vec<String>>,
 }
 
 /// The `x-pii` kinds a record key may be declared as.
@@ -162,6 +164,7 @@ impl Adapter {
         if let Some(p) = source_id_pii.as_deref().filter(|p| !PII_KINDS.contains(p)) {
             return Err(check(format!("source-id pii {p:?} is not one of {}", PII_KINDS.join(", "))));
         }
+        let cel_fields = cel_fields(&outputs);
         Ok(Self {
             department: spec.department,
             kind: spec.kind,
@@ -171,6 +174,7 @@ impl Adapter {
             source_id_field,
             source_id_pii,
             outputs,
+            cel_fields,
         })
     }
 
@@ -179,11 +183,20 @@ impl Adapter {
         self.outputs.iter().map(|o| o.entity.as_str())
     }
 
+    /// The top-level fields this adapter fills in its `entity` records (none if it produces
+    /// no such record).
+    pub fn fields_of<'s>(&'s self, entity: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.outputs
+            .iter()
+            .filter(move |o| o.entity == entity)
+            .flat_map(|o| o.fields.iter().filter_map(|f| f.segments.first().map(String::as_str)))
+    }
+
     /// Maps a source payload to canonical records, or every violation found.
     pub fn map(&self, payload: &Value, ctx: &MapContext<'_>) -> Result<Vec<Canonical>, Vec<Violation>> {
         let mut violations = Vec::new();
         let mut records = Vec::with_capacity(self.outputs.len());
-        let scope = Scope::new(payload, ctx, &self.department, &self.kind);
+        let scope = Scope::new(payload, self.cel_fields.as_deref(), ctx, &self.department, &self.kind);
         for out in &self.outputs {
             match out.when.as_ref().map(|w| w.test(&scope)) {
                 Some(Ok(false)) => continue,
@@ -207,6 +220,21 @@ impl Adapter {
         }
         if violations.is_empty() { Ok(records) } else { Err(violations) }
     }
+}
+
+/// The payload fields every CEL expression of `outputs` reads together, `None` if one may read
+/// any.
+fn cel_fields(outputs: &[Output]) -> Option<Vec<String>> {
+    let exprs = outputs
+        .iter()
+        .flat_map(|o| o.when.iter().chain(o.fields.iter().flat_map(|f| f.when.iter().chain(f.expr.iter()))));
+    let mut all = Vec::new();
+    for e in exprs {
+        all.extend_from_slice(e.src_fields()?);
+    }
+    all.sort();
+    all.dedup();
+    Some(all)
 }
 
 impl Field {
