@@ -2,8 +2,10 @@
 # README command 1: the main job, end to end on this machine.
 # Installs what is missing, starts the local broker (tansu) and the gateway,
 # submits every department's sample export (valid and invalid rows), shows
-# the published records and the rejects with reasons, and checks every topic
-# against its declaration with its message count (none may be empty).
+# the published records and the rejects with reasons, runs the profile service
+# (一人一档) and shows one resident merged from four departments with her
+# household, building and grid, and checks every topic against its
+# declaration with its message count (none may be empty).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -63,7 +65,39 @@ step "rejected, on hutong.dlq.v1 with the original payload and the reasons (firs
 step "one department's fact about one entity: the key of a household member's fact on hutong.household.v2"
 "$HUTONG" tail hutong.household.v2 --from-beginning --max 1 --idle-timeout 5 --json | cut -c1-400; echo
 
-step "every topic against its declaration (compacted entity topics, DLQ and audit with retention), with its messages"
+step "一人一档: the profile service merges every department's facts (log: .hutong/profiles.log, store: .hutong/profiles.db)"
+rm -f "$STATE"/profiles.db "$STATE"/profiles.db-wal "$STATE"/profiles.db-shm
+"$HUTONG" profiles serve --config deploy/local/hutong.toml >"$STATE/profiles.log" 2>&1 &
+PROFILES=$!
+trap 'kill $PROFILES $GATEWAY 2>/dev/null || true; wait $PROFILES $GATEWAY 2>/dev/null || true; deploy/broker.sh stop >/dev/null 2>&1 || true' EXIT
+"$HUTONG" health --addr https://127.0.0.1:50061 --service hutong.v1.Profiles --wait 60 || { cat "$STATE/profiles.log"; exit 1; }
+export HUTONG_PROFILES_ADDR=https://127.0.0.1:50061
+# 胡金凤 is known to 公安, 民政, 卫健 and 人社: wait until all four departments' facts are merged.
+RESIDENT=330106194803080242
+for _ in $(seq 1 120); do
+  answer=$(HUTONG_CITIZEN_ID=$RESIDENT "$HUTONG" profile person --as minzheng --json 2>/dev/null || true)
+  if echo "$answer" | grep -q '"gongan"' && echo "$answer" | grep -q '"renshe"' && echo "$answer" | grep -q '"weijian"' \
+     && echo "$answer" | grep -q '"minzheng"'; then break; fi
+  sleep 0.5
+done
+
+step "one resident's profile, as 民政 sees it: every field with its source, a conflict (公安's 不予共享 citizen ID withheld)"
+HUTONG_CITIZEN_ID=$RESIDENT "$HUTONG" profile person --as minzheng
+HOUSEHOLD=$(echo "$answer" | grep -o '"household_key": "[^"]*"' | head -1 | cut -d'"' -f4)
+
+step "her household (户) with its members and their relation to the head (与户主关系)"
+"$HUTONG" profile household "$HOUSEHOLD" --as minzheng
+
+step "her building (楼栋) with its residents and rooms (人房关联)"
+"$HUTONG" profile building zhujian:LD330106004053-05 --as minzheng
+
+step "her grid (网格 330106004053001): everyone living there, directly or through a building or household"
+"$HUTONG" profile grid 330106004053001 --as wangge --people 8
+
+step "where departments disagree, per department whose value lost"
+"$HUTONG" profile conflicts --as gongan --limit 5
+
+step "every topic against its declaration (compacted entity and profile topics, DLQ and audit with retention), with its messages"
 "$HUTONG" topics check --config deploy/local/hutong.toml --counts --require-messages
 
 step "the audit trail: every submission and refusal, hash-chained (.hutong/audit)"
@@ -73,4 +107,4 @@ tail -n 1 "$STATE"/audit/audit-*.jsonl | cut -c1-300; echo
 step "the schema registry (Confluent-compatible REST) serves the standard behind every topic"
 curl -s http://127.0.0.1:8081/subjects; echo
 
-step "done: the gateway and the broker stop now (deploy/broker.sh start keeps a broker running)"
+step "done: the profile service, the gateway and the broker stop now (deploy/broker.sh start keeps a broker running)"

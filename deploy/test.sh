@@ -23,6 +23,17 @@ if ! "$VENV/bin/python" -c 'import confluent_kafka.schema_registry, yaml, jsonsc
 fi
 export HUTONG_PYTHON="$VENV/bin/python"
 
+# PostgreSQL for the profile store's tests: each test starts a throw-away cluster of its own
+# (initdb on a free port as the postgres user) and stops it. Debian's package when missing.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "[test] installing PostgreSQL (Debian package)" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq postgresql >/dev/null
+fi
+HUTONG_PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+export HUTONG_PG_BIN
+
 echo "[test] formatting (cargo fmt --check)" >&2
 cargo fmt --all -- --check
 

@@ -16,6 +16,8 @@ use anyhow::{Context as _, bail, ensure};
 pub use hutong_client::ClientAuth;
 
 pub mod inproc;
+pub mod pg;
+pub mod profiles;
 use rdkafka::{
     ClientConfig,
     consumer::{BaseConsumer, Consumer},
@@ -73,7 +75,8 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(mut cmd: Command, log: PathBuf) -> anyhow::Result<Self> {
+    /// Spawns `cmd` with its output (stdout and stderr) going to `log`.
+    pub fn spawn(mut cmd: Command, log: PathBuf) -> anyhow::Result<Self> {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
         cmd.stdout(out.try_clone()?).stderr(out).stdin(Stdio::null());
         let child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
@@ -534,11 +537,16 @@ impl Gateway {
 }
 
 async fn serving(auth: &ClientAuth, endpoint: &str) -> bool {
+    serving_service(auth, endpoint, "hutong.v1.Ingest").await
+}
+
+/// Whether the server at `endpoint` says `service` is serving (gRPC health).
+pub async fn serving_service(auth: &ClientAuth, endpoint: &str, service: &str) -> bool {
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     let Ok(channel) = auth.connect(endpoint).await else { return false };
     let mut client = HealthClient::new(channel);
     client
-        .check(HealthCheckRequest { service: "hutong.v1.Ingest".into() })
+        .check(HealthCheckRequest { service: service.into() })
         .await
         .is_ok_and(|r| r.into_inner().status == ServingStatus::Serving as i32)
 }

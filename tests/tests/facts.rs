@@ -65,7 +65,11 @@ fn fact(m: &OwnedMessage) -> Fact {
         .unwrap_or_default();
     Fact {
         partition: m.partition(),
-        key: serde_json::from_slice(m.key().expect("entity topics are keyed")).expect("a fact key is a JSON array"),
+        // A fact key (a JSON array); a merged profile's key is the entity key alone.
+        key: m
+            .key()
+            .map(|k| serde_json::from_slice(k).unwrap_or_else(|_| vec![String::from_utf8_lossy(k).into_owned()]))
+            .expect("entity and profile topics are keyed"),
         headers,
         value: m.payload().map(|p| serde_json::from_slice(p).unwrap()),
     }
@@ -326,6 +330,68 @@ async fn a_delete_under_the_revision_of_its_upsert_is_published() -> anyhow::Res
     let person: Vec<_> = memory.sent().into_iter().filter(|m| m.topic == "hutong.person.v2").collect();
     assert_eq!(person.len(), 2);
     assert!(person[1].value.is_none() && person[1].key == person[0].key, "a tombstone of the same fact");
+    gateway.stop().await?;
+    Ok(())
+}
+
+/// The profile service on the same facts (consumer in process, against the mock cluster, which
+/// delivers tombstones): 卫健's DELETE takes only 卫健's contribution out of the merged profile;
+/// 公安's DELETE leaves no fact, and the merged topic gets a tombstone for the person.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deletes_reach_the_merged_profile_and_the_last_one_tombstones_it() -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mock = MockCluster::new(1)?;
+    let gateway = on_mock(&mock, &["hutong.person.v2"]).await?;
+    mock.create_topic("hutong.person.profile.v1", 3, 1)?;
+    mock.create_topic("hutong.profiles.dlq.v1", 1, 1)?;
+    let mut client = gateway.client().await;
+    for (dept, rec) in [
+        ("gongan", gongan(1, "石灰桥社区5幢1单元301室")),
+        ("weijian", weijian(1, Op::Upsert)),
+        ("weijian", weijian(2, Op::Delete)),
+        ("gongan", gongan(2, "石灰桥社区5幢1单元301室")),
+    ] {
+        let mut rec = rec;
+        if dept == "gongan" && rec.revision == 2 {
+            rec.op = Op::Delete as i32;
+        }
+        let resp = submit(&mut client, dept, rec).await;
+        assert_eq!(resp.results[0].status, Status::Published as i32, "{dept}: {:?}", resp.results[0]);
+    }
+    let schemas = inproc::schemas();
+    let (standard, rules) = hutong_profiles::load_rules(&schemas, None)?;
+    let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
+    let entities = ["person".to_owned()];
+    let intake = hutong_profiles::Intake::new(&standard, &bus, &Default::default(), &entities)?;
+    let dir = tempfile::tempdir()?;
+    let settings = hutong_profiles::ConsumerSettings {
+        bus,
+        group_id: "profiles".into(),
+        store: hutong_profiles::StoreUrl::Sqlite(dir.path().join("p.db")),
+        batch_size: 1,
+        publish: true,
+        session_timeout_ms: 6000,
+    };
+    let (status, stop) = (hutong_profiles::Status::default(), AtomicBool::new(false));
+    // One fact a batch: every step of the merge is published.
+    let profiles = std::thread::scope(|s| {
+        let consumer = s.spawn(|| hutong_profiles::consumer::run(&settings, &intake, &rules, &status, &stop));
+        let read = read(&mock, &["hutong.person.profile.v1"], 4);
+        stop.store(true, Ordering::Relaxed);
+        consumer.join().expect("consumer thread").map_err(anyhow::Error::from).and(read)
+    })?;
+    let key = inproc::key().pseudonym(CITIZEN);
+    assert!(profiles.iter().all(|p| p.key == [key.clone()]), "keyed by the person key");
+    let departments = |p: &Fact| -> Vec<String> {
+        let sources =
+            p.value.as_ref().map(|v| v["sources"].as_array().cloned().unwrap_or_default()).unwrap_or_default();
+        sources.iter().filter_map(|s| s["department"].as_str().map(str::to_owned)).collect()
+    };
+    assert_eq!(departments(&profiles[0]), ["gongan"]);
+    assert_eq!(departments(&profiles[1]), ["gongan", "weijian"]);
+    assert_eq!(departments(&profiles[2]), ["gongan"], "卫健's DELETE took only its own fact");
+    assert!(profiles[3].value.is_none(), "no fact left: a tombstone on the merged topic");
+    assert_eq!(status.applied.load(Ordering::Relaxed), 4);
     gateway.stop().await?;
     Ok(())
 }

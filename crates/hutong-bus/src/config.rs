@@ -205,6 +205,17 @@ impl TopicNames {
     pub fn dlq(&self) -> String {
         format!("{}.dlq.v1", self.prefix)
     }
+
+    /// `<prefix>.<entity>.profile.v1`: the merged profiles of an entity (一人一档), keyed by the
+    /// entity key.
+    pub fn profile(&self, entity: &str) -> String {
+        format!("{}.{entity}.profile.v1", self.prefix)
+    }
+
+    /// `<prefix>.profiles.dlq.v1`: facts the profile service could not use, with the reason.
+    pub fn profiles_dlq(&self) -> String {
+        format!("{}.profiles.dlq.v1", self.prefix)
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,13 @@ pub enum TopicRole {
     DeadLetter,
     /// The copy of the hash-chained audit trail: time retention, at least the file log's.
     Audit,
+    /// The merged profiles of one entity (一人一档), one per entity key: compacted.
+    Profile {
+        /// The entity.
+        entity: String,
+    },
+    /// Facts the profile service could not use, with the reason: time retention.
+    ProfileDeadLetter,
 }
 
 /// One topic: its name, role, key and the settings it is created with.
@@ -73,7 +80,8 @@ pub struct EntityTopic {
 /// Every topic of a deployment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopicPlan {
-    /// Entity topics first (by name), then the dead-letter and the audit topic.
+    /// Entity topics first (by name), then the dead-letter and the audit topic, then the
+    /// profile service's topics.
     pub topics: Vec<TopicSpec>,
 }
 
@@ -85,6 +93,17 @@ impl TopicPlan {
     /// The plan of `entities` under `bus`: the entity topics compacted, the dead-letter and the
     /// audit topic with time retention.
     pub fn new(bus: &BusConfig, entities: impl IntoIterator<Item = EntityTopic>) -> Self {
+        Self::with_profiles(bus, entities, Vec::new())
+    }
+
+    /// The plan of `entities` with the profile service's topics: one compacted topic of merged
+    /// profiles per entity of `profiles`, and its dead-letter topic.
+    pub fn with_profiles(
+        bus: &BusConfig,
+        entities: impl IntoIterator<Item = EntityTopic>,
+        profiles: Vec<String>,
+    ) -> Self {
+        let has_profiles = !profiles.is_empty();
         let mut common = BTreeMap::new();
         if let Some(n) = bus.min_insync_replicas {
             common.insert("min.insync.replicas".to_owned(), n.to_string());
@@ -137,6 +156,22 @@ impl TopicPlan {
             "sequence number of the entry",
             &[("cleanup.policy", "delete".into()), ("retention.ms", bus.audit_retention_ms.to_string())],
         ));
+        topics.extend(profiles.into_iter().map(|entity| {
+            let purpose = format!(
+                "the merged profile of each {entity} (一人一档): every department's facts, with provenance and conflicts; a tombstone when no fact is left"
+            );
+            spec(names.profile(&entity), TopicRole::Profile { entity }, purpose, "entity key", &compacted)
+        }));
+        if has_profiles {
+            topics.push(spec(
+                names.profiles_dlq(),
+                TopicRole::ProfileDeadLetter,
+                "facts the profile service could not use (not the key format, not the topic's schema), with the reason"
+                    .into(),
+                "the fact's key",
+                &[("cleanup.policy", "delete".into()), ("retention.ms", bus.dlq_retention_ms.to_string())],
+            ));
+        }
         Self { topics }
     }
 

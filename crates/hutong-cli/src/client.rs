@@ -12,6 +12,30 @@ pub(crate) struct ConnectArgs {
     /// Gateway address: `https://…` (TLS; the default) or `http://…` (token mode without TLS).
     #[arg(long, default_value = "https://127.0.0.1:50051", env = "HUTONG_ADDR")]
     pub(crate) addr: String,
+    #[command(flatten)]
+    identity: IdentityArgs,
+}
+
+/// The profile service's address and the caller identity (`hutong profile …`).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct ProfilesConnectArgs {
+    /// Profile service address (`profiles.listen`): `https://…` or `http://…` (token mode).
+    #[arg(long, default_value = "https://127.0.0.1:50061", env = "HUTONG_PROFILES_ADDR")]
+    pub(crate) addr: String,
+    #[command(flatten)]
+    identity: IdentityArgs,
+}
+
+impl ProfilesConnectArgs {
+    /// A channel to the profile service.
+    pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(self.identity.auth().connect(&self.addr).await?)
+    }
+}
+
+/// The identity a command presents.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct IdentityArgs {
     /// Directory made by `hutong certs`: `ca.pem`, and `<identity>.pem` / `<identity>.key`.
     #[arg(long, env = "HUTONG_PKI")]
     pki: Option<PathBuf>,
@@ -35,6 +59,18 @@ pub(crate) struct ConnectArgs {
 impl ConnectArgs {
     /// The identity to present.
     pub(crate) fn auth(&self) -> ClientAuth {
+        self.identity.auth()
+    }
+
+    /// A channel to the gateway.
+    pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
+        Ok(self.auth().connect(&self.addr).await?)
+    }
+}
+
+impl IdentityArgs {
+    /// The identity to present.
+    pub(crate) fn auth(&self) -> ClientAuth {
         let mut auth = match &self.pki {
             Some(dir) => ClientAuth::from_pki(dir, self.identity.as_deref()),
             None => ClientAuth::default(),
@@ -48,10 +84,5 @@ impl ConnectArgs {
         }
         auth.token.clone_from(&self.token);
         auth
-    }
-
-    /// A channel to the gateway.
-    pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
-        Ok(self.auth().connect(&self.addr).await?)
     }
 }

@@ -7,6 +7,7 @@ mod certs;
 mod client;
 mod config;
 mod ingest;
+mod profiles_cmd;
 mod schema_cmd;
 mod tail;
 mod topics_cmd;
@@ -64,6 +65,12 @@ enum Command {
     /// Kafka topics: the declaration of every topic, and a check of the brokers against it.
     #[command(subcommand)]
     Topics(topics_cmd::TopicsCommand),
+    /// The profile service (一人一档): run it, check its merge rules.
+    #[command(subcommand)]
+    Profiles(profiles_cmd::ProfilesCommand),
+    /// Ask the profile service: a person, household, building or grid with its people, conflicts.
+    #[command(subcommand)]
+    Profile(profiles_cmd::ProfileCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -87,6 +94,10 @@ struct HealthArgs {
     /// Keep asking for up to this many seconds.
     #[arg(long, default_value_t = 0)]
     wait: u64,
+    /// The service to ask about: the gateway's (default) or `hutong.v1.Profiles` for the profile
+    /// service (not serving while its store is away).
+    #[arg(long, default_value = hutong_proto::v1::ingest_server::SERVICE_NAME)]
+    service: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -126,6 +137,8 @@ fn main() -> ExitCode {
             Command::Certs(cmd) => certs::run(cmd),
             Command::Audit(cmd) => audit_cmd::run(cmd),
             Command::Topics(cmd) => topics_cmd::run(cmd).await,
+            Command::Profiles(cmd) => profiles_cmd::serve_or_check(cmd, shutdown_signal()).await,
+            Command::Profile(cmd) => profiles_cmd::ask(cmd).await,
             Command::Standard(StandardCommand::Docs { deployment, out }) => standard_docs(&deployment, out.as_deref()),
         }
     });
@@ -175,14 +188,13 @@ fn standard_docs(deployment: &config::Deployment, out: Option<&std::path::Path>)
 }
 
 async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
-    use hutong_proto::v1::ingest_server::SERVICE_NAME;
     use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(args.wait);
     loop {
         let channel = args.connect.channel().await;
         let answer = match channel {
             Ok(channel) => HealthClient::new(channel)
-                .check(HealthCheckRequest { service: SERVICE_NAME.to_owned() })
+                .check(HealthCheckRequest { service: args.service.clone() })
                 .await
                 .map(|r| r.into_inner().status)
                 .map_err(|e| anyhow::anyhow!(e.message().to_owned())),

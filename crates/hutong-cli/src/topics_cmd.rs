@@ -76,7 +76,7 @@ fn load(deployment: &Deployment) -> anyhow::Result<(hutong_config::ConfigFile, T
     file.validate_topics()?;
     let standard = Standard::load(&file.schemas_dir)
         .with_context(|| format!("loading the standard from {}", file.schemas_dir.display()))?;
-    let plan = hutong_pipeline::topic_plan(&standard, &file.kafka, &file.privacy)?;
+    let plan = hutong_pipeline::topic_plan(&standard, &file.kafka, &file.privacy, file.profile_topics())?;
     Ok((file, plan))
 }
 
@@ -116,12 +116,14 @@ async fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             *counts.entry(m.topic().to_owned()).or_default() += 1;
         }
     }
-    // Empty entity topics count only when asked for.
+    // Empty entity (and profile) topics count only when asked for.
     let empty_entities: Vec<&str> = plan
         .topics
         .iter()
         .filter(|t| {
-            args.require_messages && matches!(t.role, TopicRole::Entity { .. }) && counts.get(&t.name) == Some(&0)
+            args.require_messages
+                && matches!(t.role, TopicRole::Entity { .. } | TopicRole::Profile { .. })
+                && counts.get(&t.name) == Some(&0)
         })
         .map(|t| t.name.as_str())
         .collect();
@@ -135,6 +137,8 @@ async fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 TopicRole::Entity { .. } => "entity",
                 TopicRole::DeadLetter => "dead-letter",
                 TopicRole::Audit => "audit",
+                TopicRole::Profile { .. } => "profile",
+                TopicRole::ProfileDeadLetter => "profiles dlq",
             };
             let state = if found.missing.contains(&t.name) {
                 "missing".to_owned()

@@ -90,6 +90,8 @@ pub struct ConfigFile {
     pub audit: AuditConfig,
     /// Per-topic protection of personal fields, and extra (restricted) topics.
     pub privacy: PrivacyConfig,
+    /// The shared profile service (一人一档, `hutong profiles serve`).
+    pub profiles: ProfilesConfig,
 }
 
 impl Default for ConfigFile {
@@ -107,6 +109,7 @@ impl Default for ConfigFile {
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
             privacy: PrivacyConfig::default(),
+            profiles: ProfilesConfig::default(),
         }
     }
 }
@@ -152,6 +155,12 @@ impl ConfigFile {
             ));
         }
         Ok(())
+    }
+
+    /// The entities whose merged profiles this deployment publishes: the topic plan has their
+    /// profile topics (none when the profile service is off).
+    pub fn profile_topics(&self) -> Vec<String> {
+        if self.profiles.enabled && self.profiles.publish { self.profiles.entities.clone() } else { Vec::new() }
     }
 
     /// Checks the settings as a whole and builds the runtime configuration.
@@ -473,6 +482,56 @@ pub struct AuditConfig {
 impl Default for AuditConfig {
     fn default() -> Self {
         Self { dir: PathBuf::from("audit"), retention_days: 190, publish: true }
+    }
+}
+
+/// The shared profile service (一人一档): where it listens, where it keeps its state, which
+/// consumer group its instances share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ProfilesConfig {
+    /// Whether the deployment runs it: its topics are then part of the topic plan.
+    pub enabled: bool,
+    /// Address of its gRPC port (`hutong.v1.Profiles`, health).
+    pub listen: SocketAddr,
+    /// `sqlite:PATH` (embedded, the default) or `postgres://user@host:port/db`.
+    pub store: String,
+    /// The Kafka consumer group every instance joins (instances share the partitions).
+    pub group_id: String,
+    /// The merge rules (`<entity>.toml`); default `<schemas-dir>/profiles`.
+    pub rules_dir: Option<PathBuf>,
+    /// The entities merged into profiles.
+    pub entities: Vec<String>,
+    /// Publish every profile change to `<prefix>.<entity>.profile.v1`.
+    pub publish: bool,
+    /// Most facts applied in one store transaction.
+    pub batch_size: usize,
+    /// Its own hash-chained audit trail (a log has one writer); default `<audit.dir>/profiles`.
+    pub audit_dir: Option<PathBuf>,
+    /// How long the group waits for a silent instance before giving its partitions to the
+    /// others (Kafka's `session.timeout.ms`).
+    pub session_timeout_ms: u32,
+    /// Create missing topics and check existing ones at start, as the gateway does; `false`
+    /// where the service's Kafka principal may only read and write (the gateway or the operator
+    /// sees to the topics).
+    pub ensure_topics: bool,
+}
+
+impl Default for ProfilesConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: SocketAddr::from(([127, 0, 0, 1], 50061)),
+            store: "sqlite:profiles.db".to_owned(),
+            group_id: "hutong-profiles".to_owned(),
+            rules_dir: None,
+            entities: ["building", "grid", "household", "organization", "person"].map(str::to_owned).to_vec(),
+            publish: true,
+            batch_size: 500,
+            audit_dir: None,
+            session_timeout_ms: 10_000,
+            ensure_topics: true,
+        }
     }
 }
 

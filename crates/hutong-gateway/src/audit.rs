@@ -56,6 +56,21 @@ pub enum AuditEvent {
         /// `Ok`, or the gRPC code.
         outcome: String,
     },
+    /// A read of shared data (a profile, the people of a grid …).
+    Read {
+        /// The identity.
+        principal: String,
+        /// `department` or `admin`.
+        role: &'static str,
+        /// Its network address.
+        peer: Option<String>,
+        /// The operation (`GetProfile`, `FindPerson` …).
+        operation: &'static str,
+        /// What was asked for (entity and key, how many answers), never a citizen ID.
+        detail: Value,
+        /// `Ok`, or the gRPC code.
+        outcome: String,
+    },
     /// A refused call or connection.
     Denied {
         /// The identity, when known.

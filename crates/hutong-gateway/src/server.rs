@@ -26,7 +26,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         schemas = %config.schemas_dir.display(),
         "standard and adapters loaded"
     );
-    let plan = topic_plan(pipeline.standard(), &config.kafka, &config.privacy)?;
+    let plan = topic_plan(pipeline.standard(), &config.kafka, &config.privacy, config.file.profile_topics())?;
     // Set when the topics, seen to after Kafka returned, cannot be used as declared: the gateway
     // then stops as it would have at start.
     let fatal: Arc<std::sync::Mutex<Option<BusError>>> = Arc::default();
@@ -56,10 +56,10 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         }
         Err(e) => return Err(e.into()),
     }
-    let (kafka, privacy) = (config.kafka.clone(), config.privacy.clone());
+    let (kafka, privacy, profiles) = (config.kafka.clone(), config.privacy.clone(), config.file.profile_topics());
     let _watch = reloader.watch(move |p| {
         let kafka = kafka.clone();
-        let plan = topic_plan(p.standard(), &kafka, &privacy);
+        let plan = topic_plan(p.standard(), &kafka, &privacy, profiles.clone());
         tokio::spawn(async move {
             let result = match plan {
                 Ok(plan) => ensure_topics(&kafka, &plan).await.map(drop).map_err(|e| e.to_string()),
@@ -226,7 +226,18 @@ pub async fn serve_on(
         .add_service(reflection_v1alpha)
         .add_service(ingest)
         .add_service(admin);
-    match security.tls {
+    serve_router(router, listener, &security, shutdown).await
+}
+
+/// Serves `router` on `listener` behind `security`: TLS (mTLS) when configured, a refused
+/// handshake audited; plaintext otherwise (token mode). What every Hutong gRPC port runs on.
+pub async fn serve_router(
+    router: tonic::transport::server::Router,
+    listener: TcpListener,
+    security: &Security,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), GatewayError> {
+    match security.tls.clone() {
         Some(tls) => {
             let auditor = Arc::clone(security.guard.auditor());
             let on_refused: crate::auth::tls::OnRefused = Arc::new(move |peer, reason| {

@@ -16,5 +16,5 @@ mod reload;
 
 pub use dry_run::{DryRecord, DryRun, dry_run};
 pub use error::PipelineError;
-pub use pipeline::{Outcome, Pipeline, PipelineSettings, Prepared, record_digest, topic_plan};
+pub use pipeline::{Outcome, Pipeline, PipelineSettings, Prepared, normalise_citizen_id, record_digest, topic_plan};
 pub use reload::{ReloadStatus, Reloader, WatchGuard};

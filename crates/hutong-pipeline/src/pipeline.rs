@@ -289,19 +289,26 @@ impl Pipeline {
 /// trimmed, NFKC (full-width digits and letters folded), and for a citizen ID upper-case with a
 /// legacy 15-digit number converted to 18 characters.
 fn personal_source_id(raw: &str, declared: Option<&str>) -> Option<String> {
-    use hutong_standard::checks::{check_cn_phone, check_gb11643, gb11643_from_legacy15};
+    use hutong_standard::checks::check_cn_phone;
     use unicode_normalization::UnicodeNormalization as _;
     let folded: String = raw.trim().nfkc().collect();
-    let citizen_id = || {
-        let upper = folded.to_ascii_uppercase();
-        let id = gb11643_from_legacy15(&upper).unwrap_or(upper);
-        check_gb11643(&id).is_ok().then_some(id)
-    };
+    let citizen_id = || normalise_citizen_id(&folded);
     match declared {
         Some("citizen-id") => Some(citizen_id().unwrap_or_else(|| folded.clone())),
         Some(_) => Some(folded),
         None => citizen_id().or_else(|| check_cn_phone(&folded).then(|| folded.clone())),
     }
+}
+
+/// A citizen ID as the adapters normalise it before keying a person (`person_key` is the
+/// pseudonym of this): trimmed, NFKC (full-width digits folded), upper-case, a legacy 15-digit
+/// number converted to 18 characters; `None` unless the result passes GB 11643's check.
+pub fn normalise_citizen_id(raw: &str) -> Option<String> {
+    use hutong_standard::checks::{check_gb11643, gb11643_from_legacy15};
+    use unicode_normalization::UnicodeNormalization as _;
+    let upper = raw.trim().nfkc().collect::<String>().to_ascii_uppercase();
+    let id = gb11643_from_legacy15(&upper).unwrap_or(upper);
+    check_gb11643(&id).is_ok().then_some(id)
 }
 
 /// The digest of a record's content as its event ids and the dedupe window use it: its op, payload
@@ -322,11 +329,16 @@ fn op_of(rec: &SourceRecord) -> Op {
 
 /// Every topic of a deployment ([`TopicPlan`]): the entity topics of `standard` (each entity's
 /// main topic and its `[privacy]` topics) under `bus`, the dead-letter and the audit topic.
-pub fn topic_plan(standard: &Standard, bus: &BusConfig, privacy: &PrivacyConfig) -> Result<TopicPlan, PipelineError> {
+pub fn topic_plan(
+    standard: &Standard,
+    bus: &BusConfig,
+    privacy: &PrivacyConfig,
+    profiles: Vec<String>,
+) -> Result<TopicPlan, PipelineError> {
     let names = bus.topics();
     let main = |e: &hutong_standard::Entity| names.entity(&e.name, e.major);
     let views = topic_views(standard, &main, privacy)?;
-    Ok(TopicPlan::new(
+    Ok(TopicPlan::with_profiles(
         bus,
         views.into_iter().flat_map(|(entity, views)| {
             views.into_iter().map(move |v| EntityTopic {
@@ -335,6 +347,7 @@ pub fn topic_plan(standard: &Standard, bus: &BusConfig, privacy: &PrivacyConfig)
                 restricted: v.restricted,
             })
         }),
+        profiles,
     ))
 }
 

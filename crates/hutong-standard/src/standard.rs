@@ -237,6 +237,26 @@ impl Standard {
             None => vec![Violation::new("", "entity", format!("the standard has no entity {name:?}"))],
         }
     }
+
+    /// A validator of a self-contained schema (a topic's view of an entity,
+    /// `TopicPolicy::view_schema` of its dereferenced schema) with the standard's formats and
+    /// code lists: what a consumer checks the messages of that topic with.
+    pub fn view_validator(&self, schema: &Value) -> Result<ViewValidator, StandardError> {
+        let registry = Registry::new().prepare().map_err(|e| StandardError::schema(&self.root, e))?;
+        let validator = compile(schema, &registry, &self.codes).map_err(|e| StandardError::schema(&self.root, e))?;
+        Ok(ViewValidator(validator))
+    }
+}
+
+/// A compiled topic view ([`Standard::view_validator`]).
+#[derive(Debug)]
+pub struct ViewValidator(Validator);
+
+impl ViewValidator {
+    /// Every violation of `record`.
+    pub fn validate(&self, record: &Value) -> Vec<Violation> {
+        self.0.iter_errors(record).map(|e| violation_from(&e)).collect()
+    }
 }
 
 /// Checks every `x-*` annotation of a schema document against the

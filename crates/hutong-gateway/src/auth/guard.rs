@@ -180,6 +180,12 @@ impl Guard {
         Ok(())
     }
 
+    /// Any identity of the policy reading shared data (`action`); anonymous callers are refused
+    /// and audited.
+    pub fn reader<T>(&self, request: &Request<T>, action: &str) -> Result<Principal, Status> {
+        self.identify(request).inspect_err(|s| self.refuse(request, None, action, s))
+    }
+
     /// The admin identity calling `operation`, when the policy grants it.
     pub fn admin<T>(&self, request: &Request<T>, operation: &str) -> Result<String, Status> {
         let principal = self.identify(request).inspect_err(|s| self.refuse(request, None, operation, s))?;

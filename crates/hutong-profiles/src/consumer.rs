@@ -1,0 +1,478 @@
+//! The consumer side of the profile service: a Kafka consumer group over the entity topics;
+//! each batch of facts applied to the store in one transaction, the merged profiles published,
+//! and only then the offsets committed. A fact it cannot use goes to its own dead-letter topic
+//! with the reason; the partition keeps moving. While the store is away it stops consuming and
+//! reports not-ready, then resumes where it stopped.
+
+use std::{
+    collections::BTreeMap,
+    sync::atomic::{AtomicBool, AtomicU64, Ordering},
+    time::{Duration, Instant},
+};
+
+use hutong_bus::BusConfig;
+use hutong_standard::{Standard, ViewValidator, privacy::PrivacyConfig};
+use rdkafka::{
+    ClientContext, Message as _, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext},
+    message::{BorrowedMessage, Header, Headers as _, OwnedHeaders},
+    producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer},
+};
+use serde_json::Value;
+use tracing::{debug, info, warn};
+
+use crate::{
+    ProfilesError,
+    merge::{Fact, Source},
+    rules::Rules,
+    store::{Store, StoreUrl},
+};
+
+/// What an entity topic's messages are checked with.
+struct TopicIn {
+    entity: String,
+    key_field: String,
+    view: ViewValidator,
+}
+
+/// Turns messages of the entity topics into facts, or the reason they cannot be one.
+pub struct Intake {
+    topics: BTreeMap<String, TopicIn>,
+}
+
+impl Intake {
+    /// The main (public) topic of each of `entities`, with the view schema its messages follow
+    /// under `privacy`.
+    pub fn new(
+        standard: &Standard,
+        bus: &BusConfig,
+        privacy: &PrivacyConfig,
+        entities: &[String],
+    ) -> Result<Self, ProfilesError> {
+        let names = bus.topics();
+        let main = |e: &hutong_standard::Entity| names.entity(&e.name, e.major);
+        let views = hutong_standard::privacy::topic_views(standard, &main, privacy)
+            .map_err(|e| ProfilesError::Config(e.to_string()))?;
+        let mut topics = BTreeMap::new();
+        for name in entities {
+            let entity = standard
+                .entity(name)
+                .ok_or_else(|| ProfilesError::Config(format!("profiles.entities: no entity {name:?}")))?;
+            let topic = main(entity);
+            let view = views
+                .get(name)
+                .and_then(|v| v.iter().find(|v| v.topic == topic))
+                .ok_or_else(|| ProfilesError::Config(format!("no topic view of {name}")))?;
+            let view = standard.view_validator(&view.schema).map_err(|e| ProfilesError::Config(e.to_string()))?;
+            topics.insert(topic, TopicIn { entity: name.clone(), key_field: entity.key.clone(), view });
+        }
+        Ok(Self { topics })
+    }
+
+    /// The topics read.
+    pub fn topics(&self) -> Vec<&str> {
+        self.topics.keys().map(String::as_str).collect()
+    }
+
+    /// The fact a message carries: its key is a fact key (docs/consuming.md), its headers carry
+    /// `ce_id`, `ce_time` and `ce_revision`, its value (unless a tombstone) is a record of the
+    /// topic's schema naming the key's entity.
+    pub fn fact(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        header: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Fact, String> {
+        let t = self.topics.get(topic).ok_or_else(|| format!("not an entity topic read here: {topic}"))?;
+        let key = key.ok_or("no key (a fact key is required)")?;
+        let parts: Vec<String> = serde_json::from_slice(key)
+            .map_err(|e| format!("the key is not a fact key [entity key, department, kind, source id]: {e}"))?;
+        let [entity_key, department, kind, source_id]: [String; 4] =
+            parts.try_into().map_err(|p: Vec<String>| format!("the key has {} elements, a fact key has 4", p.len()))?;
+        if [&entity_key, &department, &kind, &source_id].iter().any(|p| p.is_empty()) {
+            return Err("the key has an empty element".into());
+        }
+        let revision: i64 = header("ce_revision")
+            .ok_or("no ce_revision header")?
+            .parse()
+            .map_err(|_| "ce_revision is not a decimal integer".to_owned())?;
+        let ce_id = header("ce_id").ok_or("no ce_id header")?;
+        let time = header("ce_time").ok_or("no ce_time header")?;
+        let time = chrono::DateTime::parse_from_rfc3339(&time)
+            .map_err(|e| format!("ce_time is not RFC 3339: {e}"))?
+            .with_timezone(&chrono::Utc)
+            .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let data = match value {
+            None => None,
+            Some(bytes) => {
+                let record: Value = serde_json::from_slice(bytes).map_err(|e| format!("the value is not JSON: {e}"))?;
+                let violations = t.view.validate(&record);
+                if let Some(v) = violations.first() {
+                    return Err(format!(
+                        "the value fails the topic's schema ({} violation(s)), first at {}: {}",
+                        violations.len(),
+                        if v.pointer.is_empty() { "/" } else { &v.pointer },
+                        v.message
+                    ));
+                }
+                if record.get(&t.key_field).and_then(Value::as_str) != Some(entity_key.as_str()) {
+                    return Err(format!("the value's {} is not the key's entity key", t.key_field));
+                }
+                Some(record)
+            }
+        };
+        Ok(Fact {
+            entity: t.entity.clone(),
+            entity_key,
+            source: Source { department, kind, source_id, revision, time, ce_id },
+            data,
+        })
+    }
+}
+
+/// Counts a delivery's failures, for the batch that waits on them.
+#[derive(Default)]
+struct Deliveries {
+    failed: AtomicU64,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = ();
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        if let Err((e, _)) = result {
+            warn!(error = %e, "a profile or dead letter was not delivered");
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Logs rebalances (which partitions this instance holds).
+struct Group;
+
+impl ClientContext for Group {}
+
+impl ConsumerContext for Group {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &rdkafka::consumer::Rebalance<'_>) {
+        match rebalance {
+            rdkafka::consumer::Rebalance::Assign(tpl) => info!(partitions = tpl.count(), "partitions assigned"),
+            rdkafka::consumer::Rebalance::Revoke(tpl) => info!(partitions = tpl.count(), "partitions revoked"),
+            rdkafka::consumer::Rebalance::Error(e) => warn!(error = %e, "rebalance failed"),
+        }
+    }
+}
+
+/// What the service reports while it runs.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// The store answers and the last batch was applied.
+    pub ready: AtomicBool,
+    /// Facts that changed the store.
+    pub applied: AtomicU64,
+    /// Facts that changed nothing (stale, duplicate).
+    pub skipped: AtomicU64,
+    /// Messages sent to the dead-letter topic.
+    pub dead_letters: AtomicU64,
+    /// Batches committed.
+    pub batches: AtomicU64,
+}
+
+/// How the consumer runs.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// Kafka.
+    pub bus: BusConfig,
+    /// The consumer group.
+    pub group_id: String,
+    /// The store.
+    pub store: StoreUrl,
+    /// Most facts per transaction.
+    pub batch_size: usize,
+    /// Publish merged profiles.
+    pub publish: bool,
+    /// Consumer session timeout: how soon the group gives a dead instance's partitions to the
+    /// others.
+    pub session_timeout_ms: u32,
+}
+
+/// Runs the consumer until `stop` is set: poll a batch, apply it, publish, commit.
+pub fn run(
+    settings: &ConsumerSettings,
+    intake: &Intake,
+    rules: &Rules,
+    status: &Status,
+    stop: &AtomicBool,
+) -> Result<(), ProfilesError> {
+    let kafka = |e: rdkafka::error::KafkaError| ProfilesError::Kafka(e.to_string());
+    let mut config = settings.bus.client().map_err(|e| ProfilesError::Kafka(e.to_string()))?;
+    config
+        .set("group.id", &settings.group_id)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("session.timeout.ms", settings.session_timeout_ms.to_string())
+        .set("heartbeat.interval.ms", (settings.session_timeout_ms / 4).max(100).to_string())
+        // A batch is applied well within this; a store away for longer makes the instance leave
+        // the group until it answers (see apply_until_done).
+        .set("max.poll.interval.ms", "300000");
+    let consumer: BaseConsumer<Group> = config.create_with_context(Group).map_err(kafka)?;
+    consumer.subscribe(&intake.topics()).map_err(kafka)?;
+    let mut producer_config = settings.bus.to_rdkafka().map_err(|e| ProfilesError::Kafka(e.to_string()))?;
+    // The Java clients' murmur2 of the entity key, as on the entity topics: profiles are
+    // co-partitioned with the facts they merge.
+    producer_config.set("partitioner", "murmur2_random");
+    let producer: ThreadedProducer<Deliveries> =
+        producer_config.create_with_context(Deliveries::default()).map_err(kafka)?;
+    let names = settings.bus.topics();
+    let dlq = names.profiles_dlq();
+    let mut store = Some(Store::open(&settings.store)?);
+    status.ready.store(true, Ordering::Relaxed);
+    info!(store = %settings.store, topics = intake.topics().len(), group = %settings.group_id, "profiles consuming");
+    while !stop.load(Ordering::Relaxed) {
+        let batch = poll_batch(&consumer, settings.batch_size, stop);
+        if batch.is_empty() {
+            continue;
+        }
+        let mut facts = Vec::with_capacity(batch.len());
+        let mut dead = Vec::new();
+        let mut offsets = TopicPartitionList::new();
+        for m in &batch {
+            let header = |name: &str| header_of(m, name);
+            match intake.fact(m.topic(), m.key(), m.payload(), &header) {
+                Ok(f) => facts.push(f),
+                Err(reason) => dead.push((m, reason)),
+            }
+            let _ = offsets.add_partition_offset(m.topic(), m.partition(), Offset::Offset(m.offset() + 1));
+        }
+        let applied = apply_until_done(&mut store, &settings.store, &facts, rules, status, stop)?;
+        let Some(applied) = applied else { break };
+        status.applied.fetch_add(applied.applied, Ordering::Relaxed);
+        status.skipped.fetch_add(applied.skipped, Ordering::Relaxed);
+        let failed_before = producer.context().failed.load(Ordering::Relaxed);
+        if settings.publish {
+            for ((entity, key), doc) in &applied.profiles {
+                let value = doc.as_ref().map(Value::to_string);
+                // The same profile has the same id: a re-publication after a replay is a duplicate.
+                let id = uuid::Uuid::new_v5(
+                    &uuid::Uuid::NAMESPACE_URL,
+                    format!("hutong:profile:{entity}:{key}:{}", value.as_deref().unwrap_or("")).as_bytes(),
+                )
+                .to_string();
+                let headers = OwnedHeaders::new()
+                    .insert(Header { key: "ce_specversion", value: Some("1.0") })
+                    .insert(Header { key: "ce_id", value: Some(&id) })
+                    .insert(Header { key: "ce_type", value: Some(&format!("cn.hutong.{entity}.profile")) })
+                    .insert(Header { key: "ce_source", value: Some("/profiles") })
+                    .insert(Header { key: "ce_subject", value: Some(key.as_str()) })
+                    .insert(Header { key: "content-type", value: Some("application/json") });
+                let topic = names.profile(entity);
+                let mut record = BaseRecord::to(&topic).key(key.as_bytes()).headers(headers);
+                if let Some(v) = &value {
+                    record = record.payload(v.as_bytes());
+                }
+                send(&producer, record);
+            }
+        }
+        for (m, reason) in &dead {
+            status.dead_letters.fetch_add(1, Ordering::Relaxed);
+            warn!(topic = m.topic(), partition = m.partition(), offset = m.offset(), %reason, "fact refused: to the dead-letter topic");
+            send(&producer, dead_letter(&dlq, m, reason));
+        }
+        // Profiles and dead letters are in Kafka before the offsets move: a crash in between
+        // re-reads the batch, which changes nothing in the store and publishes the same again.
+        while producer.flush(Duration::from_secs(10)).is_err() {
+            if stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            warn!("kafka slow to take the profiles; still waiting before committing offsets");
+        }
+        if producer.context().failed.load(Ordering::Relaxed) != failed_before {
+            // Not committed: the batch is read again after a rewind.
+            warn!("profiles undelivered: reading the batch again");
+            rewind(&consumer, &batch);
+            continue;
+        }
+        if let Err(e) = consumer.commit(&offsets, CommitMode::Sync) {
+            // A rebalance took the partitions: the new owner re-reads from the last commit, which
+            // changes nothing the store already holds.
+            warn!(error = %e, "offsets not committed");
+        }
+        status.batches.fetch_add(1, Ordering::Relaxed);
+        debug!(facts = facts.len(), dead = dead.len(), profiles = applied.profiles.len(), "batch committed");
+    }
+    Ok(())
+}
+
+/// Up to `max` messages: waits for the first, then takes what is already there.
+fn poll_batch<'c>(consumer: &'c BaseConsumer<Group>, max: usize, stop: &AtomicBool) -> Vec<BorrowedMessage<'c>> {
+    let mut batch = Vec::new();
+    let started = Instant::now();
+    while batch.len() < max && !stop.load(Ordering::Relaxed) {
+        let wait = if batch.is_empty() { Duration::from_millis(200) } else { Duration::ZERO };
+        match consumer.poll(wait) {
+            Some(Ok(m)) => batch.push(m),
+            Some(Err(e)) => {
+                warn!(error = %e, "kafka");
+                break;
+            }
+            None if batch.is_empty() && started.elapsed() < Duration::from_millis(200) => {}
+            None => break,
+        }
+    }
+    batch
+}
+
+/// Applies `facts`, waiting out a store that is away; `None` when stopped while waiting.
+/// Meanwhile the service is not ready and does not poll: what it holds is applied once the store
+/// answers. Waiting longer than `max.poll.interval.ms` (5 min) it leaves the group, whose other
+/// members take its partitions and re-read them from the last committed offsets; its own commit
+/// then fails and it rejoins, which changes nothing already applied.
+fn apply_until_done(
+    store: &mut Option<Store>,
+    url: &StoreUrl,
+    facts: &[Fact],
+    rules: &Rules,
+    status: &Status,
+    stop: &AtomicBool,
+) -> Result<Option<crate::store::Applied>, ProfilesError> {
+    let mut wait = Duration::from_millis(100);
+    loop {
+        let result = (|| -> Result<crate::store::Applied, ProfilesError> {
+            if store.is_none() {
+                *store = Some(Store::open(url)?);
+                info!(store = %url, "store reachable again");
+            }
+            Ok(store.as_mut().expect("opened").apply(facts, rules)?)
+        })();
+        match result {
+            Ok(a) => {
+                if !status.ready.swap(true, Ordering::Relaxed) {
+                    info!("store back: consuming again");
+                }
+                return Ok(Some(a));
+            }
+            Err(e) => {
+                if status.ready.swap(false, Ordering::Relaxed) {
+                    warn!(error = %e, "store unavailable: not consuming until it answers");
+                }
+                // Reconnect from scratch: a PostgreSQL connection that saw its server go stays
+                // closed.
+                *store = None;
+                let until = Instant::now() + wait;
+                while Instant::now() < until {
+                    if stop.load(Ordering::Relaxed) {
+                        return Ok(None);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                wait = (wait * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+/// Sends `record`, waiting while the producer's queue is full.
+fn send(producer: &ThreadedProducer<Deliveries>, mut record: BaseRecord<'_, [u8], [u8]>) {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return,
+            Err((e, back)) => {
+                debug!(error = %e, "producer queue full");
+                record = back;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// Puts every partition of `batch` back to its first message.
+fn rewind(consumer: &BaseConsumer<Group>, batch: &[BorrowedMessage<'_>]) {
+    let mut first: BTreeMap<(&str, i32), i64> = BTreeMap::new();
+    for m in batch {
+        first.entry((m.topic(), m.partition())).or_insert(m.offset());
+    }
+    for ((topic, partition), offset) in first {
+        if let Err(e) = consumer.seek(topic, partition, Offset::Offset(offset), Duration::from_secs(5)) {
+            warn!(error = %e, topic, partition, "rewind failed");
+        }
+    }
+}
+
+fn header_of(m: &BorrowedMessage<'_>, name: &str) -> Option<String> {
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == name)
+        .and_then(|h| h.value)
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .map(str::to_owned)
+}
+
+/// A refused fact for `<prefix>.profiles.dlq.v1`: its key and value as they were, where they
+/// came from and why.
+fn dead_letter<'m>(topic: &'m str, m: &'m BorrowedMessage<'_>, reason: &str) -> BaseRecord<'m, [u8], [u8]> {
+    let mut headers = OwnedHeaders::new()
+        .insert(Header { key: "hutong_reason", value: Some(reason) })
+        .insert(Header { key: "hutong_topic", value: Some(m.topic()) })
+        .insert(Header { key: "hutong_partition", value: Some(&m.partition().to_string()) })
+        .insert(Header { key: "hutong_offset", value: Some(&m.offset().to_string()) });
+    if let Some(h) = m.headers() {
+        for h in h.iter().filter(|h| h.key.starts_with("ce_")) {
+            headers = headers.insert(Header { key: h.key, value: h.value });
+        }
+    }
+    let mut record = BaseRecord::to(topic).headers(headers);
+    if let Some(k) = m.key() {
+        record = record.key(k);
+    }
+    if let Some(v) = m.payload() {
+        record = record.payload(v);
+    }
+    record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intake() -> Intake {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+        let standard = Standard::load(&root).expect("standard");
+        let entities = ["grid".to_owned()];
+        Intake::new(&standard, &BusConfig::default(), &PrivacyConfig::default(), &entities).expect("intake")
+    }
+
+    #[test]
+    fn facts_are_read_from_key_headers_and_value_and_anything_else_has_a_reason() {
+        let intake = intake();
+        let headers = |revision: Option<&'static str>| {
+            move |name: &str| match name {
+                "ce_revision" => revision.map(str::to_owned),
+                "ce_id" => Some("id-1".to_owned()),
+                "ce_time" => Some("2024-05-20T08:00:00+08:00".to_owned()),
+                _ => None,
+            }
+        };
+        let key = br#"["330106004053001","wangge","grid_registry","330106004053001"]"#;
+        let grid = r#"{"grid_code":"330106004053001","name":"石灰桥社区第一网格","level":"30","parent_division_code":"330106004053"}"#.as_bytes();
+        let topic = "hutong.grid.v2";
+        let f = intake.fact(topic, Some(key), Some(grid), &headers(Some("2"))).expect("a fact");
+        assert_eq!((f.entity.as_str(), f.entity_key.as_str(), f.source.revision), ("grid", "330106004053001", 2));
+        assert_eq!(f.source.time, "2024-05-20T00:00:00.000Z", "normalised to UTC");
+        // A tombstone is a fact without a record.
+        assert_eq!(intake.fact(topic, Some(key), None, &headers(Some("3"))).expect("tombstone").data, None);
+        let reason = |key: &[u8], value: &[u8], revision| {
+            intake.fact(topic, Some(key), Some(value), &headers(revision)).expect_err("refused")
+        };
+        assert!(reason(b"330106004053001", grid, Some("1")).contains("not a fact key"));
+        assert!(reason(br#"["a","b","c"]"#, grid, Some("1")).contains("has 3 elements"));
+        assert!(reason(key, grid, None).contains("ce_revision"));
+        assert!(reason(key, grid, Some("two")).contains("decimal"));
+        assert!(reason(key, b"{", Some("1")).contains("not JSON"));
+        assert!(reason(key, br#"{"grid_code":"330106004053001"}"#, Some("1")).contains("schema"));
+        let other = br#"["330106004053002","wangge","grid_registry","x"]"#;
+        assert!(reason(other, grid, Some("1")).contains("not the key's entity key"));
+        assert!(intake.fact("hutong.person.v2", Some(key), Some(grid), &headers(Some("1"))).is_err());
+    }
+}

@@ -1,0 +1,161 @@
+//! 一人一档: the shared profile service. A Kafka consumer group over the entity topics merges
+//! every department's facts about a person, household, building, grid or organisation into one
+//! profile ([`merge`]) under rules that are data ([`rules`]), keeps them in a store ([`store`]:
+//! SQLite by default, PostgreSQL in production), publishes each change to
+//! `<prefix>.<entity>.profile.v1`, and answers `hutong.v1.Profiles` queries ([`service`]) behind
+//! the gateway's mTLS identities, policy and audit trail.
+#![warn(missing_docs)]
+
+pub mod bench;
+pub mod consumer;
+pub mod merge;
+pub mod rules;
+pub mod service;
+pub mod store;
+
+use std::{
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use hutong_adapter::Adapters;
+use hutong_config::GatewayConfig;
+use hutong_gateway::{Metrics, Security};
+use hutong_proto::v1::profiles_server::ProfilesServer;
+use hutong_standard::Standard;
+use tracing::{error, info};
+
+pub use consumer::{ConsumerSettings, Intake, Status};
+pub use merge::{Fact, Profile, Source, merge};
+pub use rules::{EntityRules, Rules, RulesError};
+pub use store::{Store, StoreError, StoreUrl};
+
+/// Why the profile service cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfilesError {
+    /// The configuration does not fit.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The standard or the adapters did not load.
+    #[error("{0}")]
+    Schemas(String),
+    /// The merge rules.
+    #[error(transparent)]
+    Rules(#[from] RulesError),
+    /// The store.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Kafka.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// The gRPC port.
+    #[error("{0}")]
+    Serve(String),
+}
+
+/// Everything loaded from `schemas/`: the standard, the adapters and the merge rules, checked
+/// against each other.
+pub fn load_rules(
+    schemas_dir: &std::path::Path,
+    rules_dir: Option<&std::path::Path>,
+) -> Result<(Standard, Rules), ProfilesError> {
+    let standard = Standard::load(schemas_dir).map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+    let adapters = Adapters::load(&schemas_dir.join("departments"), &standard)
+        .map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+    let dir = rules_dir.map_or_else(|| schemas_dir.join("profiles"), PathBuf::from);
+    let rules = Rules::load(&dir, &standard, &adapters)?;
+    Ok((standard, rules))
+}
+
+/// Runs the profile service of `config` until `shutdown` resolves: the consumer on a thread of
+/// its own, the gRPC port (`profiles.listen`) with health, which says not-serving while the
+/// store is away.
+pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + Send) -> Result<(), ProfilesError> {
+    let p = config.file.profiles.clone();
+    let (standard, rules) = load_rules(&config.schemas_dir, p.rules_dir.as_deref())?;
+    let url: StoreUrl = p.store.parse()?;
+    let intake = Intake::new(&standard, &config.kafka, &config.privacy, &p.entities)?;
+    let plan = hutong_pipeline::topic_plan(&standard, &config.kafka, &config.privacy, config.file.profile_topics())
+        .map_err(|e| ProfilesError::Config(e.to_string()))?;
+    if p.ensure_topics {
+        hutong_bus::ensure_topics(&config.kafka, &plan).await.map_err(|e| ProfilesError::Kafka(e.to_string()))?;
+    } else {
+        info!("topics neither created nor checked (profiles.ensure-topics = false)");
+    }
+    let key = config.pseudonym.load_key().map_err(|e| ProfilesError::Config(e.to_string()))?;
+    // A hash-chained log has one writer: the service keeps its own beside the gateway's.
+    let mut security_config = config.clone();
+    security_config.audit.dir = p.audit_dir.clone().unwrap_or_else(|| config.audit.dir.join("profiles"));
+    let publisher = hutong_bus::KafkaPublisher::new(&config.kafka).map_err(|e| ProfilesError::Kafka(e.to_string()))?;
+    let publisher: Arc<dyn hutong_bus::Publisher> = Arc::new(publisher);
+    let security = Security::load(&security_config, Some(publisher), &Metrics::default())
+        .map_err(|e| ProfilesError::Config(e.to_string()))?;
+
+    let status = Arc::new(Status::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let settings = ConsumerSettings {
+        bus: config.kafka.clone(),
+        group_id: p.group_id.clone(),
+        store: url.clone(),
+        batch_size: p.batch_size.max(1),
+        publish: p.publish,
+        session_timeout_ms: p.session_timeout_ms,
+    };
+    let (status_c, stop_c) = (Arc::clone(&status), Arc::clone(&stop));
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Result<(), ProfilesError>>();
+    let consumer = std::thread::Builder::new()
+        .name("profiles-consumer".into())
+        .spawn(move || {
+            let result = consumer::run(&settings, &intake, &rules, &status_c, &stop_c);
+            if let Err(e) = &result {
+                error!(error = %e, "the profile consumer stopped");
+            }
+            let _ = done_tx.send(result);
+        })
+        .map_err(|e| ProfilesError::Serve(format!("consumer thread: {e}")))?;
+
+    let service = service::ProfilesService::new(url, Arc::clone(&security.guard), key, &standard);
+    let (reporter, health) = tonic_health::server::health_reporter();
+    let health_task = {
+        let status = Arc::clone(&status);
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let ready = status.ready.load(std::sync::atomic::Ordering::Relaxed);
+                if last != Some(ready) {
+                    if ready {
+                        reporter.set_serving::<ProfilesServer<service::ProfilesService>>().await;
+                    } else {
+                        reporter.set_not_serving::<ProfilesServer<service::ProfilesService>>().await;
+                    }
+                    info!(ready, "profiles health");
+                    last = Some(ready);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind(p.listen)
+        .await
+        .map_err(|e| ProfilesError::Serve(format!("binding {}: {e}", p.listen)))?;
+    info!(addr = %p.listen, "profiles listening");
+    let router = tonic::transport::Server::builder().add_service(health).add_service(ProfilesServer::new(service));
+    let mut consumer_result = None;
+    let stopping = async {
+        tokio::select! {
+            () = shutdown => {}
+            r = &mut done_rx => consumer_result = Some(r.unwrap_or(Ok(()))),
+        }
+    };
+    let served = hutong_gateway::serve_router(router, listener, &security, stopping).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    health_task.abort();
+    let _ = consumer.join();
+    security.guard.auditor().sync();
+    served.map_err(|e| ProfilesError::Serve(e.to_string()))?;
+    match consumer_result {
+        Some(r) => r,
+        None => done_rx.try_recv().unwrap_or(Ok(())),
+    }
+}

@@ -1,0 +1,235 @@
+//! The profile store's behaviour, the same on both engines: the embedded SQLite file and
+//! PostgreSQL (a throw-away cluster; deploy/test.sh installs PostgreSQL when missing). Facts are
+//! applied as the consumer applies them (one transaction per batch) under the shipped rules.
+
+use std::collections::BTreeMap;
+
+use hutong_profiles::{Fact, Rules, Source, Store, StoreUrl};
+use hutong_tests::{pg::Postgres, repo_root};
+use serde_json::{Value, json};
+
+fn rules() -> Rules {
+    hutong_profiles::load_rules(&repo_root().join("schemas"), None).expect("the shipped rules").1
+}
+
+fn fact(entity: &str, key: &str, dept: &str, sid: &str, rev: i64, data: Option<Value>) -> Fact {
+    let digest = data.as_ref().map_or("none".to_owned(), |d| format!("{:x}", d.to_string().len()));
+    Fact {
+        entity: entity.into(),
+        entity_key: key.into(),
+        source: Source {
+            department: dept.into(),
+            kind: format!("{dept}_kind"),
+            source_id: sid.into(),
+            revision: rev,
+            time: format!("2024-0{}-01T00:00:00.000Z", rev.clamp(1, 9)),
+            ce_id: format!("{dept}:{sid}:{rev}:{digest}:{entity}"),
+        },
+        data,
+    }
+}
+
+const P: &str = "aa00000000000000000000000000000000000000000000000000000000000001";
+const P2: &str = "aa00000000000000000000000000000000000000000000000000000000000002";
+
+fn gongan_person(rev: i64, household: &str) -> Fact {
+    fact(
+        "person",
+        P,
+        "gongan",
+        "G1",
+        rev,
+        Some(
+            json!({"person_key": P, "name": "胡金凤", "sex": "2", "birth_date": "1948-03-08", "household_key": household}),
+        ),
+    )
+}
+
+fn gongan_household(rev: i64, household: &str) -> Fact {
+    fact(
+        "household",
+        household,
+        "gongan",
+        "G1",
+        rev,
+        Some(json!({"household_key": household, "members": [{"person_key": P, "relation": "02"}]})),
+    )
+}
+
+fn profiles(store: &mut Store) -> BTreeMap<(String, String), Value> {
+    store.all_profiles().expect("profiles")
+}
+
+/// Two departments about one person: the authority wins the name, the loser is a conflict
+/// counted for its department, every field names its source, sets keep both departments' tags.
+fn merge_with_provenance(store: &mut Store, rules: &Rules) {
+    let tag = |t: &str, d: &str| json!({"tag": t, "source_department": d});
+    let facts = [
+        gongan_person(1, "H1"),
+        fact(
+            "person",
+            P,
+            "weijian",
+            "W1",
+            3,
+            Some(
+                json!({"person_key": P, "name": "胡金风", "phone": "13800000002", "special_population": [tag("0101", "weijian")]}),
+            ),
+        ),
+        fact(
+            "person",
+            P,
+            "minzheng",
+            "M1",
+            2,
+            Some(
+                json!({"person_key": P, "name": "胡金凤", "special_population": [tag("0101", "weijian"), tag("0401", "minzheng")]}),
+            ),
+        ),
+    ];
+    let applied = store.apply(&facts, rules).expect("apply");
+    assert_eq!(applied.applied, 3);
+    let doc = applied.profiles[&("person".to_owned(), P.to_owned())].clone().expect("a profile");
+    assert_eq!(doc["record"]["name"], "胡金凤");
+    assert_eq!(doc["fields"]["name"]["source"]["department"], "gongan");
+    assert_eq!(doc["fields"]["name"]["source"]["revision"], 1);
+    assert_eq!(doc["record"]["phone"], "13800000002", "no rule: the most recent");
+    assert_eq!(doc["record"]["special_population"].as_array().map(Vec::len), Some(2));
+    assert_eq!(doc["sources"].as_array().map(Vec::len), Some(3));
+    assert_eq!(store.profile("person", P).expect("read"), Some(doc));
+    let (conflicts, per) = store.conflicts(None, None, 10).expect("conflicts");
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(conflicts[0]["loser"]["value"], "胡金风");
+    assert_eq!(per, BTreeMap::from([("weijian".to_owned(), 1)]));
+    let (only_minzheng, _) = store.conflicts(None, Some("minzheng"), 10).expect("conflicts");
+    assert!(only_minzheng.is_empty(), "minzheng agrees with the authority");
+}
+
+/// The same batch again (a replay after a crash), a duplicate, a stale revision: nothing changes.
+fn replays_change_nothing(store: &mut Store, rules: &Rules) {
+    let facts = [gongan_person(2, "H1"), gongan_household(2, "H1"), gongan_person(2, "H1")];
+    store.apply(&facts, rules).expect("apply");
+    let before = profiles(store);
+    let again = store.apply(&facts, rules).expect("replay");
+    assert_eq!(again.applied, 0, "a replay applies nothing");
+    assert_eq!(again.skipped, 3);
+    assert_eq!(profiles(store), before);
+    // A resend of revision 1 after 2: stale.
+    let stale = store.apply(&[gongan_person(1, "H-OLD")], rules).expect("stale");
+    assert_eq!((stale.applied, stale.skipped), (0, 1));
+    assert_eq!(profiles(store), before);
+    // The touched profiles are merged (and published) again all the same: what a crash before
+    // publishing left out is published on the replay.
+    assert!(again.profiles.contains_key(&("person".to_owned(), P.to_owned())));
+}
+
+/// A DELETE removes only its department's fact; the last fact's DELETE removes the profile.
+fn deletes_remove_their_contribution(store: &mut Store, rules: &Rules) {
+    let weijian = fact(
+        "person",
+        P2,
+        "weijian",
+        "W2",
+        1,
+        Some(json!({"person_key": P2, "name": "蒋文杰", "phone": "13900000001"})),
+    );
+    let minzheng = fact(
+        "person",
+        P2,
+        "minzheng",
+        "M2",
+        1,
+        Some(json!({"person_key": P2, "name": "蒋文杰", "grid_code": "330106004053001"})),
+    );
+    store.apply(&[weijian, minzheng], rules).expect("apply");
+    let gone = store.apply(&[fact("person", P2, "weijian", "W2", 2, None)], rules).expect("delete");
+    let doc = gone.profiles[&("person".to_owned(), P2.to_owned())].clone().expect("minzheng's fact remains");
+    assert_eq!(doc["record"].get("phone"), None, "weijian's phone went with its fact");
+    assert_eq!(doc["record"]["grid_code"], "330106004053001");
+    // Revision 1 of the deleted record again (a late resend): retired by the DELETE.
+    let late = fact("person", P2, "weijian", "W2", 1, Some(json!({"person_key": P2, "name": "蒋文杰"})));
+    assert_eq!(store.apply(&[late], rules).expect("late").applied, 0);
+    let last = store.apply(&[fact("person", P2, "minzheng", "M2", 2, None)], rules).expect("delete");
+    assert_eq!(last.profiles[&("person".to_owned(), P2.to_owned())], None, "no fact left: deleted");
+    assert_eq!(store.profile("person", P2).expect("read"), None);
+}
+
+/// 公安 moves a person to another household (revision 3 names H2): the record's facts of
+/// revision 2 are retired, H1 loses its member (and its profile), H2 has it.
+fn moves_retire_the_old_facts(store: &mut Store, rules: &Rules) {
+    store.apply(&[gongan_person(3, "H2"), gongan_household(3, "H2")], rules).expect("move");
+    assert_eq!(store.profile("household", "H1").expect("read"), None, "H1 had only this record's fact");
+    let (people, total) = store.people_of("household", "H2", 10).expect("people");
+    assert_eq!(total, 1);
+    assert_eq!(people[0].person_key, P);
+    // Linked twice (the household lists the member, the person names the household): one entry.
+    assert_eq!(people[0].link.as_array().map(Vec::len), Some(2), "{:?}", people[0].link);
+    assert_eq!(people[0].profile.as_ref().map(|p| p["record"]["household_key"].clone()), Some(json!("H2")));
+    assert!(store.people_of("household", "H1", 10).expect("people").0.is_empty());
+}
+
+/// "Everyone living in grid G": directly, through a building of G, through a household of G.
+fn people_of_a_grid(store: &mut Store, rules: &Rules) {
+    let grid = "330106004053002";
+    let building = fact(
+        "building",
+        "LD-9",
+        "zhujian",
+        "FW-9-302",
+        1,
+        Some(
+            json!({"building_key": "LD-9", "grid_code": grid, "residents": [{"person_key": P, "relation": "1", "room": "302"}]}),
+        ),
+    );
+    let direct =
+        fact("person", P2, "minzheng", "M3", 3, Some(json!({"person_key": P2, "name": "蒋文杰", "grid_code": grid})));
+    store.apply(&[building, direct], rules).expect("apply");
+    let (people, total) = store.people_of("grid", grid, 10).expect("grid");
+    let keys: Vec<&str> = people.iter().map(|p| p.person_key.as_str()).collect();
+    assert_eq!(keys, [P, P2]);
+    assert_eq!(total, 2);
+    assert_eq!(people[0].link[0]["room"], "302");
+    let (one, total) = store.people_of("grid", grid, 1).expect("grid");
+    assert_eq!((one.len(), total), (1, 2), "limited, with the total");
+    assert_eq!(store.counts().expect("counts")["building"], 1);
+}
+
+/// Every scenario, in order, on one fresh store.
+fn behaviour(url: &StoreUrl) {
+    let rules = rules();
+    let mut store = Store::open(url).expect("open");
+    merge_with_provenance(&mut store, &rules);
+    replays_change_nothing(&mut store, &rules);
+    deletes_remove_their_contribution(&mut store, &rules);
+    moves_retire_the_old_facts(&mut store, &rules);
+    people_of_a_grid(&mut store, &rules);
+    // What was written is what a second connection reads (the query side has its own).
+    let mut other = Store::open(url).expect("reopen");
+    assert_eq!(profiles(&mut other), profiles(&mut store));
+}
+
+#[test]
+fn store_behaviour_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    behaviour(&StoreUrl::Sqlite(dir.path().join("profiles.db")));
+}
+
+#[test]
+fn store_behaviour_on_postgresql() -> anyhow::Result<()> {
+    let pg = Postgres::start()?;
+    behaviour(&pg.database("behaviour")?.parse()?);
+    Ok(())
+}
+
+#[test]
+fn a_store_of_another_layout_is_refused() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("p.db");
+    Store::open(&StoreUrl::Sqlite(path.clone()))?;
+    let changed =
+        rusqlite::Connection::open(&path)?.execute("UPDATE hutong_meta SET value = '999' WHERE name = 'layout'", [])?;
+    assert_eq!(changed, 1);
+    let refused = Store::open(&StoreUrl::Sqlite(path)).expect_err("layout 999");
+    assert!(refused.to_string().contains("layout 999"), "{refused}");
+    Ok(())
+}
