@@ -589,7 +589,7 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
     let person = &rebuilt["person"];
     let departments: BTreeSet<&str> =
         person["facts"].as_array().unwrap().iter().map(|f| f["department"].as_str().unwrap()).collect();
-    assert_eq!(departments, BTreeSet::from(["gongan", "weijian"]), "{person}");
+    assert_eq!(departments, BTreeSet::from(["gongan", "minzheng", "renshe", "weijian"]), "{person}");
     assert!(person["facts"].as_array().unwrap().iter().all(|f| f["value"]["name"] == "胡金凤"), "{person}");
     assert_eq!(person["households"][0]["relation"], "02", "{person}");
     assert_eq!(person["households"][0]["household_key"], "gongan:3301060040530021", "{person}");
