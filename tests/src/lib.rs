@@ -75,6 +75,30 @@ pub struct Process {
 }
 
 impl Process {
+    /// Waits until the server it runs at `endpoint` says `service` is serving (gRPC health);
+    /// fails with its log when it dies or `timeout` passes.
+    pub async fn wait_serving(
+        &mut self,
+        name: &str,
+        auth: &ClientAuth,
+        endpoint: &str,
+        service: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_alive(name)?;
+            if serving_service(auth, endpoint, service).await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+                bail!("{name} not serving {service} after {timeout:?}; its log:\n{log}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Spawns `cmd` with its output (stdout and stderr) going to `log`.
     pub fn spawn(mut cmd: Command, log: PathBuf) -> anyhow::Result<Self> {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log)?;
@@ -430,18 +454,10 @@ impl Gateway {
     }
 
     async fn wait_serving(&mut self) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
         let anonymous = ClientAuth::from_pki(&self.pki, None);
-        loop {
-            self.process.check_alive("hutong serve")?;
-            if serving(&anonymous, &self.endpoint).await {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("gateway not serving after 60s; its log:\n{}", self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.process
+            .wait_serving("hutong serve", &anonymous, &self.endpoint, "hutong.v1.Ingest", Duration::from_secs(60))
+            .await
     }
 
     /// Kills the gateway (`kill -9`) and starts it again with the same config, ports, spool and
@@ -534,10 +550,6 @@ impl Gateway {
         }
         Ok(events)
     }
-}
-
-async fn serving(auth: &ClientAuth, endpoint: &str) -> bool {
-    serving_service(auth, endpoint, "hutong.v1.Ingest").await
 }
 
 /// Whether the server at `endpoint` says `service` is serving (gRPC health).

@@ -4,7 +4,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, ensure};
@@ -79,17 +79,8 @@ impl ProfileService {
 
     /// Waits until it serves.
     pub async fn wait_serving(&mut self, timeout: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            self.process.check_alive("hutong profiles serve")?;
-            if self.is_serving().await {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("profile service not serving after {timeout:?}; its log:\n{}", self.log());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let auth = ClientAuth::from_pki(&self.pki, None);
+        self.process.wait_serving("hutong profiles serve", &auth, &self.endpoint, "hutong.v1.Profiles", timeout).await
     }
 
     /// `kill -9`, then the same instance again (same config, store, group).
