@@ -159,8 +159,10 @@ pub(crate) async fn serve_or_check(
                         eprintln!("[bench] {done}/{total} facts applied");
                     }
                 };
-                let report =
-                    hutong_profiles::bench::run(&url, &rules, persons, batch.max(1), queries.max(1), &progress)?;
+                // The PostgreSQL client blocks on a runtime of its own: off the async threads.
+                let report = tokio::task::block_in_place(|| {
+                    hutong_profiles::bench::run(&url, &rules, persons, batch.max(1), queries.max(1), &progress)
+                })?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&report)?);
                 } else {

@@ -108,6 +108,12 @@ enum Cell {
 }
 
 impl Cell {
+    fn as_text(&self) -> Option<&str> {
+        match self {
+            Self::T(s) => Some(s),
+            _ => None,
+        }
+    }
     fn text(self) -> Option<String> {
         match self {
             Self::T(s) => Some(s),
@@ -533,15 +539,16 @@ impl Store {
     /// (its residents) or a grid (who lives there directly, or through a building or household
     /// of the grid), with their profiles; at most `limit`, and how many there are.
     pub fn people_of(&mut self, entity: &str, key: &str, limit: usize) -> Result<(Vec<PersonLink>, u64), StoreError> {
-        let sql = "SELECT subject_key, detail FROM ( \
-               SELECT subject_key, detail FROM relations \
+        // No ORDER BY: with one, SQLite merged the two halves by walking every person's
+        // relations in key order (81 ms for a grid of 2,000 among 20,000 persons, 4 ms without).
+        let sql = "SELECT subject_key, detail FROM relations \
                 WHERE object_entity = $1 AND object_key = $2 AND subject_entity = 'person' \
                UNION ALL \
                SELECT r.subject_key, r.detail FROM relations g JOIN relations r \
                  ON r.object_entity = g.subject_entity AND r.object_key = g.subject_key AND r.subject_entity = 'person' \
-                WHERE g.object_entity = $1 AND g.object_key = $2 AND g.subject_entity IN ('building', 'household') \
-             ) r ORDER BY subject_key";
-        let rows = self.db.rows(sql, &[P::T(entity), P::T(key)])?;
+                WHERE g.object_entity = $1 AND g.object_key = $2 AND g.subject_entity IN ('building', 'household')";
+        let mut rows = self.db.rows(sql, &[P::T(entity), P::T(key)])?;
+        rows.sort_by(|a, b| a.first().and_then(Cell::as_text).cmp(&b.first().and_then(Cell::as_text)));
         // One person may be linked several ways (member of the household and naming it): one
         // entry per person, with every link.
         let mut people: Vec<PersonLink> = Vec::new();
