@@ -510,14 +510,7 @@ impl Gateway {
 
     /// The CLI flags that reach this gateway as `identity`.
     pub fn cli_args(&self, identity: &str) -> Vec<String> {
-        vec![
-            "--addr".into(),
-            self.endpoint.clone(),
-            "--pki".into(),
-            self.pki.display().to_string(),
-            "--as".into(),
-            identity.into(),
-        ]
+        cli_args(&self.endpoint, &self.pki, identity)
     }
 
     /// Waits until the audit trail has an event matching `pred`; returns it.
@@ -550,6 +543,11 @@ impl Gateway {
         }
         Ok(events)
     }
+}
+
+/// The CLI flags that reach the server at `endpoint` as `identity` of the PKI in `pki`.
+pub fn cli_args(endpoint: &str, pki: &Path, identity: &str) -> Vec<String> {
+    vec!["--addr".into(), endpoint.into(), "--pki".into(), pki.display().to_string(), "--as".into(), identity.into()]
 }
 
 /// Whether the server at `endpoint` says `service` is serving (gRPC health).

@@ -97,14 +97,7 @@ impl ProfileService {
 
     /// The CLI flags that reach it as `identity`.
     pub fn cli_args(&self, identity: &str) -> Vec<String> {
-        vec![
-            "--addr".into(),
-            self.endpoint.clone(),
-            "--pki".into(),
-            self.pki.display().to_string(),
-            "--as".into(),
-            identity.into(),
-        ]
+        crate::cli_args(&self.endpoint, &self.pki, identity)
     }
 
     /// `hutong profile <args> --json` against it as `identity`: the answer.

@@ -138,7 +138,7 @@ pub fn merge(rules: &EntityRules, key: &str, facts: &[Fact]) -> Option<Profile> 
                 let rank = |f: &Fact| -> usize {
                     rule.authority.iter().position(|d| *d == f.source.department).unwrap_or(rule.authority.len())
                 };
-                let mut ranked = stated.clone();
+                let mut ranked = stated;
                 ranked.sort_by(|(a, _), (b, _)| rank(a).cmp(&rank(b)).then(a.source.recency(&b.source)));
                 let (winner, value) = ranked[0];
                 record.insert(name.to_owned(), value.clone());
@@ -230,30 +230,31 @@ fn relations_of(entity: &str, key: &str, record: &Map<String, Value>) -> Vec<Rel
             out.push(Relation { subject_entity, subject_key, object_entity, object_key, detail });
         }
     };
-    let rec = Value::Object(record.clone());
-    let items = |f: &str| record.get(f).and_then(Value::as_array).cloned().unwrap_or_default();
+    // The merged record's own fields and lists, read in place (this runs on every merge).
+    let own = |f: &str| record.get(f).and_then(Value::as_str).map(str::to_owned);
+    let items = |f: &str| record.get(f).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     match entity {
         "person" => {
-            link("person", key.into(), "household", text(&rec, "household_key"), json!({"via": "person"}));
-            link("person", key.into(), "grid", text(&rec, "grid_code"), json!({"via": "person"}));
+            link("person", key.into(), "household", own("household_key"), json!({"via": "person"}));
+            link("person", key.into(), "grid", own("grid_code"), json!({"via": "person"}));
         }
         "household" => {
             for m in items("members") {
                 let detail =
                     json!({"via": "household", "relation": m.get("relation"), "joined_on": m.get("joined_on")});
-                link("person", text(&m, "person_key").unwrap_or_default(), "household", Some(key.into()), detail);
+                link("person", text(m, "person_key").unwrap_or_default(), "household", Some(key.into()), detail);
             }
-            link("household", key.into(), "grid", text(&rec, "grid_code"), json!({"via": "household"}));
+            link("household", key.into(), "grid", own("grid_code"), json!({"via": "household"}));
         }
         "building" => {
             for r in items("residents") {
                 let detail = json!({"via": "building", "relation": r.get("relation"), "room": r.get("room")});
-                link("person", text(&r, "person_key").unwrap_or_default(), "building", Some(key.into()), detail);
+                link("person", text(r, "person_key").unwrap_or_default(), "building", Some(key.into()), detail);
             }
-            link("building", key.into(), "grid", text(&rec, "grid_code"), json!({"via": "building"}));
+            link("building", key.into(), "grid", own("grid_code"), json!({"via": "building"}));
         }
         "organization" => {
-            let rep = text(&rec, "legal_representative_person_key");
+            let rep = own("legal_representative_person_key");
             link("organization", key.into(), "person", rep, json!({"relation": "legal-representative"}));
         }
         _ => {}
