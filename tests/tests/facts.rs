@@ -363,19 +363,27 @@ async fn deletes_reach_the_merged_profile_and_the_last_one_tombstones_it() -> an
     let bus = BusConfig { bootstrap_servers: mock.bootstrap_servers(), create_topics: false, ..BusConfig::default() };
     let entities = ["person".to_owned()];
     let intake = hutong_profiles::Intake::new(&standard, &bus, &Default::default(), &entities)?;
+    let registry = hutong_registry::Registry::load(&schemas)?;
+    let outlet = hutong_profiles::Outlet::new(
+        &standard,
+        &bus,
+        &Default::default(),
+        &registry,
+        "http://registry.test",
+        &entities,
+    )?;
     let dir = tempfile::tempdir()?;
     let settings = hutong_profiles::ConsumerSettings {
         bus,
         group_id: "profiles".into(),
         store: hutong_profiles::StoreUrl::Sqlite(dir.path().join("p.db")),
         batch_size: 1,
-        publish: true,
         session_timeout_ms: 6000,
     };
     let (status, stop) = (hutong_profiles::Status::default(), AtomicBool::new(false));
     // One fact a batch: every step of the merge is published.
     let profiles = std::thread::scope(|s| {
-        let consumer = s.spawn(|| hutong_profiles::consumer::run(&settings, &intake, &rules, &status, &stop));
+        let consumer = s.spawn(|| hutong_profiles::consumer::run(&settings, &intake, &outlet, &rules, &status, &stop));
         let read = read(&mock, &["hutong.person.profile.v1"], 4);
         stop.store(true, Ordering::Relaxed);
         consumer.join().expect("consumer thread").map_err(anyhow::Error::from).and(read)

@@ -194,6 +194,51 @@ fn people_of_a_grid(store: &mut Store, rules: &Rules) {
     assert_eq!(store.counts().expect("counts")["building"], 1);
 }
 
+/// A batch longer than the multi-row statements' chunks (cut 64 + 64 + 16 + 4 + 1 + 1 …) is
+/// applied whole, in log order: 150 persons of one household (公安's fact of each, a later
+/// revision of every tenth with a new name), and replayed changes nothing.
+fn large_batches(store: &mut Store, rules: &Rules) {
+    let household = "gongan:3301060040539999";
+    let person = |i: usize, rev: i64, name: &str| {
+        let key = format!("bb{i:062}");
+        fact(
+            "person",
+            &key,
+            "gongan",
+            &format!("L{i}"),
+            rev,
+            Some(json!({"person_key": key, "name": name, "household_key": household})),
+        )
+    };
+    let mut batch: Vec<Fact> = (0..150).map(|i| person(i, 1, "居民")).collect();
+    batch.extend((0..150).step_by(10).map(|i| person(i, 2, "改名")));
+    batch.push(fact(
+        "household",
+        household,
+        "gongan",
+        "L-H",
+        1,
+        Some(json!({"household_key": household, "members": (0..150).map(|i| json!({"person_key": format!("bb{i:062}"), "relation": "10"})).collect::<Vec<_>>()})),
+    ));
+    let applied = store.apply(&batch, rules).expect("a long batch");
+    assert_eq!((applied.applied, applied.skipped), (batch.len() as u64, 0));
+    assert_eq!(applied.profiles.len(), 151, "150 persons and their household");
+    let renamed = store.profile("person", &format!("bb{:062}", 40)).expect("read").expect("person 40");
+    assert_eq!(
+        (renamed["record"]["name"].as_str(), renamed["fields"]["name"]["source"]["revision"].as_i64()),
+        (Some("改名"), Some(2))
+    );
+    assert_eq!(store.profile("person", &format!("bb{:062}", 41)).expect("read").expect("41")["record"]["name"], "居民");
+    let (people, total) = store.people_of("household", household, 200).expect("household");
+    assert_eq!((people.len(), total), (150, 150));
+    assert!(people.iter().all(|p| p.link.as_array().map(Vec::len) == Some(2)), "member, and naming it");
+    let before = profiles(store);
+    let again = store.apply(&batch, rules).expect("replay");
+    assert_eq!((again.applied, again.skipped), (0, batch.len() as u64));
+    assert_eq!(profiles(store), before);
+    assert_eq!(store.people_of("household", household, 200).expect("household").1, 150, "links not doubled");
+}
+
 /// Every scenario, in order, on one fresh store.
 fn behaviour(url: &StoreUrl) {
     let rules = rules();
@@ -203,6 +248,7 @@ fn behaviour(url: &StoreUrl) {
     deletes_remove_their_contribution(&mut store, &rules);
     moves_retire_the_old_facts(&mut store, &rules);
     people_of_a_grid(&mut store, &rules);
+    large_batches(&mut store, &rules);
     // What was written is what a second connection reads (the query side has its own).
     let mut other = Store::open(url).expect("reopen");
     assert_eq!(profiles(&mut other), profiles(&mut store));
@@ -231,5 +277,36 @@ fn a_store_of_another_layout_is_refused() -> anyhow::Result<()> {
     assert_eq!(changed, 1);
     let refused = Store::open(&StoreUrl::Sqlite(path)).expect_err("layout 999");
     assert!(refused.to_string().contains("layout 999"), "{refused}");
+    Ok(())
+}
+
+#[test]
+fn a_store_of_layout_1_is_brought_to_layout_2() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("p.db");
+    let url = StoreUrl::Sqlite(path.clone());
+    let rules = rules();
+    Store::open(&url)?.apply(&[gongan_person(1, "gongan:3301060040530021")], &rules)?;
+    // What layout 1 was: no profiles.links.
+    rusqlite::Connection::open(&path)?.execute_batch(
+        "ALTER TABLE profiles DROP COLUMN links; UPDATE hutong_meta SET value = '1' WHERE name = 'layout'",
+    )?;
+    let mut store = Store::open(&url)?;
+    let layout: String = rusqlite::Connection::open(&path)?.query_row(
+        "SELECT value FROM hutong_meta WHERE name = 'layout'",
+        [],
+        |r| r.get(0),
+    )?;
+    assert_eq!(layout, "2");
+    let before = store.profile("person", P)?.expect("kept");
+    store.apply(&[gongan_person(2, "gongan:3301060040530022")], &rules)?;
+    let after = store.profile("person", P)?.expect("merged again");
+    assert_ne!(before["record"]["household_key"], after["record"]["household_key"]);
+    assert_eq!(
+        store.people_of("household", "gongan:3301060040530022", 10)?.1,
+        1,
+        "relations written after the migration"
+    );
+    assert_eq!(store.people_of("household", "gongan:3301060040530021", 10)?.1, 0, "the old link gone");
     Ok(())
 }

@@ -149,6 +149,24 @@ async fn one_resident_merged_from_four_departments_with_household_building_and_g
     let keys: std::collections::BTreeSet<&str> = published.iter().filter_map(|m| m.key.as_deref()).collect();
     assert_eq!(keys.len() as u64, counts["person"], "one key per person profile");
     assert!(published.iter().all(|m| m.headers.get("ce_type").map(String::as_str) == Some("cn.hutong.person.profile")));
+    // Every profile topic's documents follow the schema their ce_dataschema names: the version
+    // registered for the topic's subject.
+    let schemas = hutong_tests::inproc::schemas();
+    let (registry, standard) = (hutong_registry::Registry::load(&schemas)?, hutong_standard::Standard::load(&schemas)?);
+    for entity in ["building", "grid", "household", "organization", "person"] {
+        let topic = format!("hutong.{entity}.profile.v1");
+        let docs = consume_all(&broker.bootstrap, &topic)?;
+        assert!(!docs.is_empty(), "{topic} is empty");
+        for m in &docs {
+            let url = &m.headers["ce_dataschema"];
+            let id = url.rsplit('/').next().and_then(|id| id.parse().ok()).expect("a registry id");
+            let registered = registry.by_id(id).unwrap_or_else(|| panic!("{url} is not registered"));
+            assert_eq!(registered.subject, format!("{topic}-value"));
+            let check = standard.view_validator(&registered.schema)?;
+            let doc = m.value.as_ref().expect("no tombstone here");
+            assert_eq!(check.validate(doc), [], "{topic} {:?}", m.key);
+        }
+    }
 
     // The reads are audited (never with the ID); the service's log has no citizen ID either.
     let audit = std::fs::read_dir(gateway.dir.path().join("audit-profiles-main"))?

@@ -234,18 +234,27 @@ fn place_in_words(pointer: &str) -> String {
     words.join(" → ")
 }
 
-/// Where the subjects come from: the schemas folder, the topic names and the `[privacy]` topics.
+/// Where the subjects come from: the schemas folder, the topic names, the `[privacy]` topics
+/// and the entities merged into profiles (`[profiles] entities`: their profile topics are
+/// subjects whether or not this deployment runs the profile service; the registry is shared).
 struct Topics {
     schemas: PathBuf,
     names: TopicNames,
     privacy: PrivacyConfig,
+    profiles: Vec<String>,
 }
 
 impl Topics {
-    /// Every topic's subject and schema (its view) under these names and privacy settings.
+    /// Every topic's subject and schema (its view) under these names and privacy settings, then
+    /// every profile topic's.
     fn subjects(&self, standard: &Standard) -> anyhow::Result<Vec<(String, Value)>> {
         let topic = |e: &hutong_standard::Entity| self.names.entity(&e.name, e.major);
-        Ok(Registry::entity_subjects(standard, &topic, &self.privacy)?)
+        let mut subjects = Registry::entity_subjects(standard, &topic, &self.privacy)?;
+        let profile = |entity: &str| self.names.profile(entity);
+        let profiles =
+            hutong_registry::profile::profile_subjects(standard, &topic, &profile, &self.privacy, &self.profiles)?;
+        subjects.extend(profiles.into_iter().map(|p| (p.subject, p.schema)));
+        Ok(subjects)
     }
 }
 
@@ -254,7 +263,12 @@ fn topics_of(deployment: &Deployment, prefix: Option<String>) -> anyhow::Result<
     if let Some(p) = prefix {
         file.kafka.topic_prefix = p;
     }
-    Ok(Topics { schemas: file.schemas_dir, names: file.kafka.topics(), privacy: file.privacy })
+    Ok(Topics {
+        schemas: file.schemas_dir,
+        names: file.kafka.topics(),
+        privacy: file.privacy,
+        profiles: file.profiles.entities,
+    })
 }
 
 fn lint(topics: &Topics) -> anyhow::Result<ExitCode> {

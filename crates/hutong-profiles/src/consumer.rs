@@ -131,6 +131,72 @@ impl Intake {
     }
 }
 
+/// A profile topic: where an entity's merged profiles go, the registered schema they point
+/// to (`ce_dataschema`) and are checked with before they leave.
+struct TopicOut {
+    topic: String,
+    dataschema: String,
+    check: ViewValidator,
+}
+
+/// The profile topics published to (none when `[profiles] publish` is off).
+pub struct Outlet {
+    topics: BTreeMap<String, TopicOut>,
+}
+
+impl Outlet {
+    /// The profile topic of each of `entities`, whose schema must be registered in `registry`
+    /// exactly as this standard, these topic names and `privacy` make it (`hutong schema
+    /// register` writes it).
+    pub fn new(
+        standard: &Standard,
+        bus: &BusConfig,
+        privacy: &PrivacyConfig,
+        registry: &hutong_registry::Registry,
+        registry_url: &str,
+        entities: &[String],
+    ) -> Result<Self, ProfilesError> {
+        let names = bus.topics();
+        let main = |e: &hutong_standard::Entity| names.entity(&e.name, e.major);
+        let profile = |entity: &str| names.profile(entity);
+        let subjects = hutong_registry::profile::profile_subjects(standard, &main, &profile, privacy, entities)
+            .map_err(|e| ProfilesError::Config(e.to_string()))?;
+        let mut topics = BTreeMap::new();
+        for s in subjects {
+            let registered = registry.find(&s.subject, &s.schema).ok_or_else(|| {
+                ProfilesError::Schemas(format!(
+                    "{}: the schema of {} is not registered as this standard makes it (run `hutong schema register`)",
+                    s.subject, s.topic
+                ))
+            })?;
+            let dataschema = format!("{}/schemas/ids/{}", registry_url.trim_end_matches('/'), registered.id);
+            let check = standard.view_validator(&s.schema).map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+            topics.insert(s.entity, TopicOut { topic: s.topic, dataschema, check });
+        }
+        Ok(Self { topics })
+    }
+
+    /// Nothing published.
+    pub fn none() -> Self {
+        Self { topics: BTreeMap::new() }
+    }
+}
+
+impl TopicOut {
+    /// Why `doc` may not be published here, if it may not.
+    fn refusal(&self, doc: &Value) -> Option<String> {
+        let violations = self.check.validate(doc);
+        let v = violations.first()?;
+        Some(format!(
+            "the merged profile fails the schema of {} ({} violation(s)), first at {}: {}",
+            self.topic,
+            violations.len(),
+            if v.pointer.is_empty() { "/" } else { &v.pointer },
+            v.message
+        ))
+    }
+}
+
 /// Counts a delivery's failures, for the batch that waits on them.
 #[derive(Default)]
 struct Deliveries {
@@ -190,8 +256,6 @@ pub struct ConsumerSettings {
     pub store: StoreUrl,
     /// Most facts per transaction.
     pub batch_size: usize,
-    /// Publish merged profiles.
-    pub publish: bool,
     /// Consumer session timeout: how soon the group gives a dead instance's partitions to the
     /// others.
     pub session_timeout_ms: u32,
@@ -201,6 +265,7 @@ pub struct ConsumerSettings {
 pub fn run(
     settings: &ConsumerSettings,
     intake: &Intake,
+    outlet: &Outlet,
     rules: &Rules,
     status: &Status,
     stop: &AtomicBool,
@@ -250,29 +315,41 @@ pub fn run(
         status.applied.fetch_add(applied.applied, Ordering::Relaxed);
         status.skipped.fetch_add(applied.skipped, Ordering::Relaxed);
         let failed_before = producer.context().failed.load(Ordering::Relaxed);
-        if settings.publish {
-            for ((entity, key), doc) in &applied.profiles {
-                let value = doc.as_ref().map(Value::to_string);
-                // The same profile has the same id: a re-publication after a replay is a duplicate.
-                let id = uuid::Uuid::new_v5(
-                    &uuid::Uuid::NAMESPACE_URL,
-                    format!("hutong:profile:{entity}:{key}:{}", value.as_deref().unwrap_or("")).as_bytes(),
-                )
-                .to_string();
-                let headers = OwnedHeaders::new()
-                    .insert(Header { key: "ce_specversion", value: Some("1.0") })
-                    .insert(Header { key: "ce_id", value: Some(&id) })
-                    .insert(Header { key: "ce_type", value: Some(&format!("cn.hutong.{entity}.profile")) })
-                    .insert(Header { key: "ce_source", value: Some("/profiles") })
-                    .insert(Header { key: "ce_subject", value: Some(key.as_str()) })
-                    .insert(Header { key: "content-type", value: Some("application/json") });
-                let topic = names.profile(entity);
-                let mut record = BaseRecord::to(&topic).key(key.as_bytes()).headers(headers);
-                if let Some(v) = &value {
-                    record = record.payload(v.as_bytes());
-                }
-                send(&producer, record);
+        for ((entity, key), doc) in &applied.profiles {
+            let Some(out) = outlet.topics.get(entity) else { continue };
+            let value = doc.as_ref().map(Value::to_string);
+            // The same profile has the same id: a re-publication after a replay is a duplicate.
+            let id = uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_URL,
+                format!("hutong:profile:{entity}:{key}:{}", value.as_deref().unwrap_or("")).as_bytes(),
+            )
+            .to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: "ce_specversion", value: Some("1.0") })
+                .insert(Header { key: "ce_id", value: Some(&id) })
+                .insert(Header { key: "ce_type", value: Some(&format!("cn.hutong.{entity}.profile")) })
+                .insert(Header { key: "ce_source", value: Some("/profiles") })
+                .insert(Header { key: "ce_subject", value: Some(key.as_str()) })
+                .insert(Header { key: "ce_dataschema", value: Some(&out.dataschema) })
+                .insert(Header { key: "content-type", value: Some("application/json") });
+            // A document off its registered schema is a fault of the merge: it goes to the
+            // dead-letter topic with the reason instead of reaching the profile's readers (the
+            // store keeps it; the next change of the entity is checked again).
+            let refusal = doc.as_ref().and_then(|d| out.refusal(d));
+            let topic = if refusal.is_some() { &dlq } else { &out.topic };
+            let mut headers = headers;
+            if let Some(reason) = &refusal {
+                status.dead_letters.fetch_add(1, Ordering::Relaxed);
+                warn!(entity = entity.as_str(), %reason, "profile not published: to the dead-letter topic");
+                headers = headers
+                    .insert(Header { key: "hutong_reason", value: Some(reason.as_str()) })
+                    .insert(Header { key: "hutong_topic", value: Some(out.topic.as_str()) });
             }
+            let mut record = BaseRecord::to(topic).key(key.as_bytes()).headers(headers);
+            if let Some(v) = &value {
+                record = record.payload(v.as_bytes());
+            }
+            send(&producer, record);
         }
         for (m, reason) in &dead {
             status.dead_letters.fetch_add(1, Ordering::Relaxed);

@@ -26,7 +26,7 @@ use hutong_proto::v1::profiles_server::ProfilesServer;
 use hutong_standard::Standard;
 use tracing::{error, info};
 
-pub use consumer::{ConsumerSettings, Intake, Status};
+pub use consumer::{ConsumerSettings, Intake, Outlet, Status};
 pub use merge::{Fact, Profile, Source, merge};
 pub use rules::{EntityRules, Rules, RulesError};
 pub use store::{Store, StoreError, StoreUrl};
@@ -76,6 +76,14 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     let (standard, rules) = load_rules(&config.schemas_dir, p.rules_dir.as_deref())?;
     let url: StoreUrl = p.store.parse()?;
     let intake = Intake::new(&standard, &config.kafka, &config.privacy, &p.entities)?;
+    let outlet = if p.publish {
+        let registry =
+            hutong_registry::Registry::load(&config.schemas_dir).map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+        Outlet::new(&standard, &config.kafka, &config.privacy, &registry, &config.registry_url, &p.entities)?
+    } else {
+        info!("profiles not published (profiles.publish = false)");
+        Outlet::none()
+    };
     let plan = hutong_pipeline::topic_plan(&standard, &config.kafka, &config.privacy, config.file.profile_topics())
         .map_err(|e| ProfilesError::Config(e.to_string()))?;
     if p.ensure_topics {
@@ -99,7 +107,6 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         group_id: p.group_id.clone(),
         store: url.clone(),
         batch_size: p.batch_size.max(1),
-        publish: p.publish,
         session_timeout_ms: p.session_timeout_ms,
     };
     let (status_c, stop_c) = (Arc::clone(&status), Arc::clone(&stop));
@@ -107,7 +114,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     let consumer = std::thread::Builder::new()
         .name("profiles-consumer".into())
         .spawn(move || {
-            let result = consumer::run(&settings, &intake, &rules, &status_c, &stop_c);
+            let result = consumer::run(&settings, &intake, &outlet, &rules, &status_c, &stop_c);
             if let Err(e) = &result {
                 error!(error = %e, "the profile consumer stopped");
             }

@@ -234,4 +234,62 @@ mod tests {
         let other = Rules::check("version = 1\nentity = \"grid\"\nrules-version = \"1\"\n", path, &standard, &adapters);
         assert!(other.expect_err("grid in person.toml").to_string().contains("belong in grid.toml"));
     }
+
+    #[test]
+    fn merged_profiles_follow_the_registered_profile_schema() {
+        use crate::merge::{Fact, Source, merge};
+        use serde_json::json;
+        let (standard, adapters) = shipped();
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas/profiles");
+        let rules = Rules::load(&dir, &standard, &adapters).expect("shipped rules");
+        let entity = standard.entity("person").expect("person");
+        // The unrestricted schema: the citizen ID in clear, so the derived checks run too.
+        let schema = hutong_registry::profile::profile_schema("person", &entity.key, &entity.dereferenced);
+        let check = standard.view_validator(&schema).expect("the profile schema compiles");
+        let key = "5e".repeat(32);
+        let fact = |department: &str, time: &str, data: serde_json::Value| Fact {
+            entity: "person".into(),
+            entity_key: key.clone(),
+            source: Source {
+                department: department.into(),
+                kind: "k".into(),
+                source_id: format!("{department}-1"),
+                revision: 1,
+                time: time.into(),
+                ce_id: format!("{department}-1"),
+            },
+            data: Some(data),
+        };
+        let tag = json!({"tag": "0101", "source_department": "minzheng", "recognized_on": "2020-01-01"});
+        let facts = [
+            fact(
+                "gongan",
+                "2024-01-01T00:00:00.000Z",
+                json!({"person_key": key, "name": "胡金凤", "citizen_id": "330106194803080242", "sex": "1"}),
+            ),
+            fact(
+                "minzheng",
+                "2024-02-01T00:00:00.000Z",
+                json!({"person_key": key, "name": "胡金风", "special_population": [tag]}),
+            ),
+        ];
+        let doc = merge(rules.entity("person").unwrap(), &key, &facts).expect("a profile").doc;
+        assert_eq!(
+            (doc["conflicts"].as_array().map(Vec::len), doc["checks"].as_array().map(Vec::len)),
+            (Some(1), Some(1))
+        );
+        assert_eq!(check.validate(&doc), []);
+        // What a reader relies on is checked: a field the record does not have, a conflict
+        // without its loser, a source without its event id.
+        let spoiled = |pointer: &str, f: &dyn Fn(&mut serde_json::Value)| {
+            let mut d = doc.clone();
+            f(&mut d);
+            let v = check.validate(&d);
+            assert!(v.iter().any(|v| v.pointer.starts_with(pointer)), "{pointer}: {v:?}");
+        };
+        spoiled("/fields", &|d| d["fields"]["nickname"] = doc["fields"]["name"].clone());
+        spoiled("/conflicts/0", &|d| _ = d["conflicts"][0].as_object_mut().unwrap().remove("loser"));
+        spoiled("/sources/0", &|d| _ = d["sources"][0].as_object_mut().unwrap().remove("ce_id"));
+        spoiled("/record/sex", &|d| d["record"]["sex"] = json!("7"));
+    }
 }

@@ -14,7 +14,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    merge::{Fact, Profile, Source, merge},
+    merge::{Fact, Source, merge},
     rules::Rules,
 };
 
@@ -108,12 +108,6 @@ enum Cell {
 }
 
 impl Cell {
-    fn as_text(&self) -> Option<&str> {
-        match self {
-            Self::T(s) => Some(s),
-            _ => None,
-        }
-    }
     fn text(self) -> Option<String> {
         match self {
             Self::T(s) => Some(s),
@@ -234,8 +228,9 @@ impl Sql for Pg {
 
 /// The tables, the same on both engines. `facts` holds every current fact (a row per fact
 /// key); `records` the highest revision seen per source record and whether it was deleted;
-/// `profiles` the merged documents with the keys they are found by; `relations` and
-/// `conflicts` what each profile asserts, replaced whenever it is merged again.
+/// `profiles` the merged documents with the keys they are found by, and `links` (the relations
+/// and conflicts a document asserts, as merged: they are rewritten only when these change);
+/// `relations` and `conflicts` what each profile asserts.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hutong_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS facts (
@@ -249,7 +244,7 @@ CREATE TABLE IF NOT EXISTS records (
   revision BIGINT NOT NULL, deleted BIGINT NOT NULL,
   PRIMARY KEY (department, kind, source_id));
 CREATE TABLE IF NOT EXISTS profiles (
-  entity TEXT NOT NULL, entity_key TEXT NOT NULL, doc TEXT NOT NULL,
+  entity TEXT NOT NULL, entity_key TEXT NOT NULL, doc TEXT NOT NULL, links TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (entity, entity_key));
 CREATE TABLE IF NOT EXISTS relations (
   owner_entity TEXT NOT NULL, owner_key TEXT NOT NULL,
@@ -265,8 +260,9 @@ CREATE INDEX IF NOT EXISTS conflicts_by_entity ON conflicts (entity, entity_key)
 CREATE INDEX IF NOT EXISTS conflicts_by_department ON conflicts (department);
 ";
 
-/// The store's layout version, kept in `hutong_meta`; a store of another layout is refused.
-const LAYOUT: &str = "1";
+/// The store's layout version, kept in `hutong_meta`; a store of an unknown layout is refused.
+/// Layout 1 (before `profiles.links`) is brought to 2 on open.
+const LAYOUT: &str = "2";
 
 /// What applying a batch changed: the merged profiles to publish (`None`: deleted).
 #[derive(Debug, Default)]
@@ -277,6 +273,97 @@ pub struct Applied {
     pub skipped: u64,
     /// Every entity the batch touched with its profile now (`None`: no facts left).
     pub profiles: BTreeMap<(String, String), Option<Value>>,
+}
+
+/// A source record: department, kind, source id.
+type Record = (String, String, String);
+/// An entity: its name and key.
+type EntityId = (String, String);
+
+/// The sizes multi-row statements are cut into: a few shapes of each statement to prepare,
+/// whatever the batch's length.
+const CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// A fact of a source record as the batch goes: as stored, or to be written.
+enum Held<'f> {
+    Stored { revision: i64, ce_id: String },
+    New(&'f Fact),
+}
+
+impl Held<'_> {
+    fn revision(&self) -> i64 {
+        match self {
+            Self::Stored { revision, .. } => *revision,
+            Self::New(f) => f.source.revision,
+        }
+    }
+    fn ce_id(&self) -> &str {
+        match self {
+            Self::Stored { ce_id, .. } => ce_id,
+            Self::New(f) => &f.source.ce_id,
+        }
+    }
+}
+
+/// What the store holds of a batch's source records, changed in memory fact by fact in log
+/// order, then written at once.
+#[derive(Default)]
+struct Ledger<'f> {
+    /// Per source record, its revision and whether it was deleted (`None`: never seen).
+    records: BTreeMap<Record, Option<(i64, bool)>>,
+    /// The records whose revision changed.
+    changed: BTreeSet<Record>,
+    /// Per source record, its facts by entity.
+    facts: BTreeMap<Record, BTreeMap<EntityId, Held<'f>>>,
+    /// Stored facts retired by a higher revision or a DELETE.
+    gone: BTreeSet<(Record, EntityId)>,
+}
+
+impl<'f> Ledger<'f> {
+    /// Applies one fact; whether it changed anything. The entities whose facts it retired are
+    /// added to `touched`.
+    fn apply(&mut self, f: &'f Fact, touched: &mut BTreeSet<EntityId>) -> bool {
+        let s = &f.source;
+        let record = (s.department.clone(), s.kind.clone(), s.source_id.clone());
+        let held = self.records.get(&record).copied().flatten();
+        let deleted = f.data.is_none();
+        match held {
+            Some((rev, _)) if s.revision < rev => return false,
+            // A DELETE at r retires the record up to r: only a higher revision brings it back.
+            Some((rev, true)) if s.revision == rev => return false,
+            Some((rev, _)) if s.revision == rev && !deleted => {}
+            _ => {
+                // A new record, a higher revision, or a DELETE at the revision held: the record's
+                // facts of lower revisions (of any revision ≤ r for a DELETE) are retired.
+                let upto = if deleted { s.revision + 1 } else { s.revision };
+                if let Some(of_record) = self.facts.get_mut(&record) {
+                    let gone = &mut self.gone;
+                    of_record.retain(|id, h| {
+                        if h.revision() >= upto {
+                            return true;
+                        }
+                        touched.insert(id.clone());
+                        if matches!(h, Held::Stored { .. }) {
+                            gone.insert((record.clone(), id.clone()));
+                        }
+                        false
+                    });
+                }
+                self.records.insert(record.clone(), Some((s.revision, deleted)));
+                self.changed.insert(record.clone());
+                if deleted {
+                    return true;
+                }
+            }
+        }
+        let of_record = self.facts.entry(record).or_default();
+        let id = (f.entity.clone(), f.entity_key.clone());
+        let new = of_record.get(&id).is_none_or(|h| h.ce_id() != s.ce_id);
+        if new {
+            of_record.insert(id, Held::New(f));
+        }
+        new || held.is_none_or(|(rev, _)| rev < s.revision)
+    }
 }
 
 /// A link found by [`Store::people_of`].
@@ -322,6 +409,8 @@ impl Store {
                 // cache per connection and the file memory-mapped.
                 c.pragma_update(None, "cache_size", -65_536)?;
                 c.pragma_update_and_check(None, "mmap_size", 268_435_456, |_| Ok(()))?;
+                // Each multi-row statement comes in a few lengths (CHUNKS): every shape stays prepared.
+                c.set_prepared_statement_cache_capacity(128);
                 Box::new(c)
             }
             StoreUrl::Postgres(conn) => {
@@ -339,6 +428,16 @@ impl Store {
                 )?;
             }
             Some(l) if l == LAYOUT => {}
+            Some(l) if l == "1" => {
+                // One instance migrates: the others wait on the row and then find it done.
+                db.batch("BEGIN")?;
+                let migrating = db
+                    .exec("UPDATE hutong_meta SET value = $1 WHERE name = 'layout' AND value = '1'", &[P::T(LAYOUT)])?;
+                if migrating == 1 {
+                    db.batch("ALTER TABLE profiles ADD COLUMN links TEXT NOT NULL DEFAULT ''")?;
+                }
+                db.batch("COMMIT")?;
+            }
             Some(l) => return Err(StoreError::Corrupt(format!("store layout {l}, this version reads {LAYOUT}"))),
         }
         Ok(Self { db, url: url.clone() })
@@ -361,6 +460,10 @@ impl Store {
     /// at an equal revision the later message wins; the same event id again changes nothing.
     /// Every touched entity is merged again even when nothing changed, so a replay re-publishes
     /// what a crash may have left unpublished.
+    ///
+    /// What the store holds of the batch's records is read once, the batch is decided in
+    /// memory, and the changes are written in multi-row statements: a handful of round trips
+    /// per batch, not several per fact (what PostgreSQL pays for most).
     pub fn apply(&mut self, facts: &[Fact], rules: &Rules) -> Result<Applied, StoreError> {
         self.db.batch("BEGIN")?;
         match self.apply_in_transaction(facts, rules) {
@@ -376,155 +479,270 @@ impl Store {
     }
 
     fn apply_in_transaction(&mut self, facts: &[Fact], rules: &Rules) -> Result<Applied, StoreError> {
+        let mut ledger = self.ledger_of(facts)?;
         let mut out = Applied::default();
-        let mut touched: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut touched: BTreeSet<EntityId> = BTreeSet::new();
         for f in facts {
             touched.insert((f.entity.clone(), f.entity_key.clone()));
-            if self.apply_one(f, &mut touched)? {
+            if ledger.apply(f, &mut touched) {
                 out.applied += 1;
             } else {
                 out.skipped += 1;
             }
         }
-        for (entity, key) in touched {
-            let profile = self.merge_again(&entity, &key, rules)?;
-            out.profiles.insert((entity, key), profile.map(|p| p.doc));
+        self.write(&ledger)?;
+        out.profiles = self.merge_again(&touched, rules)?;
+        Ok(out)
+    }
+
+    /// Runs `sql`, whose `{rows}` stands for a list of tuples, over `rows` (each of `width`
+    /// parameters) in chunks of [`CHUNKS`]; the result rows of them all.
+    fn chunked(&mut self, sql: &str, width: usize, rows: &[Vec<P<'_>>]) -> Result<Vec<Vec<Cell>>, StoreError> {
+        let mut out = Vec::new();
+        let mut rest = rows;
+        while !rest.is_empty() {
+            let n = CHUNKS.into_iter().find(|&c| c <= rest.len()).unwrap_or(1);
+            let (now, later) = rest.split_at(n);
+            let tuples: Vec<String> = (0..n)
+                .map(|r| {
+                    let cols: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
+                    format!("({})", cols.join(", "))
+                })
+                .collect();
+            let params: Vec<P<'_>> = now.iter().flatten().copied().collect();
+            out.extend(self.db.rows(&sql.replace("{rows}", &tuples.join(", ")), &params)?);
+            rest = later;
         }
         Ok(out)
     }
 
-    /// Applies one fact; whether it changed anything.
-    fn apply_one(&mut self, f: &Fact, touched: &mut BTreeSet<(String, String)>) -> Result<bool, StoreError> {
-        let s = &f.source;
-        let record = [P::T(&s.department), P::T(&s.kind), P::T(&s.source_id)];
-        let held = self
-            .db
-            .rows(
-                "SELECT revision, deleted FROM records WHERE department = $1 AND kind = $2 AND source_id = $3",
-                &record,
-            )?
-            .into_iter()
-            .next()
-            .map(|r| (r[0].int(), r[1].int() != 0));
-        let deleted = f.data.is_none();
-        match held {
-            Some((rev, _)) if s.revision < rev => return Ok(false),
-            // A DELETE at r retires the record up to r: only a higher revision brings it back.
-            Some((rev, true)) if s.revision == rev => return Ok(false),
-            Some((rev, _)) if s.revision == rev && !deleted => {}
-            _ => {
-                // A new record, a higher revision, or a DELETE at the revision held: the record's
-                // facts of lower revisions (of any revision ≤ r for a DELETE) are retired.
-                let upto = if deleted { s.revision + 1 } else { s.revision };
-                let retired = self.db.rows(
-                    "SELECT entity, entity_key FROM facts WHERE department = $1 AND kind = $2 AND source_id = $3 AND revision < $4",
-                    &[record[0], record[1], record[2], P::I(upto)],
-                )?;
-                for r in retired {
-                    let mut r = r.into_iter();
-                    let (e, k) = (r.next().and_then(Cell::text), r.next().and_then(Cell::text));
-                    touched.insert((e.unwrap_or_default(), k.unwrap_or_default()));
+    /// What the store holds of the source records of `facts`: their revisions and facts.
+    fn ledger_of<'f>(&mut self, facts: &'f [Fact]) -> Result<Ledger<'f>, StoreError> {
+        let mut ledger = Ledger::default();
+        for f in facts {
+            let s = &f.source;
+            ledger.records.entry((s.department.clone(), s.kind.clone(), s.source_id.clone())).or_insert(None);
+        }
+        let keys: Vec<Vec<P<'_>>> = ledger.records.keys().map(|(d, k, s)| vec![P::T(d), P::T(k), P::T(s)]).collect();
+        let held = self.chunked(
+            "SELECT department, kind, source_id, revision, deleted FROM records \
+             WHERE (department, kind, source_id) IN (VALUES {rows})",
+            3,
+            &keys,
+        )?;
+        let stored = self.chunked(
+            "SELECT department, kind, source_id, entity, entity_key, revision, ce_id FROM facts \
+             WHERE (department, kind, source_id) IN (VALUES {rows})",
+            3,
+            &keys,
+        )?;
+        for r in held {
+            let mut c = r.into_iter();
+            let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+            let record = (text(), text(), text());
+            let (revision, deleted) = (text().parse().unwrap_or_default(), text() != "0");
+            ledger.records.insert(record, Some((revision, deleted)));
+        }
+        for r in stored {
+            let mut c = r.into_iter();
+            let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+            let record = (text(), text(), text());
+            let id = (text(), text());
+            let (revision, ce_id) = (text().parse().unwrap_or_default(), text());
+            ledger.facts.entry(record).or_default().insert(id, Held::Stored { revision, ce_id });
+        }
+        Ok(ledger)
+    }
+
+    /// Writes what the batch changed: retired facts deleted, records' revisions, new facts.
+    fn write(&mut self, ledger: &Ledger<'_>) -> Result<(), StoreError> {
+        let gone: Vec<Vec<P<'_>>> = ledger
+            .gone
+            .iter()
+            .map(|((d, k, s), (e, key))| vec![P::T(e), P::T(key), P::T(d), P::T(k), P::T(s)])
+            .collect();
+        self.chunked(
+            "DELETE FROM facts WHERE (entity, entity_key, department, kind, source_id) IN (VALUES {rows})",
+            5,
+            &gone,
+        )?;
+        let records: Vec<Vec<P<'_>>> = ledger
+            .changed
+            .iter()
+            .filter_map(|r| {
+                let (revision, deleted) = ledger.records.get(r).copied().flatten()?;
+                Some(vec![P::T(&r.0), P::T(&r.1), P::T(&r.2), P::I(revision), P::I(i64::from(deleted))])
+            })
+            .collect();
+        self.chunked(
+            "INSERT INTO records (department, kind, source_id, revision, deleted) VALUES {rows} \
+             ON CONFLICT (department, kind, source_id) DO UPDATE SET revision = excluded.revision, deleted = excluded.deleted",
+            5,
+            &records,
+        )?;
+        let new: Vec<&Fact> = ledger
+            .facts
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter_map(|h| match h {
+                Held::New(f) => Some(*f),
+                Held::Stored { .. } => None,
+            })
+            .collect();
+        let data: Vec<String> = new.iter().map(|f| f.data.as_ref().map(Value::to_string).unwrap_or_default()).collect();
+        let rows: Vec<Vec<P<'_>>> = new
+            .iter()
+            .zip(&data)
+            .map(|(f, data)| {
+                let s = &f.source;
+                vec![
+                    P::T(&f.entity),
+                    P::T(&f.entity_key),
+                    P::T(&s.department),
+                    P::T(&s.kind),
+                    P::T(&s.source_id),
+                    P::I(s.revision),
+                    P::T(&s.ce_id),
+                    P::T(&s.time),
+                    P::T(data),
+                ]
+            })
+            .collect();
+        self.chunked(
+            "INSERT INTO facts (entity, entity_key, department, kind, source_id, revision, ce_id, event_time, data) \
+             VALUES {rows} ON CONFLICT (entity, entity_key, department, kind, source_id) DO UPDATE SET \
+             revision = excluded.revision, ce_id = excluded.ce_id, event_time = excluded.event_time, data = excluded.data",
+            9,
+            &rows,
+        )?;
+        Ok(())
+    }
+
+    /// Merges the `touched` entities again from their current facts and stores the results:
+    /// a profile written only when its document changed, its relations and conflicts only when
+    /// they changed, and deleted (with them) when no fact is left.
+    fn merge_again(
+        &mut self,
+        touched: &BTreeSet<EntityId>,
+        rules: &Rules,
+    ) -> Result<BTreeMap<EntityId, Option<Value>>, StoreError> {
+        let ids = entity_params(&touched.iter().collect::<Vec<_>>());
+        let mut facts: BTreeMap<EntityId, Vec<Fact>> = BTreeMap::new();
+        let rows = self.chunked(
+            "SELECT entity, entity_key, department, kind, source_id, revision, ce_id, event_time, data FROM facts \
+             WHERE (entity, entity_key) IN (VALUES {rows})",
+            2,
+            &ids,
+        )?;
+        for r in rows {
+            let mut c = r.into_iter();
+            let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+            let (entity, entity_key) = (text(), text());
+            let (department, kind, source_id) = (text(), text(), text());
+            let revision = text().parse().unwrap_or_default();
+            let (ce_id, time) = (text(), text());
+            let data = serde_json::from_str(&text()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let source = Source { department, kind, source_id, revision, time, ce_id };
+            let id = (entity.clone(), entity_key.clone());
+            facts.entry(id).or_default().push(Fact { entity, entity_key, source, data: Some(data) });
+        }
+        let mut old: BTreeMap<EntityId, (String, String)> = BTreeMap::new();
+        let rows = self.chunked(
+            "SELECT entity, entity_key, doc, links FROM profiles WHERE (entity, entity_key) IN (VALUES {rows})",
+            2,
+            &ids,
+        )?;
+        for r in rows {
+            let mut c = r.into_iter();
+            let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+            old.insert((text(), text()), (text(), text()));
+        }
+        let mut out = BTreeMap::new();
+        let (mut gone, mut relinked, mut docs, mut links) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut profiles = Vec::new();
+        for id in touched {
+            let current = facts.get(id).map(Vec::as_slice).unwrap_or_default();
+            let profile = rules.entity(&id.0).and_then(|r| merge(r, &id.1, current));
+            let before = old.get(id);
+            match profile {
+                None => {
+                    if before.is_some() {
+                        gone.push(id);
+                        relinked.push(id);
+                    }
+                    out.insert(id.clone(), None);
                 }
-                self.db.exec(
-                    "DELETE FROM facts WHERE department = $1 AND kind = $2 AND source_id = $3 AND revision < $4",
-                    &[record[0], record[1], record[2], P::I(upto)],
-                )?;
-                self.db.exec(
-                    "INSERT INTO records (department, kind, source_id, revision, deleted) VALUES ($1, $2, $3, $4, $5) \
-                     ON CONFLICT (department, kind, source_id) DO UPDATE SET revision = excluded.revision, deleted = excluded.deleted",
-                    &[record[0], record[1], record[2], P::I(s.revision), P::I(i64::from(deleted))],
-                )?;
-                if deleted {
-                    return Ok(true);
+                Some(p) => {
+                    let doc = p.doc.to_string();
+                    let link = serde_json::json!([p.relations, p.conflicts]).to_string();
+                    if before.is_none_or(|(d, l)| *d != doc || *l != link) {
+                        docs.push(id);
+                        if before.is_none_or(|(_, l)| *l != link) {
+                            relinked.push(id);
+                            links.push(id);
+                        }
+                    }
+                    profiles.push((id, doc, link, p));
                 }
             }
         }
-        let data = f.data.as_ref().map(Value::to_string).unwrap_or_default();
-        let changed = self.db.exec(
-            "INSERT INTO facts (entity, entity_key, department, kind, source_id, revision, ce_id, event_time, data) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-             ON CONFLICT (entity, entity_key, department, kind, source_id) DO UPDATE SET \
-             revision = excluded.revision, ce_id = excluded.ce_id, event_time = excluded.event_time, data = excluded.data \
-             WHERE facts.ce_id <> excluded.ce_id",
-            &[
-                P::T(&f.entity),
-                P::T(&f.entity_key),
-                record[0],
-                record[1],
-                record[2],
-                P::I(s.revision),
-                P::T(&s.ce_id),
-                P::T(&s.time),
-                P::T(&data),
-            ],
-        )?;
-        Ok(changed > 0 || held.is_none_or(|(rev, _)| rev < s.revision))
-    }
-
-    /// The current facts of one entity.
-    pub fn facts_of(&mut self, entity: &str, key: &str) -> Result<Vec<Fact>, StoreError> {
-        let rows = self.db.rows(
-            "SELECT department, kind, source_id, revision, ce_id, event_time, data FROM facts \
-             WHERE entity = $1 AND entity_key = $2 ORDER BY department, kind, source_id",
-            &[P::T(entity), P::T(key)],
-        )?;
-        rows.into_iter()
-            .map(|r| {
-                let mut c = r.into_iter();
-                let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
-                let (department, kind, source_id) = (text(), text(), text());
-                let revision = text().parse().unwrap_or_default();
-                let (ce_id, time, data) = (text(), text(), text());
-                let data = serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                Ok(Fact {
-                    entity: entity.to_owned(),
-                    entity_key: key.to_owned(),
-                    source: Source { department, kind, source_id, revision, time, ce_id },
-                    data: Some(data),
-                })
-            })
-            .collect()
-    }
-
-    /// Merges one entity again from its current facts and stores the result (or deletes the
-    /// profile when no fact is left).
-    fn merge_again(&mut self, entity: &str, key: &str, rules: &Rules) -> Result<Option<Profile>, StoreError> {
-        let facts = self.facts_of(entity, key)?;
-        let profile = rules.entity(entity).and_then(|r| merge(r, key, &facts));
-        let id = [P::T(entity), P::T(key)];
-        self.db.exec("DELETE FROM relations WHERE owner_entity = $1 AND owner_key = $2", &id)?;
-        self.db.exec("DELETE FROM conflicts WHERE entity = $1 AND entity_key = $2", &id)?;
-        let Some(p) = profile else {
-            self.db.exec("DELETE FROM profiles WHERE entity = $1 AND entity_key = $2", &id)?;
-            return Ok(None);
-        };
-        self.db.exec(
-            "INSERT INTO profiles (entity, entity_key, doc) VALUES ($1, $2, $3) \
-             ON CONFLICT (entity, entity_key) DO UPDATE SET doc = excluded.doc",
-            &[id[0], id[1], P::T(&p.doc.to_string())],
-        )?;
-        for r in &p.relations {
-            self.db.exec(
-                "INSERT INTO relations (owner_entity, owner_key, subject_entity, subject_key, object_entity, object_key, detail) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                &[
-                    id[0],
-                    id[1],
+        let drop = entity_params(&gone);
+        self.chunked("DELETE FROM profiles WHERE (entity, entity_key) IN (VALUES {rows})", 2, &drop)?;
+        let unlink = entity_params(&relinked);
+        self.chunked("DELETE FROM relations WHERE (owner_entity, owner_key) IN (VALUES {rows})", 2, &unlink)?;
+        self.chunked("DELETE FROM conflicts WHERE (entity, entity_key) IN (VALUES {rows})", 2, &unlink)?;
+        let (docs, links): (BTreeSet<&EntityId>, BTreeSet<&EntityId>) =
+            (docs.into_iter().collect(), links.into_iter().collect());
+        let mut doc_rows = Vec::new();
+        let (mut relation_rows, mut conflict_rows) = (Vec::new(), Vec::new());
+        let details: Vec<Vec<String>> =
+            profiles.iter().map(|(_, _, _, p)| p.relations.iter().map(|r| r.detail.to_string()).collect()).collect();
+        let conflict_docs: Vec<Vec<String>> =
+            profiles.iter().map(|(_, _, _, p)| p.conflicts.iter().map(|c| c.doc.to_string()).collect()).collect();
+        for (((id, doc, link, p), details), conflict_docs) in profiles.iter().zip(&details).zip(&conflict_docs) {
+            let (e, k) = (P::T(&id.0), P::T(&id.1));
+            if docs.contains(id) {
+                doc_rows.push(vec![e, k, P::T(doc), P::T(link)]);
+            }
+            if !links.contains(id) {
+                continue;
+            }
+            for (r, detail) in p.relations.iter().zip(details) {
+                relation_rows.push(vec![
+                    e,
+                    k,
                     P::T(r.subject_entity),
                     P::T(&r.subject_key),
                     P::T(r.object_entity),
                     P::T(&r.object_key),
-                    P::T(&r.detail.to_string()),
-                ],
-            )?;
+                    P::T(detail),
+                ]);
+            }
+            for (c, doc) in p.conflicts.iter().zip(conflict_docs) {
+                conflict_rows.push(vec![e, k, P::T(&c.field), P::T(&c.what), P::T(&c.department), P::T(doc)]);
+            }
         }
-        for c in &p.conflicts {
-            self.db.exec(
-                "INSERT INTO conflicts (entity, entity_key, field, what, department, doc) VALUES ($1, $2, $3, $4, $5, $6)",
-                &[id[0], id[1], P::T(&c.field), P::T(&c.what), P::T(&c.department), P::T(&c.doc.to_string())],
-            )?;
+        self.chunked(
+            "INSERT INTO profiles (entity, entity_key, doc, links) VALUES {rows} \
+             ON CONFLICT (entity, entity_key) DO UPDATE SET doc = excluded.doc, links = excluded.links",
+            4,
+            &doc_rows,
+        )?;
+        self.chunked(
+            "INSERT INTO relations (owner_entity, owner_key, subject_entity, subject_key, object_entity, object_key, detail) \
+             VALUES {rows}",
+            7,
+            &relation_rows,
+        )?;
+        self.chunked(
+            "INSERT INTO conflicts (entity, entity_key, field, what, department, doc) VALUES {rows}",
+            6,
+            &conflict_rows,
+        )?;
+        for (id, _, _, p) in profiles {
+            out.insert(id.clone(), Some(p.doc));
         }
-        Ok(Some(p))
+        Ok(out)
     }
 
     /// The profile of one entity.
@@ -532,7 +750,7 @@ impl Store {
         let rows = self
             .db
             .rows("SELECT doc FROM profiles WHERE entity = $1 AND entity_key = $2", &[P::T(entity), P::T(key)])?;
-        rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(Cell::text).map(parse).transpose()
+        rows.into_iter().next().and_then(|r| r.into_iter().next()).and_then(Cell::text).map(|t| parse(&t)).transpose()
     }
 
     /// The people of a household (its members, and whoever names it as theirs), a building
@@ -547,16 +765,30 @@ impl Store {
                SELECT r.subject_key, r.detail FROM relations g JOIN relations r \
                  ON r.object_entity = g.subject_entity AND r.object_key = g.subject_key AND r.subject_entity = 'person' \
                 WHERE g.object_entity = $1 AND g.object_key = $2 AND g.subject_entity IN ('building', 'household')";
-        let mut rows = self.db.rows(sql, &[P::T(entity), P::T(key)])?;
-        rows.sort_by(|a, b| a.first().and_then(Cell::as_text).cmp(&b.first().and_then(Cell::as_text)));
+        let rows = self.db.rows(sql, &[P::T(entity), P::T(key)])?;
+        let mut rows: Vec<(String, String)> = rows
+            .into_iter()
+            .map(|r| {
+                let mut c = r.into_iter();
+                (c.next().and_then(Cell::text).unwrap_or_default(), c.next().and_then(Cell::text).unwrap_or_default())
+            })
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
         // One person may be linked several ways (member of the household and naming it): one
-        // entry per person, with every link.
+        // entry per person, with every link; the links parsed only of the people returned.
         let mut people: Vec<PersonLink> = Vec::new();
-        for r in rows {
-            let mut c = r.into_iter();
-            let person_key = c.next().and_then(Cell::text).unwrap_or_default();
-            let link = parse(c.next().and_then(Cell::text).unwrap_or_default())?;
-            match people.last_mut().filter(|p| p.person_key == person_key) {
+        let mut total = 0;
+        for (i, (person_key, detail)) in rows.iter().enumerate() {
+            if i == 0 || rows[i - 1].0 != *person_key {
+                total += 1;
+            }
+            let here = people.last().is_some_and(|p| p.person_key == *person_key);
+            if !here && people.len() >= limit {
+                continue;
+            }
+            let link = parse(detail)?;
+            match people.last_mut().filter(|p| p.person_key == *person_key) {
                 Some(p) => {
                     if let Value::Array(links) = &mut p.link
                         && !links.contains(&link)
@@ -564,14 +796,28 @@ impl Store {
                         links.push(link);
                     }
                 }
-                None => people.push(PersonLink { person_key, link: Value::Array(vec![link]), profile: None }),
+                None => people.push(PersonLink {
+                    person_key: person_key.clone(),
+                    link: Value::Array(vec![link]),
+                    profile: None,
+                }),
             }
         }
-        let total = people.len() as u64;
-        people.truncate(limit);
-        // Profiles only of the people returned: a grid has thousands.
+        // Profiles only of the people returned (a grid has thousands), read at once.
+        let ids: Vec<Vec<P<'_>>> = people.iter().map(|p| vec![P::T("person"), P::T(&p.person_key)]).collect();
+        let rows = self.chunked(
+            "SELECT entity_key, doc FROM profiles WHERE (entity, entity_key) IN (VALUES {rows})",
+            2,
+            &ids,
+        )?;
+        let mut docs: BTreeMap<String, Value> = BTreeMap::new();
+        for r in rows {
+            let mut c = r.into_iter();
+            let key = c.next().and_then(Cell::text).unwrap_or_default();
+            docs.insert(key, parse(&c.next().and_then(Cell::text).unwrap_or_default())?);
+        }
         for p in &mut people {
-            p.profile = self.profile("person", &p.person_key)?;
+            p.profile = docs.remove(&p.person_key);
         }
         Ok((people, total))
     }
@@ -594,7 +840,7 @@ impl Store {
         for r in rows.into_iter().take(limit) {
             let mut c = r.into_iter();
             let (entity, key) = (c.next().and_then(Cell::text), c.next().and_then(Cell::text));
-            let mut doc = parse(c.next().and_then(Cell::text).unwrap_or_default())?;
+            let mut doc = parse(&c.next().and_then(Cell::text).unwrap_or_default())?;
             doc["entity"] = entity.into();
             doc["key"] = key.into();
             docs.push(doc);
@@ -619,7 +865,7 @@ impl Store {
                 let mut c = r.into_iter();
                 let e = c.next().and_then(Cell::text).unwrap_or_default();
                 let k = c.next().and_then(Cell::text).unwrap_or_default();
-                Ok(((e, k), parse(c.next().and_then(Cell::text).unwrap_or_default())?))
+                Ok(((e, k), parse(&c.next().and_then(Cell::text).unwrap_or_default())?))
             })
             .collect()
     }
@@ -637,8 +883,13 @@ impl Store {
     }
 }
 
-fn parse(text: String) -> Result<Value, StoreError> {
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(e.to_string()))
+/// The parameters naming each of `ids`.
+fn entity_params<'a>(ids: &[&'a EntityId]) -> Vec<Vec<P<'a>>> {
+    ids.iter().map(|(e, k)| vec![P::T(e), P::T(k)]).collect()
+}
+
+fn parse(text: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 #[cfg(test)]

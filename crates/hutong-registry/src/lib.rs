@@ -10,6 +10,8 @@
 //! compatibility mode.
 #![warn(missing_docs)]
 
+pub mod profile;
+
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
