@@ -287,9 +287,9 @@ fn a_store_of_layout_1_is_brought_to_layout_2() -> anyhow::Result<()> {
     let url = StoreUrl::Sqlite(path.clone());
     let rules = rules();
     Store::open(&url)?.apply(&[gongan_person(1, "gongan:3301060040530021")], &rules)?;
-    // What layout 1 was: no profiles.links.
+    // What layout 1 was: no profiles.digest.
     rusqlite::Connection::open(&path)?.execute_batch(
-        "ALTER TABLE profiles DROP COLUMN links; UPDATE hutong_meta SET value = '1' WHERE name = 'layout'",
+        "ALTER TABLE profiles DROP COLUMN digest; UPDATE hutong_meta SET value = '1' WHERE name = 'layout'",
     )?;
     let mut store = Store::open(&url)?;
     let layout: String = rusqlite::Connection::open(&path)?.query_row(

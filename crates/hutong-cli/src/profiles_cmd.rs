@@ -36,7 +36,7 @@ pub(crate) enum ProfilesCommand {
         #[arg(long, default_value_t = 100_000)]
         persons: usize,
         /// Facts per transaction (`profiles.batch-size`).
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = 5000)]
         batch: usize,
         /// Queries of each kind.
         #[arg(long, default_value_t = 2_000)]

@@ -124,14 +124,29 @@ impl Cell {
     }
 }
 
+/// How `{match a, b}` is written: `(a = $1 AND b = $2) OR …`, or `(a, b) IN (VALUES ($1, $2), …)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TupleMatch {
+    OrChain,
+    InValues,
+}
+
 /// How a statement reaches the database: the one place the two engines differ.
 trait Sql {
+    /// How this engine finds rows matching one of several tuples from an index: SQLite plans
+    /// equalities joined by `OR` as one index search each (it scans the table for a row-value
+    /// `IN (VALUES …)`); PostgreSQL plans `IN (VALUES …)` as a nested loop over the index (and
+    /// spends milliseconds planning a long `OR`).
+    fn tuple_match(&self) -> TupleMatch;
     fn exec(&mut self, sql: &str, params: &[P<'_>]) -> Result<u64, StoreError>;
     fn rows(&mut self, sql: &str, params: &[P<'_>]) -> Result<Vec<Vec<Cell>>, StoreError>;
     fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
 }
 
 impl Sql for rusqlite::Connection {
+    fn tuple_match(&self) -> TupleMatch {
+        TupleMatch::OrChain
+    }
     fn exec(&mut self, sql: &str, params: &[P<'_>]) -> Result<u64, StoreError> {
         let mut stmt = self.prepare_cached(sql)?;
         Ok(stmt.execute(rusqlite::params_from_iter(params.iter().map(sqlite_param)))? as u64)
@@ -195,6 +210,9 @@ fn pg_params<'a>(params: &'a [P<'a>]) -> Vec<Box<dyn postgres::types::ToSql + Sy
 }
 
 impl Sql for Pg {
+    fn tuple_match(&self) -> TupleMatch {
+        TupleMatch::InValues
+    }
     fn exec(&mut self, sql: &str, params: &[P<'_>]) -> Result<u64, StoreError> {
         let stmt = self.statement(sql)?;
         let boxed = pg_params(params);
@@ -228,8 +246,10 @@ impl Sql for Pg {
 
 /// The tables, the same on both engines. `facts` holds every current fact (a row per fact
 /// key); `records` the highest revision seen per source record and whether it was deleted;
-/// `profiles` the merged documents with the keys they are found by, and `links` (the relations
-/// and conflicts a document asserts, as merged: they are rewritten only when these change);
+/// `profiles` the merged documents with the keys they are found by, and `digest` (of the
+/// document and of the relations and conflicts it asserts: a profile is rewritten only when its
+/// document changed, its relations and conflicts only when they changed, and neither is read
+/// back to find out);
 /// `relations` and `conflicts` what each profile asserts.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS hutong_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -244,14 +264,14 @@ CREATE TABLE IF NOT EXISTS records (
   revision BIGINT NOT NULL, deleted BIGINT NOT NULL,
   PRIMARY KEY (department, kind, source_id));
 CREATE TABLE IF NOT EXISTS profiles (
-  entity TEXT NOT NULL, entity_key TEXT NOT NULL, doc TEXT NOT NULL, links TEXT NOT NULL DEFAULT '',
+  entity TEXT NOT NULL, entity_key TEXT NOT NULL, doc TEXT NOT NULL, digest TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (entity, entity_key));
 CREATE TABLE IF NOT EXISTS relations (
   owner_entity TEXT NOT NULL, owner_key TEXT NOT NULL,
   subject_entity TEXT NOT NULL, subject_key TEXT NOT NULL,
   object_entity TEXT NOT NULL, object_key TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS relations_by_owner ON relations (owner_entity, owner_key);
-CREATE INDEX IF NOT EXISTS relations_by_object ON relations (object_entity, object_key, subject_entity);
+CREATE INDEX IF NOT EXISTS relations_by_object ON relations (object_entity, object_key, subject_entity, subject_key);
 CREATE INDEX IF NOT EXISTS relations_by_subject ON relations (subject_entity, subject_key);
 CREATE TABLE IF NOT EXISTS conflicts (
   entity TEXT NOT NULL, entity_key TEXT NOT NULL, field TEXT NOT NULL, what TEXT NOT NULL,
@@ -261,7 +281,7 @@ CREATE INDEX IF NOT EXISTS conflicts_by_department ON conflicts (department);
 ";
 
 /// The store's layout version, kept in `hutong_meta`; a store of an unknown layout is refused.
-/// Layout 1 (before `profiles.links`) is brought to 2 on open.
+/// Layout 1 (before `profiles.digest`) is brought to 2 on open.
 const LAYOUT: &str = "2";
 
 /// What applying a batch changed: the merged profiles to publish (`None`: deleted).
@@ -404,6 +424,8 @@ impl Store {
                 // which the consumer re-reads: offsets are committed only after the store).
                 c.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
                 c.pragma_update(None, "synchronous", "NORMAL")?;
+                c.pragma_update(None, "wal_autocheckpoint", 16384)?;
+                c.pragma_update(None, "temp_store", "MEMORY")?;
                 // SQLite's default page cache is 2 MiB: past that every B-tree step was a
                 // pread (the bench's apply rate halved from 2,000 to 20,000 persons). 64 MiB of
                 // cache per connection and the file memory-mapped.
@@ -434,7 +456,13 @@ impl Store {
                 let migrating = db
                     .exec("UPDATE hutong_meta SET value = $1 WHERE name = 'layout' AND value = '1'", &[P::T(LAYOUT)])?;
                 if migrating == 1 {
-                    db.batch("ALTER TABLE profiles ADD COLUMN links TEXT NOT NULL DEFAULT ''")?;
+                    // An empty digest matches no profile: each is rewritten when next touched.
+                    db.batch("ALTER TABLE profiles ADD COLUMN digest TEXT NOT NULL DEFAULT ''")?;
+                    // The people of an entity are found from the index alone.
+                    db.batch(
+                        "DROP INDEX relations_by_object; \
+                         CREATE INDEX relations_by_object ON relations (object_entity, object_key, subject_entity, subject_key)",
+                    )?;
                 }
                 db.batch("COMMIT")?;
             }
@@ -495,22 +523,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs `sql`, whose `{rows}` stands for a list of tuples, over `rows` (each of `width`
-    /// parameters) in chunks of [`CHUNKS`]; the result rows of them all.
+    /// Runs `sql` over `rows` (each of `width` parameters) in chunks of [`CHUNKS`]; the result
+    /// rows of them all. In `sql`, `{rows}` stands for the chunk's tuples (`VALUES {rows}`), and
+    /// `{match a, b}` for "(a, b) is one of the chunk's tuples" written as equalities joined by
+    /// `OR`, which both engines answer from an index (SQLite scans the table for a row-value
+    /// `IN (VALUES …)`).
     fn chunked(&mut self, sql: &str, width: usize, rows: &[Vec<P<'_>>]) -> Result<Vec<Vec<Cell>>, StoreError> {
         let mut out = Vec::new();
         let mut rest = rows;
         while !rest.is_empty() {
             let n = CHUNKS.into_iter().find(|&c| c <= rest.len()).unwrap_or(1);
             let (now, later) = rest.split_at(n);
-            let tuples: Vec<String> = (0..n)
-                .map(|r| {
-                    let cols: Vec<String> = (1..=width).map(|c| format!("${}", r * width + c)).collect();
-                    format!("({})", cols.join(", "))
-                })
-                .collect();
             let params: Vec<P<'_>> = now.iter().flatten().copied().collect();
-            out.extend(self.db.rows(&sql.replace("{rows}", &tuples.join(", ")), &params)?);
+            out.extend(self.db.rows(&expand(sql, n, width, self.db.tuple_match()), &params)?);
             rest = later;
         }
         Ok(out)
@@ -526,13 +551,13 @@ impl Store {
         let keys: Vec<Vec<P<'_>>> = ledger.records.keys().map(|(d, k, s)| vec![P::T(d), P::T(k), P::T(s)]).collect();
         let held = self.chunked(
             "SELECT department, kind, source_id, revision, deleted FROM records \
-             WHERE (department, kind, source_id) IN (VALUES {rows})",
+             WHERE {match department, kind, source_id}",
             3,
             &keys,
         )?;
         let stored = self.chunked(
             "SELECT department, kind, source_id, entity, entity_key, revision, ce_id FROM facts \
-             WHERE (department, kind, source_id) IN (VALUES {rows})",
+             WHERE {match department, kind, source_id}",
             3,
             &keys,
         )?;
@@ -561,11 +586,7 @@ impl Store {
             .iter()
             .map(|((d, k, s), (e, key))| vec![P::T(e), P::T(key), P::T(d), P::T(k), P::T(s)])
             .collect();
-        self.chunked(
-            "DELETE FROM facts WHERE (entity, entity_key, department, kind, source_id) IN (VALUES {rows})",
-            5,
-            &gone,
-        )?;
+        self.chunked("DELETE FROM facts WHERE {match entity, entity_key, department, kind, source_id}", 5, &gone)?;
         let records: Vec<Vec<P<'_>>> = ledger
             .changed
             .iter()
@@ -630,7 +651,7 @@ impl Store {
         let mut facts: BTreeMap<EntityId, Vec<Fact>> = BTreeMap::new();
         let rows = self.chunked(
             "SELECT entity, entity_key, department, kind, source_id, revision, ce_id, event_time, data FROM facts \
-             WHERE (entity, entity_key) IN (VALUES {rows})",
+             WHERE {match entity, entity_key}",
             2,
             &ids,
         )?;
@@ -646,16 +667,13 @@ impl Store {
             let id = (entity.clone(), entity_key.clone());
             facts.entry(id).or_default().push(Fact { entity, entity_key, source, data: Some(data) });
         }
-        let mut old: BTreeMap<EntityId, (String, String)> = BTreeMap::new();
-        let rows = self.chunked(
-            "SELECT entity, entity_key, doc, links FROM profiles WHERE (entity, entity_key) IN (VALUES {rows})",
-            2,
-            &ids,
-        )?;
+        let mut old: BTreeMap<EntityId, String> = BTreeMap::new();
+        let rows =
+            self.chunked("SELECT entity, entity_key, digest FROM profiles WHERE {match entity, entity_key}", 2, &ids)?;
         for r in rows {
             let mut c = r.into_iter();
             let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
-            old.insert((text(), text()), (text(), text()));
+            old.insert((text(), text()), text());
         }
         let mut out = BTreeMap::new();
         let (mut gone, mut relinked, mut docs, mut links) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -674,23 +692,24 @@ impl Store {
                 }
                 Some(p) => {
                     let doc = p.doc.to_string();
-                    let link = serde_json::json!([p.relations, p.conflicts]).to_string();
-                    if before.is_none_or(|(d, l)| *d != doc || *l != link) {
+                    let link = digest(serde_json::json!([p.relations, p.conflicts]).to_string().as_bytes());
+                    let digest = format!("{}:{link}", self::digest(doc.as_bytes()));
+                    if before.is_none_or(|d| *d != digest) {
                         docs.push(id);
-                        if before.is_none_or(|(_, l)| *l != link) {
+                        if before.is_none_or(|d| !d.ends_with(&format!(":{link}"))) {
                             relinked.push(id);
                             links.push(id);
                         }
                     }
-                    profiles.push((id, doc, link, p));
+                    profiles.push((id, doc, digest, p));
                 }
             }
         }
         let drop = entity_params(&gone);
-        self.chunked("DELETE FROM profiles WHERE (entity, entity_key) IN (VALUES {rows})", 2, &drop)?;
+        self.chunked("DELETE FROM profiles WHERE {match entity, entity_key}", 2, &drop)?;
         let unlink = entity_params(&relinked);
-        self.chunked("DELETE FROM relations WHERE (owner_entity, owner_key) IN (VALUES {rows})", 2, &unlink)?;
-        self.chunked("DELETE FROM conflicts WHERE (entity, entity_key) IN (VALUES {rows})", 2, &unlink)?;
+        self.chunked("DELETE FROM relations WHERE {match owner_entity, owner_key}", 2, &unlink)?;
+        self.chunked("DELETE FROM conflicts WHERE {match entity, entity_key}", 2, &unlink)?;
         let (docs, links): (BTreeSet<&EntityId>, BTreeSet<&EntityId>) =
             (docs.into_iter().collect(), links.into_iter().collect());
         let mut doc_rows = Vec::new();
@@ -723,8 +742,8 @@ impl Store {
             }
         }
         self.chunked(
-            "INSERT INTO profiles (entity, entity_key, doc, links) VALUES {rows} \
-             ON CONFLICT (entity, entity_key) DO UPDATE SET doc = excluded.doc, links = excluded.links",
+            "INSERT INTO profiles (entity, entity_key, doc, digest) VALUES {rows} \
+             ON CONFLICT (entity, entity_key) DO UPDATE SET doc = excluded.doc, digest = excluded.digest",
             4,
             &doc_rows,
         )?;
@@ -757,59 +776,68 @@ impl Store {
     /// (its residents) or a grid (who lives there directly, or through a building or household
     /// of the grid), with their profiles; at most `limit`, and how many there are.
     pub fn people_of(&mut self, entity: &str, key: &str, limit: usize) -> Result<(Vec<PersonLink>, u64), StoreError> {
+        // Who, from the index alone (relations_by_object covers it): the people linked to the
+        // entity directly, and those linked to a building or household that is in it (`via`).
         // No ORDER BY: with one, SQLite merged the two halves by walking every person's
         // relations in key order (81 ms for a grid of 2,000 among 20,000 persons, 4 ms without).
-        let sql = "SELECT subject_key, detail FROM relations \
+        let sql = "SELECT subject_key, '', '' FROM relations \
                 WHERE object_entity = $1 AND object_key = $2 AND subject_entity = 'person' \
                UNION ALL \
-               SELECT r.subject_key, r.detail FROM relations g JOIN relations r \
+               SELECT r.subject_key, g.subject_entity, g.subject_key FROM relations g JOIN relations r \
                  ON r.object_entity = g.subject_entity AND r.object_key = g.subject_key AND r.subject_entity = 'person' \
                 WHERE g.object_entity = $1 AND g.object_key = $2 AND g.subject_entity IN ('building', 'household')";
-        let rows = self.db.rows(sql, &[P::T(entity), P::T(key)])?;
-        let mut rows: Vec<(String, String)> = rows
+        let mut found: Vec<(String, (String, String))> = self
+            .db
+            .rows(sql, &[P::T(entity), P::T(key)])?
             .into_iter()
             .map(|r| {
                 let mut c = r.into_iter();
-                (c.next().and_then(Cell::text).unwrap_or_default(), c.next().and_then(Cell::text).unwrap_or_default())
+                let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+                (text(), (text(), text()))
             })
             .collect();
-        rows.sort_unstable();
-        rows.dedup();
-        // One person may be linked several ways (member of the household and naming it): one
-        // entry per person, with every link; the links parsed only of the people returned.
-        let mut people: Vec<PersonLink> = Vec::new();
-        let mut total = 0;
-        for (i, (person_key, detail)) in rows.iter().enumerate() {
-            if i == 0 || rows[i - 1].0 != *person_key {
-                total += 1;
-            }
-            let here = people.last().is_some_and(|p| p.person_key == *person_key);
-            if !here && people.len() >= limit {
-                continue;
-            }
-            let link = parse(detail)?;
-            match people.last_mut().filter(|p| p.person_key == *person_key) {
-                Some(p) => {
-                    if let Value::Array(links) = &mut p.link
-                        && !links.contains(&link)
-                    {
-                        links.push(link);
-                    }
-                }
-                None => people.push(PersonLink {
-                    person_key: person_key.clone(),
-                    link: Value::Array(vec![link]),
-                    profile: None,
-                }),
-            }
+        found.sort_unstable();
+        found.dedup();
+        let mut keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
+        keys.dedup();
+        let total = keys.len() as u64;
+        keys.truncate(limit);
+        // How, only for the people returned: their relations to the entity or to what links
+        // them to it, every link once per person (member of the household and naming it).
+        let mut via: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
+        for (k, (e, o)) in &found {
+            let (e, o) = if e.is_empty() { (entity, key) } else { (e.as_str(), o.as_str()) };
+            via.entry(k.as_str()).or_default().insert((e, o));
+        }
+        let params: Vec<Vec<P<'_>>> = keys.iter().map(|k| vec![P::T("person"), P::T(k)]).collect();
+        let rows = self.chunked(
+            "SELECT subject_key, object_entity, object_key, detail FROM relations WHERE {match subject_entity, subject_key}",
+            2,
+            &params,
+        )?;
+        let mut links: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
+        for r in rows {
+            let mut c = r.into_iter();
+            let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+            let (person, object_entity, object_key, detail) = (text(), text(), text(), text());
+            links.entry(person).or_default().push((object_entity, object_key, detail));
+        }
+        let mut people: Vec<PersonLink> = Vec::with_capacity(keys.len());
+        for k in keys {
+            let mut of_person: Vec<&(String, String, String)> = links
+                .get(k)
+                .into_iter()
+                .flatten()
+                .filter(|(e, o, _)| via.get(k).is_some_and(|v| v.contains(&(e.as_str(), o.as_str()))))
+                .collect();
+            of_person.sort_by(|a, b| a.2.cmp(&b.2));
+            of_person.dedup_by(|a, b| a.2 == b.2);
+            let link = of_person.iter().map(|(_, _, d)| parse(d)).collect::<Result<Vec<_>, _>>()?;
+            people.push(PersonLink { person_key: k.to_owned(), link: Value::Array(link), profile: None });
         }
         // Profiles only of the people returned (a grid has thousands), read at once.
         let ids: Vec<Vec<P<'_>>> = people.iter().map(|p| vec![P::T("person"), P::T(&p.person_key)]).collect();
-        let rows = self.chunked(
-            "SELECT entity_key, doc FROM profiles WHERE (entity, entity_key) IN (VALUES {rows})",
-            2,
-            &ids,
-        )?;
+        let rows = self.chunked("SELECT entity_key, doc FROM profiles WHERE {match entity, entity_key}", 2, &ids)?;
         let mut docs: BTreeMap<String, Value> = BTreeMap::new();
         for r in rows {
             let mut c = r.into_iter();
@@ -883,6 +911,39 @@ impl Store {
     }
 }
 
+/// `sql` for `n` tuples of `width` parameters: `{rows}` as `($1, $2), ($3, $4) …`, `{match a, b}`
+/// as the engine finds such tuples fastest ([`TupleMatch`]).
+fn expand(sql: &str, n: usize, width: usize, how: TupleMatch) -> String {
+    let param = |r: usize, c: usize| format!("${}", r * width + c + 1);
+    let tuples = || -> Vec<String> {
+        (0..n).map(|r| format!("({})", (0..width).map(|c| param(r, c)).collect::<Vec<_>>().join(", "))).collect()
+    };
+    let Some(start) = sql.find("{match ") else { return sql.replace("{rows}", &tuples().join(", ")) };
+    let end = start + sql[start..].find('}').expect("a closed {match …}");
+    let cols: Vec<&str> = sql[start + 7..end].split(',').map(str::trim).collect();
+    debug_assert_eq!(cols.len(), width);
+    let matched = match how {
+        TupleMatch::OrChain => {
+            let ors: Vec<String> = (0..n)
+                .map(|r| {
+                    let eqs: Vec<String> =
+                        cols.iter().enumerate().map(|(c, col)| format!("{col} = {}", param(r, c))).collect();
+                    format!("({})", eqs.join(" AND "))
+                })
+                .collect();
+            format!("({})", ors.join(" OR "))
+        }
+        TupleMatch::InValues => format!("({}) IN (VALUES {})", cols.join(", "), tuples().join(", ")),
+    };
+    format!("{}{matched}{}", &sql[..start], &sql[end + 1..])
+}
+
+/// A stored digest: the first 128 bits of SHA-256, in hex.
+fn digest(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(&sha2::Sha256::digest(bytes)[..16])
+}
+
 /// The parameters naming each of `ids`.
 fn entity_params<'a>(ids: &[&'a EntityId]) -> Vec<Vec<P<'a>>> {
     ids.iter().map(|(e, k)| vec![P::T(e), P::T(k)]).collect()
@@ -895,6 +956,33 @@ fn parse(text: &str) -> Result<Value, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_expand_to_tuples_and_index_friendly_matches() {
+        let or = TupleMatch::OrChain;
+        assert_eq!(
+            expand("INSERT INTO t (a, b) VALUES {rows}", 2, 2, or),
+            "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+        assert_eq!(
+            expand("SELECT x FROM t WHERE {match a, b} ORDER BY x", 2, 2, or),
+            "SELECT x FROM t WHERE ((a = $1 AND b = $2) OR (a = $3 AND b = $4)) ORDER BY x"
+        );
+        assert_eq!(
+            expand("SELECT x FROM t WHERE {match a, b}", 2, 2, TupleMatch::InValues),
+            "SELECT x FROM t WHERE (a, b) IN (VALUES ($1, $2), ($3, $4))"
+        );
+        // SQLite answers the match from the primary key, not by scanning the table.
+        let c = rusqlite::Connection::open_in_memory().expect("sqlite");
+        c.execute_batch(SCHEMA).expect("schema");
+        let sql = expand("SELECT revision FROM records WHERE {match department, kind, source_id}", 3, 3, or)
+            .replace('$', "?");
+        let plan: Vec<String> = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .and_then(|mut s| s.query_map([""; 9], |r| r.get::<_, String>(3))?.collect())
+            .expect("plan");
+        assert!(plan.iter().all(|p| !p.starts_with("SCAN")), "{plan:?}");
+    }
 
     #[test]
     fn store_urls() {
