@@ -155,7 +155,7 @@ async fn without_topic_creation_a_missing_topic_refuses_the_start() -> anyhow::R
         ..hutong_bus::BusConfig::default()
     };
     let standard = hutong_standard::Standard::load(&repo_root().join("schemas"))?;
-    let plan = hutong_pipeline::topic_plan(&standard, &bus, &Default::default(), Vec::new())?;
+    let plan = hutong_pipeline::topic_plan(&standard, &bus, &Default::default(), Default::default())?;
     let err = hutong_bus::ensure_topics(&bus, &plan).await.unwrap_err();
     let hutong_bus::BusError::TopicMismatch { mismatches } = &err else { panic!("{err}") };
     assert_eq!(mismatches.len(), plan.topics.len(), "{err}");

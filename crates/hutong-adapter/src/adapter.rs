@@ -103,10 +103,15 @@ pub struct Adapter {
     pub source_id_field: Option<String>,
     /// The kind of personal data the record key is, if it is (it then travels pseudonymised).
     pub source_id_pii: Option<String>,
+    /// The declared update cycle (更新周期), if any: `realtime`, `daily`, `weekly`, `monthly`.
+    pub update_cycle: Option<String>,
     outputs: Vec<Output>,
     /// The payload fields its CEL expressions read (`None`: any).
     cel_fields: Option<Vec<String>>,
 }
+
+/// The update cycles an adapter may declare.
+pub(crate) const UPDATE_CYCLES: &[&str] = &["realtime", "daily", "weekly", "monthly"];
 
 /// The `x-pii` kinds a record key may be declared as.
 const PII_KINDS: &[&str] = &["name", "citizen-id", "phone", "address", "birth-date", "geo", "other"];
@@ -164,6 +169,9 @@ impl Adapter {
         if let Some(p) = source_id_pii.as_deref().filter(|p| !PII_KINDS.contains(p)) {
             return Err(check(format!("source-id pii {p:?} is not one of {}", PII_KINDS.join(", "))));
         }
+        if let Some(c) = spec.update_cycle.as_deref().filter(|c| !UPDATE_CYCLES.contains(c)) {
+            return Err(check(format!("update-cycle {c:?} is not one of {}", UPDATE_CYCLES.join(", "))));
+        }
         let cel_fields = cel_fields(&outputs);
         Ok(Self {
             department: spec.department,
@@ -173,6 +181,7 @@ impl Adapter {
             path: path.to_owned(),
             source_id_field,
             source_id_pii,
+            update_cycle: spec.update_cycle,
             outputs,
             cel_fields,
         })

@@ -41,6 +41,10 @@ pub struct AdapterSpec {
     /// What the department's record key (`SourceRecord.source_id`) is.
     #[serde(default)]
     pub source_id: Option<SourceIdSpec>,
+    /// How often the department sends this kind (`realtime`, `daily`, `weekly`, `monthly`): its
+    /// update cycle (更新周期), against which the effectiveness report measures freshness.
+    #[serde(default)]
+    pub update_cycle: Option<String>,
     /// The canonical records one source record produces.
     pub output: Vec<OutputSpec>,
 }

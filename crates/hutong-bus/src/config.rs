@@ -216,6 +216,18 @@ impl TopicNames {
     pub fn profiles_dlq(&self) -> String {
         format!("{}.profiles.dlq.v1", self.prefix)
     }
+
+    /// `<prefix>.alert.v1`: supervision alerts (督查督办) of the consumer service, keyed by
+    /// alert id.
+    pub fn alert(&self) -> String {
+        format!("{}.alert.v1", self.prefix)
+    }
+
+    /// `<prefix>.match.v1`: the candidate resources of each service request (供需对接), keyed by
+    /// the request key.
+    pub fn matching(&self) -> String {
+        format!("{}.match.v1", self.prefix)
+    }
 }
 
 #[cfg(test)]

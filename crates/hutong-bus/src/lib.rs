@@ -23,6 +23,6 @@ pub use publisher::{BusError, MemoryPublisher, PublishFuture, Publisher, Receipt
 pub use reader::read_to_end;
 pub use spool::{Spool, SpoolError};
 pub use topics::{
-    ENTITY_KEY, EntityTopic, MismatchPolicy, TopicCheck, TopicMismatch, TopicPlan, TopicRole, TopicSpec,
+    DerivedTopics, ENTITY_KEY, EntityTopic, MismatchPolicy, TopicCheck, TopicMismatch, TopicPlan, TopicRole, TopicSpec,
     compare as compare_topic,
 };

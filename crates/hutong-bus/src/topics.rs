@@ -43,6 +43,19 @@ pub enum TopicRole {
     },
     /// Facts the profile service could not use, with the reason: time retention.
     ProfileDeadLetter,
+    /// Supervision alerts (督查督办), one per alert id: compacted.
+    Alert,
+    /// Candidate resources per service request (供需对接), one per request: compacted.
+    Match,
+}
+
+/// The consumer service's own topics a deployment has.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DerivedTopics {
+    /// The entities whose merged profiles are published.
+    pub profiles: Vec<String>,
+    /// Whether the governance consumers publish alerts and matches.
+    pub governance: bool,
 }
 
 /// One topic: its name, role, key and the settings it is created with.
@@ -93,17 +106,15 @@ impl TopicPlan {
     /// The plan of `entities` under `bus`: the entity topics compacted, the dead-letter and the
     /// audit topic with time retention.
     pub fn new(bus: &BusConfig, entities: impl IntoIterator<Item = EntityTopic>) -> Self {
-        Self::with_profiles(bus, entities, Vec::new())
+        Self::with_derived(bus, entities, DerivedTopics::default())
     }
 
-    /// The plan of `entities` with the profile service's topics: one compacted topic of merged
-    /// profiles per entity of `profiles`, and its dead-letter topic.
-    pub fn with_profiles(
-        bus: &BusConfig,
-        entities: impl IntoIterator<Item = EntityTopic>,
-        profiles: Vec<String>,
-    ) -> Self {
-        let has_profiles = !profiles.is_empty();
+    /// The plan of `entities` with the consumer service's topics: one compacted topic of merged
+    /// profiles per entity of `derived.profiles` and their dead-letter topic, and with
+    /// `derived.governance` the alert and match topics.
+    pub fn with_derived(bus: &BusConfig, entities: impl IntoIterator<Item = EntityTopic>, derived: DerivedTopics) -> Self {
+        let DerivedTopics { profiles, governance } = derived;
+        let has_profiles = !profiles.is_empty() || governance;
         let mut common = BTreeMap::new();
         if let Some(n) = bus.min_insync_replicas {
             common.insert("min.insync.replicas".to_owned(), n.to_string());
@@ -170,6 +181,22 @@ impl TopicPlan {
                     .into(),
                 "the fact's key",
                 &[("cleanup.policy", "delete".into()), ("retention.ms", bus.dlq_retention_ms.to_string())],
+            ));
+        }
+        if governance {
+            topics.push(spec(
+                names.alert(),
+                TopicRole::Alert,
+                "supervision alerts (督查督办: overdue, returned, reopened, repeated), each raised once".into(),
+                "alert id",
+                &compacted,
+            ));
+            topics.push(spec(
+                names.matching(),
+                TopicRole::Match,
+                "the candidate service resources of each service request (供需对接), best first; a tombstone when the request is gone".into(),
+                "request key",
+                &compacted,
             ));
         }
         Self { topics }

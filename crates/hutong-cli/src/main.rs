@@ -6,9 +6,11 @@ mod bench;
 mod certs;
 mod client;
 mod config;
+mod governance_cmd;
 mod ingest;
 mod profiles_cmd;
 mod schema_cmd;
+mod table;
 mod tail;
 mod topics_cmd;
 mod validate;
@@ -71,6 +73,17 @@ enum Command {
     /// Ask the profile service: a person, household, building or grid with its people, conflicts.
     #[command(subcommand)]
     Profile(profiles_cmd::ProfileCommand),
+    /// Governance events (交办反馈) with their age and deadline status, by grid, community or
+    /// department (open ones unless --all).
+    Events(governance_cmd::EventsArgs),
+    /// One matter across departments: every linked event (派单, 转办, 移交 …) and one timeline.
+    Thread(governance_cmd::ThreadArgs),
+    /// Supervision alerts (督查督办: 提醒 → 预警 → 督办) by grid, department and level.
+    Alerts(governance_cmd::AlertsArgs),
+    /// Residents' needs with the service resources proposed for them (供需对接).
+    Matches(governance_cmd::MatchesArgs),
+    /// The effectiveness report (成效评估) of a month, as HTML with charts, CSV or JSON.
+    Report(governance_cmd::ReportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -139,6 +152,11 @@ fn main() -> ExitCode {
             Command::Topics(cmd) => topics_cmd::run(cmd).await,
             Command::Profiles(cmd) => profiles_cmd::serve_or_check(cmd, shutdown_signal()).await,
             Command::Profile(cmd) => profiles_cmd::ask(cmd).await,
+            Command::Events(args) => governance_cmd::events(args).await,
+            Command::Thread(args) => governance_cmd::thread(args).await,
+            Command::Alerts(args) => governance_cmd::alerts(args).await,
+            Command::Matches(args) => governance_cmd::matches(args).await,
+            Command::Report(args) => governance_cmd::report(args).await,
             Command::Standard(StandardCommand::Docs { deployment, out }) => standard_docs(&deployment, out.as_deref()),
         }
     });

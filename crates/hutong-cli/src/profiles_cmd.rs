@@ -10,7 +10,11 @@ use hutong_proto::v1::{
 };
 use serde_json::{Value, json};
 
-use crate::{client::ProfilesConnectArgs, config::Deployment};
+use crate::{
+    client::ProfilesConnectArgs,
+    config::Deployment,
+    table::{clip, pad},
+};
 
 /// The profile service.
 #[derive(Debug, Subcommand)]
@@ -202,9 +206,9 @@ pub(crate) async fn serve_or_check(
                                 format!("{}, then most recent", rule.authority.join(" > "))
                             }
                         };
-                        println!("  {field:<24} {how}");
+                        println!("  {} {how}", pad(field, 24));
                     }
-                    println!("  {:<24} most recent", "(any other field)");
+                    println!("  {} most recent", pad("(any other field)", 24));
                 }
                 Ok(ExitCode::SUCCESS)
             }
@@ -293,7 +297,7 @@ fn print_answer(answer: &Value) {
     if let Some(conflicts) = answer.get("conflicts").and_then(Value::as_array) {
         println!("{} conflict(s) shown; per department whose value lost or failed a check:", conflicts.len());
         for (d, n) in answer["per_department"].as_object().into_iter().flatten() {
-            println!("  {d:<12} {n}");
+            println!("  {} {n}", pad(d, 12));
         }
         for c in conflicts {
             println!(
@@ -315,7 +319,7 @@ fn print_answer(answer: &Value) {
             p["rules_version"].as_str().unwrap_or(""),
             p["sources"].as_array().map_or(0, Vec::len)
         );
-        println!("  {:<24} {:<44} source", "field", "value");
+        println!("  {} {} source", pad("field", 24), pad("value", 44));
         for (field, value) in p["record"].as_object().into_iter().flatten() {
             let prov = &p["fields"][field];
             let source = match prov.get("elements").and_then(Value::as_array) {
@@ -332,11 +336,11 @@ fn print_answer(answer: &Value) {
                 None if prov.get("source").is_some() => source_of(&prov["source"], prov["by"].as_str()),
                 None => "(the key)".to_owned(),
             };
-            println!("  {field:<24} {:<44} {source}", clip(&value_text(value), 44));
+            println!("  {} {} {source}", pad(field, 24), pad(&clip(&value_text(value), 44), 44));
         }
         for (field, prov) in p["fields"].as_object().into_iter().flatten() {
             if let Some(w) = prov.get("withheld").and_then(Value::as_str) {
-                println!("  {field:<24} {:<44} {w}", "(withheld)");
+                println!("  {} {} {w}", pad(field, 24), pad("(withheld)", 44));
             }
         }
         for c in p["conflicts"].as_array().into_iter().flatten().chain(p["checks"].as_array().into_iter().flatten()) {
@@ -361,7 +365,7 @@ fn print_answer(answer: &Value) {
                     parts.join(" ")
                 })
                 .collect();
-            println!("  {}  {name:<8} {}", short(&person["person_key"]), links.join("; "));
+            println!("  {}  {} {}", short(&person["person_key"]), pad(name, 8), links.join("; "));
         }
     }
 }
@@ -408,13 +412,4 @@ fn value_text(v: &Value) -> String {
 fn short(v: &Value) -> String {
     let s = v.as_str().unwrap_or_default();
     if s.len() > 16 && s.is_ascii() { format!("{}…", &s[..12]) } else { s.to_owned() }
-}
-
-fn clip(s: &str, width: usize) -> String {
-    if s.chars().count() <= width {
-        return s.to_owned();
-    }
-    let mut out: String = s.chars().take(width.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }

@@ -236,7 +236,8 @@ fn place_in_words(pointer: &str) -> String {
 
 /// Where the subjects come from: the schemas folder, the topic names, the `[privacy]` topics
 /// and the entities merged into profiles (`[profiles] entities`: their profile topics are
-/// subjects whether or not this deployment runs the profile service; the registry is shared).
+/// subjects whether or not this deployment runs the profile service; the registry is shared),
+/// and the governance consumers' alert and match topics.
 struct Topics {
     schemas: PathBuf,
     names: TopicNames,
@@ -254,6 +255,8 @@ impl Topics {
         let profiles =
             hutong_registry::profile::profile_subjects(standard, &topic, &profile, &self.privacy, &self.profiles)?;
         subjects.extend(profiles.into_iter().map(|p| (p.subject, p.schema)));
+        let governance = hutong_registry::governance::governance_subjects(&self.names.alert(), &self.names.matching());
+        subjects.extend(governance.into_iter().map(|g| (g.subject, g.schema)));
         Ok(subjects)
     }
 }

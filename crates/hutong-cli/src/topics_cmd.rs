@@ -76,7 +76,7 @@ fn load(deployment: &Deployment) -> anyhow::Result<(hutong_config::ConfigFile, T
     file.validate_topics()?;
     let standard = Standard::load(&file.schemas_dir)
         .with_context(|| format!("loading the standard from {}", file.schemas_dir.display()))?;
-    let plan = hutong_pipeline::topic_plan(&standard, &file.kafka, &file.privacy, file.profile_topics())?;
+    let plan = hutong_pipeline::topic_plan(&standard, &file.kafka, &file.privacy, file.derived_topics())?;
     Ok((file, plan))
 }
 
@@ -139,6 +139,8 @@ async fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 TopicRole::Audit => "audit",
                 TopicRole::Profile { .. } => "profile",
                 TopicRole::ProfileDeadLetter => "profiles dlq",
+                TopicRole::Alert => "alert",
+                TopicRole::Match => "match",
             };
             let state = if found.missing.contains(&t.name) {
                 "missing".to_owned()

@@ -92,6 +92,8 @@ pub struct ConfigFile {
     pub privacy: PrivacyConfig,
     /// The shared profile service (一人一档, `hutong profiles serve`).
     pub profiles: ProfilesConfig,
+    /// The governance consumers of the same service (交办反馈督办, 供需对接, 成效评估).
+    pub governance: GovernanceConfig,
 }
 
 impl Default for ConfigFile {
@@ -110,6 +112,7 @@ impl Default for ConfigFile {
             audit: AuditConfig::default(),
             privacy: PrivacyConfig::default(),
             profiles: ProfilesConfig::default(),
+            governance: GovernanceConfig::default(),
         }
     }
 }
@@ -163,6 +166,15 @@ impl ConfigFile {
         if self.profiles.enabled && self.profiles.publish { self.profiles.entities.clone() } else { Vec::new() }
     }
 
+    /// The consumer service's topics of this deployment: merged profiles, and the alert and
+    /// match topics when the governance consumers run and publish.
+    pub fn derived_topics(&self) -> hutong_bus::DerivedTopics {
+        hutong_bus::DerivedTopics {
+            profiles: self.profile_topics(),
+            governance: self.profiles.enabled && self.governance.enabled && self.governance.publish,
+        }
+    }
+
     /// Checks the settings as a whole and builds the runtime configuration.
     pub fn validate_and_build(self) -> Result<GatewayConfig, ConfigError> {
         if self.version != CONFIG_VERSION {
@@ -198,6 +210,20 @@ impl ConfigFile {
         };
         if self.registry.public_url.trim().is_empty() {
             return Err(invalid("registry.public-url", "is empty: ce_dataschema points under it"));
+        }
+        if self.governance.enabled && !self.profiles.enabled {
+            return Err(invalid("governance.enabled", "runs in the consumer service: set profiles.enabled too"));
+        }
+        if let Some(now) = &self.governance.now
+            && chrono::DateTime::parse_from_rfc3339(now).is_err()
+        {
+            return Err(invalid("governance.now", format!("{now:?} is not an RFC 3339 time (2026-12-01T09:00:00+08:00)")));
+        }
+        if !self.governance.metrics_listen.trim().is_empty() && self.governance.metrics_listen.trim().parse::<SocketAddr>().is_err() {
+            return Err(invalid("governance.metrics-listen", format!("{:?} is not host:port", self.governance.metrics_listen)));
+        }
+        if self.governance.tick_seconds == 0 {
+            return Err(invalid("governance.tick-seconds", "must be at least 1"));
         }
         let spool = self.spool.enabled.then_some(self.spool.clone());
         if let Some(s) = &spool
@@ -531,6 +557,43 @@ impl Default for ProfilesConfig {
             audit_dir: None,
             session_timeout_ms: 10_000,
             ensure_topics: true,
+        }
+    }
+}
+
+/// The governance consumers (交办反馈督办, 供需对接, 成效评估), run by the consumer service
+/// (`hutong profiles serve`) beside the profiles: the same process, store, identities and audit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct GovernanceConfig {
+    /// Whether the service reads events, service requests and resources (and the dead-letter
+    /// topic, for the effectiveness report) and keeps threads, deadlines, alerts and matches.
+    pub enabled: bool,
+    /// The lifecycle, alert and matching rules; default `<schemas-dir>/governance`.
+    pub rules_dir: Option<PathBuf>,
+    /// The working-day calendar; default `<schemas-dir>/calendar/cn`.
+    pub calendar_dir: Option<PathBuf>,
+    /// Publish alerts to `<prefix>.alert.v1` and matches to `<prefix>.match.v1`.
+    pub publish: bool,
+    /// How often deadlines are checked against the clock, seconds.
+    pub tick_seconds: u64,
+    /// A fixed "now" (RFC 3339) instead of the clock: for replays and tests, so deadline
+    /// alerts and reports do not depend on when they run.
+    pub now: Option<String>,
+    /// Where the service serves `/metrics` (the month's indicators, over HTTP); empty: nowhere.
+    pub metrics_listen: String,
+}
+
+impl Default for GovernanceConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            rules_dir: None,
+            calendar_dir: None,
+            publish: true,
+            tick_seconds: 30,
+            now: None,
+            metrics_listen: "127.0.0.1:9465".to_owned(),
         }
     }
 }

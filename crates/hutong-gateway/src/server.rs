@@ -26,7 +26,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         schemas = %config.schemas_dir.display(),
         "standard and adapters loaded"
     );
-    let plan = topic_plan(pipeline.standard(), &config.kafka, &config.privacy, config.file.profile_topics())?;
+    let plan = topic_plan(pipeline.standard(), &config.kafka, &config.privacy, config.file.derived_topics())?;
     // Set when the topics, seen to after Kafka returned, cannot be used as declared: the gateway
     // then stops as it would have at start.
     let fatal: Arc<std::sync::Mutex<Option<BusError>>> = Arc::default();
@@ -56,7 +56,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         }
         Err(e) => return Err(e.into()),
     }
-    let (kafka, privacy, profiles) = (config.kafka.clone(), config.privacy.clone(), config.file.profile_topics());
+    let (kafka, privacy, profiles) = (config.kafka.clone(), config.privacy.clone(), config.file.derived_topics());
     let _watch = reloader.watch(move |p| {
         let kafka = kafka.clone();
         let plan = topic_plan(p.standard(), &kafka, &privacy, profiles.clone());

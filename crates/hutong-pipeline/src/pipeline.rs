@@ -333,12 +333,12 @@ pub fn topic_plan(
     standard: &Standard,
     bus: &BusConfig,
     privacy: &PrivacyConfig,
-    profiles: Vec<String>,
+    derived: hutong_bus::DerivedTopics,
 ) -> Result<TopicPlan, PipelineError> {
     let names = bus.topics();
     let main = |e: &hutong_standard::Entity| names.entity(&e.name, e.major);
     let views = topic_views(standard, &main, privacy)?;
-    Ok(TopicPlan::with_profiles(
+    Ok(TopicPlan::with_derived(
         bus,
         views.into_iter().flat_map(|(entity, views)| {
             views.into_iter().map(move |v| EntityTopic {
@@ -347,7 +347,7 @@ pub fn topic_plan(
                 restricted: v.restricted,
             })
         }),
-        profiles,
+        derived,
     ))
 }
 

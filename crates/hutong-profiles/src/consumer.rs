@@ -23,9 +23,10 @@ use tracing::{debug, info, warn};
 
 use crate::{
     ProfilesError,
+    governance::{GovernanceRuntime, Outbox, Reject, Submission},
     merge::{Fact, Source},
     rules::Rules,
-    store::{Store, StoreUrl},
+    store::{Applied, Store, StoreError, StoreUrl},
 };
 
 /// What an entity topic's messages are checked with.
@@ -38,6 +39,8 @@ struct TopicIn {
 /// Turns messages of the entity topics into facts, or the reason they cannot be one.
 pub struct Intake {
     topics: BTreeMap<String, TopicIn>,
+    /// The gateway's dead-letter topic, read for the effectiveness report (governance only).
+    rejects: Option<String>,
 }
 
 impl Intake {
@@ -66,12 +69,35 @@ impl Intake {
             let view = standard.view_validator(&view.schema).map_err(|e| ProfilesError::Config(e.to_string()))?;
             topics.insert(topic, TopicIn { entity: name.clone(), key_field: entity.key.clone(), view });
         }
-        Ok(Self { topics })
+        Ok(Self { topics, rejects: None })
+    }
+
+    /// Also reads the gateway's dead-letter topic `dlq`: what each department had refused.
+    pub fn with_rejects(mut self, dlq: String) -> Self {
+        self.rejects = Some(dlq);
+        self
     }
 
     /// The topics read.
     pub fn topics(&self) -> Vec<&str> {
-        self.topics.keys().map(String::as_str).collect()
+        self.topics.keys().map(String::as_str).chain(self.rejects.as_deref()).collect()
+    }
+
+    /// Whether `topic` is the dead-letter topic read for rejects.
+    pub fn is_rejects(&self, topic: &str) -> bool {
+        self.rejects.as_deref() == Some(topic)
+    }
+
+    /// A refused record of the gateway's dead-letter topic (its value names the department,
+    /// kind and every violation), or why it is not one.
+    pub fn reject(value: Option<&[u8]>, event_id: Option<String>) -> Result<Reject, String> {
+        let v: Value = serde_json::from_slice(value.ok_or("no value")?).map_err(|e| format!("the value is not JSON: {e}"))?;
+        let text = |k: &str| v[k].as_str().map(str::to_owned).ok_or_else(|| format!("no {k}"));
+        let received_at = chrono::DateTime::parse_from_rfc3339(&text("received_at")?)
+            .map_err(|e| format!("received_at: {e}"))?
+            .with_timezone(&chrono::Utc);
+        let rules = v["violations"].as_array().into_iter().flatten().filter_map(|x| x["rule"].as_str().map(str::to_owned)).collect();
+        Ok(Reject { event_id: event_id.ok_or("no ce_id header")?, department: text("department")?, kind: text("kind")?, received_at, rules })
     }
 
     /// The fact a message carries: its key is a fact key (docs/consuming.md), its headers carry
@@ -176,6 +202,30 @@ impl Outlet {
         Ok(Self { topics })
     }
 
+    /// Also publishes alerts and matches, to topics whose schemas must be registered in
+    /// `registry` as Hutong makes them.
+    pub fn with_governance(
+        mut self,
+        bus: &BusConfig,
+        standard: &Standard,
+        registry: &hutong_registry::Registry,
+        registry_url: &str,
+    ) -> Result<Self, ProfilesError> {
+        let names = bus.topics();
+        for s in hutong_registry::governance::governance_subjects(&names.alert(), &names.matching()) {
+            let registered = registry.find(&s.subject, &s.schema).ok_or_else(|| {
+                ProfilesError::Schemas(format!(
+                    "{}: the schema of {} is not registered as this Hutong makes it (run `hutong schema register`)",
+                    s.subject, s.topic
+                ))
+            })?;
+            let dataschema = format!("{}/schemas/ids/{}", registry_url.trim_end_matches('/'), registered.id);
+            let check = standard.view_validator(&s.schema).map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+            self.topics.insert(s.kind.to_owned(), TopicOut { topic: s.topic, dataschema, check });
+        }
+        Ok(self)
+    }
+
     /// Nothing published.
     pub fn none() -> Self {
         Self { topics: BTreeMap::new() }
@@ -243,6 +293,8 @@ pub struct Status {
     pub dead_letters: AtomicU64,
     /// Batches committed.
     pub batches: AtomicU64,
+    /// Alerts and matches published.
+    pub published: AtomicU64,
 }
 
 /// How the consumer runs.
@@ -259,6 +311,21 @@ pub struct ConsumerSettings {
     /// Consumer session timeout: how soon the group gives a dead instance's partitions to the
     /// others.
     pub session_timeout_ms: u32,
+    /// The governance consumers, when they run.
+    pub governance: Option<std::sync::Arc<GovernanceRuntime>>,
+    /// How often deadline alerts are checked against the clock.
+    pub tick: Duration,
+}
+
+impl ConsumerSettings {
+    /// Opens the store, with the governance consumers when they run.
+    fn open_store(&self) -> Result<Store, ProfilesError> {
+        let store = Store::open(&self.store)?;
+        Ok(match &self.governance {
+            Some(g) => store.with_governance(std::sync::Arc::clone(g)),
+            None => store,
+        })
+    }
 }
 
 /// Runs the consumer until `stop` is set: poll a batch, apply it, publish, commit.
@@ -291,26 +358,61 @@ pub fn run(
         producer_config.create_with_context(Deliveries::default()).map_err(kafka)?;
     let names = settings.bus.topics();
     let dlq = names.profiles_dlq();
-    let mut store = Some(Store::open(&settings.store)?);
+    let mut store = Some(settings.open_store()?);
+    let mut last_tick: Option<Instant> = None;
     status.ready.store(true, Ordering::Relaxed);
     info!(store = %settings.store, topics = intake.topics().len(), group = %settings.group_id, "profiles consuming");
     while !stop.load(Ordering::Relaxed) {
         let batch = poll_batch(&consumer, settings.batch_size, stop);
         if batch.is_empty() {
+            // Caught up: deadlines against the clock, and what the outbox still holds.
+            if settings.governance.is_some() {
+                govern_time(&mut store, settings, &producer, outlet, status, &mut last_tick, true);
+            }
             continue;
         }
         let mut facts = Vec::with_capacity(batch.len());
         let mut dead = Vec::new();
         let mut offsets = TopicPartitionList::new();
+        let (mut submissions, mut rejects) = (Vec::new(), Vec::new());
         for m in &batch {
             let header = |name: &str| header_of(m, name);
+            let _ = offsets.add_partition_offset(m.topic(), m.partition(), Offset::Offset(m.offset() + 1));
+            if intake.is_rejects(m.topic()) {
+                match Intake::reject(m.payload(), header("ce_id")) {
+                    Ok(r) => rejects.push(r),
+                    Err(reason) => debug!(topic = m.topic(), offset = m.offset(), %reason, "not a dead letter of the gateway"),
+                }
+                continue;
+            }
             match intake.fact(m.topic(), m.key(), m.payload(), &header) {
-                Ok(f) => facts.push(f),
+                Ok(f) => {
+                    if settings.governance.is_some()
+                        && let (Some(occurred), Some(published)) = (
+                            chrono::DateTime::parse_from_rfc3339(&f.source.time).ok(),
+                            m.timestamp().to_millis().and_then(chrono::DateTime::from_timestamp_millis),
+                        )
+                    {
+                        submissions.push(Submission {
+                            department: f.source.department.clone(),
+                            kind: f.source.kind.clone(),
+                            source_id: f.source.source_id.clone(),
+                            revision: f.source.revision,
+                            occurred_at: occurred.with_timezone(&chrono::Utc),
+                            published_at: published,
+                        });
+                    }
+                    facts.push(f);
+                }
                 Err(reason) => dead.push((m, reason)),
             }
-            let _ = offsets.add_partition_offset(m.topic(), m.partition(), Offset::Offset(m.offset() + 1));
         }
-        let applied = apply_until_done(&mut store, &settings.store, &facts, rules, status, stop)?;
+        let work = |s: &mut Store| -> Result<Applied, StoreError> {
+            let applied = s.apply(&facts, rules)?;
+            s.record_intake(&submissions, &rejects)?;
+            Ok(applied)
+        };
+        let applied = apply_until_done(&mut store, settings, work, status, stop)?;
         let Some(applied) = applied else { break };
         status.applied.fetch_add(applied.applied, Ordering::Relaxed);
         status.skipped.fetch_add(applied.skipped, Ordering::Relaxed);
@@ -376,6 +478,9 @@ pub fn run(
             warn!(error = %e, "offsets not committed");
         }
         status.batches.fetch_add(1, Ordering::Relaxed);
+        if settings.governance.is_some() {
+            govern_time(&mut store, settings, &producer, outlet, status, &mut last_tick, false);
+        }
         debug!(facts = facts.len(), dead = dead.len(), profiles = applied.profiles.len(), "batch committed");
     }
     Ok(())
@@ -407,20 +512,20 @@ fn poll_batch<'c>(consumer: &'c BaseConsumer<Group>, max: usize, stop: &AtomicBo
 /// then fails and it rejoins, which changes nothing already applied.
 fn apply_until_done(
     store: &mut Option<Store>,
-    url: &StoreUrl,
-    facts: &[Fact],
-    rules: &Rules,
+    settings: &ConsumerSettings,
+    work: impl Fn(&mut Store) -> Result<Applied, StoreError>,
     status: &Status,
     stop: &AtomicBool,
-) -> Result<Option<crate::store::Applied>, ProfilesError> {
+) -> Result<Option<Applied>, ProfilesError> {
+    let url = &settings.store;
     let mut wait = Duration::from_millis(100);
     loop {
         let result = (|| -> Result<crate::store::Applied, ProfilesError> {
             if store.is_none() {
-                *store = Some(Store::open(url)?);
+                *store = Some(settings.open_store()?);
                 info!(store = %url, "store reachable again");
             }
-            Ok(store.as_mut().expect("opened").apply(facts, rules)?)
+            Ok(work(store.as_mut().expect("opened"))?)
         })();
         match result {
             Ok(a) => {
@@ -446,6 +551,96 @@ fn apply_until_done(
                 wait = (wait * 2).min(Duration::from_secs(2));
             }
         }
+    }
+}
+
+/// The governance consumers' side of the clock: raises the deadline alerts that came due
+/// (every `tick`, and whenever the consumer has caught up) and publishes what the outbox
+/// holds. A store that is away or Kafka refusing leaves everything in the outbox for the
+/// next time: nothing is lost, an alert published twice keeps its `ce_id`.
+fn govern_time(
+    store: &mut Option<Store>,
+    settings: &ConsumerSettings,
+    producer: &ThreadedProducer<Deliveries>,
+    outlet: &Outlet,
+    status: &Status,
+    last_tick: &mut Option<Instant>,
+    idle: bool,
+) {
+    let Some(s) = store.as_mut() else { return };
+    let Some(g) = &settings.governance else { return };
+    if last_tick.is_none_or(|t| t.elapsed() >= settings.tick) {
+        match s.tick(g.clock.now()) {
+            Ok(n) => {
+                if n > 0 {
+                    info!(alerts = n, "deadline alerts raised");
+                }
+                *last_tick = Some(Instant::now());
+            }
+            Err(e) => warn!(error = %e, "deadline check"),
+        }
+    } else if !idle {
+        return;
+    }
+    if let Err(e) = publish_outbox(s, producer, outlet, status) {
+        warn!(error = %e, "alerts and matches stay in the outbox");
+    }
+}
+
+/// Publishes the outbox (alerts, matches) and marks what Kafka took.
+fn publish_outbox(
+    store: &mut Store,
+    producer: &ThreadedProducer<Deliveries>,
+    outlet: &Outlet,
+    status: &Status,
+) -> Result<(), ProfilesError> {
+    loop {
+        let outbox: Outbox = store.outbox(500)?;
+        if outbox.alerts.is_empty() && outbox.matches.is_empty() {
+            return Ok(());
+        }
+        let failed_before = producer.context().failed.load(Ordering::Relaxed);
+        let items = outbox
+            .alerts
+            .iter()
+            .map(|(id, doc)| ("alert", id, Some(doc), "cn.hutong.alert"))
+            .chain(outbox.matches.iter().map(|(key, doc)| ("match", key, doc.as_ref(), "cn.hutong.match")));
+        for (kind, key, doc, ty) in items {
+            let Some(out) = outlet.topics.get(kind) else { continue };
+            let value = doc.map(Value::to_string);
+            if let Some(reason) = doc.and_then(|d| out.refusal(d)) {
+                // A fault of Hutong's own rules, not of anyone's data: kept in the outbox.
+                warn!(kind, %reason, "not published: off its registered schema");
+                continue;
+            }
+            let id = uuid::Uuid::new_v5(
+                &uuid::Uuid::NAMESPACE_URL,
+                format!("hutong:{kind}:{key}:{}", value.as_deref().unwrap_or("")).as_bytes(),
+            )
+            .to_string();
+            let headers = OwnedHeaders::new()
+                .insert(Header { key: "ce_specversion", value: Some("1.0") })
+                .insert(Header { key: "ce_id", value: Some(&id) })
+                .insert(Header { key: "ce_type", value: Some(ty) })
+                .insert(Header { key: "ce_source", value: Some("/governance") })
+                .insert(Header { key: "ce_subject", value: Some(key.as_str()) })
+                .insert(Header { key: "ce_dataschema", value: Some(&out.dataschema) })
+                .insert(Header { key: "content-type", value: Some("application/json") });
+            let mut record = BaseRecord::to(&out.topic).key(key.as_bytes()).headers(headers);
+            if let Some(v) = &value {
+                record = record.payload(v.as_bytes());
+            }
+            send(producer, record);
+        }
+        if producer.flush(Duration::from_secs(10)).is_err()
+            || producer.context().failed.load(Ordering::Relaxed) != failed_before
+        {
+            return Err(ProfilesError::Kafka("alerts or matches undelivered".into()));
+        }
+        // Not publishing (`[governance] publish = false`): marked all the same, so the outbox
+        // does not grow.
+        store.mark_published(&outbox)?;
+        status.published.fetch_add((outbox.alerts.len() + outbox.matches.len()) as u64, Ordering::Relaxed);
     }
 }
 

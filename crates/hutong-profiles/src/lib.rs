@@ -8,6 +8,8 @@
 
 pub mod bench;
 pub mod consumer;
+pub mod governance;
+pub mod governance_service;
 pub mod merge;
 pub mod rules;
 pub mod service;
@@ -68,6 +70,31 @@ pub fn load_rules(
     Ok((standard, rules))
 }
 
+/// The entities the governance consumers read besides the profiles'.
+pub const GOVERNED: [&str; 3] = ["event", "service_request", "service_resource"];
+
+/// The governance rules and calendar of `config` (`[governance]`), checked against
+/// `standard`, with its clock.
+pub fn load_governance(config: &GatewayConfig, standard: &Standard) -> Result<governance::GovernanceRuntime, ProfilesError> {
+    let g = &config.file.governance;
+    let rules_dir = g.rules_dir.clone().unwrap_or_else(|| config.schemas_dir.join("governance"));
+    let calendar_dir = g.calendar_dir.clone().unwrap_or_else(|| config.schemas_dir.join("calendar/cn"));
+    let rules = hutong_governance::Governance::load(&rules_dir, &calendar_dir, standard)
+        .map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+    let clock = match &g.now {
+        Some(t) => governance::Clock::Fixed(
+            chrono::DateTime::parse_from_rfc3339(t).map_err(|e| ProfilesError::Config(format!("governance.now: {e}")))?,
+        ),
+        None => governance::Clock::System,
+    };
+    let now = clock.now();
+    let year = chrono::Datelike::year(&now);
+    if !rules.calendar.covers(year) {
+        tracing::warn!(year, "NO WORKING-DAY CALENDAR for the current year: deadlines are counted on weekdays alone and marked so; add schemas/calendar/cn/{year}.toml");
+    }
+    Ok(governance::GovernanceRuntime { rules, clock })
+}
+
 /// Runs the profile service of `config` until `shutdown` resolves: the consumer on a thread of
 /// its own, the gRPC port (`profiles.listen`) with health, which says not-serving while the
 /// store is away.
@@ -75,16 +102,27 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     let p = config.file.profiles.clone();
     let (standard, rules) = load_rules(&config.schemas_dir, p.rules_dir.as_deref())?;
     let url: StoreUrl = p.store.parse()?;
-    let intake = Intake::new(&standard, &config.kafka, &config.privacy, &p.entities)?;
-    let outlet = if p.publish {
-        let registry =
-            hutong_registry::Registry::load(&config.schemas_dir).map_err(|e| ProfilesError::Schemas(e.to_string()))?;
-        Outlet::new(&standard, &config.kafka, &config.privacy, &registry, &config.registry_url, &p.entities)?
+    let g = config.file.governance.clone();
+    let governance = if g.enabled { Some(Arc::new(load_governance(&config, &standard)?)) } else { None };
+    let mut entities = p.entities.clone();
+    if governance.is_some() {
+        entities.extend(GOVERNED.iter().map(|e| (*e).to_owned()).filter(|e| !p.entities.contains(e)));
+    }
+    let mut intake = Intake::new(&standard, &config.kafka, &config.privacy, &entities)?;
+    if governance.is_some() {
+        intake = intake.with_rejects(config.kafka.topics().dlq());
+    }
+    let registry = || hutong_registry::Registry::load(&config.schemas_dir).map_err(|e| ProfilesError::Schemas(e.to_string()));
+    let mut outlet = if p.publish {
+        Outlet::new(&standard, &config.kafka, &config.privacy, &registry()?, &config.registry_url, &p.entities)?
     } else {
         info!("profiles not published (profiles.publish = false)");
         Outlet::none()
     };
-    let plan = hutong_pipeline::topic_plan(&standard, &config.kafka, &config.privacy, config.file.profile_topics())
+    if governance.is_some() && g.publish {
+        outlet = outlet.with_governance(&config.kafka, &standard, &registry()?, &config.registry_url)?;
+    }
+    let plan = hutong_pipeline::topic_plan(&standard, &config.kafka, &config.privacy, config.file.derived_topics())
         .map_err(|e| ProfilesError::Config(e.to_string()))?;
     if p.ensure_topics {
         hutong_bus::ensure_topics(&config.kafka, &plan).await.map_err(|e| ProfilesError::Kafka(e.to_string()))?;
@@ -108,6 +146,8 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         store: url.clone(),
         batch_size: p.batch_size.max(1),
         session_timeout_ms: p.session_timeout_ms,
+        governance: governance.clone(),
+        tick: Duration::from_secs(g.tick_seconds.max(1)),
     };
     let (status_c, stop_c) = (Arc::clone(&status), Arc::clone(&stop));
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Result<(), ProfilesError>>();
@@ -122,7 +162,30 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         })
         .map_err(|e| ProfilesError::Serve(format!("consumer thread: {e}")))?;
 
-    let service = service::ProfilesService::new(url, Arc::clone(&security.guard), key, &standard);
+    let queries = service::Queries::new(url);
+    let service = service::ProfilesService::new(queries.clone(), Arc::clone(&security.guard), key, &standard);
+    let governance_service = match &governance {
+        Some(rt) => {
+            let adapters = Adapters::load(&config.schemas_dir.join("departments"), &standard)
+                .map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+            let catalogue = Arc::new(governance_service::Catalogue::of(&adapters, &standard));
+            if !g.metrics_listen.trim().is_empty() {
+                let router = governance_service::metrics_router(queries.clone(), Arc::clone(rt), Arc::clone(&catalogue), Arc::clone(&status));
+                let addr = g.metrics_listen.trim().to_owned();
+                let listener = tokio::net::TcpListener::bind(&addr)
+                    .await
+                    .map_err(|e| ProfilesError::Serve(format!("binding governance.metrics-listen {addr}: {e}")))?;
+                info!(%addr, "governance metrics listening");
+                tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, router).await {
+                        error!(error = %e, "metrics endpoint");
+                    }
+                });
+            }
+            Some(governance_service::GovernanceService::new(queries.clone(), Arc::clone(&security.guard), Arc::clone(rt), catalogue))
+        }
+        None => None,
+    };
     let (reporter, health) = tonic_health::server::health_reporter();
     let health_task = {
         let status = Arc::clone(&status);
@@ -147,7 +210,10 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         .await
         .map_err(|e| ProfilesError::Serve(format!("binding {}: {e}", p.listen)))?;
     info!(addr = %p.listen, "profiles listening");
-    let router = tonic::transport::Server::builder().add_service(health).add_service(ProfilesServer::new(service));
+    let router = tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(ProfilesServer::new(service))
+        .add_optional_service(governance_service.map(hutong_proto::v1::governance_server::GovernanceServer::new));
     let mut consumer_result = None;
     let stopping = async {
         tokio::select! {

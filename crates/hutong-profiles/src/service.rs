@@ -20,39 +20,23 @@ use tonic::{Request, Response, Status};
 
 use crate::store::{Store, StoreError, StoreUrl};
 
-/// The query side of the profile service.
-pub struct ProfilesService {
+/// A connection to the store for queries, shared by the query services, reopened when it was
+/// lost; queries run off the async threads.
+#[derive(Clone)]
+pub struct Queries {
     store: Arc<Mutex<Option<Store>>>,
     url: StoreUrl,
-    guard: Arc<Guard>,
-    key: PseudonymKey,
-    /// Per entity, the fields not to be shared beyond their source department.
-    unshared: BTreeMap<String, BTreeSet<String>>,
 }
 
-impl ProfilesService {
-    /// Serves the profiles of the store at `url` (a connection of its own) to callers `guard`
-    /// lets in; `key` turns a citizen ID into its person key.
-    pub fn new(url: StoreUrl, guard: Arc<Guard>, key: PseudonymKey, standard: &Standard) -> Self {
-        let unshared = standard
-            .entities()
-            .map(|e| {
-                let fields = e.dereferenced["properties"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .filter(|(_, s)| s["x-sharing"] == "none")
-                    .map(|(f, _)| f.clone())
-                    .collect();
-                (e.name.clone(), fields)
-            })
-            .collect();
-        Self { store: Arc::default(), url, guard, key, unshared }
+impl Queries {
+    /// Queries on the store at `url` (a connection of their own, opened on first use).
+    pub fn new(url: StoreUrl) -> Self {
+        Self { store: Arc::default(), url }
     }
 
     /// Runs `query` on the store connection (reconnecting when it was lost), off the async
     /// threads.
-    async fn query<T: Send + 'static>(
+    pub async fn run<T: Send + 'static>(
         &self,
         query: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Status> {
@@ -72,16 +56,65 @@ impl ProfilesService {
         .map_err(|e| Status::internal(format!("query task: {e}")))?
         .map_err(|e| Status::unavailable(format!("the profile store: {e}")))
     }
+}
+
+/// Records a read by `who` in the audit trail of `guard`.
+pub(crate) fn audit_read<T>(
+    guard: &Guard,
+    request: &Request<T>,
+    who: &Principal,
+    operation: &'static str,
+    detail: Value,
+    outcome: &str,
+) {
+    guard.auditor().record(AuditEvent::Read {
+        principal: who.name().to_owned(),
+        role: who.role(),
+        peer: request.remote_addr().map(|a| a.to_string()),
+        operation,
+        detail,
+        outcome: outcome.to_owned(),
+    });
+}
+
+/// The query side of the profile service.
+pub struct ProfilesService {
+    queries: Queries,
+    guard: Arc<Guard>,
+    key: PseudonymKey,
+    /// Per entity, the fields not to be shared beyond their source department.
+    unshared: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl ProfilesService {
+    /// Serves the profiles of the store at `url` (a connection of its own) to callers `guard`
+    /// lets in; `key` turns a citizen ID into its person key.
+    pub fn new(queries: Queries, guard: Arc<Guard>, key: PseudonymKey, standard: &Standard) -> Self {
+        let unshared = standard
+            .entities()
+            .map(|e| {
+                let fields = e.dereferenced["properties"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(_, s)| s["x-sharing"] == "none")
+                    .map(|(f, _)| f.clone())
+                    .collect();
+                (e.name.clone(), fields)
+            })
+            .collect();
+        Self { queries, guard, key, unshared }
+    }
+
+    async fn query<T: Send + 'static>(
+        &self,
+        query: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        self.queries.run(query).await
+    }
 
     fn audit<T>(&self, request: &Request<T>, who: &Principal, operation: &'static str, detail: Value, outcome: &str) {
-        self.guard.auditor().record(AuditEvent::Read {
-            principal: who.name().to_owned(),
-            role: who.role(),
-            peer: request.remote_addr().map(|a| a.to_string()),
-            operation,
-            detail,
-            outcome: outcome.to_owned(),
-        });
+        audit_read(&self.guard, request, who, operation, detail, outcome);
     }
 
     /// `doc` as `who` may see it: a 不予共享 field only for the department it came from.

@@ -94,28 +94,30 @@ impl std::fmt::Display for StoreUrl {
 
 /// A parameter of a statement.
 #[derive(Debug, Clone, Copy)]
-enum P<'a> {
+pub(crate) enum P<'a> {
     T(&'a str),
     I(i64),
+    /// NULL.
+    N,
 }
 
 /// A column of a result row.
 #[derive(Debug, Clone, PartialEq)]
-enum Cell {
+pub(crate) enum Cell {
     T(String),
     I(i64),
     N,
 }
 
 impl Cell {
-    fn text(self) -> Option<String> {
+    pub(crate) fn text(self) -> Option<String> {
         match self {
             Self::T(s) => Some(s),
             Self::I(i) => Some(i.to_string()),
             Self::N => None,
         }
     }
-    fn int(&self) -> i64 {
+    pub(crate) fn int(&self) -> i64 {
         match self {
             Self::I(i) => *i,
             Self::T(s) => s.parse().unwrap_or_default(),
@@ -126,13 +128,13 @@ impl Cell {
 
 /// How `{match a, b}` is written: `(a = $1 AND b = $2) OR …`, or `(a, b) IN (VALUES ($1, $2), …)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TupleMatch {
+pub(crate) enum TupleMatch {
     OrChain,
     InValues,
 }
 
 /// How a statement reaches the database: the one place the two engines differ.
-trait Sql {
+pub(crate) trait Sql {
     /// How this engine finds rows matching one of several tuples from an index: SQLite plans
     /// equalities joined by `OR` as one index search each (it scans the table for a row-value
     /// `IN (VALUES …)`); PostgreSQL plans `IN (VALUES …)` as a nested loop over the index (and
@@ -177,6 +179,7 @@ fn sqlite_param(p: &P<'_>) -> rusqlite::types::Value {
     match *p {
         P::T(s) => rusqlite::types::Value::Text(s.to_owned()),
         P::I(i) => rusqlite::types::Value::Integer(i),
+        P::N => rusqlite::types::Value::Null,
     }
 }
 
@@ -204,6 +207,7 @@ fn pg_params<'a>(params: &'a [P<'a>]) -> Vec<Box<dyn postgres::types::ToSql + Sy
             match *p {
                 P::T(s) => Box::new(s),
                 P::I(i) => Box::new(i),
+                P::N => Box::new(None::<&str>),
             }
         })
         .collect()
@@ -298,7 +302,7 @@ pub struct Applied {
 /// A source record: department, kind, source id.
 type Record = (String, String, String);
 /// An entity: its name and key.
-type EntityId = (String, String);
+pub(crate) type EntityId = (String, String);
 
 /// The sizes multi-row statements are cut into: a few shapes of each statement to prepare,
 /// whatever the batch's length.
@@ -399,8 +403,10 @@ pub struct PersonLink {
 
 /// The profile store.
 pub struct Store {
-    db: Box<dyn Sql + Send>,
+    pub(crate) db: Box<dyn Sql + Send>,
     url: StoreUrl,
+    /// The governance consumers, when they run ([`Store::with_governance`]).
+    pub(crate) governance: Option<std::sync::Arc<crate::governance::GovernanceRuntime>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -410,6 +416,28 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// The governance consumers run in every batch applied from now on: events kept with their
+    /// threads, deadlines and alerts, needs matched to resources.
+    pub fn with_governance(mut self, governance: std::sync::Arc<crate::governance::GovernanceRuntime>) -> Self {
+        self.governance = Some(governance);
+        self
+    }
+
+    /// Runs `f` in one transaction.
+    pub(crate) fn transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        self.db.batch("BEGIN")?;
+        match f(self) {
+            Ok(v) => {
+                self.db.batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.db.batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// Opens (and creates, when missing) the store at `url`.
     pub fn open(url: &StoreUrl) -> Result<Self, StoreError> {
         let mut db: Box<dyn Sql + Send> = match url {
@@ -441,6 +469,7 @@ impl Store {
             }
         };
         db.batch(SCHEMA)?;
+        db.batch(crate::governance::SCHEMA)?;
         let layout = db.rows("SELECT value FROM hutong_meta WHERE name = 'layout'", &[])?;
         match layout.into_iter().next().and_then(|r| r.into_iter().next()).and_then(Cell::text) {
             None => {
@@ -468,7 +497,7 @@ impl Store {
             }
             Some(l) => return Err(StoreError::Corrupt(format!("store layout {l}, this version reads {LAYOUT}"))),
         }
-        Ok(Self { db, url: url.clone() })
+        Ok(Self { db, url: url.clone(), governance: None })
     }
 
     /// Where it is (without a password).
@@ -493,17 +522,7 @@ impl Store {
     /// memory, and the changes are written in multi-row statements: a handful of round trips
     /// per batch, not several per fact (what PostgreSQL pays for most).
     pub fn apply(&mut self, facts: &[Fact], rules: &Rules) -> Result<Applied, StoreError> {
-        self.db.batch("BEGIN")?;
-        match self.apply_in_transaction(facts, rules) {
-            Ok(applied) => {
-                self.db.batch("COMMIT")?;
-                Ok(applied)
-            }
-            Err(e) => {
-                let _ = self.db.batch("ROLLBACK");
-                Err(e)
-            }
-        }
+        self.transaction(|s| s.apply_in_transaction(facts, rules))
     }
 
     fn apply_in_transaction(&mut self, facts: &[Fact], rules: &Rules) -> Result<Applied, StoreError> {
@@ -520,6 +539,9 @@ impl Store {
         }
         self.write(&ledger)?;
         out.profiles = self.merge_again(&touched, rules)?;
+        if let Some(g) = self.governance.clone() {
+            self.govern(&g, &out.profiles)?;
+        }
         Ok(out)
     }
 
@@ -528,7 +550,7 @@ impl Store {
     /// `{match a, b}` for "(a, b) is one of the chunk's tuples" written as equalities joined by
     /// `OR`, which both engines answer from an index (SQLite scans the table for a row-value
     /// `IN (VALUES …)`).
-    fn chunked(&mut self, sql: &str, width: usize, rows: &[Vec<P<'_>>]) -> Result<Vec<Vec<Cell>>, StoreError> {
+    pub(crate) fn chunked(&mut self, sql: &str, width: usize, rows: &[Vec<P<'_>>]) -> Result<Vec<Vec<Cell>>, StoreError> {
         let mut out = Vec::new();
         let mut rest = rows;
         while !rest.is_empty() {
@@ -939,7 +961,7 @@ fn expand(sql: &str, n: usize, width: usize, how: TupleMatch) -> String {
 }
 
 /// A stored digest: the first 128 bits of SHA-256, in hex.
-fn digest(bytes: &[u8]) -> String {
+pub(crate) fn digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(&sha2::Sha256::digest(bytes)[..16])
 }
@@ -949,7 +971,7 @@ fn entity_params<'a>(ids: &[&'a EntityId]) -> Vec<Vec<P<'a>>> {
     ids.iter().map(|(e, k)| vec![P::T(e), P::T(k)]).collect()
 }
 
-fn parse(text: &str) -> Result<Value, StoreError> {
+pub(crate) fn parse(text: &str) -> Result<Value, StoreError> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 

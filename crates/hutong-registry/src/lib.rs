@@ -10,6 +10,7 @@
 //! compatibility mode.
 #![warn(missing_docs)]
 
+pub mod governance;
 pub mod profile;
 
 use std::{
