@@ -4,8 +4,10 @@
 # submits every department's sample export (valid and invalid rows), shows
 # the published records and the rejects with reasons, runs the profile service
 # (一人一档) and shows one resident merged from four departments with her
-# household, building and grid, and checks every topic against its
-# declaration with its message count (none may be empty).
+# household, building and grid, the governance consumers (one matter's thread
+# across departments, deadlines, alerts, matches, the month's report), and
+# checks every topic against its declaration with its message count (none may
+# be empty).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -96,6 +98,33 @@ step "her grid (网格 330106004053001): everyone living there, directly or thro
 
 step "where departments disagree, per department whose value lost"
 "$HUTONG" profile conflicts --as gongan --limit 5
+
+# The governance consumers read the same topics: wait until the three departments' records of
+# one matter (网格 → 司法 → 信访) are all in.
+for _ in $(seq 1 120); do
+  thread=$("$HUTONG" thread sifa:XX2026-0101 --as wangge --json 2>/dev/null || true)
+  if echo "$thread" | grep -q '"wangge:WG330106004053-20261103-0011"' && echo "$thread" | grep -q '"xinfang:XF330106-2026-000412"'; then break; fi
+  sleep 0.5
+done
+
+step "交办反馈: one matter across three departments (网格 report 移交 司法 mediation, then a 信访 petition), one timeline"
+"$HUTONG" thread sifa:XX2026-0101 --as wangge
+
+step "open events of grid 330106004053001 with their age and deadline in working days (official calendar, schemas/calendar/cn)"
+"$HUTONG" events --grid 330106004053001 --as wangge --limit 12
+
+step "督查督办: the alerts raised on the samples (提醒 → 预警 → 督办: overdue, returned twice, reopened, four events at one address)"
+"$HUTONG" alerts --grid 330106004053001 --as wangge --limit 12
+
+step "供需对接: residents' needs with the resources proposed (by category, area, target group, places left)"
+"$HUTONG" matches --as minzheng
+
+step "成效评估: the report of November 2026 (per department and per grid, every indicator defined)"
+"$HUTONG" report --period 2026-11 --as wangge --out "$STATE/report-2026-11.html"
+"$HUTONG" report --period 2026-11 --as wangge --format csv --out "$STATE/report-2026-11.csv"
+echo "open $ROOT/$STATE/report-2026-11.html in a browser (charts and tables, no network needed)"
+step "the same indicators as Prometheus metrics of the service (http://127.0.0.1:9465/metrics; first lines)"
+curl -s http://127.0.0.1:9465/metrics | grep -E '^hutong_governance_(overdue|on_time_rate|needs_unmatched)' | head -6
 
 step "every topic against its declaration (compacted entity and profile topics, DLQ and audit with retention), with its messages"
 "$HUTONG" topics check --config deploy/local/hutong.toml --counts --require-messages

@@ -34,6 +34,15 @@ fi
 HUTONG_PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
 export HUTONG_PG_BIN
 
+# Chromium for the effectiveness report's browser test (headless, Debian's package) and a CJK
+# font so Chinese renders as text, not boxes.
+if ! command -v chromium >/dev/null 2>&1 || ! fc-list 2>/dev/null | grep -qi "wenquanyi\|wqy"; then
+  echo "[test] installing chromium and fonts-wqy-zenhei (Debian packages)" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-wqy-zenhei >/dev/null
+fi
+
 echo "[test] formatting (cargo fmt --check)" >&2
 cargo fmt --all -- --check
 

@@ -379,6 +379,8 @@ async fn deletes_reach_the_merged_profile_and_the_last_one_tombstones_it() -> an
         store: hutong_profiles::StoreUrl::Sqlite(dir.path().join("p.db")),
         batch_size: 1,
         session_timeout_ms: 6000,
+        governance: None,
+        tick: std::time::Duration::from_secs(30),
     };
     let (status, stop) = (hutong_profiles::Status::default(), AtomicBool::new(false));
     // One fact a batch: every step of the merge is published.

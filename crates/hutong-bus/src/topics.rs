@@ -112,7 +112,11 @@ impl TopicPlan {
     /// The plan of `entities` with the consumer service's topics: one compacted topic of merged
     /// profiles per entity of `derived.profiles` and their dead-letter topic, and with
     /// `derived.governance` the alert and match topics.
-    pub fn with_derived(bus: &BusConfig, entities: impl IntoIterator<Item = EntityTopic>, derived: DerivedTopics) -> Self {
+    pub fn with_derived(
+        bus: &BusConfig,
+        entities: impl IntoIterator<Item = EntityTopic>,
+        derived: DerivedTopics,
+    ) -> Self {
         let DerivedTopics { profiles, governance } = derived;
         let has_profiles = !profiles.is_empty() || governance;
         let mut common = BTreeMap::new();

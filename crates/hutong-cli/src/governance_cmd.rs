@@ -163,7 +163,14 @@ pub(crate) async fn events(a: EventsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("{} event(s){} at {}", reply.total, if a.all { "" } else { " open" }, reply.now);
-    println!("  {} {} {} {} {} title", pad("event", 34), pad("status", 11), pad("deadline", 22), pad("age", 5), pad("grid", 16));
+    println!(
+        "  {} {} {} {} {} title",
+        pad("event", 34),
+        pad("status", 11),
+        pad("deadline", 22),
+        pad("age", 5),
+        pad("grid", 16)
+    );
     for e in &events {
         let deadline = match text(&e["deadline_status"]) {
             "overdue" => format!("overdue {} wd", e["working_days_late"]),
@@ -186,7 +193,8 @@ pub(crate) async fn events(a: EventsArgs) -> anyhow::Result<ExitCode> {
 
 /// `hutong thread`.
 pub(crate) async fn thread(a: ThreadArgs) -> anyhow::Result<ExitCode> {
-    let reply = a.ask.client().await?.get_thread(GetThreadRequest { event_key: a.event_key.clone() }).await?.into_inner();
+    let reply =
+        a.ask.client().await?.get_thread(GetThreadRequest { event_key: a.event_key.clone() }).await?.into_inner();
     let events = parse(&reply.events_json)?;
     let links = parse(&reply.links_json)?;
     if a.ask.json {
@@ -219,7 +227,10 @@ pub(crate) async fn thread(a: ThreadArgs) -> anyhow::Result<ExitCode> {
             pad(text(&e["event_key"]), 34),
             text(&e["title"]),
             text(&e["status"]),
-            e["anomalies"].as_array().filter(|a| !a.is_empty()).map_or(String::new(), |a| format!("{} anomaly(ies)", a.len()))
+            e["anomalies"]
+                .as_array()
+                .filter(|a| !a.is_empty())
+                .map_or(String::new(), |a| format!("{} anomaly(ies)", a.len()))
         );
     }
     println!("  timeline:");
@@ -271,7 +282,11 @@ pub(crate) async fn matches(a: MatchesArgs) -> anyhow::Result<ExitCode> {
         .ask
         .client()
         .await?
-        .list_matches(ListMatchesRequest { grid: a.grid.unwrap_or_default(), unmatched_only: a.unmatched, limit: a.limit })
+        .list_matches(ListMatchesRequest {
+            grid: a.grid.unwrap_or_default(),
+            unmatched_only: a.unmatched,
+            limit: a.limit,
+        })
         .await?
         .into_inner();
     let matches = parse(&reply.matches_json)?;
@@ -281,8 +296,18 @@ pub(crate) async fn matches(a: MatchesArgs) -> anyhow::Result<ExitCode> {
     }
     println!("{} request(s)", matches.len());
     for m in &matches {
-        let state = if m["matched_at"].is_string() { format!("matched {}", text(&m["matched_at"])) } else { text(&m["status"]).to_owned() };
-        println!("  {} {} {} {}", pad(text(&m["request_key"]), 26), pad(text(&m["category"]), 6), pad(text(&m["grid_code"]), 16), state);
+        let state = if m["matched_at"].is_string() {
+            format!("matched {}", text(&m["matched_at"]))
+        } else {
+            text(&m["status"]).to_owned()
+        };
+        println!(
+            "  {} {} {} {}",
+            pad(text(&m["request_key"]), 26),
+            pad(text(&m["category"]), 6),
+            pad(text(&m["grid_code"]), 16),
+            state
+        );
         let candidates = m["candidates"].as_array().cloned().unwrap_or_default();
         if candidates.is_empty() && m["open"] == true {
             println!("      no resource fits (a gap in supply)");

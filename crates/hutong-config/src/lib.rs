@@ -217,10 +217,18 @@ impl ConfigFile {
         if let Some(now) = &self.governance.now
             && chrono::DateTime::parse_from_rfc3339(now).is_err()
         {
-            return Err(invalid("governance.now", format!("{now:?} is not an RFC 3339 time (2026-12-01T09:00:00+08:00)")));
+            return Err(invalid(
+                "governance.now",
+                format!("{now:?} is not an RFC 3339 time (2026-12-01T09:00:00+08:00)"),
+            ));
         }
-        if !self.governance.metrics_listen.trim().is_empty() && self.governance.metrics_listen.trim().parse::<SocketAddr>().is_err() {
-            return Err(invalid("governance.metrics-listen", format!("{:?} is not host:port", self.governance.metrics_listen)));
+        if !self.governance.metrics_listen.trim().is_empty()
+            && self.governance.metrics_listen.trim().parse::<SocketAddr>().is_err()
+        {
+            return Err(invalid(
+                "governance.metrics-listen",
+                format!("{:?} is not host:port", self.governance.metrics_listen),
+            ));
         }
         if self.governance.tick_seconds == 0 {
             return Err(invalid("governance.tick-seconds", "must be at least 1"));

@@ -290,12 +290,7 @@ impl AlertRules {
                 "calendar_missing_years": d.uncovered,
             });
             alerts.push(self.alert(
-                Condition {
-                    condition: "overdue",
-                    level,
-                    subject: &e.event_key,
-                    discriminator: &d.due.to_rfc3339(),
-                },
+                Condition { condition: "overdue", level, subject: &e.event_key, discriminator: &d.due.to_rfc3339() },
                 &[e],
                 at,
                 detail,
@@ -384,12 +379,7 @@ impl AlertRules {
             let window = format!("{year}-{month:02}");
             let detail = json!({"window": window, "events": group.len(), "at_least": self.repeated.at_least});
             alerts.push(self.alert(
-                Condition {
-                    condition: "repeated",
-                    level: self.repeated.level,
-                    subject,
-                    discriminator: &window,
-                },
+                Condition { condition: "repeated", level: self.repeated.level, subject, discriminator: &window },
                 &group,
                 at,
                 detail,

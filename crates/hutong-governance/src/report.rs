@@ -574,14 +574,16 @@ fn bar_chart(title: &str, legend: &[(&str, &str)], bars: &[Bar]) -> String {
     use std::fmt::Write as _;
     let max = bars.iter().flat_map(|(_, s)| s.iter().map(|(v, _)| *v)).fold(0.0_f64, f64::max).max(1.0);
     let series = bars.first().map_or(1, |(_, s)| s.len().max(1));
-    let (label_w, plot_w, bar_h) = (150.0, 420.0, 12.0);
+    let (label_w, plot_w, bar_h): (f64, f64, f64) = (150.0, 420.0, 12.0);
     let row_h = bar_h * series as f64 + 8.0;
     let height = 40.0 + row_h * bars.len() as f64 + 10.0;
+    let legend_w: f64 = legend.iter().map(|(n, _)| 24.0 + text_width(n)).sum();
+    let width = (label_w + plot_w + 60.0).max(label_w + legend_w + 10.0);
     let mut svg = String::new();
     let _ = write!(
         svg,
         r#"<svg class="chart" role="img" xmlns="http://www.w3.org/2000/svg" width="{w}" height="{height}" viewBox="0 0 {w} {height}"><title>{t}</title><text x="0" y="14" class="ct">{t}</text>"#,
-        w = label_w + plot_w + 60.0,
+        w = width,
         t = escape(title)
     );
     let mut x = label_w;
@@ -592,7 +594,7 @@ fn bar_chart(title: &str, legend: &[(&str, &str)], bars: &[Bar]) -> String {
             x + 14.0,
             escape(name)
         );
-        x += 24.0 + 13.0 * name.chars().count() as f64;
+        x += 24.0 + text_width(name);
     }
     for (i, (label, values)) in bars.iter().enumerate() {
         let y = 40.0 + row_h * i as f64;
@@ -618,6 +620,11 @@ fn bar_chart(title: &str, legend: &[(&str, &str)], bars: &[Bar]) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// The width of `s` at the charts' 11 px font: CJK characters are square, Latin about half.
+fn text_width(s: &str) -> f64 {
+    s.chars().map(|c| if c.is_ascii() { 6.2 } else { 11.5 }).sum()
 }
 
 fn trim_number(v: f64) -> String {

@@ -91,13 +91,25 @@ impl Intake {
     /// A refused record of the gateway's dead-letter topic (its value names the department,
     /// kind and every violation), or why it is not one.
     pub fn reject(value: Option<&[u8]>, event_id: Option<String>) -> Result<Reject, String> {
-        let v: Value = serde_json::from_slice(value.ok_or("no value")?).map_err(|e| format!("the value is not JSON: {e}"))?;
+        let v: Value =
+            serde_json::from_slice(value.ok_or("no value")?).map_err(|e| format!("the value is not JSON: {e}"))?;
         let text = |k: &str| v[k].as_str().map(str::to_owned).ok_or_else(|| format!("no {k}"));
         let received_at = chrono::DateTime::parse_from_rfc3339(&text("received_at")?)
             .map_err(|e| format!("received_at: {e}"))?
             .with_timezone(&chrono::Utc);
-        let rules = v["violations"].as_array().into_iter().flatten().filter_map(|x| x["rule"].as_str().map(str::to_owned)).collect();
-        Ok(Reject { event_id: event_id.ok_or("no ce_id header")?, department: text("department")?, kind: text("kind")?, received_at, rules })
+        let rules = v["violations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x["rule"].as_str().map(str::to_owned))
+            .collect();
+        Ok(Reject {
+            event_id: event_id.ok_or("no ce_id header")?,
+            department: text("department")?,
+            kind: text("kind")?,
+            received_at,
+            rules,
+        })
     }
 
     /// The fact a message carries: its key is a fact key (docs/consuming.md), its headers carry
@@ -359,7 +371,7 @@ pub fn run(
     let names = settings.bus.topics();
     let dlq = names.profiles_dlq();
     let mut store = Some(settings.open_store()?);
-    let mut last_tick: Option<Instant> = None;
+    let mut ticker = Ticker::default();
     status.ready.store(true, Ordering::Relaxed);
     info!(store = %settings.store, topics = intake.topics().len(), group = %settings.group_id, "profiles consuming");
     while !stop.load(Ordering::Relaxed) {
@@ -367,7 +379,7 @@ pub fn run(
         if batch.is_empty() {
             // Caught up: deadlines against the clock, and what the outbox still holds.
             if settings.governance.is_some() {
-                govern_time(&mut store, settings, &producer, outlet, status, &mut last_tick, true);
+                govern_time(&mut store, settings, &producer, outlet, status, &mut ticker, true);
             }
             continue;
         }
@@ -381,7 +393,9 @@ pub fn run(
             if intake.is_rejects(m.topic()) {
                 match Intake::reject(m.payload(), header("ce_id")) {
                     Ok(r) => rejects.push(r),
-                    Err(reason) => debug!(topic = m.topic(), offset = m.offset(), %reason, "not a dead letter of the gateway"),
+                    Err(reason) => {
+                        debug!(topic = m.topic(), offset = m.offset(), %reason, "not a dead letter of the gateway")
+                    }
                 }
                 continue;
             }
@@ -479,7 +493,9 @@ pub fn run(
         }
         status.batches.fetch_add(1, Ordering::Relaxed);
         if settings.governance.is_some() {
-            govern_time(&mut store, settings, &producer, outlet, status, &mut last_tick, false);
+            // New facts: the next idle moment reads the clock at once.
+            ticker.dirty = true;
+            govern_time(&mut store, settings, &producer, outlet, status, &mut ticker, false);
         }
         debug!(facts = facts.len(), dead = dead.len(), profiles = applied.profiles.len(), "batch committed");
     }
@@ -554,6 +570,13 @@ fn apply_until_done(
     }
 }
 
+/// When the clock was last read for deadline alerts, and whether facts arrived since.
+#[derive(Debug, Default)]
+struct Ticker {
+    last: Option<Instant>,
+    dirty: bool,
+}
+
 /// The governance consumers' side of the clock: raises the deadline alerts that came due
 /// (every `tick`, and whenever the consumer has caught up) and publishes what the outbox
 /// holds. A store that is away or Kafka refusing leaves everything in the outbox for the
@@ -564,18 +587,29 @@ fn govern_time(
     producer: &ThreadedProducer<Deliveries>,
     outlet: &Outlet,
     status: &Status,
-    last_tick: &mut Option<Instant>,
+    ticker: &mut Ticker,
     idle: bool,
 ) {
     let Some(s) = store.as_mut() else { return };
     let Some(g) = &settings.governance else { return };
-    if last_tick.is_none_or(|t| t.elapsed() >= settings.tick) {
+    // Deadline alerts are a function of each event's record and the time: taken while the
+    // consumer is still catching up (a replay, a backlog), they would see revisions that later
+    // ones supersede. So the clock is read when the consumer is idle (caught up: at once after
+    // new facts, else every `tick`), and under a load that never lets it idle only every ten
+    // ticks.
+    let due = match (idle, ticker.last) {
+        (true, None) => true,
+        (true, Some(t)) => ticker.dirty || t.elapsed() >= settings.tick,
+        (false, None) => false,
+        (false, Some(t)) => t.elapsed() >= settings.tick * 10,
+    };
+    if due {
         match s.tick(g.clock.now()) {
             Ok(n) => {
                 if n > 0 {
                     info!(alerts = n, "deadline alerts raised");
                 }
-                *last_tick = Some(Instant::now());
+                *ticker = Ticker { last: Some(Instant::now()), dirty: false };
             }
             Err(e) => warn!(error = %e, "deadline check"),
         }

@@ -175,8 +175,7 @@ impl Store {
         }
         if !persons.is_empty() {
             let params: Vec<Vec<P<'_>>> = persons.iter().map(|p| vec![P::T(p)]).collect();
-            let rows =
-                self.chunked("SELECT request_key FROM gov_requests WHERE {match requester_key}", 1, &params)?;
+            let rows = self.chunked("SELECT request_key FROM gov_requests WHERE {match requester_key}", 1, &params)?;
             requests.extend(rows.into_iter().map(|r| text_of(r)()));
         }
         if !requests.is_empty() {
@@ -298,7 +297,8 @@ impl Store {
                 )?;
             }
             let after = s.db.rows("SELECT COUNT(*) FROM gov_alerts", &[])?;
-            let count = |rows: Vec<Vec<Cell>>| rows.into_iter().next().and_then(|r| r.first().map(Cell::int)).unwrap_or(0);
+            let count =
+                |rows: Vec<Vec<Cell>>| rows.into_iter().next().and_then(|r| r.first().map(Cell::int)).unwrap_or(0);
             Ok((count(after) - count(before)).max(0) as usize)
         })
     }
@@ -321,7 +321,11 @@ impl Store {
         }
         let params: Vec<Vec<P<'_>>> = requests.iter().map(|k| vec![P::T(k)]).collect();
         let mut held: BTreeMap<String, (Option<String>, String)> = BTreeMap::new();
-        for r in self.chunked("SELECT request_key, matched_at, digest FROM gov_requests WHERE {match request_key}", 1, &params)? {
+        for r in self.chunked(
+            "SELECT request_key, matched_at, digest FROM gov_requests WHERE {match request_key}",
+            1,
+            &params,
+        )? {
             let mut c = r.into_iter();
             let key = c.next().and_then(Cell::text).unwrap_or_default();
             let matched = c.next().and_then(Cell::text);
@@ -413,7 +417,9 @@ impl Store {
         let rows: Vec<Vec<P<'_>>> = submissions
             .iter()
             .zip(&times)
-            .map(|(s, (o, p))| vec![P::T(&s.department), P::T(&s.kind), P::T(&s.source_id), P::I(s.revision), P::T(o), P::T(p)])
+            .map(|(s, (o, p))| {
+                vec![P::T(&s.department), P::T(&s.kind), P::T(&s.source_id), P::I(s.revision), P::T(o), P::T(p)]
+            })
             .collect();
         let rules: Vec<(String, String)> = rejects
             .iter()
@@ -444,12 +450,18 @@ impl Store {
     pub fn outbox(&mut self, limit: usize) -> Result<Outbox, StoreError> {
         let n = P::I(limit as i64);
         let mut out = Outbox::default();
-        for r in self.db.rows("SELECT alert_id, doc FROM gov_alerts WHERE published = 0 ORDER BY condition_at, alert_id LIMIT $1", &[n])? {
+        for r in self.db.rows(
+            "SELECT alert_id, doc FROM gov_alerts WHERE published = 0 ORDER BY condition_at, alert_id LIMIT $1",
+            &[n],
+        )? {
             let mut t = text_of(r);
             let id = t();
             out.alerts.push((id, parse(&t())?));
         }
-        for r in self.db.rows("SELECT request_key, doc FROM gov_requests WHERE published = 0 ORDER BY request_key LIMIT $1", &[n])? {
+        for r in self
+            .db
+            .rows("SELECT request_key, doc FROM gov_requests WHERE published = 0 ORDER BY request_key LIMIT $1", &[n])?
+        {
             let mut t = text_of(r);
             let key = t();
             let doc = t();
@@ -492,7 +504,7 @@ impl Store {
 
     /// The thread of `key`: every event linked to it, directly or through others (in time
     /// order), the linked keys not on the bus yet, and the links.
-    pub fn thread(&mut self, key: &str) -> Result<(Vec<EventState>, Vec<String>, Vec<(String, String, String)>), StoreError> {
+    pub fn thread(&mut self, key: &str) -> Result<Thread, StoreError> {
         let keys = self.db.rows(
             "WITH RECURSIVE t(k) AS (SELECT CAST($1 AS TEXT) UNION \
                SELECT CASE WHEN l.event_key = t.k THEN l.other_key ELSE l.event_key END \
@@ -518,7 +530,7 @@ impl Store {
                 (t(), t(), t())
             })
             .collect();
-        Ok((states, missing, links))
+        Ok(Thread { events: states, missing, links })
     }
 
     /// Alerts, newest first, of a grid, a department (reporting or handling) and a level, and
@@ -551,7 +563,12 @@ impl Store {
 
     /// Requests with their matches (only open ones without a match yet, when asked), and the
     /// open requests without a candidate per `grid/category`.
-    pub fn matches(&mut self, grid: &str, unmatched_only: bool, limit: usize) -> Result<(Vec<Value>, BTreeMap<String, u64>), StoreError> {
+    pub fn matches(
+        &mut self,
+        grid: &str,
+        unmatched_only: bool,
+        limit: usize,
+    ) -> Result<(Vec<Value>, BTreeMap<String, u64>), StoreError> {
         let rows = self.db.rows(
             "SELECT doc FROM gov_requests WHERE doc <> '' AND ($1 = '' OR grid_code = $1) AND ($2 = 0 OR (open = 1 AND matched_at IS NULL)) \
              ORDER BY request_key",
@@ -595,7 +612,9 @@ impl Store {
         let mut supervised_by_alert = BTreeSet::new();
         for r in self.db.rows("SELECT doc FROM gov_alerts WHERE level = 'supervision'", &[])? {
             let doc = parse(&text_of(r)())?;
-            supervised_by_alert.extend(doc["event_keys"].as_array().into_iter().flatten().filter_map(|k| k.as_str().map(str::to_owned)));
+            supervised_by_alert.extend(
+                doc["event_keys"].as_array().into_iter().flatten().filter_map(|k| k.as_str().map(str::to_owned)),
+            );
         }
         let time = |v: &Value| v.as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
         let requests = self
@@ -622,10 +641,18 @@ impl Store {
         let (from, to) = (period_bounds(period).0, period_bounds(period).1);
         let mut departments: BTreeMap<String, DepartmentInput> = BTreeMap::new();
         let dept = |d: &str| -> DepartmentInput {
-            DepartmentInput { department: d.to_owned(), name: names.get(d).cloned().unwrap_or_else(|| d.to_owned()), ..Default::default() }
+            DepartmentInput {
+                department: d.to_owned(),
+                name: names.get(d).cloned().unwrap_or_else(|| d.to_owned()),
+                ..Default::default()
+            }
         };
         for ((d, k), cycle) in cycles {
-            departments.entry(d.clone()).or_insert_with(|| dept(d)).kinds.push(KindFreshness { kind: k.clone(), cycle: cycle.clone(), last: None });
+            departments.entry(d.clone()).or_insert_with(|| dept(d)).kinds.push(KindFreshness {
+                kind: k.clone(),
+                cycle: cycle.clone(),
+                last: None,
+            });
         }
         for r in self.db.rows(
             "SELECT department, occurred_at, published_at FROM gov_submissions WHERE published_at >= $1 AND published_at < $2",
@@ -665,7 +692,15 @@ impl Store {
         for (d, n) in conflicts {
             departments.entry(d.clone()).or_insert_with(|| dept(&d)).conflicts = n;
         }
-        Ok(ReportInput { period, now, events, supervised_by_alert, requests, departments: departments.into_values().collect(), filter })
+        Ok(ReportInput {
+            period,
+            now,
+            events,
+            supervised_by_alert,
+            requests,
+            departments: departments.into_values().collect(),
+            filter,
+        })
     }
 }
 
@@ -676,6 +711,17 @@ fn period_bounds(p: Period) -> (String, String) {
     let first = chrono::NaiveDate::from_ymd_opt(y, m, 1).expect("a month").and_hms_opt(0, 0, 0).expect("midnight");
     let first = first.and_local_timezone(hutong_governance::beijing()).single().expect("fixed offset");
     (utc(first), utc(start))
+}
+
+/// One governance matter across departments ([`Store::thread`]).
+#[derive(Debug, Clone, Default)]
+pub struct Thread {
+    /// Its events, in time order.
+    pub events: Vec<EventState>,
+    /// Linked keys not on the bus yet.
+    pub missing: Vec<String>,
+    /// The links: from, to, relation.
+    pub links: Vec<(String, String, String)>,
 }
 
 /// Which events [`Store::events`] returns.

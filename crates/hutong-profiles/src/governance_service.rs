@@ -31,7 +31,8 @@ pub struct Catalogue {
 impl Catalogue {
     /// From the adapters and the department code list of the standard.
     pub fn of(adapters: &hutong_adapter::Adapters, standard: &hutong_standard::Standard) -> Self {
-        let cycles = adapters.iter().map(|a| ((a.department.clone(), a.kind.clone()), a.update_cycle.clone())).collect();
+        let cycles =
+            adapters.iter().map(|a| ((a.department.clone(), a.kind.clone()), a.update_cycle.clone())).collect();
         let names = standard
             .codes()
             .get("department")
@@ -51,7 +52,12 @@ pub struct GovernanceService {
 
 impl GovernanceService {
     /// Serves what the store at `queries` holds to callers `guard` lets in.
-    pub fn new(queries: Queries, guard: Arc<Guard>, runtime: Arc<GovernanceRuntime>, catalogue: Arc<Catalogue>) -> Self {
+    pub fn new(
+        queries: Queries,
+        guard: Arc<Guard>,
+        runtime: Arc<GovernanceRuntime>,
+        catalogue: Arc<Catalogue>,
+    ) -> Self {
         Self { queries, guard, runtime, catalogue }
     }
 
@@ -101,8 +107,9 @@ impl governance_server::Governance for GovernanceService {
         let detail = json!({"grid": filter.grid, "community": filter.community, "department": filter.department, "handling_body": filter.handling_body});
         let n = limit(r.limit);
         let found = self.queries.run(move |s| s.events(&filter, n)).await;
-        let (states, total) =
-            found.inspect_err(|e| audit_read(&self.guard, &request, &who, "ListEvents", detail.clone(), &format!("{:?}", e.code())))?;
+        let (states, total) = found.inspect_err(|e| {
+            audit_read(&self.guard, &request, &who, "ListEvents", detail.clone(), &format!("{:?}", e.code()))
+        })?;
         audit_read(&self.guard, &request, &who, "ListEvents", detail, "Ok");
         let now = self.runtime.clock.now();
         let calendar = &self.runtime.rules.calendar;
@@ -137,8 +144,9 @@ impl governance_server::Governance for GovernanceService {
         let detail = json!({"event_key": key});
         let k = key.clone();
         let found = self.queries.run(move |s| s.thread(&k)).await;
-        let (states, missing, links) =
-            found.inspect_err(|e| audit_read(&self.guard, &request, &who, "GetThread", detail.clone(), &format!("{:?}", e.code())))?;
+        let crate::governance::Thread { events: states, missing, links } = found.inspect_err(|e| {
+            audit_read(&self.guard, &request, &who, "GetThread", detail.clone(), &format!("{:?}", e.code()))
+        })?;
         if states.is_empty() {
             audit_read(&self.guard, &request, &who, "GetThread", detail, "NotFound");
             return Err(Status::not_found(format!("no event {key} on the bus")));
@@ -147,24 +155,34 @@ impl governance_server::Governance for GovernanceService {
         Ok(Response::new(ThreadReply {
             events_json: states.iter().map(to_json).collect(),
             missing_keys: missing,
-            links_json: links.iter().map(|(from, to, relation)| json!({"from": from, "to": to, "relation": relation}).to_string()).collect(),
+            links_json: links
+                .iter()
+                .map(|(from, to, relation)| json!({"from": from, "to": to, "relation": relation}).to_string())
+                .collect(),
         }))
     }
 
     async fn list_alerts(&self, request: Request<ListAlertsRequest>) -> Result<Response<ListAlertsReply>, Status> {
         let who = self.guard.reader(&request, "ListAlerts")?;
         let r = request.get_ref();
-        let (grid, department, level) = (r.grid.trim().to_owned(), r.department.trim().to_owned(), r.level.trim().to_owned());
+        let (grid, department, level) =
+            (r.grid.trim().to_owned(), r.department.trim().to_owned(), r.level.trim().to_owned());
         if !["", "reminder", "warning", "supervision"].contains(&level.as_str()) {
-            return Err(Status::invalid_argument(format!("level {level:?}: expected reminder, warning or supervision")));
+            return Err(Status::invalid_argument(format!(
+                "level {level:?}: expected reminder, warning or supervision"
+            )));
         }
         let detail = json!({"grid": grid, "department": department, "level": level});
         let n = limit(r.limit);
         let found = self.queries.run(move |s| s.alerts(&grid, &department, &level, n)).await;
-        let (alerts, per_level) =
-            found.inspect_err(|e| audit_read(&self.guard, &request, &who, "ListAlerts", detail.clone(), &format!("{:?}", e.code())))?;
+        let (alerts, per_level) = found.inspect_err(|e| {
+            audit_read(&self.guard, &request, &who, "ListAlerts", detail.clone(), &format!("{:?}", e.code()))
+        })?;
         audit_read(&self.guard, &request, &who, "ListAlerts", detail, "Ok");
-        Ok(Response::new(ListAlertsReply { alerts_json: alerts.iter().map(Value::to_string).collect(), per_level: per_level.into_iter().collect() }))
+        Ok(Response::new(ListAlertsReply {
+            alerts_json: alerts.iter().map(Value::to_string).collect(),
+            per_level: per_level.into_iter().collect(),
+        }))
     }
 
     async fn list_matches(&self, request: Request<ListMatchesRequest>) -> Result<Response<ListMatchesReply>, Status> {
@@ -174,10 +192,14 @@ impl governance_server::Governance for GovernanceService {
         let detail = json!({"grid": grid, "unmatched_only": unmatched});
         let n = limit(r.limit);
         let found = self.queries.run(move |s| s.matches(&grid, unmatched, n)).await;
-        let (matches, counts) =
-            found.inspect_err(|e| audit_read(&self.guard, &request, &who, "ListMatches", detail.clone(), &format!("{:?}", e.code())))?;
+        let (matches, counts) = found.inspect_err(|e| {
+            audit_read(&self.guard, &request, &who, "ListMatches", detail.clone(), &format!("{:?}", e.code()))
+        })?;
         audit_read(&self.guard, &request, &who, "ListMatches", detail, "Ok");
-        Ok(Response::new(ListMatchesReply { matches_json: matches.iter().map(Value::to_string).collect(), unmatched: counts.into_iter().collect() }))
+        Ok(Response::new(ListMatchesReply {
+            matches_json: matches.iter().map(Value::to_string).collect(),
+            unmatched: counts.into_iter().collect(),
+        }))
     }
 
     async fn get_report(&self, request: Request<GetReportRequest>) -> Result<Response<ReportReply>, Status> {
@@ -189,10 +211,9 @@ impl governance_server::Governance for GovernanceService {
             department: Some(r.department.trim().to_owned()).filter(|d| !d.is_empty()),
         };
         let detail = json!({"period": period.to_string(), "grid": filter.grid, "department": filter.department});
-        let report = self
-            .report(period, filter)
-            .await
-            .inspect_err(|e| audit_read(&self.guard, &request, &who, "GetReport", detail.clone(), &format!("{:?}", e.code())))?;
+        let report = self.report(period, filter).await.inspect_err(|e| {
+            audit_read(&self.guard, &request, &who, "GetReport", detail.clone(), &format!("{:?}", e.code()))
+        })?;
         audit_read(&self.guard, &request, &who, "GetReport", detail, "Ok");
         Ok(Response::new(ReportReply { report_json: to_json(&report) }))
     }
@@ -210,7 +231,8 @@ pub fn metrics_text(report: &Report, status: &crate::Status) -> String {
         }
     };
     let period = report.period.to_string();
-    let label = |scope: &str, key: &str| format!("period=\"{period}\",scope=\"{scope}\",key=\"{}\"", key.replace('"', ""));
+    let label =
+        |scope: &str, key: &str| format!("period=\"{period}\",scope=\"{scope}\",key=\"{}\"", key.replace('"', ""));
     let areas: Vec<(&str, &hutong_governance::report::AreaRow)> = report
         .grids
         .iter()
@@ -263,7 +285,8 @@ pub fn metrics_router(
     axum::Router::new().route(
         "/metrics",
         axum::routing::get(move || {
-            let (queries, runtime, catalogue, status) = (queries.clone(), Arc::clone(&runtime), Arc::clone(&catalogue), Arc::clone(&status));
+            let (queries, runtime, catalogue, status) =
+                (queries.clone(), Arc::clone(&runtime), Arc::clone(&catalogue), Arc::clone(&status));
             async move {
                 let now = runtime.clock.now().with_timezone(&hutong_governance::beijing());
                 let period = Period { year: chrono::Datelike::year(&now), month: chrono::Datelike::month(&now) };

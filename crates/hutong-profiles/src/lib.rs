@@ -75,7 +75,10 @@ pub const GOVERNED: [&str; 3] = ["event", "service_request", "service_resource"]
 
 /// The governance rules and calendar of `config` (`[governance]`), checked against
 /// `standard`, with its clock.
-pub fn load_governance(config: &GatewayConfig, standard: &Standard) -> Result<governance::GovernanceRuntime, ProfilesError> {
+pub fn load_governance(
+    config: &GatewayConfig,
+    standard: &Standard,
+) -> Result<governance::GovernanceRuntime, ProfilesError> {
     let g = &config.file.governance;
     let rules_dir = g.rules_dir.clone().unwrap_or_else(|| config.schemas_dir.join("governance"));
     let calendar_dir = g.calendar_dir.clone().unwrap_or_else(|| config.schemas_dir.join("calendar/cn"));
@@ -83,14 +86,18 @@ pub fn load_governance(config: &GatewayConfig, standard: &Standard) -> Result<go
         .map_err(|e| ProfilesError::Schemas(e.to_string()))?;
     let clock = match &g.now {
         Some(t) => governance::Clock::Fixed(
-            chrono::DateTime::parse_from_rfc3339(t).map_err(|e| ProfilesError::Config(format!("governance.now: {e}")))?,
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| ProfilesError::Config(format!("governance.now: {e}")))?,
         ),
         None => governance::Clock::System,
     };
     let now = clock.now();
     let year = chrono::Datelike::year(&now);
     if !rules.calendar.covers(year) {
-        tracing::warn!(year, "NO WORKING-DAY CALENDAR for the current year: deadlines are counted on weekdays alone and marked so; add schemas/calendar/cn/{year}.toml");
+        tracing::warn!(
+            year,
+            "NO WORKING-DAY CALENDAR for the current year: deadlines are counted on weekdays alone and marked so; add schemas/calendar/cn/{year}.toml"
+        );
     }
     Ok(governance::GovernanceRuntime { rules, clock })
 }
@@ -112,7 +119,8 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     if governance.is_some() {
         intake = intake.with_rejects(config.kafka.topics().dlq());
     }
-    let registry = || hutong_registry::Registry::load(&config.schemas_dir).map_err(|e| ProfilesError::Schemas(e.to_string()));
+    let registry =
+        || hutong_registry::Registry::load(&config.schemas_dir).map_err(|e| ProfilesError::Schemas(e.to_string()));
     let mut outlet = if p.publish {
         Outlet::new(&standard, &config.kafka, &config.privacy, &registry()?, &config.registry_url, &p.entities)?
     } else {
@@ -170,7 +178,12 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
                 .map_err(|e| ProfilesError::Schemas(e.to_string()))?;
             let catalogue = Arc::new(governance_service::Catalogue::of(&adapters, &standard));
             if !g.metrics_listen.trim().is_empty() {
-                let router = governance_service::metrics_router(queries.clone(), Arc::clone(rt), Arc::clone(&catalogue), Arc::clone(&status));
+                let router = governance_service::metrics_router(
+                    queries.clone(),
+                    Arc::clone(rt),
+                    Arc::clone(&catalogue),
+                    Arc::clone(&status),
+                );
                 let addr = g.metrics_listen.trim().to_owned();
                 let listener = tokio::net::TcpListener::bind(&addr)
                     .await
@@ -182,7 +195,12 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
                     }
                 });
             }
-            Some(governance_service::GovernanceService::new(queries.clone(), Arc::clone(&security.guard), Arc::clone(rt), catalogue))
+            Some(governance_service::GovernanceService::new(
+                queries.clone(),
+                Arc::clone(&security.guard),
+                Arc::clone(rt),
+                catalogue,
+            ))
         }
         None => None,
     };

@@ -424,7 +424,10 @@ impl Store {
     }
 
     /// Runs `f` in one transaction.
-    pub(crate) fn transaction<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub(crate) fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         self.db.batch("BEGIN")?;
         match f(self) {
             Ok(v) => {
@@ -550,7 +553,12 @@ impl Store {
     /// `{match a, b}` for "(a, b) is one of the chunk's tuples" written as equalities joined by
     /// `OR`, which both engines answer from an index (SQLite scans the table for a row-value
     /// `IN (VALUES …)`).
-    pub(crate) fn chunked(&mut self, sql: &str, width: usize, rows: &[Vec<P<'_>>]) -> Result<Vec<Vec<Cell>>, StoreError> {
+    pub(crate) fn chunked(
+        &mut self,
+        sql: &str,
+        width: usize,
+        rows: &[Vec<P<'_>>],
+    ) -> Result<Vec<Vec<Cell>>, StoreError> {
         let mut out = Vec::new();
         let mut rest = rows;
         while !rest.is_empty() {

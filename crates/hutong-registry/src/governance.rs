@@ -93,7 +93,17 @@ pub struct GovernanceSubject {
 /// The subjects of the alert and match topics named `alert_topic` and `match_topic`.
 pub fn governance_subjects(alert_topic: &str, match_topic: &str) -> Vec<GovernanceSubject> {
     vec![
-        GovernanceSubject { kind: "alert", topic: alert_topic.to_owned(), subject: subject_for_topic(alert_topic), schema: alert_schema() },
-        GovernanceSubject { kind: "match", topic: match_topic.to_owned(), subject: subject_for_topic(match_topic), schema: match_schema() },
+        GovernanceSubject {
+            kind: "alert",
+            topic: alert_topic.to_owned(),
+            subject: subject_for_topic(alert_topic),
+            schema: alert_schema(),
+        },
+        GovernanceSubject {
+            kind: "match",
+            topic: match_topic.to_owned(),
+            subject: subject_for_topic(match_topic),
+            schema: match_schema(),
+        },
     ]
 }
