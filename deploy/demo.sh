@@ -122,7 +122,10 @@ step "供需对接: residents' needs with the resources proposed (by category, a
 step "成效评估: the report of November 2026 (per department and per grid, every indicator defined)"
 "$HUTONG" report --period 2026-11 --as wangge --out "$STATE/report-2026-11.html"
 "$HUTONG" report --period 2026-11 --as wangge --format csv --out "$STATE/report-2026-11.csv"
-echo "open $ROOT/$STATE/report-2026-11.html in a browser (charts and tables, no network needed)"
+THIS_MONTH=$(TZ=Asia/Shanghai date +%Y-%m)
+"$HUTONG" report --period "$THIS_MONTH" --as wangge --out "$STATE/report-$THIS_MONTH.html"
+echo "open $ROOT/$STATE/report-2026-11.html in a browser (charts and tables, no network needed);"
+echo "report-$THIS_MONTH.html counts what each department published today (the samples), report-2026-11 how November's events and needs were handled"
 step "the same indicators as Prometheus metrics of the service (http://127.0.0.1:9465/metrics; first lines)"
 curl -s http://127.0.0.1:9465/metrics | grep -E '^hutong_governance_(overdue|on_time_rate|needs_unmatched)' | head -6
 
