@@ -239,6 +239,156 @@ fn large_batches(store: &mut Store, rules: &Rules) {
     assert_eq!(store.people_of("household", household, 200).expect("household").1, 150, "links not doubled");
 }
 
+/// The governance tables on the engine: an event's state and alerts, the deadline tick, a
+/// thread across three events with one key not on the bus yet, matching that follows a
+/// resource's capacity, time to match, the outbox, the intake counts, the report's input.
+fn governance(url: &StoreUrl) {
+    use hutong_profiles::governance::{Clock, EventFilter, GovernanceRuntime, Reject, Submission};
+    let schemas = repo_root().join("schemas");
+    let standard = hutong_standard::Standard::load(&schemas).expect("standard");
+    let now = chrono::DateTime::parse_from_rfc3339("2026-12-01T09:00:00+08:00").expect("time");
+    let runtime = GovernanceRuntime {
+        rules: hutong_governance::Governance::load_shipped(&schemas, &standard).expect("rules"),
+        clock: Clock::Fixed(now),
+    };
+    let rules = rules();
+    let mut store = Store::open(url).expect("open").with_governance(std::sync::Arc::new(runtime));
+    let step = |s: &str, at: &str| json!({"status": s, "at": at});
+    let event = |key: &str, status: &str, steps: Vec<Value>, links: Value| {
+        let mut e = json!({"event_key": key, "title": "t", "category": "0504", "channel": "02", "status": status,
+            "reported_at": "2026-11-02T09:00:00+08:00", "due_at": "2026-11-09T17:00:00+08:00",
+            "location": {"grid_code": "330106004053001"}, "status_history": steps});
+        if !links.is_null() {
+            e["related_events"] = links;
+        }
+        e
+    };
+    let bounced = event(
+        "rexian:T1",
+        "assigned",
+        vec![
+            step("reported", "2026-11-02T09:00:00+08:00"),
+            step("accepted", "2026-11-02T09:10:00+08:00"),
+            step("assigned", "2026-11-02T10:00:00+08:00"),
+            step("returned", "2026-11-03T10:00:00+08:00"),
+            step("assigned", "2026-11-03T11:00:00+08:00"),
+            step("returned", "2026-11-04T10:00:00+08:00"),
+            step("assigned", "2026-11-04T11:00:00+08:00"),
+        ],
+        json!([{"event_key": "sifa:C1", "relation": "transferred"}]),
+    );
+    let case = event(
+        "sifa:C1",
+        "closed",
+        vec![step("accepted", "2026-11-05T09:00:00+08:00"), step("closed", "2026-11-06T09:00:00+08:00")],
+        Value::Null,
+    );
+    let petition = event(
+        "xinfang:P1",
+        "accepted",
+        vec![],
+        json!([{"event_key": "sifa:C1", "relation": "originates"}, {"event_key": "wangge:W9", "relation": "originates"}]),
+    );
+    let facts = [
+        fact("event", "rexian:T1", "rexian", "T1", 1, Some(bounced)),
+        fact("event", "sifa:C1", "sifa", "C1", 1, Some(case)),
+        fact("event", "xinfang:P1", "xinfang", "P1", 1, Some(petition)),
+    ];
+    store.apply(&facts, &rules).expect("events");
+    let (open, total) =
+        store.events(&EventFilter { grid: "330106004053001".into(), ..Default::default() }, 10).expect("events");
+    assert_eq!((open.len(), total), (2, 2), "the closed case is not open");
+    assert_eq!(open[0].returned, 2);
+    let (alerts, _) = store.alerts("", "", "", 100).expect("alerts");
+    assert_eq!(alerts.iter().filter(|a| a["condition"] == "returned").count(), 1);
+    // The clock: 提醒, 预警 and 督办 of the bounced ticket and of the open petition (both due
+    // 9 November), 提醒 only of the case (closed on the 6th, after the reminder at midnight,
+    // before the deadline); the next tick raises nothing new.
+    assert_eq!(store.tick(now).expect("tick"), 7);
+    assert_eq!(store.tick(now).expect("tick"), 0);
+    let (_, per_level) = store.alerts("330106004053001", "rexian", "", 100).expect("alerts");
+    assert_eq!(per_level.get("supervision"), Some(&1), "of rexian's ticket");
+    let thread = store.thread("xinfang:P1").expect("thread");
+    let keys: Vec<&str> = thread.events.iter().map(|e| e.event_key.as_str()).collect();
+    assert_eq!(keys, ["rexian:T1", "sifa:C1", "xinfang:P1"]);
+    assert_eq!(thread.missing, ["wangge:W9"]);
+    assert_eq!(thread.links.len(), 3);
+    // Matching follows the resource: places left, then none.
+    let grid = "330106004053001";
+    let request = |rev: i64, status: &str| {
+        fact(
+            "service_request",
+            "rexian:Q1",
+            "rexian",
+            "Q1",
+            rev,
+            Some(json!({"request_key": "rexian:Q1", "category": "0201",
+            "title": "助餐", "requested_at": "2026-11-10T09:00:00+08:00", "status": status, "service_area": {"grid_code": grid}})),
+        )
+    };
+    let canteen = |rev: i64, available: i64| {
+        fact(
+            "service_resource",
+            "minzheng:S1",
+            "minzheng",
+            "S1",
+            rev,
+            Some(json!({"resource_key": "minzheng:S1", "name": "老年食堂",
+            "categories": ["0201"], "status": "available", "service_area": {"grid_codes": [grid]},
+            "capacity": {"total": 80, "available": available, "unit": "person"}})),
+        )
+    };
+    store.apply(&[request(1, "accepted"), canteen(1, 5)], &rules).expect("need and resource");
+    let candidates =
+        |store: &mut Store| store.matches("", false, 10).expect("matches").0[0]["candidates"].as_array().map(Vec::len);
+    assert_eq!(candidates(&mut store), Some(1));
+    store.apply(&[canteen(2, 0)], &rules).expect("full");
+    assert_eq!(candidates(&mut store), Some(0), "rematched when the resource changed");
+    assert_eq!(store.matches("", true, 10).expect("unmatched").1.get(&format!("{grid}/0201")), Some(&1));
+    store.apply(&[request(2, "matched")], &rules).expect("matched");
+    let (docs, _) = store.matches("", false, 10).expect("matches");
+    assert_eq!(docs[0]["matched_at"], "2024-02-01T00:00:00.000Z", "the matched fact's time");
+    assert_eq!(store.matches("", true, 10).expect("unmatched").0.len(), 0);
+    // The outbox holds every alert and the request's last matches until marked published.
+    let outbox = store.outbox(100).expect("outbox");
+    assert_eq!((outbox.alerts.len(), outbox.matches.len()), (alerts.len() + 7, 1));
+    store.mark_published(&outbox).expect("published");
+    let empty = store.outbox(100).expect("outbox");
+    assert!(empty.alerts.is_empty() && empty.matches.is_empty());
+    // Intake counts, idempotent on a replay, and the report's input.
+    let at = |t: &str| chrono::DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&chrono::Utc);
+    let subs = [Submission {
+        department: "rexian".into(),
+        kind: "hotline_ticket".into(),
+        source_id: "T1".into(),
+        revision: 1,
+        occurred_at: at("2026-11-02T09:00:00+08:00"),
+        published_at: at("2026-11-02T09:00:30+08:00"),
+    }];
+    let rejects = [Reject {
+        event_id: "e1".into(),
+        department: "rexian".into(),
+        kind: "hotline_ticket".into(),
+        received_at: at("2026-11-03T10:00:00+08:00"),
+        rules: vec!["format:gb11643".into()],
+    }];
+    for _ in 0..2 {
+        store.record_intake(&subs, &rejects).expect("intake");
+    }
+    let cycles = BTreeMap::from([(("rexian".to_owned(), "hotline_ticket".to_owned()), Some("realtime".to_owned()))]);
+    let input = store
+        .report_input("2026-11".parse().expect("period"), now, Default::default(), &cycles, &BTreeMap::new())
+        .expect("report input");
+    let rexian = input.departments.iter().find(|d| d.department == "rexian").expect("rexian");
+    assert_eq!((rexian.published, rexian.rejected, rexian.latencies_s.clone()), (1, 1, vec![30]));
+    assert_eq!(rexian.rejected_by_rule.get("format:gb11643"), Some(&1));
+    assert_eq!(input.events.len(), 3);
+    assert_eq!(
+        input.supervised_by_alert,
+        std::collections::BTreeSet::from(["rexian:T1".to_owned(), "xinfang:P1".to_owned()])
+    );
+}
+
 /// Every scenario, in order, on one fresh store.
 fn behaviour(url: &StoreUrl) {
     let rules = rules();
@@ -252,6 +402,7 @@ fn behaviour(url: &StoreUrl) {
     // What was written is what a second connection reads (the query side has its own).
     let mut other = Store::open(url).expect("reopen");
     assert_eq!(profiles(&mut other), profiles(&mut store));
+    governance(url);
 }
 
 #[test]

@@ -10,7 +10,7 @@
 //!   requester in one of them (their tags come from the person's 一人一档 profile), and
 //!   excludes the others;
 //! - **capacity and opening**: a resource that is not `available`, has no places left, or is
-//!   not offered on the day the service is needed is excluded.
+//!   not offered on the day the service is needed (validity, days of the week) is excluded.
 //!
 //! Each candidate carries its score and the reasons, in words.
 
@@ -204,6 +204,15 @@ impl MatchingRules {
         {
             return None;
         }
+        // A stated day of need (needed_by) on a day of the week the service does not run.
+        let weekdays: Vec<u64> =
+            availability["weekdays"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+        if let Some(day) = day_of(request["needed_by"].as_str())
+            && !weekdays.is_empty()
+            && !weekdays.contains(&u64::from(chrono::Datelike::weekday(&day).number_from_monday()))
+        {
+            return None;
+        }
         Some(Candidate {
             resource_key: resource["resource_key"].as_str()?.to_owned(),
             name: resource["name"].as_str().unwrap_or_default().to_owned(),
@@ -299,5 +308,11 @@ mod tests {
         // Offered only later than needed: excluded.
         let later = resource("minzheng:H", &["0201"], json!({"availability": {"valid_from": "2027-01-01"}}));
         assert_eq!(rules.score(&request, &[], &later), None);
+        // Needed on a Saturday (14 November 2026) from a service that runs on weekdays: excluded.
+        let weekdays = resource("minzheng:I", &["0201"], json!({"availability": {"weekdays": [1, 2, 3, 4, 5]}}));
+        let mut saturday = request.clone();
+        saturday["needed_by"] = json!("2026-11-14T11:00:00+08:00");
+        assert_eq!(rules.score(&saturday, &[], &weekdays), None);
+        assert!(rules.score(&request, &[], &weekdays).is_some(), "no day of need stated: not excluded");
     }
 }

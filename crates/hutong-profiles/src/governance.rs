@@ -487,14 +487,14 @@ impl Store {
     pub fn events(&mut self, filter: &EventFilter, limit: usize) -> Result<(Vec<EventState>, u64), StoreError> {
         let rows = self.db.rows(
             "SELECT state FROM gov_events WHERE ($1 = '' OR grid_code = $1) AND ($2 = '' OR community = $2) \
-             AND ($3 = '' OR department = $3) AND ($4 = '' OR handling = $4) AND ($5 = 1 OR open = 1) \
+             AND ($3 = '' OR department = $3) AND ($4 = '' OR handling = $4) AND ($5 = 'all' OR open = 1) \
              ORDER BY reported_at, event_key",
             &[
                 P::T(&filter.grid),
                 P::T(&filter.community),
                 P::T(&filter.department),
                 P::T(&filter.handling_body),
-                P::I(i64::from(filter.include_closed)),
+                P::T(if filter.include_closed { "all" } else { "open" }),
             ],
         )?;
         let total = rows.len() as u64;
@@ -570,9 +570,9 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<Value>, BTreeMap<String, u64>), StoreError> {
         let rows = self.db.rows(
-            "SELECT doc FROM gov_requests WHERE doc <> '' AND ($1 = '' OR grid_code = $1) AND ($2 = 0 OR (open = 1 AND matched_at IS NULL)) \
+            "SELECT doc FROM gov_requests WHERE doc <> '' AND ($1 = '' OR grid_code = $1) AND ($2 = 'all' OR (open = 1 AND matched_at IS NULL)) \
              ORDER BY request_key",
-            &[P::T(grid), P::I(i64::from(unmatched_only))],
+            &[P::T(grid), P::T(if unmatched_only { "unmatched" } else { "all" })],
         )?;
         let docs = rows.into_iter().take(limit).map(|r| parse(&text_of(r)())).collect::<Result<_, _>>()?;
         let counts = self
