@@ -61,6 +61,22 @@ impl GovernanceService {
         Self { queries, guard, runtime, catalogue }
     }
 
+    /// Runs `query` for `who`, auditing `operation` with `detail` and its outcome (the error's
+    /// code, or `Ok`).
+    async fn audited<T: Send + 'static, Q>(
+        &self,
+        request: &Request<Q>,
+        who: &hutong_config::Principal,
+        operation: &'static str,
+        detail: &Value,
+        query: impl FnOnce(&mut crate::Store) -> Result<T, crate::StoreError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let found = self.queries.run(query).await;
+        let outcome = found.as_ref().map_or_else(|e| format!("{:?}", e.code()), |_| "Ok".to_owned());
+        audit_read(&self.guard, request, who, operation, detail.clone(), &outcome);
+        found
+    }
+
     /// The report of `period` (filtered) at the service's clock.
     pub async fn report(&self, period: Period, filter: Filter) -> Result<Report, Status> {
         report(&self.queries, &self.runtime, &self.catalogue, period, filter).await
@@ -106,11 +122,8 @@ impl governance_server::Governance for GovernanceService {
         };
         let detail = json!({"grid": filter.grid, "community": filter.community, "department": filter.department, "handling_body": filter.handling_body});
         let n = limit(r.limit);
-        let found = self.queries.run(move |s| s.events(&filter, n)).await;
-        let (states, total) = found.inspect_err(|e| {
-            audit_read(&self.guard, &request, &who, "ListEvents", detail.clone(), &format!("{:?}", e.code()))
-        })?;
-        audit_read(&self.guard, &request, &who, "ListEvents", detail, "Ok");
+        let (states, total) =
+            self.audited(&request, &who, "ListEvents", &detail, move |s| s.events(&filter, n)).await?;
         let now = self.runtime.clock.now();
         let calendar = &self.runtime.rules.calendar;
         let events_json = states
@@ -174,11 +187,9 @@ impl governance_server::Governance for GovernanceService {
         }
         let detail = json!({"grid": grid, "department": department, "level": level});
         let n = limit(r.limit);
-        let found = self.queries.run(move |s| s.alerts(&grid, &department, &level, n)).await;
-        let (alerts, per_level) = found.inspect_err(|e| {
-            audit_read(&self.guard, &request, &who, "ListAlerts", detail.clone(), &format!("{:?}", e.code()))
-        })?;
-        audit_read(&self.guard, &request, &who, "ListAlerts", detail, "Ok");
+        let (alerts, per_level) = self
+            .audited(&request, &who, "ListAlerts", &detail, move |s| s.alerts(&grid, &department, &level, n))
+            .await?;
         Ok(Response::new(ListAlertsReply {
             alerts_json: alerts.iter().map(Value::to_string).collect(),
             per_level: per_level.into_iter().collect(),
@@ -191,11 +202,8 @@ impl governance_server::Governance for GovernanceService {
         let (grid, unmatched) = (r.grid.trim().to_owned(), r.unmatched_only);
         let detail = json!({"grid": grid, "unmatched_only": unmatched});
         let n = limit(r.limit);
-        let found = self.queries.run(move |s| s.matches(&grid, unmatched, n)).await;
-        let (matches, counts) = found.inspect_err(|e| {
-            audit_read(&self.guard, &request, &who, "ListMatches", detail.clone(), &format!("{:?}", e.code()))
-        })?;
-        audit_read(&self.guard, &request, &who, "ListMatches", detail, "Ok");
+        let (matches, counts) =
+            self.audited(&request, &who, "ListMatches", &detail, move |s| s.matches(&grid, unmatched, n)).await?;
         Ok(Response::new(ListMatchesReply {
             matches_json: matches.iter().map(Value::to_string).collect(),
             unmatched: counts.into_iter().collect(),
