@@ -211,6 +211,11 @@ async fn governance_plays_out_on_the_samples_and_a_replay_gives_the_same() -> an
         metrics.contains("hutong_governance_needs_raised{period=\"2026-12\",scope=\"total\",key=\"*\"}"),
         "{metrics}"
     );
+    // Open needs no resource fits, per grid and category: legal aid in 翠苑.
+    assert!(
+        metrics.contains("hutong_governance_open_needs_without_resource{grid=\"330106005051001\",category=\"0802\"} 1"),
+        "{metrics}"
+    );
 
     // A fresh instance (own group, own store, publishing nothing) reads everything from the
     // beginning: the same alerts and the same matches, each once.

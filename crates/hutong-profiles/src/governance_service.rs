@@ -228,8 +228,9 @@ impl governance_server::Governance for GovernanceService {
 }
 
 /// The indicators of the month's report as Prometheus metrics (`hutong_governance_*`, one
-/// gauge per indicator, labelled by scope and key), plus what the consumer did.
-pub fn metrics_text(report: &Report, status: &crate::Status) -> String {
+/// gauge per indicator, labelled by scope and key), the open needs no resource fits per grid
+/// and category (`gaps`, keyed `grid/category`), and what the consumer did.
+pub fn metrics_text(report: &Report, gaps: &BTreeMap<String, u64>, status: &crate::Status) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, rows: Vec<(String, f64)>| {
@@ -276,6 +277,13 @@ pub fn metrics_text(report: &Report, status: &crate::Status) -> String {
             gauge(&ind.code, &format!("{} ({}): {}", ind.name, ind.code, ind.definition.replace('\n', " ")), rows);
         }
     }
+    out.push_str("# HELP hutong_governance_open_needs_without_resource Open service requests no resource fits, per grid and service category (a gap in supply).\n# TYPE hutong_governance_open_needs_without_resource gauge\n");
+    for (key, n) in gaps {
+        let (grid, category) = key.split_once('/').unwrap_or((key.as_str(), ""));
+        out.push_str(&format!(
+            "hutong_governance_open_needs_without_resource{{grid=\"{grid}\",category=\"{category}\"}} {n}\n"
+        ));
+    }
     out.push_str("# HELP hutong_profiles_facts_applied_total Facts that changed the store.\n# TYPE hutong_profiles_facts_applied_total counter\n");
     out.push_str(&format!("hutong_profiles_facts_applied_total {}\n", status.applied.load(Relaxed)));
     out.push_str("# HELP hutong_governance_published_total Alerts and matches published.\n# TYPE hutong_governance_published_total counter\n");
@@ -298,9 +306,12 @@ pub fn metrics_router(
             async move {
                 let now = runtime.clock.now().with_timezone(&hutong_governance::beijing());
                 let period = Period { year: chrono::Datelike::year(&now), month: chrono::Datelike::month(&now) };
-                match report(&queries, &runtime, &catalogue, period, Filter::default()).await {
-                    Ok(r) => (axum::http::StatusCode::OK, metrics_text(&r, &status)),
-                    Err(e) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("# the store: {}\n", e.message())),
+                let gaps = queries.run(|s| s.matches("", true, 0).map(|(_, counts)| counts)).await;
+                match (report(&queries, &runtime, &catalogue, period, Filter::default()).await, gaps) {
+                    (Ok(r), Ok(gaps)) => (axum::http::StatusCode::OK, metrics_text(&r, &gaps, &status)),
+                    (Err(e), _) | (_, Err(e)) => {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("# the store: {}\n", e.message()))
+                    }
                 }
             }
         }),
