@@ -127,7 +127,7 @@ THIS_MONTH=$(TZ=Asia/Shanghai date +%Y-%m)
 echo "open $ROOT/$STATE/report-2026-11.html in a browser (charts and tables, no network needed);"
 echo "report-$THIS_MONTH.html counts what each department published today (the samples), report-2026-11 how November's events and needs were handled"
 step "the same indicators as Prometheus metrics of the service (http://127.0.0.1:9465/metrics; first lines)"
-curl -s http://127.0.0.1:9465/metrics | grep -E '^hutong_governance_(events_reported|open_needs_without_resource)' | head -8
+curl -s http://127.0.0.1:9465/metrics | grep -E '^hutong_governance_(events_reported|open_needs_without_resource)' | head -8 || true
 
 step "every topic against its declaration (compacted entity and profile topics, DLQ and audit with retention), with its messages"
 "$HUTONG" topics check --config deploy/local/hutong.toml --counts --require-messages
