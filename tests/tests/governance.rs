@@ -205,7 +205,9 @@ async fn governance_plays_out_on_the_samples_and_a_replay_gives_the_same() -> an
     assert_eq!(t["avg_hours_to_match"].as_f64(), Some(20.0));
 
     // The same indicators as Prometheus metrics (the month of the clock: December).
-    let metrics = reqwest_get(&format!("http://127.0.0.1:{metrics_port}/metrics")).await?;
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let (code, metrics) = tokio::task::spawn_blocking(move || hutong_tests::http_get(&url)).await??;
+    assert_eq!(code, 200);
     assert!(metrics.contains("# TYPE hutong_governance_events_reported gauge"), "{metrics}");
     assert!(
         metrics.contains("hutong_governance_needs_raised{period=\"2026-12\",scope=\"total\",key=\"*\"}"),
@@ -253,21 +255,6 @@ async fn governance_plays_out_on_the_samples_and_a_replay_gives_the_same() -> an
     ensure!(hutong(&args)?.status.success());
     chromium_renders(&html, dir.path())?;
     Ok(())
-}
-
-async fn reqwest_get(url: &str) -> anyhow::Result<String> {
-    let url = url.to_owned();
-    tokio::task::spawn_blocking(move || -> anyhow::Result<String> {
-        use std::io::{Read as _, Write as _};
-        let rest = url.strip_prefix("http://").context("http")?;
-        let (host, path) = rest.split_once('/').context("a path")?;
-        let mut s = std::net::TcpStream::connect(host)?;
-        write!(s, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n")?;
-        let mut body = String::new();
-        s.read_to_string(&mut body)?;
-        Ok(body)
-    })
-    .await?
 }
 
 /// Headless Chromium (Debian's `chromium`) renders `html`: its DOM has the report's three

@@ -45,11 +45,21 @@ impl Period {
         let l = t.with_timezone(&beijing());
         l.year() == self.year && l.month() == self.month
     }
+    /// The month's first instant, Beijing time.
+    pub fn start(&self) -> DateTime<FixedOffset> {
+        Self::first_of(self.year, self.month)
+    }
+
     /// The month's last instant, Beijing time.
     pub fn end(&self) -> DateTime<FixedOffset> {
         let (y, m) = if self.month == 12 { (self.year + 1, 1) } else { (self.year, self.month + 1) };
-        let next = NaiveDate::from_ymd_opt(y, m, 1).expect("a valid month").and_hms_opt(0, 0, 0).expect("midnight");
-        next.and_local_timezone(beijing()).single().expect("fixed offset") - chrono::Duration::seconds(1)
+        Self::first_of(y, m) - chrono::Duration::seconds(1)
+    }
+
+    fn first_of(year: i32, month: u32) -> DateTime<FixedOffset> {
+        let first =
+            NaiveDate::from_ymd_opt(year, month, 1).expect("a valid month").and_hms_opt(0, 0, 0).expect("midnight");
+        first.and_local_timezone(beijing()).single().expect("fixed offset")
     }
 }
 

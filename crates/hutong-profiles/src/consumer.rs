@@ -201,15 +201,8 @@ impl Outlet {
             .map_err(|e| ProfilesError::Config(e.to_string()))?;
         let mut topics = BTreeMap::new();
         for s in subjects {
-            let registered = registry.find(&s.subject, &s.schema).ok_or_else(|| {
-                ProfilesError::Schemas(format!(
-                    "{}: the schema of {} is not registered as this standard makes it (run `hutong schema register`)",
-                    s.subject, s.topic
-                ))
-            })?;
-            let dataschema = format!("{}/schemas/ids/{}", registry_url.trim_end_matches('/'), registered.id);
-            let check = standard.view_validator(&s.schema).map_err(|e| ProfilesError::Schemas(e.to_string()))?;
-            topics.insert(s.entity, TopicOut { topic: s.topic, dataschema, check });
+            let out = TopicOut::registered(standard, registry, registry_url, &s.subject, s.topic, &s.schema)?;
+            topics.insert(s.entity, out);
         }
         Ok(Self { topics })
     }
@@ -225,15 +218,8 @@ impl Outlet {
     ) -> Result<Self, ProfilesError> {
         let names = bus.topics();
         for s in hutong_registry::governance::governance_subjects(&names.alert(), &names.matching()) {
-            let registered = registry.find(&s.subject, &s.schema).ok_or_else(|| {
-                ProfilesError::Schemas(format!(
-                    "{}: the schema of {} is not registered as this Hutong makes it (run `hutong schema register`)",
-                    s.subject, s.topic
-                ))
-            })?;
-            let dataschema = format!("{}/schemas/ids/{}", registry_url.trim_end_matches('/'), registered.id);
-            let check = standard.view_validator(&s.schema).map_err(|e| ProfilesError::Schemas(e.to_string()))?;
-            self.topics.insert(s.kind.to_owned(), TopicOut { topic: s.topic, dataschema, check });
+            let out = TopicOut::registered(standard, registry, registry_url, &s.subject, s.topic, &s.schema)?;
+            self.topics.insert(s.kind.to_owned(), out);
         }
         Ok(self)
     }
@@ -245,6 +231,42 @@ impl Outlet {
 }
 
 impl TopicOut {
+    /// `topic`, whose messages follow `schema`: registered in `registry` under `subject` exactly
+    /// as this Hutong and its standard make it (`hutong schema register` writes it).
+    fn registered(
+        standard: &Standard,
+        registry: &hutong_registry::Registry,
+        registry_url: &str,
+        subject: &str,
+        topic: String,
+        schema: &Value,
+    ) -> Result<Self, ProfilesError> {
+        let registered = registry.find(subject, schema).ok_or_else(|| {
+            ProfilesError::Schemas(format!(
+                "{subject}: the schema of {topic} is not registered as this Hutong and its standard make it (run `hutong schema register`)"
+            ))
+        })?;
+        let dataschema = format!("{}/schemas/ids/{}", registry_url.trim_end_matches('/'), registered.id);
+        let check = standard.view_validator(schema).map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+        Ok(Self { topic, dataschema, check })
+    }
+
+    /// The CloudEvents headers of a message of this topic about `key`: `ce_id` a UUIDv5 of
+    /// `name` and the message's `value` (the same message again has the same id, so a
+    /// re-publication after a replay or a crash is a duplicate consumers drop).
+    fn headers(&self, name: &str, value: Option<&str>, ty: &str, source: &str, key: &str) -> OwnedHeaders {
+        let id = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, format!("{name}:{}", value.unwrap_or("")).as_bytes())
+            .to_string();
+        OwnedHeaders::new()
+            .insert(Header { key: "ce_specversion", value: Some("1.0") })
+            .insert(Header { key: "ce_id", value: Some(&id) })
+            .insert(Header { key: "ce_type", value: Some(ty) })
+            .insert(Header { key: "ce_source", value: Some(source) })
+            .insert(Header { key: "ce_subject", value: Some(key) })
+            .insert(Header { key: "ce_dataschema", value: Some(&self.dataschema) })
+            .insert(Header { key: "content-type", value: Some("application/json") })
+    }
+
     /// Why `doc` may not be published here, if it may not.
     fn refusal(&self, doc: &Value) -> Option<String> {
         let violations = self.check.validate(doc);
@@ -434,20 +456,9 @@ pub fn run(
         for ((entity, key), doc) in &applied.profiles {
             let Some(out) = outlet.topics.get(entity) else { continue };
             let value = doc.as_ref().map(Value::to_string);
-            // The same profile has the same id: a re-publication after a replay is a duplicate.
-            let id = uuid::Uuid::new_v5(
-                &uuid::Uuid::NAMESPACE_URL,
-                format!("hutong:profile:{entity}:{key}:{}", value.as_deref().unwrap_or("")).as_bytes(),
-            )
-            .to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header { key: "ce_specversion", value: Some("1.0") })
-                .insert(Header { key: "ce_id", value: Some(&id) })
-                .insert(Header { key: "ce_type", value: Some(&format!("cn.hutong.{entity}.profile")) })
-                .insert(Header { key: "ce_source", value: Some("/profiles") })
-                .insert(Header { key: "ce_subject", value: Some(key.as_str()) })
-                .insert(Header { key: "ce_dataschema", value: Some(&out.dataschema) })
-                .insert(Header { key: "content-type", value: Some("application/json") });
+            let ty = format!("cn.hutong.{entity}.profile");
+            let headers =
+                out.headers(&format!("hutong:profile:{entity}:{key}"), value.as_deref(), &ty, "/profiles", key);
             // A document off its registered schema is a fault of the merge: it goes to the
             // dead-letter topic with the reason instead of reaching the profile's readers (the
             // store keeps it; the next change of the entity is checked again).
@@ -647,19 +658,7 @@ fn publish_outbox(
                 warn!(kind, %reason, "not published: off its registered schema");
                 continue;
             }
-            let id = uuid::Uuid::new_v5(
-                &uuid::Uuid::NAMESPACE_URL,
-                format!("hutong:{kind}:{key}:{}", value.as_deref().unwrap_or("")).as_bytes(),
-            )
-            .to_string();
-            let headers = OwnedHeaders::new()
-                .insert(Header { key: "ce_specversion", value: Some("1.0") })
-                .insert(Header { key: "ce_id", value: Some(&id) })
-                .insert(Header { key: "ce_type", value: Some(ty) })
-                .insert(Header { key: "ce_source", value: Some("/governance") })
-                .insert(Header { key: "ce_subject", value: Some(key.as_str()) })
-                .insert(Header { key: "ce_dataschema", value: Some(&out.dataschema) })
-                .insert(Header { key: "content-type", value: Some("application/json") });
+            let headers = out.headers(&format!("hutong:{kind}:{key}"), value.as_deref(), ty, "/governance", key);
             let mut record = BaseRecord::to(&out.topic).key(key.as_bytes()).headers(headers);
             if let Some(v) = &value {
                 record = record.payload(v.as_bytes());

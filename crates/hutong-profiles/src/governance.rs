@@ -638,7 +638,8 @@ impl Store {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         // Per department: what it published and what was refused in the period.
-        let (from, to) = (period_bounds(period).0, period_bounds(period).1);
+        // The month's bounds as stored times compare (UTC): [start, next month's start).
+        let (from, to) = (utc(period.start()), utc(period.end() + chrono::Duration::seconds(1)));
         let mut departments: BTreeMap<String, DepartmentInput> = BTreeMap::new();
         let dept = |d: &str| -> DepartmentInput {
             DepartmentInput {
@@ -702,15 +703,6 @@ impl Store {
             filter,
         })
     }
-}
-
-/// The UTC bounds of a Beijing-time month, as stored times compare.
-fn period_bounds(p: Period) -> (String, String) {
-    let start = p.end() + chrono::Duration::seconds(1);
-    let (y, m) = (p.year, p.month);
-    let first = chrono::NaiveDate::from_ymd_opt(y, m, 1).expect("a month").and_hms_opt(0, 0, 0).expect("midnight");
-    let first = first.and_local_timezone(hutong_governance::beijing()).single().expect("fixed offset");
-    (utc(first), utc(start))
 }
 
 /// One governance matter across departments ([`Store::thread`]).
