@@ -93,8 +93,9 @@ pub struct Conflict {
 
 /// Merges `facts` (the current facts of one entity; tombstones are ignored) under `rules`.
 /// `None` when no fact has a record: the profile is deleted.
-pub fn merge(rules: &EntityRules, key: &str, facts: &[Fact]) -> Option<Profile> {
-    let mut facts: Vec<&Fact> = facts.iter().filter(|f| f.data.as_ref().is_some_and(Value::is_object)).collect();
+pub fn merge<F: std::borrow::Borrow<Fact>>(rules: &EntityRules, key: &str, facts: &[F]) -> Option<Profile> {
+    let mut facts: Vec<&Fact> =
+        facts.iter().map(F::borrow).filter(|f| f.data.as_ref().is_some_and(Value::is_object)).collect();
     if facts.is_empty() {
         return None;
     }

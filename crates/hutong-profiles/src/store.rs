@@ -151,12 +151,12 @@ impl Sql for rusqlite::Connection {
     }
     fn exec(&mut self, sql: &str, params: &[P<'_>]) -> Result<u64, StoreError> {
         let mut stmt = self.prepare_cached(sql)?;
-        Ok(stmt.execute(rusqlite::params_from_iter(params.iter().map(sqlite_param)))? as u64)
+        Ok(stmt.execute(rusqlite::params_from_iter(params))? as u64)
     }
     fn rows(&mut self, sql: &str, params: &[P<'_>]) -> Result<Vec<Vec<Cell>>, StoreError> {
         let mut stmt = self.prepare_cached(sql)?;
         let n = stmt.column_count();
-        let rows = stmt.query_map(rusqlite::params_from_iter(params.iter().map(sqlite_param)), |row| {
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), |row| {
             (0..n)
                 .map(|i| {
                     Ok(match row.get_ref(i)? {
@@ -175,11 +175,15 @@ impl Sql for rusqlite::Connection {
     }
 }
 
-fn sqlite_param(p: &P<'_>) -> rusqlite::types::Value {
-    match *p {
-        P::T(s) => rusqlite::types::Value::Text(s.to_owned()),
-        P::I(i) => rusqlite::types::Value::Integer(i),
-        P::N => rusqlite::types::Value::Null,
+/// Bound as borrowed: no copy of a parameter's text.
+impl rusqlite::ToSql for P<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match *self {
+            P::T(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            P::I(i) => ToSqlOutput::Borrowed(ValueRef::Integer(i)),
+            P::N => ToSqlOutput::Borrowed(ValueRef::Null),
+        })
     }
 }
 
@@ -388,6 +392,29 @@ impl<'f> Ledger<'f> {
         }
         new || held.is_none_or(|(rev, _)| rev < s.revision)
     }
+
+    /// The current facts of each entity once the batch is applied: the `stored` ones (as held
+    /// before the batch) less those it retired, with those it adds or replaces. In the order of
+    /// the facts' key (department, kind, source id), as the store would list them.
+    fn current<'a>(&'a self, stored: &'a [Fact]) -> BTreeMap<EntityId, Vec<&'a Fact>> {
+        let mut by_entity: BTreeMap<EntityId, BTreeMap<Record, &Fact>> = BTreeMap::new();
+        for f in stored {
+            let s = &f.source;
+            let record = (s.department.clone(), s.kind.clone(), s.source_id.clone());
+            let id = (f.entity.clone(), f.entity_key.clone());
+            if !self.gone.contains(&(record.clone(), id.clone())) {
+                by_entity.entry(id).or_default().insert(record, f);
+            }
+        }
+        for (record, of_record) in &self.facts {
+            for (id, held) in of_record {
+                if let Held::New(f) = held {
+                    by_entity.entry(id.clone()).or_default().insert(record.clone(), *f);
+                }
+            }
+        }
+        by_entity.into_iter().map(|(id, facts)| (id, facts.into_values().collect())).collect()
+    }
 }
 
 /// A link found by [`Store::people_of`].
@@ -540,8 +567,13 @@ impl Store {
                 out.skipped += 1;
             }
         }
+        // The touched entities' facts as stored before this batch, then the batch's changes laid
+        // over them in memory: what is merged, without reading back (and parsing) what the
+        // batch itself writes.
+        let stored = self.facts_of(&touched)?;
+        let current = ledger.current(&stored);
         self.write(&ledger)?;
-        out.profiles = self.merge_again(&touched, rules)?;
+        out.profiles = self.merge_again(&touched, &current, rules)?;
         if let Some(g) = self.governance.clone() {
             self.govern(&g, &out.profiles)?;
         }
@@ -669,34 +701,40 @@ impl Store {
         Ok(())
     }
 
-    /// Merges the `touched` entities again from their current facts and stores the results:
-    /// a profile written only when its document changed, its relations and conflicts only when
-    /// they changed, and deleted (with them) when no fact is left.
-    fn merge_again(
-        &mut self,
-        touched: &BTreeSet<EntityId>,
-        rules: &Rules,
-    ) -> Result<BTreeMap<EntityId, Option<Value>>, StoreError> {
-        let ids = entity_params(&touched.iter().collect::<Vec<_>>());
-        let mut facts: BTreeMap<EntityId, Vec<Fact>> = BTreeMap::new();
+    /// The stored facts of `entities`.
+    fn facts_of(&mut self, entities: &BTreeSet<EntityId>) -> Result<Vec<Fact>, StoreError> {
+        let ids = entity_params(&entities.iter().collect::<Vec<_>>());
         let rows = self.chunked(
             "SELECT entity, entity_key, department, kind, source_id, revision, ce_id, event_time, data FROM facts \
              WHERE {match entity, entity_key}",
             2,
             &ids,
         )?;
-        for r in rows {
-            let mut c = r.into_iter();
-            let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
-            let (entity, entity_key) = (text(), text());
-            let (department, kind, source_id) = (text(), text(), text());
-            let revision = text().parse().unwrap_or_default();
-            let (ce_id, time) = (text(), text());
-            let data = serde_json::from_str(&text()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            let source = Source { department, kind, source_id, revision, time, ce_id };
-            let id = (entity.clone(), entity_key.clone());
-            facts.entry(id).or_default().push(Fact { entity, entity_key, source, data: Some(data) });
-        }
+        rows.into_iter()
+            .map(|r| {
+                let mut c = r.into_iter();
+                let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+                let (entity, entity_key) = (text(), text());
+                let (department, kind, source_id) = (text(), text(), text());
+                let revision = text().parse().unwrap_or_default();
+                let (ce_id, time) = (text(), text());
+                let data = parse(&text())?;
+                let source = Source { department, kind, source_id, revision, time, ce_id };
+                Ok(Fact { entity, entity_key, source, data: Some(data) })
+            })
+            .collect()
+    }
+
+    /// Merges the `touched` entities again from their current `facts` and stores the results:
+    /// a profile written only when its document changed, its relations and conflicts only when
+    /// they changed, and deleted (with them) when no fact is left.
+    fn merge_again(
+        &mut self,
+        touched: &BTreeSet<EntityId>,
+        facts: &BTreeMap<EntityId, Vec<&Fact>>,
+        rules: &Rules,
+    ) -> Result<BTreeMap<EntityId, Option<Value>>, StoreError> {
+        let ids = entity_params(&touched.iter().collect::<Vec<_>>());
         let mut old: BTreeMap<EntityId, String> = BTreeMap::new();
         let rows =
             self.chunked("SELECT entity, entity_key, digest FROM profiles WHERE {match entity, entity_key}", 2, &ids)?;
@@ -709,7 +747,7 @@ impl Store {
         let (mut gone, mut relinked, mut docs, mut links) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut profiles = Vec::new();
         for id in touched {
-            let current = facts.get(id).map(Vec::as_slice).unwrap_or_default();
+            let current: &[&Fact] = facts.get(id).map(Vec::as_slice).unwrap_or_default();
             let profile = rules.entity(&id.0).and_then(|r| merge(r, &id.1, current));
             let before = old.get(id);
             match profile {
