@@ -5,8 +5,13 @@ use std::{env, path::PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files =
-        ["hutong/v1/ingest.proto", "hutong/v1/admin.proto", "hutong/v1/profiles.proto", "hutong/v1/governance.proto"];
+    let files = [
+        "hutong/v1/ingest.proto",
+        "hutong/v1/admin.proto",
+        "hutong/v1/profiles.proto",
+        "hutong/v1/governance.proto",
+        "hutong/v1/access.proto",
+    ];
     for f in files {
         println!("cargo:rerun-if-changed={}", proto_root.join(f).display());
     }

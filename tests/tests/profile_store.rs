@@ -389,6 +389,55 @@ fn governance(url: &StoreUrl) {
     );
 }
 
+/// Grants and objections are data in the store: a grant written and read back; an objection on
+/// a fact is found by the fact's event id, is open, and a higher revision of the same source
+/// record closes it in the transaction that applies it; a replay of the old one does not.
+fn grants_and_objections(store: &mut Store, rules: &Rules) {
+    let mut grant: hutong_sharing::Grant = serde_json::from_value(json!({
+        "id": "", "consumer": "zhihui", "resource": "gongan.gongan_kind", "provider": "gongan",
+        "sharing": "conditional", "approver": "provider", "fields": ["person.name"], "purpose": "p",
+        "scenario": "s", "until": "2026-12-31", "status": "pending", "requested_at": "2026-12-01T09:00:00+08:00",
+        "due": "2026-12-15"
+    }))
+    .expect("a grant");
+    let first = store.add_grant(grant.clone()).expect("add");
+    assert_eq!(first.id, "AR-0001");
+    assert_eq!(store.add_grant(grant.clone()).expect("add").id, "AR-0002");
+    grant.id = first.id.clone();
+    grant.status = hutong_sharing::GrantStatus::Approved;
+    store.put_grant(&grant).expect("decide");
+    assert_eq!(store.grant("AR-0001").expect("read"), Some(grant));
+    assert_eq!(store.grants_of("zhihui").expect("of").len(), 2);
+    assert!(store.grants_of("jiedao").expect("of").is_empty());
+    let mut used = BTreeMap::new();
+    used.insert("gongan.gongan_kind".to_owned(), 3);
+    store.record_usage("zhihui", &used, "2026-12-01T10:00:00+08:00").expect("usage");
+    store.record_usage("zhihui", &used, "2026-12-01T11:00:00+08:00").expect("usage");
+    let usage = store.usage().expect("usage");
+    assert_eq!((usage[0]["queries"].as_i64(), usage[0]["records"].as_i64()), (Some(2), Some(6)));
+    assert_eq!(usage[0]["last_access"], "2026-12-01T11:00:00+08:00");
+
+    let fact = gongan_person(7, "H9");
+    store.apply(std::slice::from_ref(&fact), rules).expect("apply");
+    let found = store.fact_by_ce_id(&fact.source.ce_id).expect("find").expect("the current fact");
+    assert_eq!((found.department.as_str(), found.source_id.as_str(), found.revision), ("gongan", "G1", 7));
+    let doc = store
+        .add_objection(&found, json!({"ce_id": fact.source.ce_id, "status": "open", "pointer": "/name", "reason": "r"}))
+        .expect("file");
+    let id = doc["id"].as_str().expect("an id").to_owned();
+    let ce_ids = std::collections::BTreeSet::from([fact.source.ce_id.clone()]);
+    assert_eq!(store.open_objections_on(&ce_ids).expect("open")[&fact.source.ce_id].len(), 1);
+    store.apply(&[gongan_person(6, "H9")], rules).expect("a stale revision");
+    assert_eq!(store.objection(&id).expect("read").expect("kept")["status"], "open");
+    store.apply(&[gongan_person(8, "H9")], rules).expect("the correction");
+    let closed = store.objection(&id).expect("read").expect("kept");
+    assert_eq!(closed["status"], "closed", "{closed}");
+    assert!(closed["resolution"].as_str().is_some_and(|r| r.contains("revision 8")));
+    assert!(store.open_objections_on(&ce_ids).expect("open").is_empty());
+    assert_eq!(store.objections(Some("gongan"), false).expect("all").len(), 1);
+    assert!(store.objections(Some("gongan"), true).expect("open").is_empty());
+}
+
 /// Every scenario, in order, on one fresh store.
 fn behaviour(url: &StoreUrl) {
     let rules = rules();
@@ -399,6 +448,7 @@ fn behaviour(url: &StoreUrl) {
     moves_retire_the_old_facts(&mut store, &rules);
     people_of_a_grid(&mut store, &rules);
     large_batches(&mut store, &rules);
+    grants_and_objections(&mut store, &rules);
     // What was written is what a second connection reads (the query side has its own).
     let mut other = Store::open(url).expect("reopen");
     assert_eq!(profiles(&mut other), profiles(&mut store));

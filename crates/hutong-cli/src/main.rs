@@ -10,6 +10,7 @@ mod governance_cmd;
 mod ingest;
 mod profiles_cmd;
 mod schema_cmd;
+mod sharing_cmd;
 mod table;
 mod tail;
 mod topics_cmd;
@@ -84,6 +85,18 @@ enum Command {
     Matches(governance_cmd::MatchesArgs),
     /// The effectiveness report (成效评估) of a month, as HTML with charts, CSV or JSON.
     Report(governance_cmd::ReportArgs),
+    /// The resource catalogue (政务信息资源目录): every shared resource with its items,
+    /// sharing classes and channels, built from the adapters, the standard and the topics.
+    #[command(subcommand)]
+    Catalog(sharing_cmd::CatalogCommand),
+    /// Access requests and grants (申请审批): request, approve, deny, revoke, list, usage, and
+    /// the Kafka ACLs the grants call for.
+    #[command(subcommand)]
+    Access(sharing_cmd::AccessCommand),
+    /// 数据异议: object to a published fact; the source department's queue; acknowledge or
+    /// dismiss (a corrected record closes it).
+    #[command(subcommand)]
+    Objection(sharing_cmd::ObjectionCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +170,9 @@ fn main() -> ExitCode {
             Command::Alerts(args) => governance_cmd::alerts(args).await,
             Command::Matches(args) => governance_cmd::matches(args).await,
             Command::Report(args) => governance_cmd::report(args).await,
+            Command::Catalog(cmd) => sharing_cmd::catalog(cmd),
+            Command::Access(cmd) => sharing_cmd::access(cmd).await,
+            Command::Objection(cmd) => sharing_cmd::objection(cmd).await,
             Command::Standard(StandardCommand::Docs { deployment, out }) => standard_docs(&deployment, out.as_deref()),
         }
     });

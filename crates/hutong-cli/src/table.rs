@@ -9,6 +9,11 @@ pub(crate) fn pad(s: &str, width: usize) -> String {
     if w >= width { s.to_owned() } else { format!("{s}{}", " ".repeat(width - w)) }
 }
 
+/// One line of a table: each cell padded to its width (0: as it is), two spaces between.
+pub(crate) fn row(cells: &[(&str, usize)]) -> String {
+    cells.iter().map(|(s, w)| pad(s, *w)).collect::<Vec<_>>().join("  ").trim_end().to_owned()
+}
+
 /// `s` cut to at most `width` terminal columns, with `…` where it was cut.
 pub(crate) fn clip(s: &str, width: usize) -> String {
     if s.width() <= width {
@@ -36,6 +41,7 @@ mod tests {
     fn chinese_counts_double() {
         assert_eq!(pad("胡金凤", 8), "胡金凤  ");
         assert_eq!(pad("name", 8), "name    ");
+        assert_eq!(row(&[("胡金凤", 8), ("x", 2), ("end", 0)]), "胡金凤    x   end");
         assert_eq!(pad("居住地址很长很长", 4), "居住地址很长很长");
         assert_eq!(clip("西湖区西溪街道石灰桥社区", 9), "西湖区西…");
         assert_eq!(clip("short", 9), "short");

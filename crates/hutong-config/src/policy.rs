@@ -48,21 +48,25 @@ pub enum Principal {
     Department(String),
     /// An administrator calling admin operations.
     Admin(String),
+    /// An integrator consuming shared data (智慧社区平台, a street office's app …): it reads
+    /// only what its grants cover.
+    Consumer(String),
 }
 
 impl Principal {
     /// Its name in the policy file.
     pub fn name(&self) -> &str {
         match self {
-            Self::Department(n) | Self::Admin(n) => n,
+            Self::Department(n) | Self::Admin(n) | Self::Consumer(n) => n,
         }
     }
 
-    /// `department` or `admin`.
+    /// `department`, `admin` or `consumer`.
     pub fn role(&self) -> &'static str {
         match self {
             Self::Department(_) => "department",
             Self::Admin(_) => "admin",
+            Self::Consumer(_) => "consumer",
         }
     }
 }
@@ -75,6 +79,8 @@ struct PolicyFile {
     departments: BTreeMap<String, Rule>,
     #[serde(default)]
     admins: BTreeMap<String, Rule>,
+    #[serde(default)]
+    consumers: BTreeMap<String, Rule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -145,7 +151,8 @@ impl Policy {
             .departments
             .into_iter()
             .map(|(n, r)| (Principal::Department(n), r))
-            .chain(file.admins.into_iter().map(|(n, r)| (Principal::Admin(n), r)));
+            .chain(file.admins.into_iter().map(|(n, r)| (Principal::Admin(n), r)))
+            .chain(file.consumers.into_iter().map(|(n, r)| (Principal::Consumer(n), r)));
         for (principal, rule) in entries {
             let name = principal.name().to_owned();
             if !valid_name(&name) {
@@ -171,6 +178,14 @@ impl Policy {
                         }
                     }
                     p.operations.insert(name.clone(), rule.operations.iter().cloned().collect());
+                }
+                Principal::Consumer(_) => {
+                    if !rule.kinds.is_empty() || !rule.operations.is_empty() {
+                        return Err(format!(
+                            "consumer {name}: kinds and operations are for departments and admins; a consumer's \
+                             access is its grants (hutong access request)"
+                        ));
+                    }
                 }
             }
             if let Some(c) = &rule.certificate

@@ -34,5 +34,5 @@ pub use hutong_config::{
 };
 pub use ingest::IngestService;
 pub use metrics::{BeforeScrape, Metrics, router as metrics_router};
-pub use registry_api::router as registry_router;
+pub use registry_api::{catalog_router, router as registry_router};
 pub use server::{serve, serve_on, serve_router};

@@ -128,7 +128,16 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
             m.reload_generation.set(status.generation);
             m.reload_failed.set(i64::from(status.last_error.is_some()));
         });
-        let app = crate::registry_router(Arc::clone(&reloader)).merge(crate::metrics_router(m, refresh));
+        let current = reloader.current();
+        let plan = hutong_pipeline::topic_plan(
+            current.standard(),
+            &config.kafka,
+            &config.privacy,
+            config.file.derived_topics(),
+        )?;
+        let app = crate::registry_router(Arc::clone(&reloader))
+            .merge(crate::catalog_router(Arc::clone(&reloader), Arc::new(plan)))
+            .merge(crate::metrics_router(m, refresh));
         Some(tokio::spawn(async move { axum::serve(l, app).await }))
     } else {
         None

@@ -48,17 +48,20 @@ pub struct GovernanceService {
     guard: Arc<Guard>,
     runtime: Arc<GovernanceRuntime>,
     catalogue: Arc<Catalogue>,
+    sharing: Arc<crate::access_service::Sharing>,
 }
 
 impl GovernanceService {
-    /// Serves what the store at `queries` holds to callers `guard` lets in.
+    /// Serves what the store at `queries` holds to callers `guard` lets in (a consumer only
+    /// under an active grant of the governance resource).
     pub fn new(
         queries: Queries,
         guard: Arc<Guard>,
         runtime: Arc<GovernanceRuntime>,
         catalogue: Arc<Catalogue>,
+        sharing: Arc<crate::access_service::Sharing>,
     ) -> Self {
-        Self { queries, guard, runtime, catalogue }
+        Self { queries, guard, runtime, catalogue, sharing }
     }
 
     /// Runs `query` for `who`, auditing `operation` with `detail` and its outcome (the error's
@@ -112,6 +115,9 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 impl governance_server::Governance for GovernanceService {
     async fn list_events(&self, request: Request<ListEventsRequest>) -> Result<Response<ListEventsReply>, Status> {
         let who = self.guard.reader(&request, "ListEvents")?;
+        self.sharing
+            .require(&self.guard, &self.queries, &request, &who, "ListEvents", hutong_sharing::GOVERNANCE_RESOURCE)
+            .await?;
         let r = request.get_ref();
         let filter = EventFilter {
             grid: r.grid.trim().to_owned(),
@@ -150,6 +156,9 @@ impl governance_server::Governance for GovernanceService {
 
     async fn get_thread(&self, request: Request<GetThreadRequest>) -> Result<Response<ThreadReply>, Status> {
         let who = self.guard.reader(&request, "GetThread")?;
+        self.sharing
+            .require(&self.guard, &self.queries, &request, &who, "GetThread", hutong_sharing::GOVERNANCE_RESOURCE)
+            .await?;
         let key = request.get_ref().event_key.trim().to_owned();
         if key.is_empty() {
             return Err(Status::invalid_argument("event_key is empty"));
@@ -177,6 +186,9 @@ impl governance_server::Governance for GovernanceService {
 
     async fn list_alerts(&self, request: Request<ListAlertsRequest>) -> Result<Response<ListAlertsReply>, Status> {
         let who = self.guard.reader(&request, "ListAlerts")?;
+        self.sharing
+            .require(&self.guard, &self.queries, &request, &who, "ListAlerts", hutong_sharing::GOVERNANCE_RESOURCE)
+            .await?;
         let r = request.get_ref();
         let (grid, department, level) =
             (r.grid.trim().to_owned(), r.department.trim().to_owned(), r.level.trim().to_owned());
@@ -198,6 +210,9 @@ impl governance_server::Governance for GovernanceService {
 
     async fn list_matches(&self, request: Request<ListMatchesRequest>) -> Result<Response<ListMatchesReply>, Status> {
         let who = self.guard.reader(&request, "ListMatches")?;
+        self.sharing
+            .require(&self.guard, &self.queries, &request, &who, "ListMatches", hutong_sharing::GOVERNANCE_RESOURCE)
+            .await?;
         let r = request.get_ref();
         let (grid, unmatched) = (r.grid.trim().to_owned(), r.unmatched_only);
         let detail = json!({"grid": grid, "unmatched_only": unmatched});
@@ -212,6 +227,9 @@ impl governance_server::Governance for GovernanceService {
 
     async fn get_report(&self, request: Request<GetReportRequest>) -> Result<Response<ReportReply>, Status> {
         let who = self.guard.reader(&request, "GetReport")?;
+        self.sharing
+            .require(&self.guard, &self.queries, &request, &who, "GetReport", hutong_sharing::GOVERNANCE_RESOURCE)
+            .await?;
         let r = request.get_ref();
         let period: Period = r.period.parse().map_err(Status::invalid_argument)?;
         let filter = Filter {

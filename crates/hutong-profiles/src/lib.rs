@@ -6,6 +6,8 @@
 //! the gateway's mTLS identities, policy and audit trail.
 #![warn(missing_docs)]
 
+pub mod access;
+pub mod access_service;
 pub mod bench;
 pub mod consumer;
 pub mod governance;
@@ -84,13 +86,7 @@ pub fn load_governance(
     let calendar_dir = g.calendar_dir.clone().unwrap_or_else(|| config.schemas_dir.join("calendar/cn"));
     let rules = hutong_governance::Governance::load(&rules_dir, &calendar_dir, standard)
         .map_err(|e| ProfilesError::Schemas(e.to_string()))?;
-    let clock = match &g.now {
-        Some(t) => governance::Clock::Fixed(
-            chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|e| ProfilesError::Config(format!("governance.now: {e}")))?,
-        ),
-        None => governance::Clock::System,
-    };
+    let clock = clock_of(config)?;
     let now = clock.now();
     let year = chrono::Datelike::year(&now);
     if !rules.calendar.covers(year) {
@@ -100,6 +96,37 @@ pub fn load_governance(
         );
     }
     Ok(governance::GovernanceRuntime { rules, clock })
+}
+
+/// The clock of `config`: `[governance] now` when set (replays and tests), else the system's.
+fn clock_of(config: &GatewayConfig) -> Result<governance::Clock, ProfilesError> {
+    Ok(match &config.file.governance.now {
+        Some(t) => governance::Clock::Fixed(
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| ProfilesError::Config(format!("governance.now: {e}")))?,
+        ),
+        None => governance::Clock::System,
+    })
+}
+
+/// The catalogue of this deployment with the working-day calendar and the clock the access
+/// rules are applied with.
+pub fn load_sharing(
+    config: &GatewayConfig,
+    standard: &Standard,
+    plan: &hutong_bus::TopicPlan,
+) -> Result<access_service::Sharing, ProfilesError> {
+    let adapters = Adapters::load(&config.schemas_dir.join("departments"), standard)
+        .map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+    let calendar_dir =
+        config.file.governance.calendar_dir.clone().unwrap_or_else(|| config.schemas_dir.join("calendar/cn"));
+    let calendar =
+        hutong_governance::Calendar::load(&calendar_dir).map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+    Ok(access_service::Sharing {
+        catalog: hutong_sharing::Catalog::build(standard, &adapters, plan),
+        calendar: Arc::new(calendar),
+        clock: clock_of(config)?,
+    })
 }
 
 /// Runs the profile service of `config` until `shutdown` resolves: the consumer on a thread of
@@ -171,7 +198,15 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         .map_err(|e| ProfilesError::Serve(format!("consumer thread: {e}")))?;
 
     let queries = service::Queries::new(url);
-    let service = service::ProfilesService::new(queries.clone(), Arc::clone(&security.guard), key, &standard);
+    let sharing = Arc::new(load_sharing(&config, &standard, &plan)?);
+    let service = service::ProfilesService::new(
+        queries.clone(),
+        Arc::clone(&security.guard),
+        key,
+        &standard,
+        Arc::clone(&sharing),
+    );
+    let access = access_service::AccessService::new(queries.clone(), Arc::clone(&security.guard), Arc::clone(&sharing));
     let governance_service = match &governance {
         Some(rt) => {
             let adapters = Adapters::load(&config.schemas_dir.join("departments"), &standard)
@@ -200,6 +235,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
                 Arc::clone(&security.guard),
                 Arc::clone(rt),
                 catalogue,
+                Arc::clone(&sharing),
             ))
         }
         None => None,
@@ -231,6 +267,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     let router = tonic::transport::Server::builder()
         .add_service(health)
         .add_service(ProfilesServer::new(service))
+        .add_service(hutong_proto::v1::access_server::AccessServer::new(access))
         .add_optional_service(governance_service.map(hutong_proto::v1::governance_server::GovernanceServer::new));
     let mut consumer_result = None;
     let stopping = async {

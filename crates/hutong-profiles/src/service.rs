@@ -84,12 +84,20 @@ pub struct ProfilesService {
     key: PseudonymKey,
     /// Per entity, the fields not to be shared beyond their source department.
     unshared: BTreeMap<String, BTreeSet<String>>,
+    /// What a consumer identity may see: its grants.
+    sharing: Arc<crate::access_service::Sharing>,
 }
 
 impl ProfilesService {
     /// Serves the profiles of the store at `url` (a connection of its own) to callers `guard`
     /// lets in; `key` turns a citizen ID into its person key.
-    pub fn new(queries: Queries, guard: Arc<Guard>, key: PseudonymKey, standard: &Standard) -> Self {
+    pub fn new(
+        queries: Queries,
+        guard: Arc<Guard>,
+        key: PseudonymKey,
+        standard: &Standard,
+        sharing: Arc<crate::access_service::Sharing>,
+    ) -> Self {
         let unshared = standard
             .entities()
             .map(|e| {
@@ -103,7 +111,7 @@ impl ProfilesService {
                 (e.name.clone(), fields)
             })
             .collect();
-        Self { queries, guard, key, unshared }
+        Self { queries, guard, key, unshared, sharing }
     }
 
     async fn query<T: Send + 'static>(
@@ -158,8 +166,18 @@ impl ProfilesService {
         let detail = json!({"entity": entity, "key": key, "by": by});
         match found {
             Ok(Some(doc)) => {
+                let mut doc = self.protect(who, doc);
+                if let Principal::Consumer(c) = who {
+                    let used = self.sharing.allowed(&self.queries, c).await?.filter(&mut doc);
+                    if used.is_empty() {
+                        self.audit(request, who, operation, detail, "PermissionDenied");
+                        return Err(crate::access_service::not_granted(c, &format!("any source of this {entity}")));
+                    }
+                    self.sharing.count(&self.queries, who, used).await?;
+                }
+                self.mark_objections(std::slice::from_mut(&mut doc)).await?;
                 self.audit(request, who, operation, detail, "Ok");
-                Ok(Response::new(ProfileReply { profile_json: self.protect(who, doc).to_string() }))
+                Ok(Response::new(ProfileReply { profile_json: doc.to_string() }))
             }
             Ok(None) => {
                 self.audit(request, who, operation, detail, "NotFound");
@@ -172,6 +190,19 @@ impl ProfilesService {
                 Err(s)
             }
         }
+    }
+
+    /// Marks the fields of `docs` whose source fact has an open objection (异议).
+    async fn mark_objections(&self, docs: &mut [Value]) -> Result<(), Status> {
+        let ce_ids: BTreeSet<String> = docs.iter().flat_map(crate::access_service::ce_ids).collect();
+        if ce_ids.is_empty() {
+            return Ok(());
+        }
+        let open = self.query(move |s| s.open_objections_on(&ce_ids)).await?;
+        for d in docs {
+            crate::access_service::mark_objections(d, &open);
+        }
+        Ok(())
     }
 
     fn entity_of(&self, entity: &str, allowed: &[&str]) -> Result<String, Status> {
@@ -221,6 +252,17 @@ impl Profiles for ProfilesService {
         let r = request.get_ref();
         let entity = self.entity_of(&r.entity, &["household", "building", "grid"])?;
         let key = r.key.trim().to_owned();
+        let allowed = match &who {
+            Principal::Consumer(c) => {
+                let allowed = self.sharing.allowed(&self.queries, c).await?;
+                if !allowed.any_of("person") {
+                    self.audit(&request, &who, "ListPeople", json!({"entity": entity, "key": key}), "PermissionDenied");
+                    return Err(crate::access_service::not_granted(c, "any resource about persons"));
+                }
+                Some(allowed)
+            }
+            _ => None,
+        };
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
         let (e, k) = (entity.clone(), key.clone());
         let found = self.query(move |s| s.people_of(&e, &k, limit)).await;
@@ -228,12 +270,25 @@ impl Profiles for ProfilesService {
         let (people, total) =
             found.inspect_err(|s| self.audit(&request, &who, "ListPeople", detail(0), &format!("{:?}", s.code())))?;
         self.audit(&request, &who, "ListPeople", detail(people.len()), "Ok");
+        let mut docs: Vec<Value> =
+            people.iter().map(|p| p.profile.clone().map_or(Value::Null, |d| self.protect(&who, d))).collect();
+        if let Some(allowed) = &allowed {
+            let mut used: BTreeMap<String, u64> = BTreeMap::new();
+            for d in docs.iter_mut().filter(|d| !d.is_null()) {
+                for (r, n) in allowed.filter(d) {
+                    *used.entry(r).or_default() += n;
+                }
+            }
+            self.sharing.count(&self.queries, &who, used).await?;
+        }
+        self.mark_objections(&mut docs).await?;
         let people = people
             .into_iter()
-            .map(|p| PersonLink {
+            .zip(docs)
+            .map(|(p, d)| PersonLink {
                 person_key: p.person_key,
                 link_json: p.link.to_string(),
-                profile_json: p.profile.map(|d| self.protect(&who, d).to_string()).unwrap_or_default(),
+                profile_json: if d.is_null() { String::new() } else { d.to_string() },
             })
             .collect();
         Ok(Response::new(ListPeopleReply { people, total }))
@@ -245,6 +300,13 @@ impl Profiles for ProfilesService {
     ) -> Result<Response<ListConflictsReply>, Status> {
         let who = self.guard.reader(&request, "ListConflicts")?;
         let r = request.get_ref();
+        if let Principal::Consumer(c) = &who {
+            self.audit(&request, &who, "ListConflicts", json!({}), "PermissionDenied");
+            return Err(Status::permission_denied(format!(
+                "consumer {c}: conflicts between departments are for the departments and admins; a consumer raises a \
+                 doubt about a fact with an objection (hutong objection file)"
+            )));
+        }
         let (entity, department) = (r.entity.clone(), r.department.clone());
         let limit = if r.limit == 0 { 1000 } else { r.limit as usize };
         let (e, d) = (entity.clone(), department.clone());

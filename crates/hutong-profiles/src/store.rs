@@ -468,6 +468,16 @@ impl Store {
         }
     }
 
+    /// Now (RFC 3339, Beijing time): the governance clock when the governance consumers run
+    /// (fixed in replays and tests), else the system's.
+    pub fn now(&self) -> String {
+        let now = match &self.governance {
+            Some(g) => g.clock.now(),
+            None => chrono::Utc::now().with_timezone(&hutong_governance::beijing()),
+        };
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    }
+
     /// Opens (and creates, when missing) the store at `url`.
     pub fn open(url: &StoreUrl) -> Result<Self, StoreError> {
         let mut db: Box<dyn Sql + Send> = match url {
@@ -500,6 +510,7 @@ impl Store {
         };
         db.batch(SCHEMA)?;
         db.batch(crate::governance::SCHEMA)?;
+        db.batch(crate::access::SCHEMA)?;
         let layout = db.rows("SELECT value FROM hutong_meta WHERE name = 'layout'", &[])?;
         match layout.into_iter().next().and_then(|r| r.into_iter().next()).and_then(Cell::text) {
             None => {
@@ -573,6 +584,12 @@ impl Store {
         let stored = self.facts_of(&touched)?;
         let current = ledger.current(&stored);
         self.write(&ledger)?;
+        let raised: BTreeMap<Record, (i64, bool)> = ledger
+            .changed
+            .iter()
+            .filter_map(|r| Some((r.clone(), ledger.records.get(r).copied().flatten()?)))
+            .collect();
+        self.close_corrected(&raised, &self.now())?;
         out.profiles = self.merge_again(&touched, &current, rules)?;
         if let Some(g) = self.governance.clone() {
             self.govern(&g, &out.profiles)?;

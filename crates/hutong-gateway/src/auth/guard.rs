@@ -146,9 +146,12 @@ impl Guard {
         let principal = self.identify(request).inspect_err(|s| self.refuse(request, None, action, s))?;
         match principal {
             Principal::Department(d) => Ok(d),
-            Principal::Admin(_) => {
-                let s = ErrorCode::PermissionDenied
-                    .status(format!("{} is an admin identity, not a department", principal.name()));
+            Principal::Admin(_) | Principal::Consumer(_) => {
+                let s = ErrorCode::PermissionDenied.status(format!(
+                    "{} is {} identity, not a department",
+                    principal.name(),
+                    if principal.role() == "admin" { "an admin" } else { "a consumer" }
+                ));
                 self.refuse(request, Some(&principal), action, &s);
                 Err(s)
             }
@@ -191,7 +194,7 @@ impl Guard {
         let principal = self.identify(request).inspect_err(|s| self.refuse(request, None, operation, s))?;
         let allowed = match &principal {
             Principal::Admin(a) => self.policy.load().may_call(a, operation),
-            Principal::Department(_) => false,
+            Principal::Department(_) | Principal::Consumer(_) => false,
         };
         if !allowed {
             let s = ErrorCode::PermissionDenied.status(format!(

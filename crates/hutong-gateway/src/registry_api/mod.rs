@@ -41,6 +41,43 @@ pub fn router(pipelines: Arc<Reloader>) -> Router {
         .with_state(pipelines)
 }
 
+/// The resource catalogue (政务信息资源目录), read-only JSON: `GET /catalog` (every resource)
+/// and `GET /catalog/{id}` (one), built from the pipelines' current standard and adapters and
+/// the deployment's topic plan. Who may use what is asked of the consumer service
+/// (`hutong.v1.Access`), which knows the grants.
+pub fn catalog_router(pipelines: Arc<Reloader>, plan: Arc<hutong_bus::TopicPlan>) -> Router {
+    let catalog = move |p: &Reloader| {
+        let current = p.current();
+        hutong_sharing::Catalog::build(current.standard(), current.adapters(), &plan)
+    };
+    let one = catalog.clone();
+    Router::new()
+        .route(
+            "/catalog",
+            get(move |State(p): State<Arc<Reloader>>| {
+                let c = catalog(&p);
+                async move { Json(json!({"standard": c.standard, "resources": c.resources})).into_response() }
+            }),
+        )
+        .route(
+            "/catalog/{id}",
+            get(move |State(p): State<Arc<Reloader>>, Path(id): Path<String>| {
+                let found = one(&p).get(&id).cloned();
+                async move {
+                    match found {
+                        Some(r) => Json(r).into_response(),
+                        None => (
+                            StatusCode::NOT_FOUND,
+                            Json(json!({"error": format!("no resource {id:?} in the catalogue")})),
+                        )
+                            .into_response(),
+                    }
+                }
+            }),
+        )
+        .with_state(pipelines)
+}
+
 fn reply(status: StatusCode, body: Value) -> Response {
     (status, [(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response()
 }

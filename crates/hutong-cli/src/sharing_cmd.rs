@@ -1,0 +1,578 @@
+//! `hutong catalog …`, `hutong access …`, `hutong objection …`: the resource catalogue
+//! (共享目录), access requests and grants (申请审批), the Kafka ACLs the grants call for, and
+//! objections on published facts (数据异议). The catalogue is built locally from `schemas/` and
+//! the config; everything else asks the consumer service (`hutong.v1.Access`), which audits it.
+
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use hutong_proto::v1::{
+    DecideRequest, FileObjectionRequest, GetCatalogRequest, ListObjectionsRequest, ListRequestsRequest,
+    ListUsageRequest, RequestAccessRequest, ResolveObjectionRequest, RevokeRequest, access_client::AccessClient,
+};
+use hutong_sharing::{Catalog, Grant, acl::AclPlan, sharing_name};
+use serde_json::Value;
+
+use crate::{
+    client::ProfilesConnectArgs,
+    config::Deployment,
+    table::{pad, row},
+};
+
+/// `hutong catalog`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum CatalogCommand {
+    /// Every resource: code, name, provider, sharing class, approver, update cycle.
+    List {
+        #[command(flatten)]
+        deployment: Deployment,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One resource with its information items (共享类型, 共享条件, 分级, 个人信息) and channels.
+    Show {
+        /// The resource, e.g. gongan.household_registration.
+        id: String,
+        #[command(flatten)]
+        deployment: Deployment,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Render the catalogue as Markdown (`docs/catalog.md`).
+    Docs {
+        #[command(flatten)]
+        deployment: Deployment,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// Where to ask and how to print.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct Ask {
+    #[command(flatten)]
+    connect: ProfilesConnectArgs,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl Ask {
+    async fn client(&self) -> anyhow::Result<AccessClient<tonic::transport::Channel>> {
+        Ok(AccessClient::new(self.connect.channel().await?))
+    }
+}
+
+/// The format of `hutong access acls`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum AclFormat {
+    /// `kafka-acls.sh --add …` commands.
+    KafkaAcls,
+    /// Strimzi `KafkaUser` resources (YAML).
+    Strimzi,
+    /// The plan as JSON.
+    Json,
+}
+
+/// `hutong access`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum AccessCommand {
+    /// The catalogue as you stand: granted (until when), pending, or requestable.
+    Catalog {
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// Ask for a resource (consumers): purpose, scenario, until when.
+    Request {
+        /// The resource, e.g. gongan.household_registration (see `hutong catalog list`).
+        #[arg(long)]
+        resource: String,
+        /// An information item (`entity.field`); repeat; none: every shareable one.
+        #[arg(long = "field")]
+        fields: Vec<String>,
+        /// 用途: what the data is used for.
+        #[arg(long)]
+        purpose: String,
+        /// 应用场景: where (the application and its users).
+        #[arg(long)]
+        scenario: String,
+        /// The last day (YYYY-MM-DD), at most a year ahead.
+        #[arg(long)]
+        until: String,
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// Requests you may see (consumer: yours; department: for your resources; admin: all),
+    /// with overdue replies marked. `--json` is the export of the grants.
+    List {
+        /// Only pending ones.
+        #[arg(long)]
+        pending: bool,
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// Approve a pending request (the owning department for 有条件共享, an admin otherwise).
+    Approve {
+        /// The request, e.g. AR-0001.
+        id: String,
+        /// Why (kept with the grant).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// Deny a pending request, with the reason the consumer is told.
+    Deny {
+        /// The request.
+        id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// End a grant (or withdraw a request) at once: its consumer, its provider or an admin.
+    Revoke {
+        /// The request.
+        id: String,
+        /// Why.
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// Usage per consumer and resource: queries, records returned, last access.
+    Usage {
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// The Kafka ACLs the active grants call for (READ on each granted topic, the consumer's
+    /// groups), from the service's grants (ask as an admin) or an export (`--grants`).
+    Acls {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: AclFormat,
+        /// Grants exported by `hutong access list --json` instead of asking the service.
+        #[arg(long)]
+        grants: Option<PathBuf>,
+        /// The day the grants are taken at (YYYY-MM-DD; default today).
+        #[arg(long)]
+        on: Option<String>,
+        /// The policy file naming each consumer's certificate (default: the config's).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// For `kafka-acls`: the brokers.
+        #[arg(long, default_value = "localhost:9092")]
+        bootstrap_server: String,
+        /// For `strimzi`: the cluster name and namespace.
+        #[arg(long, default_value = "hutong")]
+        cluster: String,
+        /// For `strimzi`: the namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+        #[command(flatten)]
+        deployment: Deployment,
+        #[command(flatten)]
+        ask: Ask,
+    },
+}
+
+/// `hutong objection`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ObjectionCommand {
+    /// Object to a published fact: its event id (a profile field's `source.ce_id`), what is
+    /// wrong (a JSON pointer) and why. It goes to the fact's source department.
+    File {
+        /// The fact's event id.
+        #[arg(long)]
+        ce_id: String,
+        /// What is wrong in it, e.g. /birth_date.
+        #[arg(long)]
+        pointer: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// Objections: open ones (`--all`: closed and dismissed too); `--mine`: on your own facts
+    /// (a department's queue).
+    List {
+        /// Only those on your department's facts.
+        #[arg(long)]
+        mine: bool,
+        /// Closed and dismissed too.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// Acknowledge an objection (the source department): seen, being checked.
+    Ack {
+        /// The objection, e.g. OB-0001.
+        id: String,
+        #[command(flatten)]
+        ask: Ask,
+    },
+    /// Dismiss an objection with the reason (the source department). A correction needs no
+    /// command: the corrected record (a higher revision) closes it.
+    Dismiss {
+        /// The objection.
+        id: String,
+        /// Why the record stands.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        ask: Ask,
+    },
+}
+
+/// The catalogue of a deployment, from its `schemas/` and config.
+fn catalog_of(deployment: &Deployment) -> anyhow::Result<Catalog> {
+    let file = deployment.load()?;
+    let standard = hutong_standard::Standard::load(&file.schemas_dir)
+        .with_context(|| format!("loading the standard from {}", file.schemas_dir.display()))?;
+    let adapters = hutong_adapter::Adapters::load(&file.schemas_dir.join("departments"), &standard)?;
+    let plan = hutong_pipeline::topic_plan(&standard, &file.kafka, &file.privacy, file.derived_topics())?;
+    Ok(Catalog::build(&standard, &adapters, &plan))
+}
+
+pub(crate) fn catalog(cmd: CatalogCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        CatalogCommand::List { deployment, json } => {
+            let c = catalog_of(&deployment)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&c)?);
+            } else {
+                println!(
+                    "{}",
+                    row(&[
+                        ("资源代码", 18),
+                        ("resource", 40),
+                        ("提供方", 8),
+                        ("共享类型", 10),
+                        ("approver", 8),
+                        ("更新周期", 0)
+                    ])
+                );
+                for r in &c.resources {
+                    println!(
+                        "{}",
+                        row(&[
+                            (&r.code, 18),
+                            (&r.id, 40),
+                            (&r.provider_name, 8),
+                            (sharing_name(&r.sharing), 10),
+                            (&r.approver, 8),
+                            (r.update_cycle.as_deref().unwrap_or("—"), 0)
+                        ])
+                    );
+                }
+                println!("{} resources (standard {})", c.resources.len(), c.standard);
+            }
+        }
+        CatalogCommand::Show { id, deployment, json } => {
+            let c = catalog_of(&deployment)?;
+            let Some(r) = c.get(&id) else { bail!("no resource {id:?} in the catalogue (see `hutong catalog list`)") };
+            if json {
+                println!("{}", serde_json::to_string_pretty(r)?);
+            } else {
+                println!("{} {} — {}", r.code, r.id, r.name);
+                println!(
+                    "提供方 {} ({}) · 共享类型 {} · approved by {} · 更新周期 {} · 发布日期 {}",
+                    r.provider_name,
+                    r.provider,
+                    sharing_name(&r.sharing),
+                    r.approver,
+                    r.update_cycle.as_deref().unwrap_or("—"),
+                    r.published.as_deref().unwrap_or("—")
+                );
+                println!("{}", r.summary);
+                for ch in &r.channels {
+                    println!(
+                        "  共享方式 {} {}{}",
+                        pad(&ch.way, 14),
+                        ch.name,
+                        if ch.restricted { " (restricted)" } else { "" }
+                    );
+                }
+                for i in &r.items {
+                    println!(
+                        "  {}  {}  {}  {}",
+                        pad(&i.id, 36),
+                        pad(&i.title, 16),
+                        pad(sharing_name(&i.sharing), 10),
+                        i.pii.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        CatalogCommand::Docs { deployment, out } => {
+            let text = catalog_of(&deployment)?.markdown();
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, text)?;
+                    eprintln!("wrote {}", path.display());
+                }
+                None => print!("{text}"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+fn text<'v>(v: &'v Value, k: &str) -> &'v str {
+    v[k].as_str().unwrap_or("")
+}
+
+fn print_requests(docs: &[Value]) {
+    println!(
+        "{}",
+        row(&[
+            ("id", 8),
+            ("consumer", 9),
+            ("resource", 34),
+            ("status", 9),
+            ("until", 10),
+            ("reply due", 10),
+            ("purpose", 0)
+        ])
+    );
+    for g in docs {
+        let mut status = text(g, "status").to_owned();
+        if g["overdue"] == true {
+            status.push_str(" OVERDUE");
+        } else if g["expired"] == true {
+            status = "expired".into();
+        }
+        println!(
+            "{}",
+            row(&[
+                (text(g, "id"), 8),
+                (text(g, "consumer"), 9),
+                (text(g, "resource"), 34),
+                (&status, 9),
+                (text(g, "until"), 10),
+                (text(g, "due"), 10),
+                (text(g, "purpose"), 0)
+            ])
+        );
+    }
+}
+
+fn print_one(doc: &Value, json: bool) {
+    if json {
+        println!("{doc}");
+    } else {
+        print_requests(std::slice::from_ref(doc));
+        if let Some(r) = doc["reason"].as_str() {
+            println!("reason: {r}");
+        }
+    }
+}
+
+pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        AccessCommand::Catalog { ask } => {
+            let reply = ask.client().await?.get_catalog(GetCatalogRequest {}).await?.into_inner();
+            let docs: Vec<Value> = reply.resources_json.iter().map(|r| parse(r)).collect();
+            if ask.json {
+                println!("{}", serde_json::to_string_pretty(&docs)?);
+            } else {
+                for r in &docs {
+                    let s = &r["standing"];
+                    let standing = if s["granted"] == true {
+                        format!("granted ({}) until {}", text(s, "grant"), text(s, "until"))
+                    } else if let Some(p) = s["pending"].as_str() {
+                        format!("pending ({p})")
+                    } else if s["requestable"] == true {
+                        format!("requestable (approved by {})", text(s, "approver"))
+                    } else if s["provider"] == true {
+                        "yours".to_owned()
+                    } else {
+                        String::new()
+                    };
+                    println!(
+                        "{}  {}  {}  {standing}",
+                        pad(text(r, "id"), 40),
+                        pad(sharing_name(text(r, "sharing")), 10),
+                        pad(text(r, "provider_name"), 8)
+                    );
+                }
+            }
+        }
+        AccessCommand::Request { resource, fields, purpose, scenario, until, ask } => {
+            let reply = ask
+                .client()
+                .await?
+                .request_access(RequestAccessRequest { resource, fields, purpose, scenario, until })
+                .await?
+                .into_inner();
+            print_one(&parse(&reply.request_json), ask.json);
+        }
+        AccessCommand::List { pending, ask } => {
+            let reply = ask.client().await?.list_requests(ListRequestsRequest { pending }).await?.into_inner();
+            let docs: Vec<Value> = reply.requests_json.iter().map(|r| parse(r)).collect();
+            if ask.json {
+                println!("{}", serde_json::to_string_pretty(&docs)?);
+            } else {
+                print_requests(&docs);
+                let overdue = docs.iter().filter(|g| g["overdue"] == true).count();
+                println!("{} requests at {}; {overdue} past their reply deadline", docs.len(), reply.now);
+            }
+        }
+        AccessCommand::Approve { id, reason, ask } => {
+            let reply = ask.client().await?.decide(DecideRequest { id, approve: true, reason }).await?.into_inner();
+            print_one(&parse(&reply.request_json), ask.json);
+        }
+        AccessCommand::Deny { id, reason, ask } => {
+            let reply = ask.client().await?.decide(DecideRequest { id, approve: false, reason }).await?.into_inner();
+            print_one(&parse(&reply.request_json), ask.json);
+        }
+        AccessCommand::Revoke { id, reason, ask } => {
+            let reply = ask.client().await?.revoke(RevokeRequest { id, reason }).await?.into_inner();
+            print_one(&parse(&reply.request_json), ask.json);
+        }
+        AccessCommand::Usage { ask } => {
+            let reply = ask.client().await?.list_usage(ListUsageRequest {}).await?.into_inner();
+            let docs: Vec<Value> = reply.usage_json.iter().map(|r| parse(r)).collect();
+            if ask.json {
+                println!("{}", serde_json::to_string_pretty(&docs)?);
+            } else {
+                println!(
+                    "{}",
+                    row(&[("consumer", 9), ("resource", 34), ("queries", 8), ("records", 8), ("last access", 0)])
+                );
+                for u in &docs {
+                    println!(
+                        "{}",
+                        row(&[
+                            (text(u, "consumer"), 9),
+                            (text(u, "resource"), 34),
+                            (&u["queries"].to_string(), 8),
+                            (&u["records"].to_string(), 8),
+                            (text(u, "last_access"), 0)
+                        ])
+                    );
+                }
+            }
+        }
+        AccessCommand::Acls { format, grants, on, policy, bootstrap_server, cluster, namespace, deployment, ask } => {
+            let catalog = catalog_of(&deployment)?;
+            let grants: Vec<Grant> = match grants {
+                Some(path) => serde_json::from_str(
+                    &std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?,
+                )
+                .with_context(|| format!("{}: expected the JSON of `hutong access list --json`", path.display()))?,
+                None => {
+                    let reply =
+                        ask.client().await?.list_requests(ListRequestsRequest { pending: false }).await?.into_inner();
+                    reply.requests_json.iter().map(|r| serde_json::from_str(r)).collect::<Result<_, _>>()?
+                }
+            };
+            let policy_path = match policy {
+                Some(p) => p,
+                None => deployment.load()?.auth.policy_file,
+            };
+            let policy = hutong_config::Policy::load(&policy_path)?;
+            let certificates: BTreeMap<String, String> = policy
+                .identities()
+                .iter()
+                .filter(|i| matches!(i.principal, hutong_config::Principal::Consumer(_)))
+                .filter_map(|i| Some((i.principal.name().to_owned(), i.certificate.clone()?)))
+                .collect();
+            let today = match on {
+                Some(d) => chrono::NaiveDate::parse_from_str(&d, "%Y-%m-%d")
+                    .with_context(|| format!("--on {d}: YYYY-MM-DD"))?,
+                None => chrono::Local::now().date_naive(),
+            };
+            let plan = AclPlan::build(&catalog, &grants, &certificates, today);
+            match format {
+                AclFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
+                AclFormat::KafkaAcls => print!("{}", plan.kafka_acls(&bootstrap_server)),
+                AclFormat::Strimzi => print!("{}", plan.strimzi(&cluster, namespace.as_deref())),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_objections(docs: &[Value]) {
+    println!(
+        "{}",
+        row(&[("id", 8), ("status", 12), ("source", 28), ("pointer", 14), ("filed by", 9), ("days", 4), ("reason", 0)])
+    );
+    for o in docs {
+        let mut status = text(o, "status").to_owned();
+        if o["overdue"] == true {
+            status.push_str(" OVERDUE");
+        }
+        let source = format!("{}/{}/{}", text(o, "department"), text(o, "kind"), text(o, "source_id"));
+        println!(
+            "{}",
+            row(&[
+                (text(o, "id"), 8),
+                (&status, 12),
+                (&source, 28),
+                (text(o, "pointer"), 14),
+                (text(o, "filed_by"), 9),
+                (&o["working_days"].to_string(), 4),
+                (text(o, "reason"), 0)
+            ])
+        );
+        if let Some(r) = o["resolution"].as_str() {
+            println!("          → {r}");
+        }
+    }
+}
+
+pub(crate) async fn objection(cmd: ObjectionCommand) -> anyhow::Result<ExitCode> {
+    let (reply, json) = match cmd {
+        ObjectionCommand::File { ce_id, pointer, reason, ask } => {
+            let r = ask.client().await?.file_objection(FileObjectionRequest { ce_id, pointer, reason }).await?;
+            (r.into_inner().objection_json, ask.json)
+        }
+        ObjectionCommand::List { mine, all, ask } => {
+            let reply = ask.client().await?.list_objections(ListObjectionsRequest { mine, all }).await?.into_inner();
+            let docs: Vec<Value> = reply.objections_json.iter().map(|r| parse(r)).collect();
+            if ask.json {
+                println!("{}", serde_json::to_string_pretty(&docs)?);
+            } else {
+                print_objections(&docs);
+                println!("{} objections at {}", docs.len(), reply.now);
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        ObjectionCommand::Ack { id, ask } => {
+            let r = ask
+                .client()
+                .await?
+                .resolve_objection(ResolveObjectionRequest { id, action: "acknowledge".into(), reason: String::new() })
+                .await?;
+            (r.into_inner().objection_json, ask.json)
+        }
+        ObjectionCommand::Dismiss { id, reason, ask } => {
+            let r = ask
+                .client()
+                .await?
+                .resolve_objection(ResolveObjectionRequest { id, action: "dismiss".into(), reason })
+                .await?;
+            (r.into_inner().objection_json, ask.json)
+        }
+    };
+    let doc = parse(&reply);
+    if json {
+        println!("{doc}");
+    } else {
+        print_objections(std::slice::from_ref(&doc));
+    }
+    Ok(ExitCode::SUCCESS)
+}

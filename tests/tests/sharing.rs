@@ -1,0 +1,264 @@
+//! 共享目录, 申请审批, 数据异议 as real processes over mTLS: tansu, `hutong serve` with every
+//! department's sample, `hutong profiles serve`; consumers, departments and admins asking
+//! through the CLI with their own certificates. A consumer sees only what its grants cover;
+//! approval belongs to the owning department; a revocation holds from the next call; an
+//! objection goes round the loop and its mark comes and goes in the profile answer.
+
+use std::{path::Path, process::Output, time::Duration};
+
+use hutong_tests::{
+    Broker, Gateway, expected_person_key, hutong,
+    profiles::{ProfileService, caught_up, ingest_samples},
+    repo_root, wait_until,
+};
+use serde_json::Value;
+
+/// 胡金凤 (公安 registers her, 民政's elderly care has her birthday a day late).
+const HU_JINFENG: &str = "330106194803080242";
+
+const ENTITY_TOPICS: [&str; 5] =
+    ["hutong.building.v2", "hutong.grid.v2", "hutong.household.v2", "hutong.organization.v2", "hutong.person.v2"];
+
+/// `hutong <args…>` against `service` as `identity`.
+fn run(service: &ProfileService, identity: &str, args: &[&str]) -> anyhow::Result<Output> {
+    let mut all: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    all.extend(service.cli_args(identity));
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    hutong(&refs)
+}
+
+/// The JSON answer of a command that must succeed.
+fn ok(service: &ProfileService, identity: &str, args: &[&str]) -> anyhow::Result<Value> {
+    let out = run(service, identity, &[args, &["--json"]].concat())?;
+    anyhow::ensure!(
+        out.status.success(),
+        "hutong {} as {identity}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The error of a command that must fail.
+fn refused(service: &ProfileService, identity: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = run(service, identity, args)?;
+    anyhow::ensure!(!out.status.success(), "hutong {} as {identity} should fail", args.join(" "));
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Every audit event of the service so far.
+fn audit_events(dir: &Path) -> anyhow::Result<Vec<Value>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.retain(|p| p.extension().is_some_and(|x| x == "jsonl"));
+    files.sort();
+    let mut events = Vec::new();
+    for f in files {
+        for line in std::fs::read_to_string(f)?.lines() {
+            let mut entry: Value = serde_json::from_str(line)?;
+            events.push(entry["event"].take());
+        }
+    }
+    Ok(events)
+}
+
+fn audited(dir: &Path, principal: &str, operation: &str, outcome: &str) -> anyhow::Result<()> {
+    wait_until(&format!("{principal} {operation} {outcome} in the audit trail"), Duration::from_secs(10), || {
+        Ok(audit_events(dir)?
+            .iter()
+            .any(|e| e["principal"] == principal && e["operation"] == operation && e["outcome"] == outcome))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let gateway = Gateway::start(&broker.bootstrap).await?;
+    assert!(ingest_samples(&gateway)? > 150);
+    let dir = tempfile::tempdir()?;
+    let store = format!("sqlite:{}", dir.path().join("profiles.db").display());
+    // The clock fixed (2026-12-01, a Tuesday): reply deadlines in working days are then known.
+    let extra =
+        "\n[governance]\nenabled = true\npublish = false\nnow = \"2026-12-01T09:00:00+08:00\"\nmetrics-listen = \"\"";
+    let service = ProfileService::start(&gateway, "main", &store, "hutong-profiles", extra).await?;
+    wait_until("the service to catch up", Duration::from_secs(120), || {
+        caught_up(&broker.bootstrap, "hutong-profiles", &ENTITY_TOPICS)
+    })?;
+    let audit = gateway.dir.path().join("audit-profiles-main");
+    let person = expected_person_key(HU_JINFENG);
+
+    // Without a grant a consumer gets nothing, and the refusal is audited.
+    let err = refused(&service, "zhihui", &["profile", "person", &person])?;
+    assert!(err.contains("no active grant"), "{err}");
+    audited(&audit, "zhihui", "GetProfile", "PermissionDenied")?;
+    let err = refused(&service, "zhihui", &["events"])?;
+    assert!(err.contains("hutong.governance"), "{err}");
+
+    // The catalogue as zhihui stands: 公安's registration requestable from 公安.
+    let catalog = ok(&service, "zhihui", &["access", "catalog"])?;
+    let gongan = catalog.as_array().unwrap().iter().find(|r| r["id"] == "gongan.household_registration").unwrap();
+    assert_eq!(gongan["standing"]["requestable"], true);
+    assert_eq!(gongan["standing"]["approver"], "provider");
+
+    // Requests: 不予共享 is never granted; two proper ones, pending with a deadline 10 working
+    // days on (2026-12-01 + 10 = 2026-12-15).
+    let err = refused(
+        &service,
+        "zhihui",
+        &[
+            "access",
+            "request",
+            "--resource",
+            "gongan.household_registration",
+            "--field",
+            "person.citizen_id",
+            "--purpose",
+            "居民服务",
+            "--scenario",
+            "社区平台",
+            "--until",
+            "2026-12-31",
+        ],
+    )?;
+    assert!(err.contains("不予共享"), "{err}");
+    let request = |resource: &str, fields: &[&str]| -> anyhow::Result<Value> {
+        let mut args = vec!["access", "request", "--resource", resource];
+        for f in fields {
+            args.extend(["--field", f]);
+        }
+        args.extend([
+            "--purpose",
+            "为老服务上门探访名单",
+            "--scenario",
+            "智慧社区平台 网格员端",
+            "--until",
+            "2026-12-31",
+        ]);
+        ok(&service, "zhihui", &args)
+    };
+    let ar1 = request("gongan.household_registration", &["person.name", "person.sex", "person.household_key"])?;
+    assert_eq!(ar1["status"], "pending");
+    assert_eq!(ar1["due"], "2026-12-15");
+    let ar2 = request("weijian.elderly_health", &[])?;
+    let (id1, id2) = (ar1["id"].as_str().unwrap().to_owned(), ar2["id"].as_str().unwrap().to_owned());
+    let pending = ok(&service, "gongan", &["access", "list", "--pending"])?;
+    assert_eq!(pending.as_array().unwrap().len(), 1, "公安 sees the request for its resource only: {pending}");
+
+    // 有条件共享: only the owner decides. 民政 and an admin are refused (audited); 公安 approves.
+    let err = refused(&service, "minzheng", &["access", "approve", &id1])?;
+    assert!(err.contains("department gongan"), "{err}");
+    audited(&audit, "minzheng", "Approve", "PermissionDenied")?;
+    assert!(refused(&service, "governance", &["access", "approve", &id1])?.contains("department gongan"));
+    assert_eq!(ok(&service, "gongan", &["access", "approve", &id1, "--reason", "用途明确"])?["status"], "approved");
+    let denied = ok(&service, "weijian", &["access", "deny", &id2, "--reason", "健康档案不向平台开放"])?;
+    assert_eq!(denied["status"], "denied");
+    audited(&audit, "gongan", "Approve", "Ok")?;
+
+    // Granted: 公安's name, sex and household; nothing of 卫健 or 民政, no conflicts.
+    let p = &ok(&service, "zhihui", &["profile", "person", &person])?["profile"];
+    assert_eq!(p["record"]["name"], "胡金凤");
+    assert_eq!(p["fields"]["name"]["source"]["department"], "gongan");
+    assert!(p["record"].get("birth_date").is_none(), "not asked for: {p}");
+    assert!(p["fields"]["birth_date"]["withheld"].is_string());
+    assert!(p["record"].get("phone").is_none() && p["record"].get("special_population").is_none(), "{p}");
+    assert!(p.get("conflicts").is_none());
+    assert!(p["sources"].as_array().unwrap().iter().all(|s| s["department"] == "gongan"), "{p}");
+    // 民政 (a department) still sees everything it saw before.
+    let full = &ok(&service, "minzheng", &["profile", "person", &person])?["profile"];
+    assert!(full["record"]["birth_date"].is_string() && full["record"]["phone"].is_string());
+
+    // Usage, and the ACL plan of the grants: zhihui may read the person topics, nothing of 卫健.
+    let usage = ok(&service, "governance", &["access", "usage"])?;
+    let row = usage.as_array().unwrap().iter().find(|u| u["consumer"] == "zhihui").expect("zhihui's usage");
+    assert_eq!(row["resource"], "gongan.household_registration");
+    assert!(row["queries"].as_i64() >= Some(1));
+    let plan = ok(&service, "governance", &["access", "acls", "-c", "deploy/local/hutong.toml", "--on", "2026-12-01"])?;
+    let acls = plan["acls"].as_array().unwrap();
+    assert!(acls.iter().any(|a| a["principal"] == "User:zhihui.consumers.hutong.local"
+        && a["resource_type"] == "topic"
+        && a["name"] == "hutong.person.v2"
+        && a["operation"] == "Read"));
+    assert!(acls.iter().all(|a| a["principal"] == "User:zhihui.consumers.hutong.local"), "only zhihui has a grant");
+    assert!(acls.iter().any(|a| a["resource_type"] == "group" && a["name"] == "zhihui."));
+
+    // 数据异议: 公安 objects to 民政's fact behind the birth-date conflict …
+    let conflict = full["conflicts"].as_array().unwrap().iter().find(|c| c["field"] == "birth_date").unwrap().clone();
+    let ce_id = conflict["loser"]["source"]["ce_id"].as_str().unwrap().to_owned();
+    let ob = ok(
+        &service,
+        "gongan",
+        &["objection", "file", "--ce-id", &ce_id, "--pointer", "/birth_date", "--reason", "户籍登记为1948-03-08"],
+    )?;
+    assert_eq!((ob["department"].as_str(), ob["status"].as_str()), (Some("minzheng"), Some("open")));
+    let ob_id = ob["id"].as_str().unwrap().to_owned();
+    // … it is in 民政's queue, and the fields from that fact are marked 异议.
+    let queue = ok(&service, "minzheng", &["objection", "list", "--mine"])?;
+    assert!(queue.as_array().unwrap().iter().any(|o| o["id"] == ob_id.as_str()));
+    assert!(ok(&service, "weijian", &["objection", "list", "--mine"])?.as_array().unwrap().is_empty());
+    let marked = &ok(&service, "minzheng", &["profile", "person", &person])?["profile"];
+    assert!(marked["objections"].as_array().is_some_and(|o| o.iter().any(|o| o["id"] == ob_id.as_str())), "{marked}");
+    // Only the source department resolves it.
+    assert!(refused(&service, "gongan", &["objection", "ack", &ob_id])?.contains("minzheng"));
+    assert_eq!(ok(&service, "minzheng", &["objection", "ack", &ob_id])?["status"], "acknowledged");
+
+    // 民政 sends the corrected record (revision 2): the objection closes by itself, the mark goes.
+    let correction = repo_root().join("deploy/local/corrections/minzheng/elderly_care.ndjson");
+    let mut args: Vec<String> =
+        vec!["ingest".into(), "-k".into(), "elderly_care".into(), correction.display().to_string()];
+    args.extend(gateway.cli_args("minzheng"));
+    let out = hutong(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let published = String::from_utf8_lossy(&out.stdout).into_owned();
+    wait_until("the objection to close", Duration::from_secs(60), || {
+        let all = ok(&service, "minzheng", &["objection", "list", "--all"])?;
+        Ok(all.as_array().unwrap().iter().any(|o| o["id"] == ob_id.as_str() && o["status"] == "closed"))
+    })
+    .map_err(|e| {
+        let all = ok(&service, "minzheng", &["objection", "list", "--all"]).unwrap_or_default();
+        e.context(format!("ingest said {published}\nobjections {all}\nlog {}", service.log()))
+    })?;
+    let corrected = &ok(&service, "minzheng", &["profile", "person", &person])?["profile"];
+    assert!(corrected.get("objections").is_none(), "{corrected}");
+    assert!(
+        !corrected["conflicts"].as_array().unwrap().iter().any(|c| c["field"] == "birth_date"),
+        "the birth dates agree now: {corrected}"
+    );
+
+    // Revoked: the very next call is refused.
+    assert_eq!(ok(&service, "gongan", &["access", "revoke", &id1, "--reason", "项目结束"])?["status"], "revoked");
+    let err = refused(&service, "zhihui", &["profile", "person", &person])?;
+    assert!(err.contains("no active grant"), "{err}");
+    Ok(())
+}
+
+/// `docs/catalog.md` is the catalogue of the local deployment as it is now.
+#[test]
+fn the_catalogue_document_is_in_sync() -> anyhow::Result<()> {
+    let out = hutong(&["catalog", "docs", "-c", "deploy/local/hutong.toml"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let rendered = String::from_utf8(out.stdout)?;
+    let path = repo_root().join("docs/catalog.md");
+    if std::env::var_os("HUTONG_BLESS").is_some() {
+        std::fs::write(&path, &rendered)?;
+    }
+    let committed = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "docs/catalog.md is out of date: hutong catalog docs -c deploy/local/hutong.toml --out docs/catalog.md"
+    );
+    // Every shipped adapter is a resource there, with its sharing class.
+    for dept in std::fs::read_dir(repo_root().join("schemas/departments"))? {
+        let dept = dept?.path();
+        for f in std::fs::read_dir(&dept)?.filter_map(Result::ok).map(|e| e.path()) {
+            if f.extension().is_some_and(|x| x == "toml") {
+                let id = format!(
+                    "{}.{}",
+                    dept.file_name().unwrap().to_string_lossy(),
+                    f.file_stem().unwrap().to_string_lossy()
+                );
+                assert!(rendered.contains(&format!("\n## {id}\n")), "{id} is not in the catalogue");
+            }
+        }
+    }
+    assert!(rendered.contains("有条件共享") && rendered.contains("不予共享"));
+    Ok(())
+}
