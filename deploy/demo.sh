@@ -4,7 +4,9 @@
 # submits every department's sample export (valid and invalid rows), shows
 # the published records and the rejects with reasons, runs the profile service
 # (一人一档) and shows one resident merged from four departments with her
-# household, building and grid, the governance consumers (one matter's thread
+# household, building and grid, the sharing rules (the catalogue, a request
+# approved by its owner and used, one refused, an objection closed by the
+# corrected record), the governance consumers (one matter's thread
 # across departments, deadlines, alerts, matches, the month's report), and
 # checks every topic against its declaration with its message count (none may
 # be empty).
@@ -98,6 +100,51 @@ step "her grid (网格 330106004053001): everyone living there, directly or thro
 
 step "where departments disagree, per department whose value lost"
 "$HUTONG" profile conflicts --as gongan --limit 5
+
+step "共享目录: the resource catalogue, generated from the adapters, the standard and the topics (also GET http://127.0.0.1:8081/catalog; docs/catalog.md)"
+"$HUTONG" catalog list --config deploy/local/hutong.toml
+
+step "申请审批: the community platform (consumer zhihui) has no grant yet: refused, and audited"
+HUTONG_CITIZEN_ID=$RESIDENT "$HUTONG" profile person --as zhihui || true
+UNTIL=$(TZ=Asia/Shanghai date -d '+90 days' +%F)
+json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+
+step "zhihui asks 公安 for residents' name, sex and household (有条件共享: 公安 decides, within 10 working days)"
+AR1=$("$HUTONG" access request --as zhihui --resource gongan.household_registration \
+  --field person.name --field person.sex --field person.household_key \
+  --purpose "为老服务上门探访名单" --scenario "智慧社区平台 网格员端" --until "$UNTIL" --json | json_field '["id"]')
+"$HUTONG" access list --as gongan --pending
+
+step "民政 may not decide on 公安's resource (refused, audited); 公安 approves"
+"$HUTONG" access approve "$AR1" --as minzheng || true
+"$HUTONG" access approve "$AR1" --as gongan --reason "用途明确，字段最小"
+
+step "zhihui now sees what was granted and nothing else: 公安's name, sex and household; every other field withheld"
+HUTONG_CITIZEN_ID=$RESIDENT "$HUTONG" profile person --as zhihui
+
+step "one request refused: zhihui asks 卫健 for elderly health records; 卫健 denies, with its reason"
+AR2=$("$HUTONG" access request --as zhihui --resource weijian.elderly_health \
+  --purpose "为老服务上门探访名单" --scenario "智慧社区平台 网格员端" --until "$UNTIL" --json | json_field '["id"]')
+"$HUTONG" access deny "$AR2" --as weijian --reason "健康档案仅用于医疗卫生服务，不向社区平台开放"
+"$HUTONG" access catalog --as zhihui
+
+step "usage per consumer and resource, and the Kafka READ ACLs the grants call for (--format strimzi: KafkaUser resources)"
+"$HUTONG" access usage --as governance
+"$HUTONG" access acls --as governance --config deploy/local/hutong.toml --format kafka-acls
+
+step "数据异议: 公安 objects to 民政's birth date of 胡金凤 (the Excel 1900 slip); it is in 民政's queue and marks her profile"
+CE_ID=$(echo "$answer" | python3 -c 'import json,sys; print(next(c["loser"]["source"]["ce_id"] for c in json.load(sys.stdin)["profile"]["conflicts"] if c["field"] == "birth_date"))')
+OB=$("$HUTONG" objection file --as gongan --ce-id "$CE_ID" --pointer /birth_date --reason "户籍登记出生日期为1948-03-08" --json | json_field '["id"]')
+"$HUTONG" objection list --as minzheng --mine
+HUTONG_CITIZEN_ID=$RESIDENT "$HUTONG" profile person --as minzheng --json | python3 -c 'import json,sys; print("marked 异议:", json.dumps(json.load(sys.stdin)["profile"].get("objections"), ensure_ascii=False))'
+
+step "民政 sends the corrected record (revision 2 of the same record): the objection closes by itself"
+"$HUTONG" ingest --as minzheng --kind elderly_care deploy/local/corrections/minzheng/elderly_care.ndjson
+for _ in $(seq 1 120); do
+  "$HUTONG" objection list --as minzheng --all --json | grep -q '"status": "closed"' && break
+  sleep 0.5
+done
+"$HUTONG" objection list --as minzheng --all
 
 # The governance consumers read the same topics: wait until the three departments' records of
 # one matter (网格 → 司法 → 信访) are all in.

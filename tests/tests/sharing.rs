@@ -7,7 +7,7 @@
 use std::{path::Path, process::Output, time::Duration};
 
 use hutong_tests::{
-    Broker, Gateway, expected_person_key, hutong,
+    Broker, Gateway, expected_person_key, http_get, hutong,
     profiles::{ProfileService, caught_up, ingest_samples},
     repo_root, wait_until,
 };
@@ -92,6 +92,16 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
     audited(&audit, "zhihui", "GetProfile", "PermissionDenied")?;
     let err = refused(&service, "zhihui", &["events"])?;
     assert!(err.contains("hutong.governance"), "{err}");
+
+    // The catalogue on the registry port: every resource, read-only.
+    let (status, body) = http_get(&format!("{}/catalog", gateway.registry_url))?;
+    assert_eq!(status, 200, "{body}");
+    let served: Value = serde_json::from_str(&body)?;
+    assert!(served["resources"].as_array().unwrap().len() >= 16);
+    let (status, one) = http_get(&format!("{}/catalog/gongan.household_registration", gateway.registry_url))?;
+    assert_eq!(status, 200);
+    assert!(one.contains("\"person.citizen_id\"") && one.contains("\"none\""), "{one}");
+    assert_eq!(http_get(&format!("{}/catalog/nope.nothing", gateway.registry_url))?.0, 404);
 
     // The catalogue as zhihui stands: 公安's registration requestable from 公安.
     let catalog = ok(&service, "zhihui", &["access", "catalog"])?;
@@ -195,7 +205,15 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
     assert!(queue.as_array().unwrap().iter().any(|o| o["id"] == ob_id.as_str()));
     assert!(ok(&service, "weijian", &["objection", "list", "--mine"])?.as_array().unwrap().is_empty());
     let marked = &ok(&service, "minzheng", &["profile", "person", &person])?["profile"];
-    assert!(marked["objections"].as_array().is_some_and(|o| o.iter().any(|o| o["id"] == ob_id.as_str())), "{marked}");
+    let listed = marked["objections"].as_array().expect("objections listed").clone();
+    assert_eq!(listed.len(), 1, "listed once: {marked}");
+    let fields = listed[0]["fields"].as_array().expect("the fields it marks");
+    assert!(!fields.is_empty(), "{marked}");
+    for f in fields {
+        let f = f.as_str().unwrap();
+        assert_eq!(marked["fields"][f]["异议"][0], ob_id.as_str(), "{f}: {}", marked["fields"][f]);
+        assert!(marked["fields"][f].to_string().contains("minzheng"), "only 民政's fields: {f}");
+    }
     // Only the source department resolves it.
     assert!(refused(&service, "gongan", &["objection", "ack", &ob_id])?.contains("minzheng"));
     assert_eq!(ok(&service, "minzheng", &["objection", "ack", &ob_id])?["status"], "acknowledged");
@@ -227,6 +245,24 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
     assert_eq!(ok(&service, "gongan", &["access", "revoke", &id1, "--reason", "项目结束"])?["status"], "revoked");
     let err = refused(&service, "zhihui", &["profile", "person", &person])?;
     assert!(err.contains("no active grant"), "{err}");
+
+    // Expiry: 综治中心 granted through 2026-12-02 reads on the 1st; with the clock on the 3rd
+    // (the same store, a restarted service) the next call is refused.
+    let ar3 = ok(&service, "zongzhi", &[
+        "access", "request", "--resource", "gongan.household_registration", "--purpose", "矛盾纠纷排查",
+        "--scenario", "综治中心 分析", "--until", "2026-12-02",
+    ])?;
+    let id3 = ar3["id"].as_str().unwrap().to_owned();
+    ok(&service, "gongan", &["access", "approve", &id3])?;
+    assert_eq!(ok(&service, "zongzhi", &["profile", "person", &person])?["profile"]["record"]["name"], "胡金凤");
+    let mut service = service;
+    service.process.kill9()?;
+    let later = extra.replace("2026-12-01T09:00:00", "2026-12-03T09:00:00");
+    let service = ProfileService::start(&gateway, "later", &store, "hutong-profiles", &later).await?;
+    let err = refused(&service, "zongzhi", &["profile", "person", &person])?;
+    assert!(err.contains("no active grant"), "{err}");
+    let listed = ok(&service, "zongzhi", &["access", "list"])?;
+    assert_eq!(listed[0]["expired"], true, "{listed}");
     Ok(())
 }
 

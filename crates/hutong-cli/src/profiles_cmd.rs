@@ -346,6 +346,17 @@ fn print_answer(answer: &Value) {
         for c in p["conflicts"].as_array().into_iter().flatten().chain(p["checks"].as_array().into_iter().flatten()) {
             println!("  conflict: {} — {}", c["field"].as_str().unwrap_or(""), describe(c));
         }
+        for o in p["objections"].as_array().into_iter().flatten() {
+            let fields: Vec<&str> = o["fields"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            println!(
+                "  异议 {} ({}): {} {} — on {}",
+                o["id"].as_str().unwrap_or(""),
+                o["status"].as_str().unwrap_or(""),
+                o["pointer"].as_str().unwrap_or(""),
+                o["reason"].as_str().unwrap_or(""),
+                fields.join(", ")
+            );
+        }
     }
     if let Some(people) = answer.get("people").and_then(Value::as_array) {
         println!("people: {}", answer["population"]);

@@ -198,35 +198,52 @@ impl Sharing {
     }
 }
 
-/// The refusal of an ungranted resource.
+/// The refusal of a consumer without an active grant of `resource`.
 pub fn not_granted(consumer: &str, resource: &str) -> Status {
     Status::permission_denied(format!(
-        "consumer {consumer} has no active grant of {resource}: request one (hutong access request --resource {resource} …) \
+        "consumer {consumer} has no active grant of {resource}: request it (hutong access request --resource {resource} …) \
          and have it approved"
     ))
 }
 
-/// Marks the fields of `doc` whose source fact has an open objection (异议), and lists them.
+/// The refusal of a consumer whose grants cover none of `what`.
+pub fn nothing_granted(consumer: &str, what: &str) -> Status {
+    Status::permission_denied(format!(
+        "consumer {consumer} has no active grant covering {what}: see what you may request with `hutong access catalog`, \
+         then `hutong access request --resource …`"
+    ))
+}
+
+/// Marks the fields of `doc` whose source fact has an open objection (`异议` on the field:
+/// the objections' ids), and lists each objection once with the fields it marks.
 pub fn mark_objections(doc: &mut Value, open: &BTreeMap<String, Vec<Value>>) {
     if open.is_empty() {
         return;
     }
-    let mut listed = Vec::new();
+    let mut listed: BTreeMap<String, Value> = BTreeMap::new();
     let names: Vec<String> = doc["fields"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
     for name in names {
-        let ce_ids = field_ce_ids(&doc["fields"][&name]);
-        let on: Vec<Value> = ce_ids
-            .iter()
-            .flat_map(|c| open.get(c).into_iter().flatten())
-            .map(|o| json!({"id": o["id"], "pointer": o["pointer"], "reason": o["reason"], "status": o["status"]}))
-            .collect();
-        if !on.is_empty() {
-            doc["fields"][&name]["异议"] = Value::Array(on.clone());
-            listed.extend(on);
+        let mut on: Vec<&Value> =
+            field_ce_ids(&doc["fields"][&name]).iter().flat_map(|c| open.get(c).into_iter().flatten()).collect();
+        on.dedup_by_key(|o| o["id"].clone());
+        if on.is_empty() {
+            continue;
         }
+        let ids: Vec<Value> = on.iter().map(|o| o["id"].clone()).collect();
+        for o in on {
+            let id = o["id"].as_str().unwrap_or_default().to_owned();
+            let entry = listed.entry(id).or_insert_with(|| {
+                json!({"id": o["id"], "pointer": o["pointer"], "reason": o["reason"], "status": o["status"],
+                       "department": o["department"], "fields": []})
+            });
+            if let Some(f) = entry["fields"].as_array_mut() {
+                f.push(name.clone().into());
+            }
+        }
+        doc["fields"][&name]["异议"] = Value::Array(ids);
     }
     if !listed.is_empty() {
-        doc["objections"] = Value::Array(listed);
+        doc["objections"] = Value::Array(listed.into_values().collect());
     }
 }
 

@@ -171,7 +171,7 @@ impl ProfilesService {
                     let used = self.sharing.allowed(&self.queries, c).await?.filter(&mut doc);
                     if used.is_empty() {
                         self.audit(request, who, operation, detail, "PermissionDenied");
-                        return Err(crate::access_service::not_granted(c, &format!("any source of this {entity}")));
+                        return Err(crate::access_service::nothing_granted(c, &format!("any source of this {entity} profile")));
                     }
                     self.sharing.count(&self.queries, who, used).await?;
                 }
@@ -257,7 +257,7 @@ impl Profiles for ProfilesService {
                 let allowed = self.sharing.allowed(&self.queries, c).await?;
                 if !allowed.any_of("person") {
                     self.audit(&request, &who, "ListPeople", json!({"entity": entity, "key": key}), "PermissionDenied");
-                    return Err(crate::access_service::not_granted(c, "any resource about persons"));
+                    return Err(crate::access_service::nothing_granted(c, "any resource about persons"));
                 }
                 Some(allowed)
             }

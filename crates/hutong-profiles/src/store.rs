@@ -140,6 +140,13 @@ pub(crate) trait Sql {
     /// `IN (VALUES …)`); PostgreSQL plans `IN (VALUES …)` as a nested loop over the index (and
     /// spends milliseconds planning a long `OR`).
     fn tuple_match(&self) -> TupleMatch;
+    /// How a transaction that will write begins: SQLite takes the write lock at once (`BEGIN
+    /// IMMEDIATE`, waiting out the busy timeout), so a transaction that reads first is never
+    /// refused `SQLITE_BUSY` when it comes to write while the other connection (consumer or
+    /// queries) writes.
+    fn begin(&self) -> &'static str {
+        "BEGIN"
+    }
     fn exec(&mut self, sql: &str, params: &[P<'_>]) -> Result<u64, StoreError>;
     fn rows(&mut self, sql: &str, params: &[P<'_>]) -> Result<Vec<Vec<Cell>>, StoreError>;
     fn batch(&mut self, sql: &str) -> Result<(), StoreError>;
@@ -148,6 +155,9 @@ pub(crate) trait Sql {
 impl Sql for rusqlite::Connection {
     fn tuple_match(&self) -> TupleMatch {
         TupleMatch::OrChain
+    }
+    fn begin(&self) -> &'static str {
+        "BEGIN IMMEDIATE"
     }
     fn exec(&mut self, sql: &str, params: &[P<'_>]) -> Result<u64, StoreError> {
         let mut stmt = self.prepare_cached(sql)?;
@@ -455,7 +465,8 @@ impl Store {
         &mut self,
         f: impl FnOnce(&mut Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        self.db.batch("BEGIN")?;
+        let begin = self.db.begin();
+        self.db.batch(begin)?;
         match f(self) {
             Ok(v) => {
                 self.db.batch("COMMIT")?;
