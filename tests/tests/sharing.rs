@@ -77,9 +77,12 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
     let dir = tempfile::tempdir()?;
     let store = format!("sqlite:{}", dir.path().join("profiles.db").display());
     // The clock fixed (2026-12-01, a Tuesday): reply deadlines in working days are then known.
-    let extra =
-        "\n[governance]\nenabled = true\npublish = false\nnow = \"2026-12-01T09:00:00+08:00\"\nmetrics-listen = \"\"";
-    let service = ProfileService::start(&gateway, "main", &store, "hutong-profiles", extra).await?;
+    let metrics = format!("127.0.0.1:{}", hutong_tests::free_port());
+    let extra = format!(
+        "\n[governance]\nenabled = true\npublish = false\nnow = \"2026-12-01T09:00:00+08:00\"\nmetrics-listen = \"{metrics}\"\n\n\
+         [sharing]\nprofiles-per-hour = 5"
+    );
+    let service = ProfileService::start(&gateway, "main", &store, "hutong-profiles", &extra).await?;
     wait_until("the service to catch up", Duration::from_secs(120), || {
         caught_up(&broker.bootstrap, "hutong-profiles", &ENTITY_TOPICS)
     })?;
@@ -176,11 +179,38 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
     let full = &ok(&service, "minzheng", &["profile", "person", &person])?["profile"];
     assert!(full["record"]["birth_date"].is_string() && full["record"]["phone"].is_string());
 
+    // Reading a whole grid's people is far beyond a purpose of five profiles an hour: a misuse
+    // signal, shown to the admins and to 公安 (whose grant it reads under), not to 卫健.
+    let grid = ok(&service, "zhihui", &["profile", "grid", "330106004053001"])?;
+    let people = grid["people"].as_array().expect("people");
+    assert!(people.len() > 5, "{grid}");
+    assert!(people.iter().all(|p| p["profile"]["record"].get("phone").is_none()), "granted fields only");
+    let signals = |who: &str| -> anyhow::Result<Vec<Value>> {
+        Ok(ok(&service, who, &["access", "usage"])?["signals"].as_array().cloned().unwrap_or_default())
+    };
+    let seen = signals("gongan")?;
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!((seen[0]["consumer"].as_str(), seen[0]["signal"].as_str()), (Some("zhihui"), Some("enumeration")));
+    assert_eq!(signals("governance")?.len(), 1);
+    assert!(signals("weijian")?.is_empty());
+    audited(&audit, "zhihui", "MisuseSignal", "Signalled")?;
+
     // Usage, and the ACL plan of the grants: zhihui may read the person topics, nothing of 卫健.
     let usage = ok(&service, "governance", &["access", "usage"])?;
-    let row = usage.as_array().unwrap().iter().find(|u| u["consumer"] == "zhihui").expect("zhihui's usage");
+    let row = usage["usage"].as_array().unwrap().iter().find(|u| u["consumer"] == "zhihui").expect("zhihui's usage");
     assert_eq!(row["resource"], "gongan.household_registration");
     assert!(row["queries"].as_i64() >= Some(1));
+    let (status, text) = http_get(&format!("http://{metrics}/metrics"))?;
+    assert_eq!(status, 200, "{text}");
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("hutong_access_queries_total{consumer=\"zhihui\",resource=\"gongan.household_registration\"}")
+        })
+        .expect("zhihui's queries in /metrics");
+    assert!(line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 2), "{line}");
+    assert!(text.contains("hutong_access_misuse_signals_total{consumer=\"zhihui\"} 1"), "{text}");
+    assert!(text.contains("hutong_access_active_grants{} 1"), "{text}");
     let plan = ok(&service, "governance", &["access", "acls", "-c", "deploy/local/hutong.toml", "--on", "2026-12-01"])?;
     let acls = plan["acls"].as_array().unwrap();
     assert!(acls.iter().any(|a| a["principal"] == "User:zhihui.consumers.hutong.local"
@@ -248,16 +278,28 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
 
     // Expiry: 综治中心 granted through 2026-12-02 reads on the 1st; with the clock on the 3rd
     // (the same store, a restarted service) the next call is refused.
-    let ar3 = ok(&service, "zongzhi", &[
-        "access", "request", "--resource", "gongan.household_registration", "--purpose", "矛盾纠纷排查",
-        "--scenario", "综治中心 分析", "--until", "2026-12-02",
-    ])?;
+    let ar3 = ok(
+        &service,
+        "zongzhi",
+        &[
+            "access",
+            "request",
+            "--resource",
+            "gongan.household_registration",
+            "--purpose",
+            "矛盾纠纷排查",
+            "--scenario",
+            "综治中心 分析",
+            "--until",
+            "2026-12-02",
+        ],
+    )?;
     let id3 = ar3["id"].as_str().unwrap().to_owned();
     ok(&service, "gongan", &["access", "approve", &id3])?;
     assert_eq!(ok(&service, "zongzhi", &["profile", "person", &person])?["profile"]["record"]["name"], "胡金凤");
     let mut service = service;
     service.process.kill9()?;
-    let later = extra.replace("2026-12-01T09:00:00", "2026-12-03T09:00:00");
+    let later = extra.replace("2026-12-01T09:00:00", "2026-12-03T09:00:00").replace(&metrics, "");
     let service = ProfileService::start(&gateway, "later", &store, "hutong-profiles", &later).await?;
     let err = refused(&service, "zongzhi", &["profile", "person", &person])?;
     assert!(err.contains("no active grant"), "{err}");

@@ -444,8 +444,9 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
         AccessCommand::Usage { ask } => {
             let reply = ask.client().await?.list_usage(ListUsageRequest {}).await?.into_inner();
             let docs: Vec<Value> = reply.usage_json.iter().map(|r| parse(r)).collect();
+            let signals: Vec<Value> = reply.signals_json.iter().map(|r| parse(r)).collect();
             if ask.json {
-                println!("{}", serde_json::to_string_pretty(&docs)?);
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"usage": docs, "signals": signals}))?);
             } else {
                 println!(
                     "{}",
@@ -461,6 +462,15 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
                             (&u["records"].to_string(), 8),
                             (text(u, "last_access"), 0)
                         ])
+                    );
+                }
+                for g in &signals {
+                    println!(
+                        "misuse signal {}: {} — {} (grants: {})",
+                        text(g, "at"),
+                        text(g, "consumer"),
+                        text(g, "detail"),
+                        g["resources"]
                     );
                 }
             }

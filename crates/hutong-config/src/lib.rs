@@ -94,6 +94,8 @@ pub struct ConfigFile {
     pub profiles: ProfilesConfig,
     /// The governance consumers of the same service (交办反馈督办, 供需对接, 成效评估).
     pub governance: GovernanceConfig,
+    /// What the consumer service allows a consumer identity on its APIs (docs/sharing.md).
+    pub sharing: SharingConfig,
 }
 
 impl Default for ConfigFile {
@@ -113,6 +115,7 @@ impl Default for ConfigFile {
             privacy: PrivacyConfig::default(),
             profiles: ProfilesConfig::default(),
             governance: GovernanceConfig::default(),
+            sharing: SharingConfig::default(),
         }
     }
 }
@@ -603,6 +606,25 @@ impl Default for GovernanceConfig {
             now: None,
             metrics_listen: "127.0.0.1:9465".to_owned(),
         }
+    }
+}
+
+/// `[sharing]`: per-consumer limits on the consumer service's APIs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct SharingConfig {
+    /// Calls per second a consumer identity may make (sustained); above it, RESOURCE_EXHAUSTED.
+    pub rate_per_second: u32,
+    /// Calls a consumer may make at once above the rate.
+    pub burst: u32,
+    /// Distinct profiles one consumer may read within an hour before a misuse signal is raised
+    /// (the data of a whole district read out, far beyond a purpose); 0: never.
+    pub profiles_per_hour: u32,
+}
+
+impl Default for SharingConfig {
+    fn default() -> Self {
+        Self { rate_per_second: 20, burst: 50, profiles_per_hour: 2000 }
     }
 }
 

@@ -4,6 +4,7 @@
 //!   document of [`hutong_sharing::Grant`]; they survive restarts and are exported with
 //!   `hutong access list --json`.
 //! - `access_usage`: per consumer and resource, queries answered, records returned, last access.
+//! - `access_signals`: misuse signals (a consumer reading far beyond its purpose).
 //! - `objections`: 数据异议 on published facts, routed to the fact's source department; a
 //!   higher revision of the same source record closes the open ones by itself (in the same
 //!   transaction as the corrected fact).
@@ -29,6 +30,7 @@ CREATE TABLE IF NOT EXISTS objections (
   source_id TEXT NOT NULL, revision BIGINT NOT NULL, open BIGINT NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS objections_by_ce_id ON objections (ce_id);
 CREATE INDEX IF NOT EXISTS objections_open ON objections (open, department);
+CREATE TABLE IF NOT EXISTS access_signals (at TEXT NOT NULL, consumer TEXT NOT NULL, doc TEXT NOT NULL);
 ";
 
 /// A fact as an objection names it.
@@ -144,6 +146,25 @@ impl Store {
                 json!({"consumer": consumer, "resource": resource, "queries": queries, "records": records, "last_access": last})
             })
             .collect())
+    }
+
+    /// Keeps a misuse signal.
+    pub fn add_signal(&mut self, doc: &Value) -> Result<(), StoreError> {
+        self.db.exec(
+            "INSERT INTO access_signals (at, consumer, doc) VALUES ($1, $2, $3)",
+            &[
+                P::T(doc["at"].as_str().unwrap_or_default()),
+                P::T(doc["consumer"].as_str().unwrap_or_default()),
+                P::T(&doc.to_string()),
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Misuse signals, newest first.
+    pub fn signals(&mut self) -> Result<Vec<Value>, StoreError> {
+        let rows = self.db.rows("SELECT doc FROM access_signals ORDER BY at DESC", &[])?;
+        rows.into_iter().map(|r| parse(&texts(r).pop().unwrap_or_default())).collect()
     }
 
     /// The current fact with event id `ce_id` (a scan of the facts: objections are rare).

@@ -31,7 +31,8 @@ pub const REPLY_WORKING_DAYS: u32 = 10;
 /// Working days a source department has to answer an objection.
 pub const OBJECTION_WORKING_DAYS: u32 = 5;
 
-/// The catalogue, the calendar and the clock the access rules are applied with.
+/// The catalogue, the calendar and the clock the access rules are applied with, and the
+/// per-consumer limits.
 pub struct Sharing {
     /// The catalogue.
     pub catalog: Catalog,
@@ -39,6 +40,68 @@ pub struct Sharing {
     pub calendar: Arc<Calendar>,
     /// The clock (fixed in replays and tests).
     pub clock: Clock,
+    /// Rate limits and the misuse watch.
+    pub limits: Limits,
+}
+
+/// Per-consumer limits: a rate limit on calls (a token bucket per consumer identity), and a
+/// watch on how many distinct profiles each consumer reads in an hour.
+pub struct Limits {
+    rate: Option<governor::DefaultKeyedRateLimiter<String>>,
+    profiles_per_hour: u32,
+    read: std::sync::Mutex<BTreeMap<String, HourRead>>,
+}
+
+/// What one consumer read in one hour: the hour (Unix time / 3600), the profiles read in it,
+/// whether it was signalled.
+type HourRead = (i64, BTreeSet<String>, bool);
+
+impl Limits {
+    /// `rate_per_second` calls a second with `burst` at once (0: no limit); a misuse signal when
+    /// a consumer reads more than `profiles_per_hour` distinct profiles in an hour (0: never).
+    pub fn new(rate_per_second: u32, burst: u32, profiles_per_hour: u32) -> Self {
+        let rate = std::num::NonZeroU32::new(rate_per_second).map(|r| {
+            let burst = std::num::NonZeroU32::new(burst.max(rate_per_second)).unwrap_or(r);
+            governor::RateLimiter::keyed(governor::Quota::per_second(r).allow_burst(burst))
+        });
+        Self { rate, profiles_per_hour, read: std::sync::Mutex::default() }
+    }
+
+    /// Refuses a call of `consumer` above its rate.
+    pub fn admit(&self, consumer: &str) -> Result<(), Status> {
+        match &self.rate {
+            Some(limiter) if limiter.check_key(&consumer.to_owned()).is_err() => {
+                Err(Status::resource_exhausted(format!(
+                    "consumer {consumer} calls faster than its limit ([sharing] rate-per-second, burst): slow down"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts the profiles `consumer` read at `hour`; the count when it crossed the hourly
+    /// limit now (once an hour).
+    pub fn note_reads<'k>(&self, consumer: &str, hour: i64, keys: impl IntoIterator<Item = &'k str>) -> Option<usize> {
+        if self.profiles_per_hour == 0 {
+            return None;
+        }
+        let mut read = self.read.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entry = read.entry(consumer.to_owned()).or_insert_with(|| (hour, BTreeSet::new(), false));
+        if entry.0 != hour {
+            *entry = (hour, BTreeSet::new(), false);
+        }
+        if entry.2 {
+            return None;
+        }
+        entry.1.extend(keys.into_iter().map(str::to_owned));
+        let n = entry.1.len();
+        if n > self.profiles_per_hour as usize {
+            // Signalled: the keys are not kept any longer (memory stays bounded by the limit).
+            *entry = (hour, BTreeSet::new(), true);
+            return Some(n);
+        }
+        None
+    }
 }
 
 /// What a consumer's active grants let it see: per source (department, kind), the resource and
@@ -147,6 +210,7 @@ impl Sharing {
     /// What `consumer`'s grants active today cover (read on every call: an expiry or a
     /// revocation holds from the next call on).
     pub async fn allowed(&self, queries: &Queries, consumer: &str) -> Result<Allowed, Status> {
+        self.limits.admit(consumer)?;
         let c = consumer.to_owned();
         let grants = queries.run(move |s| s.grants_of(&c)).await?;
         let today = self.today();
@@ -185,6 +249,40 @@ impl Sharing {
         }
         audit_read(guard, request, who, operation, json!({"resource": resource}), "PermissionDenied");
         Err(not_granted(c, resource))
+    }
+
+    /// Watches what `who` (a consumer) read: the profiles `keys`. Past the hourly limit a misuse
+    /// signal is kept in the store (shown to admins and to the providers of its grants),
+    /// audited and logged (the consumer and the count, nothing read).
+    pub async fn watch<T>(
+        &self,
+        guard: &Guard,
+        queries: &Queries,
+        request: &Request<T>,
+        who: &Principal,
+        keys: &[&str],
+    ) -> Result<(), Status> {
+        let Principal::Consumer(c) = who else { return Ok(()) };
+        let hour = self.clock.now().timestamp().div_euclid(3600);
+        let Some(n) = self.limits.note_reads(c, hour, keys.iter().copied()) else { return Ok(()) };
+        let resources: Vec<String> = self.allowed_resources(queries, c).await?;
+        let signal = json!({
+            "consumer": c,
+            "signal": "enumeration",
+            "at": self.now(),
+            "detail": format!("{n} distinct profiles read within one hour (limit {})", self.limits.profiles_per_hour),
+            "resources": resources,
+        });
+        tracing::warn!(consumer = %c, profiles = n, "misuse signal: a consumer reads far beyond its purpose");
+        audit_read(guard, request, who, "MisuseSignal", signal.clone(), "Signalled");
+        queries.run(move |s| s.add_signal(&signal)).await
+    }
+
+    async fn allowed_resources(&self, queries: &Queries, consumer: &str) -> Result<Vec<String>, Status> {
+        let c = consumer.to_owned();
+        let today = self.today();
+        let grants = queries.run(move |s| s.grants_of(&c)).await?;
+        Ok(grants.into_iter().filter(|g| g.active(today)).map(|g| g.resource).collect())
     }
 
     /// Counts a consumer's answer on the resources it drew on.
@@ -532,21 +630,31 @@ impl access_server::Access for AccessService {
 
     async fn list_usage(&self, request: Request<ListUsageRequest>) -> Result<Response<ListUsageReply>, Status> {
         let who = self.guard.reader(&request, "ListUsage")?;
-        let rows = self.queries.run(crate::Store::usage).await?;
+        let (rows, signals) = self.queries.run(|s| Ok((s.usage()?, s.signals()?))).await?;
         let catalog = &self.sharing.catalog;
+        let provides = |d: &str, resource: &Value| {
+            catalog.get(resource.as_str().unwrap_or_default()).is_some_and(|r| r.provider == d)
+        };
+        let signals_json: Vec<String> = signals
+            .into_iter()
+            .filter(|g| match &who {
+                Principal::Admin(_) => true,
+                Principal::Consumer(c) => g["consumer"] == c.as_str(),
+                Principal::Department(d) => g["resources"].as_array().into_iter().flatten().any(|r| provides(d, r)),
+            })
+            .map(|g| g.to_string())
+            .collect();
         let usage_json: Vec<String> = rows
             .into_iter()
             .filter(|u| match &who {
                 Principal::Admin(_) => true,
                 Principal::Consumer(c) => u["consumer"] == c.as_str(),
-                Principal::Department(d) => {
-                    catalog.get(u["resource"].as_str().unwrap_or_default()).is_some_and(|r| r.provider == *d)
-                }
+                Principal::Department(d) => provides(d, &u["resource"]),
             })
             .map(|u| u.to_string())
             .collect();
         self.audit(&request, &who, "ListUsage", json!({"rows": usage_json.len()}), "Ok");
-        Ok(Response::new(ListUsageReply { usage_json }))
+        Ok(Response::new(ListUsageReply { usage_json, signals_json }))
     }
 
     async fn file_objection(&self, request: Request<FileObjectionRequest>) -> Result<Response<ObjectionReply>, Status> {
@@ -694,5 +802,145 @@ impl access_server::Access for AccessService {
         self.queries.run(move |s| s.put_objection(&stored)).await?;
         self.audit(&request, &who, "ResolveObjection", detail, "Ok");
         Ok(Response::new(ObjectionReply { objection_json: doc.to_string() }))
+    }
+}
+
+/// The sharing side as Prometheus text: per consumer and resource the queries and records
+/// answered, pending requests per provider (and how many are past their reply deadline), open
+/// objections per source department, misuse signals per consumer.
+pub async fn metrics_text(queries: &Queries, today: NaiveDate) -> Result<String, Status> {
+    let (usage, grants, objections, signals) =
+        queries.run(|s| Ok((s.usage()?, s.grants()?, s.objections(None, true)?, s.signals()?))).await?;
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
+        out.push_str(&format!("# HELP hutong_access_{name} {help}\n# TYPE hutong_access_{name} {kind}\n"));
+        for (labels, v) in rows {
+            out.push_str(&format!("hutong_access_{name}{{{labels}}} {v}\n"));
+        }
+    };
+    let pair = |u: &Value| {
+        format!(
+            "consumer=\"{}\",resource=\"{}\"",
+            u["consumer"].as_str().unwrap_or(""),
+            u["resource"].as_str().unwrap_or("")
+        )
+    };
+    let count = |u: &Value, k: &str| u[k].as_u64().unwrap_or(0);
+    family(
+        "queries_total",
+        "counter",
+        "Answers a consumer got drawing on a resource.",
+        usage.iter().map(|u| (pair(u), count(u, "queries"))).collect(),
+    );
+    family(
+        "records_total",
+        "counter",
+        "Records a consumer got of a resource.",
+        usage.iter().map(|u| (pair(u), count(u, "records"))).collect(),
+    );
+    let mut pending: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for g in grants.iter().filter(|g| g.status == GrantStatus::Pending) {
+        let e = pending.entry(g.provider.clone()).or_default();
+        e.0 += 1;
+        e.1 += u64::from(g.overdue(today));
+    }
+    family(
+        "pending_requests",
+        "gauge",
+        "Access requests waiting for a decision, per provider.",
+        pending.iter().map(|(p, (n, _))| (format!("provider=\"{p}\""), *n)).collect(),
+    );
+    family(
+        "overdue_requests",
+        "gauge",
+        "Pending access requests past their reply deadline (working days), per provider.",
+        pending.iter().map(|(p, (_, o))| (format!("provider=\"{p}\""), *o)).collect(),
+    );
+    let active = grants.iter().filter(|g| g.active(today)).count() as u64;
+    family("active_grants", "gauge", "Grants in force today.", vec![(String::new(), active)]);
+    let mut open: BTreeMap<String, u64> = BTreeMap::new();
+    for o in &objections {
+        *open.entry(o["department"].as_str().unwrap_or("").to_owned()).or_default() += 1;
+    }
+    family(
+        "open_objections",
+        "gauge",
+        "Objections (数据异议) waiting for their source department.",
+        open.into_iter().map(|(d, n)| (format!("department=\"{d}\""), n)).collect(),
+    );
+    let mut by_consumer: BTreeMap<String, u64> = BTreeMap::new();
+    for g in &signals {
+        *by_consumer.entry(g["consumer"].as_str().unwrap_or("").to_owned()).or_default() += 1;
+    }
+    family(
+        "misuse_signals_total",
+        "counter",
+        "Misuse signals raised about a consumer.",
+        by_consumer.into_iter().map(|(c, n)| (format!("consumer=\"{c}\""), n)).collect(),
+    );
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_consumer_above_its_rate_is_refused_and_others_are_not() {
+        let limits = Limits::new(1, 2, 0);
+        assert!(limits.admit("zhihui").is_ok() && limits.admit("zhihui").is_ok(), "the burst");
+        let refused = limits.admit("zhihui").expect_err("above the burst");
+        assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
+        assert!(limits.admit("zongzhi").is_ok(), "per consumer");
+        assert!(Limits::new(0, 0, 0).admit("zhihui").is_ok(), "0: no limit");
+    }
+
+    #[test]
+    fn reading_past_the_hourly_limit_signals_once_an_hour() {
+        let limits = Limits::new(0, 0, 3);
+        assert_eq!(limits.note_reads("zhihui", 10, ["a", "b", "a"]), None);
+        assert_eq!(limits.note_reads("zhihui", 10, ["c"]), None, "3 distinct: at the limit");
+        assert_eq!(limits.note_reads("zongzhi", 10, ["a", "b", "c"]), None, "per consumer");
+        assert_eq!(limits.note_reads("zhihui", 10, ["d", "e"]), Some(5));
+        assert_eq!(limits.note_reads("zhihui", 10, ["f", "g", "h", "i"]), None, "once an hour");
+        assert_eq!(limits.note_reads("zhihui", 11, ["a", "b", "c", "d"]), Some(4), "a new hour");
+        assert_eq!(Limits::new(0, 0, 0).note_reads("zhihui", 10, ["a", "b", "c", "d"]), None);
+    }
+
+    #[test]
+    fn a_consumer_sees_only_granted_fields_and_elements() {
+        let mut allowed = Allowed::default();
+        allowed.resources.insert("gongan.household_registration".into());
+        allowed.by_source.insert(
+            ("gongan".into(), "household_registration".into()),
+            (
+                "gongan.household_registration".into(),
+                ["person.name".to_owned(), "person.special_population".to_owned()].into(),
+            ),
+        );
+        let src = |d: &str, k: &str| json!({"department": d, "kind": k, "ce_id": format!("{d}-1")});
+        let mut doc = json!({
+            "entity": "person",
+            "record": {"person_key": "P", "name": "胡金凤", "phone": "139", "special_population": ["0101", "0401"]},
+            "fields": {
+                "name": {"source": src("gongan", "household_registration"), "by": "authority"},
+                "phone": {"source": src("weijian", "elderly_health"), "by": "most-recent"},
+                "special_population": {"merge": "set", "elements": [
+                    {"value": "0101", "sources": [src("gongan", "household_registration"), src("minzheng", "elderly_care")]},
+                    {"value": "0401", "sources": [src("minzheng", "elderly_care")]}
+                ]}
+            },
+            "conflicts": [{"field": "name"}],
+            "checks": [],
+            "sources": [src("gongan", "household_registration"), src("weijian", "elderly_health")]
+        });
+        let used = allowed.filter(&mut doc);
+        assert_eq!(used.keys().collect::<Vec<_>>(), ["gongan.household_registration"]);
+        assert_eq!(doc["record"], json!({"person_key": "P", "name": "胡金凤", "special_population": ["0101"]}));
+        assert!(doc["fields"]["phone"]["withheld"].is_string());
+        assert_eq!(doc["fields"]["special_population"]["elements"][0]["sources"].as_array().unwrap().len(), 1);
+        assert!(doc.get("conflicts").is_none() && doc.get("checks").is_none());
+        assert_eq!(doc["sources"].as_array().unwrap().len(), 1);
+        assert!(allowed.any_of("person") && !allowed.any_of("household"));
     }
 }

@@ -325,9 +325,12 @@ pub fn metrics_router(
                 let now = runtime.clock.now().with_timezone(&hutong_governance::beijing());
                 let period = Period { year: chrono::Datelike::year(&now), month: chrono::Datelike::month(&now) };
                 let gaps = queries.run(|s| s.matches("", true, 0).map(|(_, counts)| counts)).await;
-                match (report(&queries, &runtime, &catalogue, period, Filter::default()).await, gaps) {
-                    (Ok(r), Ok(gaps)) => (axum::http::StatusCode::OK, metrics_text(&r, &gaps, &status)),
-                    (Err(e), _) | (_, Err(e)) => {
+                let access = crate::access_service::metrics_text(&queries, now.date_naive()).await;
+                match (report(&queries, &runtime, &catalogue, period, Filter::default()).await, gaps, access) {
+                    (Ok(r), Ok(gaps), Ok(access)) => {
+                        (axum::http::StatusCode::OK, metrics_text(&r, &gaps, &status) + &access)
+                    }
+                    (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                         (axum::http::StatusCode::SERVICE_UNAVAILABLE, format!("# the store: {}\n", e.message()))
                     }
                 }

@@ -126,6 +126,11 @@ pub fn load_sharing(
         catalog: hutong_sharing::Catalog::build(standard, &adapters, plan),
         calendar: Arc::new(calendar),
         clock: clock_of(config)?,
+        limits: access_service::Limits::new(
+            config.file.sharing.rate_per_second,
+            config.file.sharing.burst,
+            config.file.sharing.profiles_per_hour,
+        ),
     })
 }
 

@@ -171,11 +171,15 @@ impl ProfilesService {
                     let used = self.sharing.allowed(&self.queries, c).await?.filter(&mut doc);
                     if used.is_empty() {
                         self.audit(request, who, operation, detail, "PermissionDenied");
-                        return Err(crate::access_service::nothing_granted(c, &format!("any source of this {entity} profile")));
+                        return Err(crate::access_service::nothing_granted(
+                            c,
+                            &format!("any source of this {entity} profile"),
+                        ));
                     }
                     self.sharing.count(&self.queries, who, used).await?;
                 }
                 self.mark_objections(std::slice::from_mut(&mut doc)).await?;
+                self.sharing.watch(&self.guard, &self.queries, request, who, &[key.as_str()]).await?;
                 self.audit(request, who, operation, detail, "Ok");
                 Ok(Response::new(ProfileReply { profile_json: doc.to_string() }))
             }
@@ -282,6 +286,8 @@ impl Profiles for ProfilesService {
             self.sharing.count(&self.queries, &who, used).await?;
         }
         self.mark_objections(&mut docs).await?;
+        let keys: Vec<&str> = people.iter().map(|p| p.person_key.as_str()).collect();
+        self.sharing.watch(&self.guard, &self.queries, &request, &who, &keys).await?;
         let people = people
             .into_iter()
             .zip(docs)
