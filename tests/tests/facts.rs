@@ -381,6 +381,7 @@ async fn deletes_reach_the_merged_profile_and_the_last_one_tombstones_it() -> an
         session_timeout_ms: 6000,
         governance: None,
         tick: std::time::Duration::from_secs(30),
+        objections_from_conflicts: false,
     };
     let (status, stop) = (hutong_profiles::Status::default(), AtomicBool::new(false));
     // One fact a batch: every step of the merge is published.

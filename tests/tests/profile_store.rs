@@ -438,6 +438,31 @@ fn grants_and_objections(store: &mut Store, rules: &Rules) {
     assert!(store.objections(Some("gongan"), true).expect("open").is_empty());
 }
 
+/// With `objections-from-conflicts`, a disagreement opens one objection on the losing fact,
+/// routed to its department; a replay opens no second one; the loser's correction closes it.
+fn objections_from_conflicts(url: &StoreUrl, rules: &Rules) {
+    const Q: &str = "aa00000000000000000000000000000000000000000000000000000000000077";
+    let mut store = Store::open(url).expect("open").with_objections_from_conflicts(true);
+    let person = |dept: &str, sid: &str, rev: i64, name: &str| {
+        fact("person", Q, dept, sid, rev, Some(json!({"person_key": Q, "name": name, "sex": "1"})))
+    };
+    let batch = [person("gongan", "GQ", 1, "张伟"), person("minzheng", "MQ", 1, "张玮")];
+    store.apply(&batch, rules).expect("apply");
+    store.apply(&batch, rules).expect("a replay");
+    let opened: Vec<Value> = store
+        .objections(Some("minzheng"), true)
+        .expect("open")
+        .into_iter()
+        .filter(|o| o["entity_key"] == Q)
+        .collect();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!((opened[0]["pointer"].as_str(), opened[0]["filed_by"].as_str()), (Some("/name"), Some("hutong")));
+    assert!(opened[0]["reason"].as_str().is_some_and(|r| r.contains("张玮") && r.contains("gongan")));
+    store.apply(&[person("minzheng", "MQ", 2, "张伟")], rules).expect("the correction");
+    let id = opened[0]["id"].as_str().expect("id");
+    assert_eq!(store.objection(id).expect("read").expect("kept")["status"], "closed");
+}
+
 /// Every scenario, in order, on one fresh store.
 fn behaviour(url: &StoreUrl) {
     let rules = rules();
@@ -449,6 +474,7 @@ fn behaviour(url: &StoreUrl) {
     people_of_a_grid(&mut store, &rules);
     large_batches(&mut store, &rules);
     grants_and_objections(&mut store, &rules);
+    objections_from_conflicts(url, &rules);
     // What was written is what a second connection reads (the query side has its own).
     let mut other = Store::open(url).expect("reopen");
     assert_eq!(profiles(&mut other), profiles(&mut store));

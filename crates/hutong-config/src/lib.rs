@@ -620,11 +620,14 @@ pub struct SharingConfig {
     /// Distinct profiles one consumer may read within an hour before a misuse signal is raised
     /// (the data of a whole district read out, far beyond a purpose); 0: never.
     pub profiles_per_hour: u32,
+    /// Open an objection (数据异议) on the losing fact of every new disagreement the profile
+    /// service finds between departments (filed by `hutong`, routed to the losing department).
+    pub objections_from_conflicts: bool,
 }
 
 impl Default for SharingConfig {
     fn default() -> Self {
-        Self { rate_per_second: 20, burst: 50, profiles_per_hour: 2000 }
+        Self { rate_per_second: 20, burst: 50, profiles_per_hour: 2000, objections_from_conflicts: false }
     }
 }
 

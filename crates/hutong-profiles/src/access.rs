@@ -192,26 +192,88 @@ impl Store {
     }
 
     /// Stores a new objection `doc` on `fact`, numbered `OB-0001` on; returns it with its id.
-    pub fn add_objection(&mut self, fact: &FactRef, mut doc: Value) -> Result<Value, StoreError> {
-        self.transaction(|s| {
-            let n = s.db.rows("SELECT COUNT(*) FROM objections", &[])?.pop().and_then(|r| r.into_iter().next());
-            let id = format!("OB-{:04}", n.map_or(0, |c| c.int()) + 1);
-            doc["id"] = id.clone().into();
-            s.db.exec(
-                "INSERT INTO objections (id, ce_id, department, kind, source_id, revision, open, doc) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
-                &[
-                    P::T(&id),
-                    P::T(doc["ce_id"].as_str().unwrap_or_default()),
-                    P::T(&fact.department),
-                    P::T(&fact.kind),
-                    P::T(&fact.source_id),
-                    P::I(fact.revision),
-                    P::T(&doc.to_string()),
-                ],
-            )?;
-            Ok(doc)
-        })
+    pub fn add_objection(&mut self, fact: &FactRef, doc: Value) -> Result<Value, StoreError> {
+        self.transaction(|s| s.insert_objection(fact, doc))
+    }
+
+    fn insert_objection(&mut self, fact: &FactRef, mut doc: Value) -> Result<Value, StoreError> {
+        let n = self.db.rows("SELECT COUNT(*) FROM objections", &[])?.pop().and_then(|r| r.into_iter().next());
+        let id = format!("OB-{:04}", n.map_or(0, |c| c.int()) + 1);
+        doc["id"] = id.clone().into();
+        self.db.exec(
+            "INSERT INTO objections (id, ce_id, department, kind, source_id, revision, open, doc) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
+            &[
+                P::T(&id),
+                P::T(doc["ce_id"].as_str().unwrap_or_default()),
+                P::T(&fact.department),
+                P::T(&fact.kind),
+                P::T(&fact.source_id),
+                P::I(fact.revision),
+                P::T(&doc.to_string()),
+            ],
+        )?;
+        Ok(doc)
+    }
+
+    /// Opens an objection on the losing fact of every disagreement in `profiles` that has none
+    /// on that fact and field yet (any status: a dismissed one is not reopened; a corrected
+    /// fact has a new event id).
+    pub(crate) fn object_to_conflicts(
+        &mut self,
+        profiles: &BTreeMap<(String, String), Option<Value>>,
+    ) -> Result<(), StoreError> {
+        let conflicts: Vec<(&(String, String), &Value)> = profiles
+            .iter()
+            .filter_map(|(id, p)| Some((id, p.as_ref()?)))
+            .flat_map(|(id, p)| p["conflicts"].as_array().into_iter().flatten().map(move |c| (id, c)))
+            .filter(|(_, c)| c["loser"]["source"]["ce_id"].is_string())
+            .collect();
+        if conflicts.is_empty() {
+            return Ok(());
+        }
+        let ce_ids: Vec<Vec<P<'_>>> =
+            conflicts.iter().map(|(_, c)| vec![P::T(c["loser"]["source"]["ce_id"].as_str().unwrap_or_default())]).collect();
+        let mut held: BTreeSet<(String, String)> = BTreeSet::new();
+        for r in self.chunked("SELECT ce_id, doc FROM objections WHERE {match ce_id}", 1, &ce_ids)? {
+            let t = texts(r);
+            held.insert((t[0].clone(), parse(&t[1])?["pointer"].as_str().unwrap_or_default().to_owned()));
+        }
+        let now = self.now();
+        let due = self.governance.as_ref().map(|g| {
+            let today = g.clock.now().date_naive();
+            g.rules.calendar.add_working_days(today, crate::access_service::OBJECTION_WORKING_DAYS).value.to_string()
+        });
+        for ((entity, key), c) in conflicts {
+            let loser = &c["loser"]["source"];
+            let ce_id = loser["ce_id"].as_str().unwrap_or_default().to_owned();
+            let pointer = format!("/{}", c["field"].as_str().unwrap_or_default());
+            if !held.insert((ce_id.clone(), pointer.clone())) {
+                continue;
+            }
+            let text = |k: &str| loser[k].as_str().unwrap_or_default().to_owned();
+            let fact = FactRef {
+                entity: entity.clone(),
+                entity_key: key.clone(),
+                department: text("department"),
+                kind: text("kind"),
+                source_id: text("source_id"),
+                revision: loser["revision"].as_i64().unwrap_or_default(),
+            };
+            let winner = &c["winner"];
+            let doc = json!({
+                "ce_id": ce_id, "entity": entity, "entity_key": key, "department": fact.department, "kind": fact.kind,
+                "source_id": fact.source_id, "revision": fact.revision, "pointer": pointer,
+                "reason": format!(
+                    "conflict found by the profile service: {} states {}, {} (ranked first for this field) states {}",
+                    fact.department, c["loser"]["value"], winner["source"]["department"].as_str().unwrap_or_default(),
+                    winner["value"]
+                ),
+                "filed_by": "hutong", "filed_by_role": "service", "filed_at": now, "due": due, "status": "open",
+            });
+            self.insert_objection(&fact, doc)?;
+        }
+        Ok(())
     }
 
     /// Rewrites an objection's document (acknowledged, dismissed).

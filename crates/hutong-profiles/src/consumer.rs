@@ -349,12 +349,15 @@ pub struct ConsumerSettings {
     pub governance: Option<std::sync::Arc<GovernanceRuntime>>,
     /// How often deadline alerts are checked against the clock.
     pub tick: Duration,
+    /// Open objections on the losing facts of new conflicts (`[sharing]
+    /// objections-from-conflicts`).
+    pub objections_from_conflicts: bool,
 }
 
 impl ConsumerSettings {
     /// Opens the store, with the governance consumers when they run.
     fn open_store(&self) -> Result<Store, ProfilesError> {
-        let store = Store::open(&self.store)?;
+        let store = Store::open(&self.store)?.with_objections_from_conflicts(self.objections_from_conflicts);
         Ok(match &self.governance {
             Some(g) => store.with_governance(std::sync::Arc::clone(g)),
             None => store,

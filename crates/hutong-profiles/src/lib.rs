@@ -188,6 +188,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         session_timeout_ms: p.session_timeout_ms,
         governance: governance.clone(),
         tick: Duration::from_secs(g.tick_seconds.max(1)),
+        objections_from_conflicts: config.file.sharing.objections_from_conflicts,
     };
     let (status_c, stop_c) = (Arc::clone(&status), Arc::clone(&stop));
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Result<(), ProfilesError>>();

@@ -444,6 +444,8 @@ pub struct Store {
     url: StoreUrl,
     /// The governance consumers, when they run ([`Store::with_governance`]).
     pub(crate) governance: Option<std::sync::Arc<crate::governance::GovernanceRuntime>>,
+    /// Whether new conflicts open objections ([`Store::with_objections_from_conflicts`]).
+    pub(crate) objections_from_conflicts: bool,
 }
 
 impl std::fmt::Debug for Store {
@@ -457,6 +459,13 @@ impl Store {
     /// threads, deadlines and alerts, needs matched to resources.
     pub fn with_governance(mut self, governance: std::sync::Arc<crate::governance::GovernanceRuntime>) -> Self {
         self.governance = Some(governance);
+        self
+    }
+
+    /// Every new disagreement between departments found from now on opens an objection on the
+    /// losing fact (数据异议, filed by `hutong`), unless one on that fact and field exists.
+    pub fn with_objections_from_conflicts(mut self, on: bool) -> Self {
+        self.objections_from_conflicts = on;
         self
     }
 
@@ -549,7 +558,7 @@ impl Store {
             }
             Some(l) => return Err(StoreError::Corrupt(format!("store layout {l}, this version reads {LAYOUT}"))),
         }
-        Ok(Self { db, url: url.clone(), governance: None })
+        Ok(Self { db, url: url.clone(), governance: None, objections_from_conflicts: false })
     }
 
     /// Where it is (without a password).
@@ -602,6 +611,9 @@ impl Store {
             .collect();
         self.close_corrected(&raised, &self.now())?;
         out.profiles = self.merge_again(&touched, &current, rules)?;
+        if self.objections_from_conflicts {
+            self.object_to_conflicts(&out.profiles)?;
+        }
         if let Some(g) = self.governance.clone() {
             self.govern(&g, &out.profiles)?;
         }
