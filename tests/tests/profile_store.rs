@@ -449,12 +449,8 @@ fn objections_from_conflicts(url: &StoreUrl, rules: &Rules) {
     let batch = [person("gongan", "GQ", 1, "张伟"), person("minzheng", "MQ", 1, "张玮")];
     store.apply(&batch, rules).expect("apply");
     store.apply(&batch, rules).expect("a replay");
-    let opened: Vec<Value> = store
-        .objections(Some("minzheng"), true)
-        .expect("open")
-        .into_iter()
-        .filter(|o| o["entity_key"] == Q)
-        .collect();
+    let opened: Vec<Value> =
+        store.objections(Some("minzheng"), true).expect("open").into_iter().filter(|o| o["entity_key"] == Q).collect();
     assert_eq!(opened.len(), 1, "{opened:?}");
     assert_eq!((opened[0]["pointer"].as_str(), opened[0]["filed_by"].as_str()), (Some("/name"), Some("hutong")));
     assert!(opened[0]["reason"].as_str().is_some_and(|r| r.contains("张玮") && r.contains("gongan")));

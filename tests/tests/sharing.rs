@@ -271,6 +271,18 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
         "the birth dates agree now: {corrected}"
     );
 
+    // The month's report counts the objection for 民政 (corrected, 0 working days) and the use.
+    let out = run(&service, "governance", &["report", "--period", "2026-12", "--format", "json", "--out", "-"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout)?;
+    let row = report["objections"].as_array().unwrap().iter().find(|o| o["department"] == "minzheng").cloned();
+    let row = row.expect("民政's objections in the report");
+    assert_eq!(
+        (row["received"].as_u64(), row["corrected"].as_u64(), row["open"].as_u64()),
+        (Some(1), Some(1), Some(0))
+    );
+    assert!(report["usage"].as_array().unwrap().iter().any(|u| u["consumer"] == "zhihui"));
+
     // Revoked: the very next call is refused.
     assert_eq!(ok(&service, "gongan", &["access", "revoke", &id1, "--reason", "项目结束"])?["status"], "revoked");
     let err = refused(&service, "zhihui", &["profile", "person", &person])?;

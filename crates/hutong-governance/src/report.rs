@@ -45,6 +45,10 @@ impl Period {
         let l = t.with_timezone(&beijing());
         l.year() == self.year && l.month() == self.month
     }
+    /// Whether the day `d` is in the month.
+    pub fn contains_day(&self, d: NaiveDate) -> bool {
+        d.year() == self.year && d.month() == self.month
+    }
     /// The month's first instant, Beijing time.
     pub fn start(&self) -> DateTime<FixedOffset> {
         Self::first_of(self.year, self.month)
@@ -156,6 +160,68 @@ pub struct ReportInput {
     pub departments: Vec<DepartmentInput>,
     /// A grid or department to keep.
     pub filter: Filter,
+    /// Consumers' use of the shared resources and the objections (数据异议) on departments' facts.
+    pub sharing: SharingInput,
+}
+
+/// What the sharing side contributes to a report.
+#[derive(Debug, Clone, Default)]
+pub struct SharingInput {
+    /// Per consumer and resource, since the start.
+    pub usage: Vec<UsageRow>,
+    /// Every objection.
+    pub objections: Vec<ObjectionInput>,
+}
+
+/// One consumer's use of one resource (since the start: the store keeps totals).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    /// The consumer identity.
+    pub consumer: String,
+    /// The catalogue resource.
+    pub resource: String,
+    /// Answers drawing on it.
+    pub queries: u64,
+    /// Records returned of it.
+    pub records: u64,
+    /// Last access (RFC 3339).
+    pub last_access: String,
+}
+
+/// An objection as the report counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectionInput {
+    /// The source department it was routed to.
+    pub department: String,
+    /// The day it was filed.
+    pub filed: NaiveDate,
+    /// Its reply deadline.
+    pub due: Option<NaiveDate>,
+    /// The day it was closed or dismissed.
+    pub resolved: Option<NaiveDate>,
+    /// `open`, `acknowledged`, `closed` (corrected) or `dismissed`.
+    pub status: String,
+}
+
+/// Objections routed to one department in the month.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectionRow {
+    /// Department code.
+    pub department: String,
+    /// Its name.
+    pub name: String,
+    /// Filed in the month.
+    pub received: u64,
+    /// Closed by a corrected record.
+    pub corrected: u64,
+    /// Dismissed with a reason.
+    pub dismissed: u64,
+    /// Still open (or acknowledged) at the report's time.
+    pub open: u64,
+    /// Open past their reply deadline.
+    pub overdue: u64,
+    /// Mean working days from filing to resolution, over the resolved ones.
+    pub avg_working_days: Option<f64>,
 }
 
 /// One department's row.
@@ -365,6 +431,12 @@ pub struct Report {
     pub calendar_missing_years: BTreeSet<i32>,
     /// The indicators' definitions.
     pub indicators: Vec<Indicator>,
+    /// Consumers' use of the shared resources, since the start.
+    #[serde(default)]
+    pub usage: Vec<UsageRow>,
+    /// Objections (数据异议) routed to each department, filed in the month.
+    #[serde(default)]
+    pub objections: Vec<ObjectionRow>,
 }
 
 /// The rows of `events` and `requests` for one area.
@@ -481,6 +553,43 @@ impl Report {
                 }
             })
             .collect();
+        let names: BTreeMap<&str, &str> =
+            input.departments.iter().map(|d| (d.department.as_str(), d.name.as_str())).collect();
+        let mut by_department: BTreeMap<&str, Vec<&ObjectionInput>> = BTreeMap::new();
+        for o in input.sharing.objections.iter().filter(|o| keep_dept(&o.department)) {
+            if input.period.contains_day(o.filed) {
+                by_department.entry(o.department.as_str()).or_default().push(o);
+            }
+        }
+        let today = at.date_naive();
+        let objections = by_department
+            .into_iter()
+            .map(|(d, os)| {
+                let count = |s: &str| os.iter().filter(|o| o.status == s).count() as u64;
+                let open: Vec<&&ObjectionInput> =
+                    os.iter().filter(|o| matches!(o.status.as_str(), "open" | "acknowledged")).collect();
+                let took: Vec<u32> =
+                    os.iter().filter_map(|o| Some(calendar.working_days_between(o.filed, o.resolved?).value)).collect();
+                ObjectionRow {
+                    department: d.to_owned(),
+                    name: names.get(d).map_or_else(|| d.to_owned(), |n| (*n).to_owned()),
+                    received: os.len() as u64,
+                    corrected: count("closed"),
+                    dismissed: count("dismissed"),
+                    open: open.len() as u64,
+                    overdue: open.iter().filter(|o| o.due.is_some_and(|due| today > due)).count() as u64,
+                    avg_working_days: (!took.is_empty())
+                        .then(|| f64::from(took.iter().sum::<u32>()) / took.len() as f64),
+                }
+            })
+            .collect();
+        let usage = input
+            .sharing
+            .usage
+            .iter()
+            .filter(|u| f.department.as_deref().is_none_or(|d| u.resource.split('.').next() == Some(d)))
+            .cloned()
+            .collect();
         let calendar_missing_years = events
             .iter()
             .filter(|e| {
@@ -498,6 +607,8 @@ impl Report {
             grids,
             communities,
             total,
+            usage,
+            objections,
             calendar_missing_years,
             indicators: indicators(),
         }
@@ -721,6 +832,17 @@ mod tests {
         DateTime::parse_from_rfc3339(t).expect("time")
     }
 
+    fn objection(filed: &str, resolved: Option<&str>, status: &str, due: &str) -> ObjectionInput {
+        let day = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("day");
+        ObjectionInput {
+            department: "wangge".into(),
+            filed: day(filed),
+            due: Some(day(due)),
+            resolved: resolved.map(day),
+            status: status.into(),
+        }
+    }
+
     /// Three events of one grid and one of another, two needs: every figure computed by hand.
     #[test]
     fn the_figures_are_the_ones_computed_by_hand() {
@@ -794,6 +916,25 @@ mod tests {
             events,
             supervised_by_alert: BTreeSet::from(["wangge:C".to_owned()]),
             requests,
+            sharing: SharingInput {
+                usage: vec![UsageRow {
+                    consumer: "zhihui".into(),
+                    resource: "wangge.patrol_report".into(),
+                    queries: 3,
+                    records: 12,
+                    last_access: "2026-11-20T10:00:00+08:00".into(),
+                }],
+                objections: vec![
+                    // Filed Fri 11-06, corrected Tue 11-10: 2 working days.
+                    objection("2026-11-06", Some("2026-11-10"), "closed", "2026-11-13"),
+                    // Filed Mon 11-16, dismissed Wed 11-18: 2 working days.
+                    objection("2026-11-16", Some("2026-11-18"), "dismissed", "2026-11-23"),
+                    // Open past its deadline at the period's end.
+                    objection("2026-11-20", None, "open", "2026-11-27"),
+                    // October's: not counted in November.
+                    objection("2026-10-30", Some("2026-11-02"), "closed", "2026-11-06"),
+                ],
+            },
             departments: vec![DepartmentInput {
                 department: "wangge".into(),
                 name: "网格中心".into(),
@@ -829,6 +970,11 @@ mod tests {
         let d = &report.departments[0];
         assert_eq!((d.submitted, d.reject_rate, d.latency_p50_s), (10, Some(0.1), Some(20)));
         assert_eq!((d.fresh_kinds, d.declared_kinds), (1, 2), "daily fresh at the period's end, monthly stale");
+        let o = &report.objections[0];
+        assert_eq!((o.department.as_str(), o.name.as_str()), ("wangge", "网格中心"));
+        assert_eq!((o.received, o.corrected, o.dismissed, o.open, o.overdue), (3, 1, 1, 1, 1), "October's not counted");
+        assert_eq!(o.avg_working_days, Some(2.0), "Fri→Tue and Mon→Wed: 2 working days each");
+        assert_eq!(report.usage.len(), 1);
         // CSV: one row per value; HTML: the tables, the charts and every definition.
         let csv = report.to_csv();
         assert!(csv.lines().any(|l| l == format!("2026-11,grid,{g1},,on_time_rate,0.5000")), "{csv}");
@@ -838,6 +984,7 @@ mod tests {
         assert!(html.contains(g1) && html.contains("50.0%") && html.contains("GB/T 38664.4"));
         assert!(indicators().iter().all(|i| html.contains(&i.name)), "every indicator defined");
         assert!(!html.contains("<script"), "readable without JavaScript");
+        assert!(html.contains("id=\"objections\"") && html.contains("zhihui") && html.contains("wangge.patrol_report"));
         // One grid only.
         let only = Report::build(
             &ReportInput { filter: Filter { grid: Some("330106004053002".into()), department: None }, ..input },

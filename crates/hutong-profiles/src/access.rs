@@ -232,8 +232,10 @@ impl Store {
         if conflicts.is_empty() {
             return Ok(());
         }
-        let ce_ids: Vec<Vec<P<'_>>> =
-            conflicts.iter().map(|(_, c)| vec![P::T(c["loser"]["source"]["ce_id"].as_str().unwrap_or_default())]).collect();
+        let ce_ids: Vec<Vec<P<'_>>> = conflicts
+            .iter()
+            .map(|(_, c)| vec![P::T(c["loser"]["source"]["ce_id"].as_str().unwrap_or_default())])
+            .collect();
         let mut held: BTreeSet<(String, String)> = BTreeSet::new();
         for r in self.chunked("SELECT ce_id, doc FROM objections WHERE {match ce_id}", 1, &ce_ids)? {
             let t = texts(r);

@@ -701,7 +701,39 @@ impl Store {
             requests,
             departments: departments.into_values().collect(),
             filter,
+            sharing: self.sharing_input()?,
         })
+    }
+
+    /// Consumers' use and every objection, for the report.
+    fn sharing_input(&mut self) -> Result<hutong_governance::report::SharingInput, StoreError> {
+        use hutong_governance::report::{ObjectionInput, UsageRow};
+        let day = |v: &Value| v.as_str().and_then(|t| t.get(..10)).and_then(|d| d.parse::<chrono::NaiveDate>().ok());
+        let usage = self
+            .usage()?
+            .into_iter()
+            .map(|u| UsageRow {
+                consumer: u["consumer"].as_str().unwrap_or_default().to_owned(),
+                resource: u["resource"].as_str().unwrap_or_default().to_owned(),
+                queries: u["queries"].as_u64().unwrap_or_default(),
+                records: u["records"].as_u64().unwrap_or_default(),
+                last_access: u["last_access"].as_str().unwrap_or_default().to_owned(),
+            })
+            .collect();
+        let objections = self
+            .objections(None, false)?
+            .into_iter()
+            .filter_map(|o| {
+                Some(ObjectionInput {
+                    department: o["department"].as_str()?.to_owned(),
+                    filed: day(&o["filed_at"])?,
+                    due: day(&o["due"]),
+                    resolved: day(&o["resolved_at"]),
+                    status: o["status"].as_str().unwrap_or_default().to_owned(),
+                })
+            })
+            .collect();
+        Ok(hutong_governance::report::SharingInput { usage, objections })
     }
 }
 
