@@ -79,7 +79,7 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
     // The clock fixed (2026-12-01, a Tuesday): reply deadlines in working days are then known.
     let metrics = format!("127.0.0.1:{}", hutong_tests::free_port());
     let extra = format!(
-        "\n[governance]\nenabled = true\npublish = false\nnow = \"2026-12-01T09:00:00+08:00\"\nmetrics-listen = \"{metrics}\"\n\n\
+        "\n[governance]\nenabled = true\nnow = \"2026-12-01T09:00:00+08:00\"\nmetrics-listen = \"{metrics}\"\n\n\
          [sharing]\nprofiles-per-hour = 5"
     );
     let service = ProfileService::start(&gateway, "main", &store, "hutong-profiles", &extra).await?;
@@ -263,6 +263,16 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
     .map_err(|e| {
         let all = ok(&service, "minzheng", &["objection", "list", "--all"]).unwrap_or_default();
         e.context(format!("ingest said {published}\nobjections {all}\nlog {}", service.log()))
+    })?;
+    // Each step of it is on hutong.objection.v1 for 民政 to consume, its last state: closed.
+    wait_until("the closed objection on its topic", Duration::from_secs(30), || {
+        let seen = hutong_tests::consume_all(&broker.bootstrap, "hutong.objection.v1")?;
+        let states: Vec<String> = seen
+            .iter()
+            .filter(|m| m.key.as_deref() == Some(ob_id.as_str()))
+            .filter_map(|m| Some(m.value.as_ref()?["status"].as_str()?.to_owned()))
+            .collect();
+        Ok(states.first().map(String::as_str) == Some("open") && states.last().map(String::as_str) == Some("closed"))
     })?;
     let corrected = &ok(&service, "minzheng", &["profile", "person", &person])?["profile"];
     assert!(corrected.get("objections").is_none(), "{corrected}");

@@ -223,6 +223,12 @@ impl TopicNames {
         format!("{}.alert.v1", self.prefix)
     }
 
+    /// `<prefix>.objection.v1`: objections (数据异议) on departments' facts, keyed by the
+    /// objection id; each department consumes those routed to it (`department`).
+    pub fn objection(&self) -> String {
+        format!("{}.objection.v1", self.prefix)
+    }
+
     /// `<prefix>.match.v1`: the candidate resources of each service request (供需对接), keyed by
     /// the request key.
     pub fn matching(&self) -> String {

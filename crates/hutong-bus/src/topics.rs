@@ -47,6 +47,8 @@ pub enum TopicRole {
     Alert,
     /// Candidate resources per service request (供需对接), one per request: compacted.
     Match,
+    /// Objections (数据异议) on departments' facts, one per objection as it stands: compacted.
+    Objection,
 }
 
 /// The consumer service's own topics a deployment has.
@@ -200,6 +202,13 @@ impl TopicPlan {
                 TopicRole::Match,
                 "the candidate service resources of each service request (供需对接), best first; a tombstone when the request is gone".into(),
                 "request key",
+                &compacted,
+            ));
+            topics.push(spec(
+                names.objection(),
+                TopicRole::Objection,
+                "objections (数据异议) on departments' facts as they stand (open, acknowledged, closed by a correction, dismissed); each department reads those routed to it".into(),
+                "objection id",
                 &compacted,
             ));
         }

@@ -255,7 +255,11 @@ impl Topics {
         let profiles =
             hutong_registry::profile::profile_subjects(standard, &topic, &profile, &self.privacy, &self.profiles)?;
         subjects.extend(profiles.into_iter().map(|p| (p.subject, p.schema)));
-        let governance = hutong_registry::governance::governance_subjects(&self.names.alert(), &self.names.matching());
+        let governance = hutong_registry::governance::governance_subjects(
+            &self.names.alert(),
+            &self.names.matching(),
+            &self.names.objection(),
+        );
         subjects.extend(governance.into_iter().map(|g| (g.subject, g.schema)));
         Ok(subjects)
     }

@@ -140,6 +140,7 @@ async fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                 TopicRole::Profile { .. } => "profile",
                 TopicRole::ProfileDeadLetter => "profiles dlq",
                 TopicRole::Alert => "alert",
+                TopicRole::Objection => "objection",
                 TopicRole::Match => "match",
             };
             let state = if found.missing.contains(&t.name) {

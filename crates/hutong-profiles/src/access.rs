@@ -7,7 +7,8 @@
 //! - `access_signals`: misuse signals (a consumer reading far beyond its purpose).
 //! - `objections`: 数据异议 on published facts, routed to the fact's source department; a
 //!   higher revision of the same source record closes the open ones by itself (in the same
-//!   transaction as the corrected fact).
+//!   transaction as the corrected fact). Each change is published to `<prefix>.objection.v1`
+//!   (keyed by the objection id) through the governance outbox (`published`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -27,9 +28,11 @@ CREATE TABLE IF NOT EXISTS access_usage (
   last_access TEXT NOT NULL, PRIMARY KEY (consumer, resource));
 CREATE TABLE IF NOT EXISTS objections (
   id TEXT PRIMARY KEY, ce_id TEXT NOT NULL, department TEXT NOT NULL, kind TEXT NOT NULL,
-  source_id TEXT NOT NULL, revision BIGINT NOT NULL, open BIGINT NOT NULL, doc TEXT NOT NULL);
+  source_id TEXT NOT NULL, revision BIGINT NOT NULL, open BIGINT NOT NULL, doc TEXT NOT NULL,
+  published BIGINT NOT NULL);
 CREATE INDEX IF NOT EXISTS objections_by_ce_id ON objections (ce_id);
 CREATE INDEX IF NOT EXISTS objections_open ON objections (open, department);
+CREATE INDEX IF NOT EXISTS objections_unpublished ON objections (published);
 CREATE TABLE IF NOT EXISTS access_signals (at TEXT NOT NULL, consumer TEXT NOT NULL, doc TEXT NOT NULL);
 ";
 
@@ -201,8 +204,8 @@ impl Store {
         let id = format!("OB-{:04}", n.map_or(0, |c| c.int()) + 1);
         doc["id"] = id.clone().into();
         self.db.exec(
-            "INSERT INTO objections (id, ce_id, department, kind, source_id, revision, open, doc) \
-             VALUES ($1, $2, $3, $4, $5, $6, 1, $7)",
+            "INSERT INTO objections (id, ce_id, department, kind, source_id, revision, open, doc, published) \
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, 0)",
             &[
                 P::T(&id),
                 P::T(doc["ce_id"].as_str().unwrap_or_default()),
@@ -283,7 +286,7 @@ impl Store {
         let open = matches!(doc["status"].as_str(), Some("open" | "acknowledged"));
         self.db.exec(
             // SQLite numbers `$n` parameters in the order they appear: keep them in order.
-            "UPDATE objections SET open = $1, doc = $2 WHERE id = $3",
+            "UPDATE objections SET open = $1, doc = $2, published = 0 WHERE id = $3",
             &[P::I(i64::from(open)), P::T(&doc.to_string()), P::T(doc["id"].as_str().unwrap_or_default())],
         )?;
         Ok(())

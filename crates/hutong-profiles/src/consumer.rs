@@ -217,7 +217,7 @@ impl Outlet {
         registry_url: &str,
     ) -> Result<Self, ProfilesError> {
         let names = bus.topics();
-        for s in hutong_registry::governance::governance_subjects(&names.alert(), &names.matching()) {
+        for s in hutong_registry::governance::governance_subjects(&names.alert(), &names.matching(), &names.objection()) {
             let out = TopicOut::registered(standard, registry, registry_url, &s.subject, s.topic, &s.schema)?;
             self.topics.insert(s.kind.to_owned(), out);
         }
@@ -644,7 +644,7 @@ fn publish_outbox(
 ) -> Result<(), ProfilesError> {
     loop {
         let outbox: Outbox = store.outbox(500)?;
-        if outbox.alerts.is_empty() && outbox.matches.is_empty() {
+        if outbox.alerts.is_empty() && outbox.matches.is_empty() && outbox.objections.is_empty() {
             return Ok(());
         }
         let failed_before = producer.context().failed.load(Ordering::Relaxed);
@@ -652,7 +652,8 @@ fn publish_outbox(
             .alerts
             .iter()
             .map(|(id, doc)| ("alert", id, Some(doc), "cn.hutong.alert"))
-            .chain(outbox.matches.iter().map(|(key, doc)| ("match", key, doc.as_ref(), "cn.hutong.match")));
+            .chain(outbox.matches.iter().map(|(key, doc)| ("match", key, doc.as_ref(), "cn.hutong.match")))
+            .chain(outbox.objections.iter().map(|(id, doc)| ("objection", id, Some(doc), "cn.hutong.objection")));
         for (kind, key, doc, ty) in items {
             let Some(out) = outlet.topics.get(kind) else { continue };
             let value = doc.map(Value::to_string);
@@ -671,12 +672,13 @@ fn publish_outbox(
         if producer.flush(Duration::from_secs(10)).is_err()
             || producer.context().failed.load(Ordering::Relaxed) != failed_before
         {
-            return Err(ProfilesError::Kafka("alerts or matches undelivered".into()));
+            return Err(ProfilesError::Kafka("alerts, matches or objections undelivered".into()));
         }
         // Not publishing (`[governance] publish = false`): marked all the same, so the outbox
         // does not grow.
         store.mark_published(&outbox)?;
-        status.published.fetch_add((outbox.alerts.len() + outbox.matches.len()) as u64, Ordering::Relaxed);
+        let n = outbox.alerts.len() + outbox.matches.len() + outbox.objections.len();
+        status.published.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
 

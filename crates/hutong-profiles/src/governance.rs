@@ -125,6 +125,8 @@ pub struct Outbox {
     pub alerts: Vec<(String, Value)>,
     /// Request key and its matches (`None`: the request is gone, a tombstone).
     pub matches: Vec<(String, Option<Value>)>,
+    /// Objection id and its document as it stands (数据异议).
+    pub objections: Vec<(String, Value)>,
 }
 
 fn utc(t: DateTime<FixedOffset>) -> String {
@@ -467,6 +469,11 @@ impl Store {
             let doc = t();
             out.matches.push((key, if doc.is_empty() { None } else { Some(parse(&doc)?) }));
         }
+        for r in self.db.rows("SELECT id, doc FROM objections WHERE published = 0 ORDER BY id LIMIT $1", &[n])? {
+            let mut t = text_of(r);
+            let id = t();
+            out.objections.push((id, parse(&t())?));
+        }
         Ok(out)
     }
 
@@ -478,6 +485,13 @@ impl Store {
             s.chunked("UPDATE gov_alerts SET published = 1 WHERE {match alert_id}", 1, &alerts)?;
             s.chunked("UPDATE gov_requests SET published = 1 WHERE {match request_key}", 1, &matches)?;
             s.db.exec("DELETE FROM gov_requests WHERE doc = '' AND published = 1", &[])?;
+            // Only the version published: a change made meanwhile is published next time.
+            for (id, doc) in &outbox.objections {
+                s.db.exec(
+                    "UPDATE objections SET published = 1 WHERE id = $1 AND doc = $2",
+                    &[P::T(id), P::T(&doc.to_string())],
+                )?;
+            }
             Ok(())
         })
     }

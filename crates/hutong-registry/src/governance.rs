@@ -91,7 +91,7 @@ pub struct GovernanceSubject {
 }
 
 /// The subjects of the alert and match topics named `alert_topic` and `match_topic`.
-pub fn governance_subjects(alert_topic: &str, match_topic: &str) -> Vec<GovernanceSubject> {
+pub fn governance_subjects(alert_topic: &str, match_topic: &str, objection_topic: &str) -> Vec<GovernanceSubject> {
     vec![
         GovernanceSubject {
             kind: "alert",
@@ -105,5 +105,45 @@ pub fn governance_subjects(alert_topic: &str, match_topic: &str) -> Vec<Governan
             subject: subject_for_topic(match_topic),
             schema: match_schema(),
         },
+        GovernanceSubject {
+            kind: "objection",
+            topic: objection_topic.to_owned(),
+            subject: subject_for_topic(objection_topic),
+            schema: objection_schema(),
+        },
     ]
+}
+
+/// The schema of an objection (`hutong.objection.v1`).
+pub fn objection_schema() -> Value {
+    let nullable_time = json!({"type": ["string", "null"], "format": "date-time"});
+    json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://schemas.hutong.dev/sharing/v1/objection.json",
+        "title": "数据异议 · objection",
+        "description": "An objection on one department's published fact (校核纠错), as it stands: filed by a consumer, a department, an admin or the profile service (on a conflict), routed to the fact's source department, acknowledged, then closed by a corrected record (a higher revision of the same source id) or dismissed with a reason. Keyed by its id; each change is published again.",
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "pattern": "^OB-[0-9]{4,}$"},
+            "ce_id": text(),
+            "entity": text(),
+            "entity_key": text(),
+            "department": {"description": "The source department the objection is routed to.", "type": "string", "minLength": 1},
+            "kind": text(),
+            "source_id": text(),
+            "revision": {"type": "integer"},
+            "pointer": {"description": "What is wrong in the record: a JSON pointer.", "type": "string", "pattern": "^/"},
+            "reason": text(),
+            "filed_by": text(),
+            "filed_by_role": {"enum": ["consumer", "department", "admin", "service"]},
+            "filed_at": time(),
+            "due": {"description": "The reply deadline (working days).", "type": ["string", "null"], "format": "date"},
+            "status": {"enum": ["open", "acknowledged", "closed", "dismissed"]},
+            "acknowledged_at": nullable_time.clone(),
+            "resolved_at": nullable_time,
+            "resolution": {"type": "string"},
+        },
+        "required": ["id", "ce_id", "entity", "entity_key", "department", "kind", "source_id", "revision", "pointer", "reason", "filed_by", "filed_by_role", "filed_at", "status"],
+        "additionalProperties": false,
+    })
 }
