@@ -94,3 +94,81 @@ impl ClientContext for EndIsNoError {
 }
 
 impl ConsumerContext for EndIsNoError {}
+
+/// How far one consumer group is behind on one partition.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GroupLag {
+    /// The consumer group.
+    pub group: String,
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The group's committed offset (`None`: nothing committed).
+    pub committed: Option<i64>,
+    /// The partition's end (high watermark).
+    pub end: i64,
+    /// Messages not consumed yet: the end less the committed offset (the whole partition when
+    /// nothing is committed).
+    pub lag: i64,
+}
+
+/// The consumer groups whose names start with `prefix` (the broker's group list), with their
+/// committed offsets and lag on each partition of `topics`. `client` carries the bootstrap
+/// servers and any security settings; nothing is committed.
+pub fn group_lag(
+    client: &ClientConfig,
+    prefix: &str,
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<GroupLag>, BusError> {
+    let err = |what: &str, e: KafkaError| BusError::unavailable(format!("{what}: {e}"));
+    let admin: BaseConsumer = client.create().map_err(|e| err("a client", e))?;
+    let groups: Vec<String> = admin
+        .fetch_group_list(None, timeout)
+        .map_err(|e| err("listing consumer groups", e))?
+        .groups()
+        .iter()
+        .map(|g| g.name().to_owned())
+        .filter(|g| g.starts_with(prefix))
+        .collect();
+    let mut partitions = Vec::new();
+    for topic in topics {
+        let metadata = admin.fetch_metadata(Some(topic), timeout).map_err(|e| err(topic, e))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let (_, high) = admin.fetch_watermarks(topic, p.id(), timeout).map_err(|e| err(topic, e))?;
+                partitions.push(((*topic).to_owned(), p.id(), high));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for group in groups {
+        let consumer: BaseConsumer = client
+            .clone()
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| err(&group, e))?;
+        let mut tpl = TopicPartitionList::new();
+        for (topic, partition, _) in &partitions {
+            tpl.add_partition(topic, *partition);
+        }
+        let committed = consumer.committed_offsets(tpl, timeout).map_err(|e| err(&group, e))?;
+        for (topic, partition, end) in &partitions {
+            let at = committed.find_partition(topic, *partition).and_then(|p| match p.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            });
+            out.push(GroupLag {
+                group: group.clone(),
+                topic: topic.clone(),
+                partition: *partition,
+                committed: at,
+                end: *end,
+                lag: (end - at.unwrap_or(0)).max(0),
+            });
+        }
+    }
+    Ok(out)
+}

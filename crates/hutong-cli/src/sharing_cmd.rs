@@ -145,8 +145,15 @@ pub(crate) enum AccessCommand {
         #[command(flatten)]
         ask: Ask,
     },
-    /// Usage per consumer and resource: queries, records returned, last access.
+    /// Usage per consumer and resource: queries, records returned, last access; misuse
+    /// signals; with `--lag`, each consumer's Kafka groups (`<consumer>.` prefixed) with their
+    /// committed offsets and lag on the topics of its active grants.
     Usage {
+        /// Also ask the brokers (the config's `[kafka]`) for the consumers' groups and their lag.
+        #[arg(long)]
+        lag: bool,
+        #[command(flatten)]
+        deployment: Deployment,
         #[command(flatten)]
         ask: Ask,
     },
@@ -441,13 +448,40 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
             let reply = ask.client().await?.revoke(RevokeRequest { id, reason }).await?.into_inner();
             print_one(&parse(&reply.request_json), ask.json);
         }
-        AccessCommand::Usage { ask } => {
-            let reply = ask.client().await?.list_usage(ListUsageRequest {}).await?.into_inner();
+        AccessCommand::Usage { lag, deployment, ask } => {
+            let mut client = ask.client().await?;
+            let reply = client.list_usage(ListUsageRequest {}).await?.into_inner();
             let docs: Vec<Value> = reply.usage_json.iter().map(|r| parse(r)).collect();
             let signals: Vec<Value> = reply.signals_json.iter().map(|r| parse(r)).collect();
-            if ask.json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"usage": docs, "signals": signals}))?);
+            let lags = if lag {
+                let grants: Vec<Value> = client
+                    .list_requests(ListRequestsRequest { pending: false })
+                    .await?
+                    .into_inner()
+                    .requests_json
+                    .iter()
+                    .map(|r| parse(r))
+                    .filter(|g| g["active"] == true)
+                    .collect();
+                consumer_lag(&deployment, &grants).await?
             } else {
+                Vec::new()
+            };
+            if ask.json {
+                let all = serde_json::json!({"usage": docs, "signals": signals, "lag": lags});
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                for l in &lags {
+                    println!(
+                        "kafka group {} {}[{}]: committed {}, end {}, lag {}",
+                        l.group,
+                        l.topic,
+                        l.partition,
+                        l.committed.map_or("none".to_owned(), |c| c.to_string()),
+                        l.end,
+                        l.lag
+                    );
+                }
                 println!(
                     "{}",
                     row(&[("consumer", 9), ("resource", 34), ("queries", 8), ("records", 8), ("last access", 0)])
@@ -513,6 +547,33 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Kafka groups of each consumer with an active grant (`<consumer>.` prefixed) and their
+/// lag on the topics of its grants.
+async fn consumer_lag(deployment: &Deployment, grants: &[Value]) -> anyhow::Result<Vec<hutong_bus::GroupLag>> {
+    let catalog = catalog_of(deployment)?;
+    let client = deployment.load()?.kafka.client()?;
+    let mut topics: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for g in grants {
+        if let Some(r) = catalog.get(text(g, "resource")) {
+            topics.entry(text(g, "consumer").to_owned()).or_default().extend(r.topics().map(|t| t.name.clone()));
+        }
+    }
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        for (consumer, topics) in topics {
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            out.extend(hutong_bus::group_lag(
+                &client,
+                &format!("{consumer}."),
+                &names,
+                std::time::Duration::from_secs(10),
+            )?);
+        }
+        Ok(out)
+    })
+    .await?
 }
 
 fn print_objections(docs: &[Value]) {

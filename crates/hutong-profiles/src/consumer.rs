@@ -217,7 +217,8 @@ impl Outlet {
         registry_url: &str,
     ) -> Result<Self, ProfilesError> {
         let names = bus.topics();
-        for s in hutong_registry::governance::governance_subjects(&names.alert(), &names.matching(), &names.objection()) {
+        for s in hutong_registry::governance::governance_subjects(&names.alert(), &names.matching(), &names.objection())
+        {
             let out = TopicOut::registered(standard, registry, registry_url, &s.subject, s.topic, &s.schema)?;
             self.topics.insert(s.kind.to_owned(), out);
         }
