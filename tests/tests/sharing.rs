@@ -195,6 +195,57 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
     assert!(signals("weijian")?.is_empty());
     audited(&audit, "zhihui", "MisuseSignal", "Signalled")?;
 
+    // A grant limited to one 网格: the street office's for grid 002 does not reach 胡金凤 (grid
+    // 001); asking for grid 001's people is refused and signalled as out of scope.
+    let ar = ok(
+        &service,
+        "jiedao",
+        &[
+            "access",
+            "request",
+            "--resource",
+            "gongan.household_registration",
+            "--field",
+            "person.name",
+            "--grid",
+            "330106004053002",
+            "--purpose",
+            "街道走访",
+            "--scenario",
+            "街道办 App",
+            "--until",
+            "2026-12-31",
+        ],
+    )?;
+    assert_eq!(ar["grids"][0], "330106004053002");
+    ok(&service, "gongan", &["access", "approve", ar["id"].as_str().unwrap()])?;
+    assert!(refused(&service, "jiedao", &["profile", "person", &person])?.contains("no active grant"));
+    let err = refused(&service, "jiedao", &["profile", "grid", "330106004053001"])?;
+    assert!(err.contains("网格 330106004053001"), "{err}");
+    let seen = signals("gongan")?;
+    assert!(seen.iter().any(|g| g["consumer"] == "jiedao" && g["signal"] == "out-of-scope"), "{seen:?}");
+    assert!(
+        refused(
+            &service,
+            "jiedao",
+            &[
+                "access",
+                "request",
+                "--resource",
+                "gongan.household_registration",
+                "--grid",
+                "33010600405300",
+                "--purpose",
+                "p",
+                "--scenario",
+                "s",
+                "--until",
+                "2026-12-31"
+            ]
+        )?
+        .contains("15 digits")
+    );
+
     // Usage, and the ACL plan of the grants: zhihui may read the person topics, nothing of 卫健.
     let usage = ok(&service, "governance", &["access", "usage"])?;
     let row = usage["usage"].as_array().unwrap().iter().find(|u| u["consumer"] == "zhihui").expect("zhihui's usage");
@@ -210,14 +261,18 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
         .expect("zhihui's queries in /metrics");
     assert!(line.rsplit(' ').next().and_then(|n| n.parse::<u64>().ok()).is_some_and(|n| n >= 2), "{line}");
     assert!(text.contains("hutong_access_misuse_signals_total{consumer=\"zhihui\"} 1"), "{text}");
-    assert!(text.contains("hutong_access_active_grants{} 1"), "{text}");
+    assert!(text.contains("hutong_access_misuse_signals_total{consumer=\"jiedao\"} 1"), "{text}");
+    assert!(text.contains("hutong_access_active_grants{} 2"), "{text}");
     let plan = ok(&service, "governance", &["access", "acls", "-c", "deploy/local/hutong.toml", "--on", "2026-12-01"])?;
     let acls = plan["acls"].as_array().unwrap();
     assert!(acls.iter().any(|a| a["principal"] == "User:zhihui.consumers.hutong.local"
         && a["resource_type"] == "topic"
         && a["name"] == "hutong.person.v2"
         && a["operation"] == "Read"));
-    assert!(acls.iter().all(|a| a["principal"] == "User:zhihui.consumers.hutong.local"), "only zhihui has a grant");
+    assert!(
+        acls.iter().all(|a| a["principal"] == "User:zhihui.consumers.hutong.local"),
+        "only zhihui has a grant a topic can enforce (jiedao's is limited to a grid)"
+    );
     assert!(acls.iter().any(|a| a["resource_type"] == "group" && a["name"] == "zhihui."));
 
     // The platform reads hutong.person.v2 in its own group; usage --lag reads the brokers'

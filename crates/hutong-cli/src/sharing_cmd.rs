@@ -103,6 +103,9 @@ pub(crate) enum AccessCommand {
         /// The last day (YYYY-MM-DD), at most a year ahead.
         #[arg(long)]
         until: String,
+        /// A 网格 (grid code) the grant is limited to; repeat; none: anywhere.
+        #[arg(long = "grid")]
+        grids: Vec<String>,
         #[command(flatten)]
         ask: Ask,
     },
@@ -416,11 +419,11 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        AccessCommand::Request { resource, fields, purpose, scenario, until, ask } => {
+        AccessCommand::Request { resource, fields, purpose, scenario, until, grids, ask } => {
             let reply = ask
                 .client()
                 .await?
-                .request_access(RequestAccessRequest { resource, fields, purpose, scenario, until })
+                .request_access(RequestAccessRequest { resource, fields, purpose, scenario, until, grids })
                 .await?
                 .into_inner();
             print_one(&parse(&reply.request_json), ask.json);

@@ -104,12 +104,31 @@ impl Limits {
     }
 }
 
-/// What a consumer's active grants let it see: per source (department, kind), the resource and
-/// the granted `entity.field`s.
+/// What a consumer's active grants let it see: per source (department, kind), the resource,
+/// the granted `entity.field`s and the 网格 they hold in (grants of one resource together: the
+/// union of their fields and grids; one without grids holds anywhere).
 #[derive(Debug, Default, Clone)]
 pub struct Allowed {
-    by_source: BTreeMap<(String, String), (String, BTreeSet<String>)>,
+    by_source: BTreeMap<(String, String), Scope>,
     resources: BTreeSet<String>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Scope {
+    resource: String,
+    fields: BTreeSet<String>,
+    /// `None`: anywhere.
+    grids: Option<BTreeSet<String>>,
+}
+
+impl Scope {
+    fn holds_in(&self, grid: Option<&str>) -> bool {
+        match (&self.grids, grid) {
+            (None, _) => true,
+            (Some(gs), Some(g)) => gs.contains(g),
+            (Some(_), None) => false,
+        }
+    }
 }
 
 impl Allowed {
@@ -121,13 +140,19 @@ impl Allowed {
     /// Whether any grant covers a field of `entity`.
     pub fn any_of(&self, entity: &str) -> bool {
         let prefix = format!("{entity}.");
-        self.by_source.values().any(|(_, f)| f.iter().any(|f| f.starts_with(&prefix)))
+        self.by_source.values().any(|s| s.fields.iter().any(|f| f.starts_with(&prefix)))
     }
 
-    fn resource_for<'a>(&'a self, source: &Value, item: &str) -> Option<&'a str> {
+    /// Whether some grant about `entity` holds in `grid`.
+    pub fn holds_in(&self, entity: &str, grid: &str) -> bool {
+        let prefix = format!("{entity}.");
+        self.by_source.values().any(|s| s.fields.iter().any(|f| f.starts_with(&prefix)) && s.holds_in(Some(grid)))
+    }
+
+    fn resource_for<'a>(&'a self, source: &Value, item: &str, grid: Option<&str>) -> Option<&'a str> {
         let key = (source["department"].as_str()?.to_owned(), source["kind"].as_str()?.to_owned());
-        let (resource, fields) = self.by_source.get(&key)?;
-        fields.contains(item).then_some(resource.as_str())
+        let scope = self.by_source.get(&key)?;
+        (scope.fields.contains(item) && scope.holds_in(grid)).then_some(scope.resource.as_str())
     }
 
     /// `doc` (a profile) cut to what the grants cover: every other field withheld, conflicts and
@@ -135,6 +160,10 @@ impl Allowed {
     pub fn filter(&self, doc: &mut Value) -> BTreeMap<String, u64> {
         let entity = doc["entity"].as_str().unwrap_or_default().to_owned();
         let key_field = format!("{entity}_key");
+        // The 网格 of the profile: a grid's own key, else the grid its record names.
+        let grid = if entity == "grid" { doc["key"].as_str() } else { doc["record"]["grid_code"].as_str() };
+        let grid = grid.map(str::to_owned);
+        let grid = grid.as_deref();
         let mut used = BTreeMap::new();
         let names: Vec<String> = doc["fields"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
         for name in names {
@@ -142,13 +171,13 @@ impl Allowed {
             let field = &mut doc["fields"][&name];
             let kept = if let Some(elements) = field.get_mut("elements").and_then(Value::as_array_mut) {
                 elements.retain(|e| {
-                    e["sources"].as_array().into_iter().flatten().any(|s| self.resource_for(s, &item).is_some())
+                    e["sources"].as_array().into_iter().flatten().any(|s| self.resource_for(s, &item, grid).is_some())
                 });
                 for e in elements.iter_mut() {
                     if let Some(sources) = e["sources"].as_array_mut() {
-                        sources.retain(|s| self.resource_for(s, &item).is_some());
+                        sources.retain(|s| self.resource_for(s, &item, grid).is_some());
                         for s in sources.iter() {
-                            if let Some(r) = self.resource_for(s, &item) {
+                            if let Some(r) = self.resource_for(s, &item, grid) {
                                 used.insert(r.to_owned(), 1);
                             }
                         }
@@ -157,7 +186,7 @@ impl Allowed {
                 let values: Vec<Value> = elements.iter().map(|e| e["value"].clone()).collect();
                 (!values.is_empty()).then_some(Value::Array(values))
             } else {
-                self.resource_for(&field["source"], &item).map(|r| {
+                self.resource_for(&field["source"], &item, grid).map(|r| {
                     used.insert(r.to_owned(), 1);
                     doc["record"][&name].clone()
                 })
@@ -220,11 +249,18 @@ impl Sharing {
             if let Some(r) = self.catalog.get(&g.resource)
                 && let Some((department, kind)) = r.id.split_once('.')
             {
-                let entry = allowed
-                    .by_source
-                    .entry((department.to_owned(), kind.to_owned()))
-                    .or_insert_with(|| (r.id.clone(), BTreeSet::new()));
-                entry.1.extend(g.fields.iter().cloned());
+                let entry = allowed.by_source.entry((department.to_owned(), kind.to_owned())).or_insert_with(|| {
+                    Scope { resource: r.id.clone(), fields: BTreeSet::new(), grids: Some(BTreeSet::new()) }
+                });
+                entry.fields.extend(g.fields.iter().cloned());
+                entry.grids = match (entry.grids.take(), g.grids.is_empty()) {
+                    (_, true) => None,
+                    (Some(mut gs), false) => {
+                        gs.extend(g.grids.iter().cloned());
+                        Some(gs)
+                    }
+                    (None, false) => None,
+                };
             }
         }
         Ok(allowed)
@@ -265,15 +301,25 @@ impl Sharing {
         let Principal::Consumer(c) = who else { return Ok(()) };
         let hour = self.clock.now().timestamp().div_euclid(3600);
         let Some(n) = self.limits.note_reads(c, hour, keys.iter().copied()) else { return Ok(()) };
+        let detail = format!("{n} distinct profiles read within one hour (limit {})", self.limits.profiles_per_hour);
+        self.signal(guard, queries, request, who, "enumeration", detail).await
+    }
+
+    /// Raises a misuse signal about `who` (a consumer): kept in the store (shown to admins and
+    /// to the providers of its grants), audited and logged (the consumer and what, nothing read).
+    pub async fn signal<T>(
+        &self,
+        guard: &Guard,
+        queries: &Queries,
+        request: &Request<T>,
+        who: &Principal,
+        kind: &str,
+        detail: String,
+    ) -> Result<(), Status> {
+        let Principal::Consumer(c) = who else { return Ok(()) };
         let resources: Vec<String> = self.allowed_resources(queries, c).await?;
-        let signal = json!({
-            "consumer": c,
-            "signal": "enumeration",
-            "at": self.now(),
-            "detail": format!("{n} distinct profiles read within one hour (limit {})", self.limits.profiles_per_hour),
-            "resources": resources,
-        });
-        tracing::warn!(consumer = %c, profiles = n, "misuse signal: a consumer reads far beyond its purpose");
+        let signal = json!({"consumer": c, "signal": kind, "at": self.now(), "detail": detail, "resources": resources});
+        tracing::warn!(consumer = %c, signal = kind, "misuse signal: a consumer reads beyond its grants or purpose");
         audit_read(guard, request, who, "MisuseSignal", signal.clone(), "Signalled");
         queries.run(move |s| s.add_signal(&signal)).await
     }
@@ -507,6 +553,9 @@ impl access_server::Access for AccessService {
                 return Err(hutong_sharing::RequestError::Missing("--scenario (应用场景)").to_string());
             }
             let fields = granted_fields(resource, &r.fields).map_err(|e| e.to_string())?;
+            if let Some(bad) = r.grids.iter().find(|g| g.len() != 15 || !g.bytes().all(|b| b.is_ascii_digit())) {
+                return Err(format!("--grid {bad:?}: a 网格 code is 15 digits (see `hutong profile grid`)"));
+            }
             let until = NaiveDate::parse_from_str(r.until.trim(), "%Y-%m-%d")
                 .map_err(|_| format!("--until {:?}: expected a date, YYYY-MM-DD", r.until))?;
             let today = self.sharing.today();
@@ -529,6 +578,7 @@ impl access_server::Access for AccessService {
             sharing: resource.sharing.clone(),
             approver: resource.approver.clone(),
             fields,
+            grids: r.grids.iter().map(|g| g.trim().to_owned()).collect(),
             purpose: r.purpose.trim().to_owned(),
             scenario: r.scenario.trim().to_owned(),
             until,
@@ -913,10 +963,11 @@ mod tests {
         allowed.resources.insert("gongan.household_registration".into());
         allowed.by_source.insert(
             ("gongan".into(), "household_registration".into()),
-            (
-                "gongan.household_registration".into(),
-                ["person.name".to_owned(), "person.special_population".to_owned()].into(),
-            ),
+            Scope {
+                resource: "gongan.household_registration".into(),
+                fields: ["person.name".to_owned(), "person.special_population".to_owned()].into(),
+                grids: None,
+            },
         );
         let src = |d: &str, k: &str| json!({"department": d, "kind": k, "ce_id": format!("{d}-1")});
         let mut doc = json!({
@@ -942,5 +993,29 @@ mod tests {
         assert!(doc.get("conflicts").is_none() && doc.get("checks").is_none());
         assert_eq!(doc["sources"].as_array().unwrap().len(), 1);
         assert!(allowed.any_of("person") && !allowed.any_of("household"));
+    }
+
+    #[test]
+    fn a_grant_limited_to_grids_holds_only_there() {
+        let mut allowed = Allowed::default();
+        allowed.by_source.insert(
+            ("gongan".into(), "household_registration".into()),
+            Scope {
+                resource: "gongan.household_registration".into(),
+                fields: ["person.name".to_owned()].into(),
+                grids: Some(["330106004053001".to_owned()].into()),
+            },
+        );
+        let doc = |grid: &str| {
+            json!({"entity": "person", "record": {"person_key": "P", "name": "胡金凤", "grid_code": grid},
+                   "fields": {"name": {"source": {"department": "gongan", "kind": "household_registration"}}}})
+        };
+        let mut inside = doc("330106004053001");
+        assert_eq!(allowed.filter(&mut inside).len(), 1);
+        assert_eq!(inside["record"]["name"], "胡金凤");
+        let mut outside = doc("330106004053002");
+        assert!(allowed.filter(&mut outside).is_empty(), "another grid: nothing");
+        assert!(outside["record"].get("name").is_none());
+        assert!(allowed.holds_in("person", "330106004053001") && !allowed.holds_in("person", "330106004053002"));
     }
 }

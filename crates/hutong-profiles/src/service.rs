@@ -263,6 +263,12 @@ impl Profiles for ProfilesService {
                     self.audit(&request, &who, "ListPeople", json!({"entity": entity, "key": key}), "PermissionDenied");
                     return Err(crate::access_service::nothing_granted(c, "any resource about persons"));
                 }
+                if entity == "grid" && !allowed.holds_in("person", &key) {
+                    self.audit(&request, &who, "ListPeople", json!({"entity": entity, "key": key}), "PermissionDenied");
+                    let detail = format!("asked for the people of 网格 {key}, outside its granted grids");
+                    self.sharing.signal(&self.guard, &self.queries, &request, &who, "out-of-scope", detail).await?;
+                    return Err(crate::access_service::nothing_granted(c, &format!("网格 {key}")));
+                }
                 Some(allowed)
             }
             _ => None,

@@ -5,6 +5,9 @@
 //! on its own consumer groups (`<consumer>.` prefixed). Nothing else: a consumer without a grant
 //! has no ACL, and a topic no grant names is readable by no consumer.
 //!
+//! A grant limited to some 网格 gives no ACL: a topic cannot be read row by row, so such a
+//! consumer reads through Hutong's APIs, which hold it to its grids.
+//!
 //! Principals are `User:<certificate name>`: the brokers map a client certificate's subject to
 //! its CN (`ssl.principal.mapping.rules = RULE:^CN=([^,]+).*$/$1/,DEFAULT`).
 
@@ -55,7 +58,9 @@ impl AclPlan {
         let mut found: BTreeMap<(String, &'static str, &'static str, String, &'static str), BTreeSet<String>> =
             BTreeMap::new();
         let mut users = BTreeMap::new();
-        for g in grants.iter().filter(|g| g.active(today)) {
+        // A grant limited to some 网格 cannot be enforced per row on a topic: it is served by
+        // Hutong's APIs only, and gives no Kafka ACL.
+        for g in grants.iter().filter(|g| g.active(today) && g.grids.is_empty()) {
             let (Some(resource), Some(cert)) = (catalog.get(&g.resource), certificates.get(&g.consumer)) else {
                 continue;
             };
@@ -171,6 +176,7 @@ mod tests {
             sharing: sharing.into(),
             approver: String::new(),
             fields: vec![],
+            grids: vec![],
             purpose: "p".into(),
             scenario: "s".into(),
             until: day(until),
@@ -232,6 +238,17 @@ mod tests {
                 GrantStatus::Revoked,
                 "2026-12-31",
             ),
+            Grant {
+                grids: vec!["330106004053002".into()],
+                ..grant(
+                    "AR-6",
+                    "zongzhi",
+                    "gongan.household_registration",
+                    "conditional",
+                    GrantStatus::Approved,
+                    "2026-12-31",
+                )
+            },
         ];
         let today = NaiveDate::from_ymd_opt(2026, 12, 6).unwrap();
         let plan = AclPlan::build(&catalog, &grants, &certs, today);
@@ -249,7 +266,7 @@ mod tests {
         ];
         assert_eq!(
             got, expected,
-            "pending, expired and revoked grants give nothing; unconditional ones no restricted topic"
+            "pending, expired, revoked and grid-limited grants give nothing; unconditional ones no restricted topic"
         );
         assert_eq!(plan.users.keys().collect::<Vec<_>>(), ["zhihui"]);
         let group = plan.acls.iter().find(|a| a.resource_type == "group").unwrap();

@@ -384,6 +384,9 @@ pub struct Grant {
     pub purpose: String,
     /// 应用场景.
     pub scenario: String,
+    /// The 网格 it is limited to (grid codes); empty: anywhere.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grids: Vec<String>,
     /// The last day it holds (inclusive).
     pub until: NaiveDate,
     /// Where it stands.
@@ -528,6 +531,7 @@ mod tests {
             sharing: "conditional".into(),
             approver: "provider".into(),
             fields: vec![],
+            grids: vec![],
             purpose: "p".into(),
             scenario: "s".into(),
             until: day("2026-12-31"),
