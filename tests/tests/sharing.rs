@@ -46,6 +46,15 @@ fn refused(service: &ProfileService, identity: &str, args: &[&str]) -> anyhow::R
     Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// `hutong access request` for `resource` with `extra` flags (`--field`, `--grid`), a stated
+/// purpose and scenario, until `until`.
+fn request_args<'a>(resource: &'a str, extra: &[&'a str], until: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["access", "request", "--resource", resource];
+    args.extend_from_slice(extra);
+    args.extend(["--purpose", "为老服务上门探访名单", "--scenario", "智慧社区平台 网格员端", "--until", until]);
+    args
+}
+
 /// Every audit event of the service so far.
 fn audit_events(dir: &Path) -> anyhow::Result<Vec<Value>> {
     let mut files: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -114,44 +123,14 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
 
     // Requests: 不予共享 is never granted; two proper ones, pending with a deadline 10 working
     // days on (2026-12-01 + 10 = 2026-12-15).
-    let err = refused(
-        &service,
-        "zhihui",
-        &[
-            "access",
-            "request",
-            "--resource",
-            "gongan.household_registration",
-            "--field",
-            "person.citizen_id",
-            "--purpose",
-            "居民服务",
-            "--scenario",
-            "社区平台",
-            "--until",
-            "2026-12-31",
-        ],
-    )?;
+    let args = request_args("gongan.household_registration", &["--field", "person.citizen_id"], "2026-12-31");
+    let err = refused(&service, "zhihui", &args)?;
     assert!(err.contains("不予共享"), "{err}");
-    let request = |resource: &str, fields: &[&str]| -> anyhow::Result<Value> {
-        let mut args = vec!["access", "request", "--resource", resource];
-        for f in fields {
-            args.extend(["--field", f]);
-        }
-        args.extend([
-            "--purpose",
-            "为老服务上门探访名单",
-            "--scenario",
-            "智慧社区平台 网格员端",
-            "--until",
-            "2026-12-31",
-        ]);
-        ok(&service, "zhihui", &args)
-    };
-    let ar1 = request("gongan.household_registration", &["person.name", "person.sex", "person.household_key"])?;
+    let fields = ["--field", "person.name", "--field", "person.sex", "--field", "person.household_key"];
+    let ar1 = ok(&service, "zhihui", &request_args("gongan.household_registration", &fields, "2026-12-31"))?;
     assert_eq!(ar1["status"], "pending");
     assert_eq!(ar1["due"], "2026-12-15");
-    let ar2 = request("weijian.elderly_health", &[])?;
+    let ar2 = ok(&service, "zhihui", &request_args("weijian.elderly_health", &[], "2026-12-31"))?;
     let (id1, id2) = (ar1["id"].as_str().unwrap().to_owned(), ar2["id"].as_str().unwrap().to_owned());
     let pending = ok(&service, "gongan", &["access", "list", "--pending"])?;
     assert_eq!(pending.as_array().unwrap().len(), 1, "公安 sees the request for its resource only: {pending}");
@@ -197,26 +176,8 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
 
     // A grant limited to one 网格: the street office's for grid 002 does not reach 胡金凤 (grid
     // 001); asking for grid 001's people is refused and signalled as out of scope.
-    let ar = ok(
-        &service,
-        "jiedao",
-        &[
-            "access",
-            "request",
-            "--resource",
-            "gongan.household_registration",
-            "--field",
-            "person.name",
-            "--grid",
-            "330106004053002",
-            "--purpose",
-            "街道走访",
-            "--scenario",
-            "街道办 App",
-            "--until",
-            "2026-12-31",
-        ],
-    )?;
+    let scoped = ["--field", "person.name", "--grid", "330106004053002"];
+    let ar = ok(&service, "jiedao", &request_args("gongan.household_registration", &scoped, "2026-12-31"))?;
     assert_eq!(ar["grids"][0], "330106004053002");
     ok(&service, "gongan", &["access", "approve", ar["id"].as_str().unwrap()])?;
     assert!(refused(&service, "jiedao", &["profile", "person", &person])?.contains("no active grant"));
@@ -224,27 +185,8 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
     assert!(err.contains("网格 330106004053001"), "{err}");
     let seen = signals("gongan")?;
     assert!(seen.iter().any(|g| g["consumer"] == "jiedao" && g["signal"] == "out-of-scope"), "{seen:?}");
-    assert!(
-        refused(
-            &service,
-            "jiedao",
-            &[
-                "access",
-                "request",
-                "--resource",
-                "gongan.household_registration",
-                "--grid",
-                "33010600405300",
-                "--purpose",
-                "p",
-                "--scenario",
-                "s",
-                "--until",
-                "2026-12-31"
-            ]
-        )?
-        .contains("15 digits")
-    );
+    let short = request_args("gongan.household_registration", &["--grid", "33010600405300"], "2026-12-31");
+    assert!(refused(&service, "jiedao", &short)?.contains("15 digits"));
 
     // Usage, and the ACL plan of the grants: zhihui may read the person topics, nothing of 卫健.
     let usage = ok(&service, "governance", &["access", "usage"])?;
@@ -386,22 +328,7 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
 
     // Expiry: 综治中心 granted through 2026-12-02 reads on the 1st; with the clock on the 3rd
     // (the same store, a restarted service) the next call is refused.
-    let ar3 = ok(
-        &service,
-        "zongzhi",
-        &[
-            "access",
-            "request",
-            "--resource",
-            "gongan.household_registration",
-            "--purpose",
-            "矛盾纠纷排查",
-            "--scenario",
-            "综治中心 分析",
-            "--until",
-            "2026-12-02",
-        ],
-    )?;
+    let ar3 = ok(&service, "zongzhi", &request_args("gongan.household_registration", &[], "2026-12-02"))?;
     let id3 = ar3["id"].as_str().unwrap().to_owned();
     ok(&service, "gongan", &["access", "approve", &id3])?;
     assert_eq!(ok(&service, "zongzhi", &["profile", "person", &person])?["profile"]["record"]["name"], "胡金凤");

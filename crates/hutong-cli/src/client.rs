@@ -33,6 +33,24 @@ impl ProfilesConnectArgs {
     }
 }
 
+/// Where to ask the consumer service and how to print the answer (`hutong events`, `hutong
+/// access` …).
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Ask {
+    #[command(flatten)]
+    pub(crate) connect: ProfilesConnectArgs,
+    /// Print the answer as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+impl Ask {
+    /// A channel to the consumer service.
+    pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
+        self.connect.channel().await
+    }
+}
+
 /// The identity a command presents.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct IdentityArgs {

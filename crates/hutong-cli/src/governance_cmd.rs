@@ -12,22 +12,13 @@ use hutong_proto::v1::{
 };
 use serde_json::Value;
 
-use crate::{client::ProfilesConnectArgs, table::pad};
+use crate::{
+    client::{Ask, ProfilesConnectArgs},
+    table::pad,
+};
 
-/// Where to ask and how to print.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct Ask {
-    #[command(flatten)]
-    connect: ProfilesConnectArgs,
-    /// Print the answer as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-impl Ask {
-    async fn client(&self) -> anyhow::Result<GovernanceClient<tonic::transport::Channel>> {
-        Ok(GovernanceClient::new(self.connect.channel().await?))
-    }
+async fn client(ask: &Ask) -> anyhow::Result<GovernanceClient<tonic::transport::Channel>> {
+    Ok(GovernanceClient::new(ask.channel().await?))
 }
 
 /// `hutong events`: governance events with their age and deadline status.
@@ -143,9 +134,7 @@ fn text(v: &Value) -> &str {
 
 /// `hutong events`.
 pub(crate) async fn events(a: EventsArgs) -> anyhow::Result<ExitCode> {
-    let reply = a
-        .ask
-        .client()
+    let reply = client(&a.ask)
         .await?
         .list_events(ListEventsRequest {
             grid: a.grid.unwrap_or_default(),
@@ -194,7 +183,7 @@ pub(crate) async fn events(a: EventsArgs) -> anyhow::Result<ExitCode> {
 /// `hutong thread`.
 pub(crate) async fn thread(a: ThreadArgs) -> anyhow::Result<ExitCode> {
     let reply =
-        a.ask.client().await?.get_thread(GetThreadRequest { event_key: a.event_key.clone() }).await?.into_inner();
+        client(&a.ask).await?.get_thread(GetThreadRequest { event_key: a.event_key.clone() }).await?.into_inner();
     let events = parse(&reply.events_json)?;
     let links = parse(&reply.links_json)?;
     if a.ask.json {
@@ -242,9 +231,7 @@ pub(crate) async fn thread(a: ThreadArgs) -> anyhow::Result<ExitCode> {
 
 /// `hutong alerts`.
 pub(crate) async fn alerts(a: AlertsArgs) -> anyhow::Result<ExitCode> {
-    let reply = a
-        .ask
-        .client()
+    let reply = client(&a.ask)
         .await?
         .list_alerts(ListAlertsRequest {
             grid: a.grid.unwrap_or_default(),
@@ -278,9 +265,7 @@ pub(crate) async fn alerts(a: AlertsArgs) -> anyhow::Result<ExitCode> {
 
 /// `hutong matches`.
 pub(crate) async fn matches(a: MatchesArgs) -> anyhow::Result<ExitCode> {
-    let reply = a
-        .ask
-        .client()
+    let reply = client(&a.ask)
         .await?
         .list_matches(ListMatchesRequest {
             grid: a.grid.unwrap_or_default(),

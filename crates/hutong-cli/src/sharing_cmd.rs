@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Subcommand, ValueEnum};
 use hutong_proto::v1::{
     DecideRequest, FileObjectionRequest, GetCatalogRequest, ListObjectionsRequest, ListRequestsRequest,
     ListUsageRequest, RequestAccessRequest, ResolveObjectionRequest, RevokeRequest, access_client::AccessClient,
@@ -15,7 +15,7 @@ use hutong_sharing::{Catalog, Grant, acl::AclPlan, sharing_name};
 use serde_json::Value;
 
 use crate::{
-    client::ProfilesConnectArgs,
+    client::Ask,
     config::Deployment,
     table::{pad, row},
 };
@@ -51,20 +51,8 @@ pub(crate) enum CatalogCommand {
     },
 }
 
-/// Where to ask and how to print.
-#[derive(Debug, Clone, Args)]
-pub(crate) struct Ask {
-    #[command(flatten)]
-    connect: ProfilesConnectArgs,
-    /// Print the answer as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-impl Ask {
-    async fn client(&self) -> anyhow::Result<AccessClient<tonic::transport::Channel>> {
-        Ok(AccessClient::new(self.connect.channel().await?))
-    }
+async fn client(ask: &Ask) -> anyhow::Result<AccessClient<tonic::transport::Channel>> {
+    Ok(AccessClient::new(ask.channel().await?))
 }
 
 /// The format of `hutong access acls`.
@@ -392,7 +380,7 @@ fn print_one(doc: &Value, json: bool) {
 pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AccessCommand::Catalog { ask } => {
-            let reply = ask.client().await?.get_catalog(GetCatalogRequest {}).await?.into_inner();
+            let reply = client(&ask).await?.get_catalog(GetCatalogRequest {}).await?.into_inner();
             let docs: Vec<Value> = reply.resources_json.iter().map(|r| parse(r)).collect();
             if ask.json {
                 println!("{}", serde_json::to_string_pretty(&docs)?);
@@ -420,8 +408,7 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
             }
         }
         AccessCommand::Request { resource, fields, purpose, scenario, until, grids, ask } => {
-            let reply = ask
-                .client()
+            let reply = client(&ask)
                 .await?
                 .request_access(RequestAccessRequest { resource, fields, purpose, scenario, until, grids })
                 .await?
@@ -429,7 +416,7 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
             print_one(&parse(&reply.request_json), ask.json);
         }
         AccessCommand::List { pending, ask } => {
-            let reply = ask.client().await?.list_requests(ListRequestsRequest { pending }).await?.into_inner();
+            let reply = client(&ask).await?.list_requests(ListRequestsRequest { pending }).await?.into_inner();
             let docs: Vec<Value> = reply.requests_json.iter().map(|r| parse(r)).collect();
             if ask.json {
                 println!("{}", serde_json::to_string_pretty(&docs)?);
@@ -440,19 +427,19 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
             }
         }
         AccessCommand::Approve { id, reason, ask } => {
-            let reply = ask.client().await?.decide(DecideRequest { id, approve: true, reason }).await?.into_inner();
+            let reply = client(&ask).await?.decide(DecideRequest { id, approve: true, reason }).await?.into_inner();
             print_one(&parse(&reply.request_json), ask.json);
         }
         AccessCommand::Deny { id, reason, ask } => {
-            let reply = ask.client().await?.decide(DecideRequest { id, approve: false, reason }).await?.into_inner();
+            let reply = client(&ask).await?.decide(DecideRequest { id, approve: false, reason }).await?.into_inner();
             print_one(&parse(&reply.request_json), ask.json);
         }
         AccessCommand::Revoke { id, reason, ask } => {
-            let reply = ask.client().await?.revoke(RevokeRequest { id, reason }).await?.into_inner();
+            let reply = client(&ask).await?.revoke(RevokeRequest { id, reason }).await?.into_inner();
             print_one(&parse(&reply.request_json), ask.json);
         }
         AccessCommand::Usage { lag, deployment, ask } => {
-            let mut client = ask.client().await?;
+            let mut client = client(&ask).await?;
             let reply = client.list_usage(ListUsageRequest {}).await?.into_inner();
             let docs: Vec<Value> = reply.usage_json.iter().map(|r| parse(r)).collect();
             let signals: Vec<Value> = reply.signals_json.iter().map(|r| parse(r)).collect();
@@ -521,7 +508,7 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("{}: expected the JSON of `hutong access list --json`", path.display()))?,
                 None => {
                     let reply =
-                        ask.client().await?.list_requests(ListRequestsRequest { pending: false }).await?.into_inner();
+                        client(&ask).await?.list_requests(ListRequestsRequest { pending: false }).await?.into_inner();
                     reply.requests_json.iter().map(|r| serde_json::from_str(r)).collect::<Result<_, _>>()?
                 }
             };
@@ -611,11 +598,11 @@ fn print_objections(docs: &[Value]) {
 pub(crate) async fn objection(cmd: ObjectionCommand) -> anyhow::Result<ExitCode> {
     let (reply, json) = match cmd {
         ObjectionCommand::File { ce_id, pointer, reason, ask } => {
-            let r = ask.client().await?.file_objection(FileObjectionRequest { ce_id, pointer, reason }).await?;
+            let r = client(&ask).await?.file_objection(FileObjectionRequest { ce_id, pointer, reason }).await?;
             (r.into_inner().objection_json, ask.json)
         }
         ObjectionCommand::List { mine, all, ask } => {
-            let reply = ask.client().await?.list_objections(ListObjectionsRequest { mine, all }).await?.into_inner();
+            let reply = client(&ask).await?.list_objections(ListObjectionsRequest { mine, all }).await?.into_inner();
             let docs: Vec<Value> = reply.objections_json.iter().map(|r| parse(r)).collect();
             if ask.json {
                 println!("{}", serde_json::to_string_pretty(&docs)?);
@@ -626,16 +613,14 @@ pub(crate) async fn objection(cmd: ObjectionCommand) -> anyhow::Result<ExitCode>
             return Ok(ExitCode::SUCCESS);
         }
         ObjectionCommand::Ack { id, ask } => {
-            let r = ask
-                .client()
+            let r = client(&ask)
                 .await?
                 .resolve_objection(ResolveObjectionRequest { id, action: "acknowledge".into(), reason: String::new() })
                 .await?;
             (r.into_inner().objection_json, ask.json)
         }
         ObjectionCommand::Dismiss { id, reason, ask } => {
-            let r = ask
-                .client()
+            let r = client(&ask)
                 .await?
                 .resolve_objection(ResolveObjectionRequest { id, action: "dismiss".into(), reason })
                 .await?;
