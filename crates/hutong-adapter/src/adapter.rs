@@ -380,6 +380,22 @@ fn build_field(f: FieldSpec, entity: &str, standard: &Standard) -> Result<Field,
             return Err(format!("field {}: map yields {outside:?}, not codes of {list_id}", f.to));
         }
     }
+    // A constant (`value`, or the `default` of a field without transforms) landing in a coded
+    // target must be one of the list's codes: else every record fails `x-code-list` at run time
+    // (a new department's own id missing from `department`, most often).
+    if let Some(list_id) = target.get("x-code-list").and_then(Value::as_str) {
+        let list = standard.codes().get(list_id).ok_or_else(|| format!("unknown code list {list_id}"))?;
+        let constants = [("value", f.value.as_deref()), ("default", f.default.as_deref())];
+        for (what, constant) in constants.into_iter().filter(|_| transforms.is_empty()) {
+            if let Some(c) = constant.filter(|c| !list.contains(c)) {
+                return Err(format!(
+                    "field {}: {what} {c:?} is not a code of {list_id} (schemas/codes/{list_id}.json): every record \
+                     would fail x-code-list; add the code to the list first if it is new",
+                    f.to
+                ));
+            }
+        }
+    }
     Ok(Field {
         to: f.to,
         segments,
