@@ -171,3 +171,27 @@ fn an_incompatible_change_to_the_standard_is_refused_with_its_changes() -> anyho
     assert_eq!(out.status.code(), Some(1));
     Ok(())
 }
+
+/// From another folder, an adapter PATH inside a schemas folder is checked against that
+/// folder's standard; without one, the error says once how to name the schemas folder.
+#[test]
+fn adapter_check_finds_the_schemas_folder_of_its_path_or_says_how_to_name_it() -> anyhow::Result<()> {
+    let elsewhere = tempfile::tempdir()?;
+    let run = |args: &[&str]| -> anyhow::Result<std::process::Output> {
+        Ok(std::process::Command::new(hutong_tests::hutong_bin()?).args(args).current_dir(elsewhere.path()).output()?)
+    };
+    let dept = repo_root().join("schemas/departments/gongan");
+    let out = run(&["adapter", "check", &dept.display().to_string()])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8(out.stdout)?.contains("1 adapter(s) pass"));
+    let out = run(&["adapter", "test", &dept.display().to_string()])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&["adapter", "check"])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("--schemas DIR") && !err.contains("No such file"), "{err}");
+    assert_eq!(err.matches("holds no standard").count(), 1, "said once: {err}");
+    let out = run(&["adapter", "check", "--schemas", &repo_root().join("schemas").display().to_string()])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}

@@ -21,11 +21,36 @@ pub(crate) enum AdapterCommand {
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Target {
-    /// An adapter file, a department folder, or nothing for every adapter.
+    /// An adapter file, a department folder, or nothing for every adapter. Without `--schemas`
+    /// or `--config`, the schemas folder is the one PATH is in.
     path: Option<PathBuf>,
     /// The configuration and the schemas folder.
     #[command(flatten)]
     deployment: crate::config::Deployment,
+}
+
+impl Target {
+    /// The schemas folder: `--schemas`, else the config's, else the folder PATH lies in (the
+    /// nearest one above it holding `standard/`), else `schemas`; refused with a hint when it
+    /// holds no standard.
+    fn schemas(&self) -> anyhow::Result<PathBuf> {
+        let given = self.deployment.schemas.is_some() || self.deployment.config.is_some();
+        let found = match (&self.path, given) {
+            (Some(p), false) => canonical(p).ancestors().find(|a| a.join("standard").is_dir()).map(Path::to_owned),
+            _ => None,
+        };
+        let schemas = match found {
+            Some(s) => s,
+            None => self.deployment.load()?.schemas_dir,
+        };
+        anyhow::ensure!(
+            schemas.join("standard").is_dir(),
+            "{} holds no standard (no standard/ folder): give the schemas folder with --schemas DIR (or --config), \
+             run from the folder that holds schemas/, or name an adapter inside a schemas folder",
+            schemas.display()
+        );
+        Ok(schemas)
+    }
 }
 
 fn select(target: &Target, schemas: &Path, standard: &Standard) -> anyhow::Result<Vec<Adapter>> {
@@ -53,7 +78,7 @@ fn canonical(p: &Path) -> PathBuf {
 pub(crate) fn run(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         AdapterCommand::Check(t) => {
-            let schemas = t.deployment.load()?.schemas_dir;
+            let schemas = t.schemas()?;
             let standard = Standard::load(&schemas)?;
             let adapters = select(&t, &schemas, &standard)?;
             for a in &adapters {
@@ -64,7 +89,7 @@ pub(crate) fn run(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AdapterCommand::Test(t) => {
-            let schemas = t.deployment.load()?.schemas_dir;
+            let schemas = t.schemas()?;
             let standard = Standard::load(&schemas)?;
             let (mut passed, mut failed) = (0usize, 0usize);
             for a in select(&t, &schemas, &standard)? {
