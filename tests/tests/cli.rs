@@ -195,3 +195,26 @@ fn adapter_check_finds_the_schemas_folder_of_its_path_or_says_how_to_name_it() -
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     Ok(())
 }
+
+/// `validate` shows what the topic carries by default and, asked for, the canonical record
+/// with the citizen ID in clear.
+#[test]
+fn validate_shows_the_topic_view_or_the_canonical_record() -> anyhow::Result<()> {
+    let file = "schemas/departments/gongan/samples/household_registration.ndjson";
+    let args = ["validate", "-d", "gongan", "-k", "household_registration", file];
+    let first = |out: &std::process::Output| -> anyhow::Result<Value> {
+        Ok(serde_json::from_str(String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default())?)
+    };
+    let topic = first(&hutong(&args)?)?;
+    let id = topic["source_id"].as_str().expect("a source id").to_owned();
+    assert_eq!(id.len(), 18, "公安's source id is the citizen ID");
+    let shared = topic["records"][0]["value"]["citizen_id"].as_str().unwrap_or_default().to_owned();
+    assert_ne!(shared, id, "pseudonymised on the topic");
+    let out = hutong(&[&args[..], &["--view", "canonical"]].concat())?;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("personal data in clear"));
+    let canonical = first(&out)?;
+    assert_eq!(canonical["view"], "canonical");
+    assert_eq!(canonical["records"][0]["entity"], "person");
+    assert_eq!(canonical["records"][0]["record"]["citizen_id"], id.as_str(), "in clear");
+    Ok(())
+}

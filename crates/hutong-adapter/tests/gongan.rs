@@ -109,7 +109,10 @@ fn static_checks_refuse_what_does_not_fit_the_standard() {
         // A constant must be a code of its target's list (a new department's id not yet in
         // codes/department.json, most often): refused here, not on every record.
         ("[[output.field]]\nto = \"/ethnicity\"\nvalue = \"tuiyi\"\n", "value \"tuiyi\" is not a code of gb-t-3304"),
-        ("[[output.field]]\nto = \"/sex\"\nfrom = \"X\"\ndefault = \"F\"\n", "default \"F\" is not a code of gb-t-2261.1"),
+        (
+            "[[output.field]]\nto = \"/sex\"\nfrom = \"X\"\ndefault = \"F\"\n",
+            "default \"F\" is not a code of gb-t-2261.1",
+        ),
     ] {
         let text = format!("{HEAD}{KEY}{extra}");
         let e = parse(&text).unwrap_err().to_string();

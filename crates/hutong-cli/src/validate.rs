@@ -25,6 +25,21 @@ pub(crate) struct ValidateArgs {
     /// Payload field that holds the source id of bare payload lines.
     #[arg(long)]
     id_field: Option<String>,
+    /// What to show of a valid record: `topic`, each message as its topic carries it (IDs
+    /// pseudonymised, phones masked …), or `canonical`, the standard's record with personal
+    /// data in clear — for an admin checking a mapping on an export it already holds; printed
+    /// only, never logged.
+    #[arg(long, value_enum, default_value = "topic")]
+    view: View,
+}
+
+/// `hutong validate --view`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum View {
+    /// As each topic carries it.
+    Topic,
+    /// The canonical record, personal data in clear.
+    Canonical,
 }
 
 pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
@@ -40,10 +55,24 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let lines = read_ndjson(&args.file, &args.kind, args.id_field.as_deref())?;
     let now = Utc::now();
     let mut rejected = 0usize;
+    if args.view == View::Canonical {
+        eprintln!("note: canonical view: personal data in clear on standard output; do not keep it in logs");
+    }
     for line in &lines {
         let run = dry_run(&pipeline, &args.department, &line.record, now);
         rejected += usize::from(!run.is_valid());
-        println!("{}", run.to_json(line.number, &line.record.source_id));
+        let mut answer = run.to_json(line.number, &line.record.source_id);
+        if args.view == View::Canonical && run.is_valid() {
+            let records = pipeline.canonical(&args.department, &line.record).unwrap_or_default();
+            answer = serde_json::json!({
+                "line": line.number,
+                "source_id": line.record.source_id,
+                "status": "VALID",
+                "view": "canonical",
+                "records": records.into_iter().map(|(entity, record)| serde_json::json!({"entity": entity, "record": record})).collect::<Vec<_>>(),
+            });
+        }
+        println!("{answer}");
     }
     eprintln!("{} record(s): {} valid, {rejected} rejected", lines.len(), lines.len() - rejected);
     Ok(if rejected == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })

@@ -213,20 +213,40 @@ impl Pipeline {
         }
     }
 
-    fn map(&self, origin: &Origin<'_>, rec: &SourceRecord, op: Op) -> Result<Vec<Prepared>, Vec<Violation>> {
+    /// The adapter's canonical records of `rec` from `department`, before any topic's protection.
+    fn adapt(&self, department: &str, rec: &SourceRecord) -> Result<Vec<Canonical>, Vec<Violation>> {
         if rec.source_id.is_empty() {
             return Err(vec![Violation::new("", "record:source-id", "source_id is empty")]);
         }
-        let Some(adapter) = self.adapters.get(origin.department, &rec.kind) else {
+        let Some(adapter) = self.adapters.get(department, &rec.kind) else {
             return Err(vec![Violation::new(
                 "",
                 "record:kind",
-                format!("department {} has no adapter for kind {:?}", origin.department, rec.kind),
+                format!("department {department} has no adapter for kind {:?}", rec.kind),
             )]);
         };
         let payload = decode_payload(&rec.payload, &rec.charset, self.limits).map_err(|v| vec![v])?;
-        let canonical =
-            adapter.map(&payload, &MapContext { key: &self.key, source_id: &rec.source_id, revision: rec.revision })?;
+        adapter.map(&payload, &MapContext { key: &self.key, source_id: &rec.source_id, revision: rec.revision })
+    }
+
+    /// The canonical records of `rec` (entity and record: adapter and standard, personal fields
+    /// in clear, no topic's protection), or every violation: the admin's view of a dry run.
+    /// Never logged.
+    pub fn canonical(&self, department: &str, rec: &SourceRecord) -> Result<Vec<(String, Value)>, Vec<Violation>> {
+        let mut violations = Vec::new();
+        let mut out = Vec::new();
+        for Canonical { entity, record, .. } in self.adapt(department, rec)? {
+            match self.standard.entity(&entity) {
+                Some(schema) => violations.extend(schema.validate(&record)),
+                None => violations.push(Violation::new("", "entity", format!("the standard has no entity {entity:?}"))),
+            }
+            out.push((entity, record));
+        }
+        if violations.is_empty() { Ok(out) } else { Err(violations) }
+    }
+
+    fn map(&self, origin: &Origin<'_>, rec: &SourceRecord, op: Op) -> Result<Vec<Prepared>, Vec<Violation>> {
+        let canonical = self.adapt(origin.department, rec)?;
         let time = rec.occurred_at.as_ref().and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
         let mut violations = Vec::new();
         let mut out = Vec::with_capacity(canonical.len());
