@@ -218,3 +218,32 @@ fn validate_shows_the_topic_view_or_the_canonical_record() -> anyhow::Result<()>
     assert_eq!(canonical["records"][0]["record"]["citizen_id"], id.as_str(), "in clear");
     Ok(())
 }
+
+/// `ingest` sends nothing whose identity is its position in the file: bare lines need
+/// `--id-field` and `--revision-field`, wrappers a `source_id`; the refusal says why, before
+/// any connection is tried.
+#[test]
+fn ingest_refuses_records_without_a_stable_source_id() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let f = dir.path().join("export.ndjson");
+    std::fs::write(&f, "{\"GMSFHM\":\"11010519491231002X\",\"XM\":\"张三\",\"XB\":\"1\",\"GXSJ\":\"2026-11-03\"}\n")?;
+    let path = f.to_str().unwrap();
+    // Nothing listens there: a refusal must come before any connection.
+    let nowhere = ["--addr", "https://127.0.0.1:9", "--as", "gongan"];
+    let ingest =
+        |extra: &[&str]| hutong(&[&["ingest", "-k", "household_registration", path][..], extra, &nowhere].concat());
+    let out = ingest(&[])?;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("export.ndjson:1") && err.contains("--id-field") && !err.contains("connect"), "{err}");
+    let err = String::from_utf8_lossy(&ingest(&["--id-field", "GMSFHM"])?.stderr).into_owned();
+    assert!(err.contains("--revision-field"), "{err}");
+    // With both, the file is accepted and only the (absent) gateway is missing.
+    let err =
+        String::from_utf8_lossy(&ingest(&["--id-field", "GMSFHM", "--revision-field", "GXSJ"])?.stderr).into_owned();
+    assert!(!err.contains("--id-field") && !err.contains("--revision-field"), "{err}");
+    std::fs::write(&f, "{\"revision\":1,\"payload\":{\"XM\":\"张三\"}}\n")?;
+    let err = String::from_utf8_lossy(&ingest(&[])?.stderr).into_owned();
+    assert!(err.contains("no source_id"), "{err}");
+    Ok(())
+}

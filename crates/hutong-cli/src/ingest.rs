@@ -6,7 +6,7 @@ use futures::StreamExt as _;
 use hutong_proto::v1::{RecordResult, Status, SubmitRequest, SubmitResponse, ingest_client::IngestClient};
 use tonic::Request;
 
-use hutong_client::{Line, read_ndjson};
+use hutong_client::{Identity, Line, read_export};
 
 use crate::client::ConnectArgs;
 
@@ -26,9 +26,14 @@ pub(crate) struct IngestArgs {
     /// Use the streaming RPC (SubmitStream) instead of unary Submit.
     #[arg(long)]
     stream: bool,
-    /// Payload field that holds the source id of bare payload lines.
+    /// Payload field that holds the source id of bare payload lines (required for them: a
+    /// record's id in the department's system, never its position in the file).
     #[arg(long)]
     id_field: Option<String>,
+    /// Payload field that holds the revision of bare payload lines (required for them): a
+    /// version number, or a last-modified time (its Unix seconds), so an update supersedes.
+    #[arg(long)]
+    revision_field: Option<String>,
     /// Print one JSON line per record instead of the summary.
     #[arg(long)]
     json: bool,
@@ -38,7 +43,9 @@ pub(crate) struct IngestArgs {
 }
 
 pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let lines = read_ndjson(&args.file, &args.kind, args.id_field.as_deref())?;
+    let identity =
+        Identity { id_field: args.id_field.as_deref(), revision_field: args.revision_field.as_deref(), strict: true };
+    let lines = read_export(&args.file, &args.kind, identity)?;
     let auth = args.connect.auth();
     let mut client = IngestClient::new(args.connect.channel().await?);
     let batches: Vec<SubmitRequest> = lines

@@ -9,4 +9,4 @@ mod auth;
 mod records;
 
 pub use auth::{ClientAuth, ClientError};
-pub use records::{Line, RecordError, decoded_payload, read_ndjson};
+pub use records::{Identity, Line, RecordError, decoded_payload, read_export, read_ndjson};

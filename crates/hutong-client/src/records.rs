@@ -3,8 +3,14 @@
 //! Each line is either a wrapper
 //! `{"source_id": "…", "revision": 1, "op": "UPSERT", "occurred_at": "…", "charset": "…", "payload": {…}}`
 //! or a bare payload object; a bare payload's source id is its `--id-field`
-//! value, else `<file>:<line>`. A line that is not JSON is still sent (as its
-//! bytes) so the gateway answers it and keeps it in the dead-letter topic.
+//! value and its revision its `--revision-field` value (an integer, or a time:
+//! its Unix seconds). Reading strictly (`hutong ingest`), a record without a
+//! stable source id or revision is refused before anything is sent: a position
+//! in a file is not an identity (a re-export reuses it for another record, and
+//! consumers de-duplicating on `ce_id` would drop it). Leniently (`hutong
+//! validate`, a dry run), such a record gets `<file>:<line>` and revision 1. A
+//! line that is not JSON is still sent (as its bytes, `<file>:<line>`) so the
+//! gateway answers it and keeps it in the dead-letter topic.
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +41,16 @@ pub enum RecordError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A record without a stable source id or revision, read strictly.
+    #[error("{}:{line}: {message}", path.display())]
+    Unstable {
+        /// The file.
+        path: PathBuf,
+        /// The line.
+        line: usize,
+        /// What is missing and how to give it.
+        message: String,
+    },
     /// A wrapper line is malformed (its payload is sent as it is; the wrapper is the tool's).
     #[error("{}:{line}: {message}", path.display())]
     Wrapper {
@@ -47,9 +63,27 @@ pub enum RecordError {
     },
 }
 
+/// Where the source id and revision of bare payload lines come from, and whether a record
+/// without them is refused (`strict`) or given its position.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Identity<'a> {
+    /// The payload field holding the source id.
+    pub id_field: Option<&'a str>,
+    /// The payload field holding the revision: an integer, or a time (its Unix seconds).
+    pub revision_field: Option<&'a str>,
+    /// Refuse a record without a stable source id and revision.
+    pub strict: bool,
+}
+
 /// Reads a department's NDJSON export: each line a wrapper or a bare payload
 /// (see the module's description), of source kind `kind`.
 pub fn read_ndjson(path: &Path, kind: &str, id_field: Option<&str>) -> Result<Vec<Line>, RecordError> {
+    read_export(path, kind, Identity { id_field, ..Identity::default() })
+}
+
+/// [`read_ndjson`] with the source ids and revisions taken as `identity` says.
+pub fn read_export(path: &Path, kind: &str, identity: Identity<'_>) -> Result<Vec<Line>, RecordError> {
+    let id_field = identity.id_field;
     let text = std::fs::read(path).map_err(|source| RecordError::Read { path: path.to_owned(), source })?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("input");
     let mut out = Vec::new();
@@ -62,6 +96,15 @@ pub fn read_ndjson(path: &Path, kind: &str, id_field: Option<&str>) -> Result<Ve
         let fallback_id = format!("{name}:{number}");
         let record = match serde_json::from_slice::<Value>(raw) {
             Ok(Value::Object(obj)) if obj.contains_key("payload") || obj.contains_key("payload_base64") => {
+                if identity.strict && !obj.get("source_id").is_some_and(|s| s.is_string() || s.is_number()) {
+                    return Err(RecordError::Unstable {
+                        path: path.to_owned(),
+                        line: number,
+                        message: "the wrapper has no source_id: give each record its id in the department's system \
+                                  (a line number is not one: a re-export would reuse it for another record)"
+                            .into(),
+                    });
+                }
                 wrapper(obj, kind, &fallback_id).map_err(|message| RecordError::Wrapper {
                     path: path.to_owned(),
                     line: number,
@@ -69,17 +112,36 @@ pub fn read_ndjson(path: &Path, kind: &str, id_field: Option<&str>) -> Result<Ve
                 })?
             }
             Ok(v) => {
+                let unstable = |message: String| RecordError::Unstable { path: path.to_owned(), line: number, message };
                 let source_id = id_field
                     .and_then(|f| v.get(f))
                     .and_then(|x| x.as_str().map(str::to_owned).or_else(|| x.as_number().map(|n| n.to_string())))
-                    .unwrap_or(fallback_id);
-                SourceRecord {
-                    kind: kind.to_owned(),
-                    source_id,
-                    revision: 1,
-                    payload: raw.to_vec(),
-                    ..Default::default()
-                }
+                    .filter(|s| !s.trim().is_empty());
+                let revision = identity.revision_field.and_then(|f| v.get(f)).and_then(revision_of);
+                let (source_id, revision) = match (source_id, revision, identity.strict) {
+                    (Some(id), Some(rev), _) => (id, rev),
+                    (None, _, true) => {
+                        return Err(unstable(match id_field {
+                            Some(f) => format!("no source id in field {f:?} (--id-field)"),
+                            None => "a bare payload line needs its source id: name the field that holds the record's \
+                                     id in the department's system with --id-field (a line number is not an id: a \
+                                     re-export would reuse it for another record, and consumers drop a repeated \
+                                     event id)"
+                                .to_owned(),
+                        }));
+                    }
+                    (Some(_), None, true) => {
+                        return Err(unstable(match identity.revision_field {
+                            Some(f) => format!("no revision in field {f:?} (an integer, or a time)"),
+                            None => "a bare payload line needs its revision: name a version or last-modified column \
+                                     with --revision-field (an integer, or a time: its Unix seconds), so an updated \
+                                     record supersedes the one before"
+                                .to_owned(),
+                        }));
+                    }
+                    (id, rev, false) => (id.unwrap_or(fallback_id), rev.unwrap_or(1)),
+                };
+                SourceRecord { kind: kind.to_owned(), source_id, revision, payload: raw.to_vec(), ..Default::default() }
             }
             Err(_) => SourceRecord {
                 kind: kind.to_owned(),
@@ -92,6 +154,26 @@ pub fn read_ndjson(path: &Path, kind: &str, id_field: Option<&str>) -> Result<Ve
         out.push(Line { number, record });
     }
     Ok(out)
+}
+
+/// A revision from a field: a non-negative integer (or its digits), or a time — RFC 3339,
+/// `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DD` (Beijing time) — as Unix seconds.
+fn revision_of(v: &Value) -> Option<u64> {
+    if let Some(n) = v.as_u64() {
+        return Some(n);
+    }
+    let s = v.as_str()?.trim();
+    if let Ok(n) = s.parse::<u64>() {
+        return Some(n);
+    }
+    let beijing = chrono::FixedOffset::east_opt(8 * 3600)?;
+    let t = DateTime::parse_from_rfc3339(s).ok().or_else(|| {
+        let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .ok()
+            .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0))?;
+        naive.and_local_timezone(beijing).single()
+    })?;
+    u64::try_from(t.timestamp()).ok()
 }
 
 fn wrapper(mut obj: serde_json::Map<String, Value>, kind: &str, fallback_id: &str) -> Result<SourceRecord, String> {
@@ -172,6 +254,33 @@ mod tests {
         assert_eq!(lines[2].record.payload, b"not json");
         assert_eq!(decoded_payload(&lines[1].record), Some(serde_json::json!({"ID": 7, "XM": "李四"})));
         assert_eq!(decoded_payload(&lines[2].record), None);
+    }
+
+    /// Read strictly (`hutong ingest`), a record needs a stable source id and a revision: from
+    /// the wrapper, or from the named fields of a bare line (a time as its Unix seconds).
+    #[test]
+    fn strict_reading_refuses_positions_as_identities() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("x.ndjson");
+        let strict = |id_field, revision_field| Identity { id_field, revision_field, strict: true };
+        std::fs::write(&f, "{\"ID\":\"T7\",\"XM\":\"李四\",\"UPDATED\":\"2026-11-03 19:00:00\",\"VER\":4}\n").unwrap();
+        let e = read_export(&f, "k", strict(None, None)).unwrap_err().to_string();
+        assert!(e.contains("x.ndjson:1") && e.contains("--id-field") && e.contains("re-export"), "{e}");
+        let e = read_export(&f, "k", strict(Some("ID"), None)).unwrap_err().to_string();
+        assert!(e.contains("--revision-field"), "{e}");
+        let e = read_export(&f, "k", strict(Some("NOPE"), Some("VER"))).unwrap_err().to_string();
+        assert!(e.contains("\"NOPE\""), "{e}");
+        let by_version = read_export(&f, "k", strict(Some("ID"), Some("VER"))).unwrap();
+        assert_eq!((by_version[0].record.source_id.as_str(), by_version[0].record.revision), ("T7", 4));
+        let by_time = read_export(&f, "k", strict(Some("ID"), Some("UPDATED"))).unwrap();
+        assert_eq!(by_time[0].record.revision, 1_793_703_600, "2026-11-03 19:00 Beijing time, Unix seconds");
+        std::fs::write(&f, "{\"revision\":2,\"payload\":{\"XM\":\"张三\"}}\n").unwrap();
+        let e = read_export(&f, "k", strict(None, None)).unwrap_err().to_string();
+        assert!(e.contains("no source_id"), "{e}");
+        // A dry run stays lenient: the position, revision 1.
+        std::fs::write(&f, "{\"XM\":\"张三\"}\n").unwrap();
+        let lenient = read_export(&f, "k", Identity::default()).unwrap();
+        assert_eq!((lenient[0].record.source_id.as_str(), lenient[0].record.revision), ("x.ndjson:1", 1));
     }
 
     #[test]
