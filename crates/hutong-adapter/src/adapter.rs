@@ -433,7 +433,12 @@ fn build_transform(t: TransformSpec, standard: &Standard) -> Result<Transform, S
         TransformSpec::Split(s) => Transform::Split { sep: s.sep, index: s.index },
         TransformSpec::Replace(r) => Transform::Replace { from: r.from, to: r.to },
         TransformSpec::Date(formats) if formats.is_empty() => return Err("date needs at least one format".to_owned()),
-        TransformSpec::Date(formats) => Transform::Date(formats),
+        TransformSpec::Date(formats) => {
+            if let Some(problem) = formats.iter().find_map(|f| crate::transform::date_format_problem(f)) {
+                return Err(problem);
+            }
+            Transform::Date(formats)
+        }
         TransformSpec::Code(c) => {
             let list = standard.codes().get(&c.list).ok_or_else(|| format!("unknown code list {:?}", c.list))?;
             if let crate::spec::UnknownPolicy::Other(code) = &c.unknown

@@ -130,8 +130,70 @@ fn excel_serial(value: &str) -> Option<NaiveDateTime> {
 
 pub(crate) fn parse_date(value: &str, formats: &[String]) -> Option<NaiveDate> {
     formats.iter().find_map(|f| {
-        if f == "excel" { excel_serial(value).map(|t| t.date()) } else { NaiveDate::parse_from_str(value, f).ok() }
+        if f == "excel" {
+            return excel_serial(value).map(|t| t.date());
+        }
+        // A format without a day (`%Y年%m月`), or without month and day (`%Y`), names a period:
+        // the date is its first day. (Looked at only when the plain parse fails: full dates pay
+        // nothing for it.)
+        NaiveDate::parse_from_str(value, f).ok().or_else(|| {
+            let p = DatePrecision::of(f);
+            match (p.month, p.day) {
+                (_, true) => None,
+                (true, false) => NaiveDate::parse_from_str(&format!("{value}\u{1}01"), &format!("{f}\u{1}%d")).ok(),
+                (false, false) => {
+                    NaiveDate::parse_from_str(&format!("{value}\u{1}01\u{1}01"), &format!("{f}\u{1}%m\u{1}%d")).ok()
+                }
+            }
+        })
     })
+}
+
+/// What a `chrono` date format states: the year, the month, the day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DatePrecision {
+    pub(crate) year: bool,
+    pub(crate) month: bool,
+    pub(crate) day: bool,
+}
+
+impl DatePrecision {
+    pub(crate) fn of(format: &str) -> Self {
+        let has = |specs: &[&str]| specs.iter().any(|s| format.contains(s));
+        Self {
+            year: has(&["%Y", "%y", "%G", "%F", "%D", "%x", "%c", "%+"]),
+            month: has(&["%m", "%b", "%B", "%h", "%F", "%D", "%x", "%c", "%+"]),
+            day: has(&["%d", "%e", "%j", "%F", "%D", "%x", "%c", "%+"]),
+        }
+    }
+}
+
+/// Why a date format can never give a date, if it cannot: a specifier `chrono` does not know,
+/// no year, or a day without its month. Checked on a known date written in the format and read
+/// back.
+pub(crate) fn date_format_problem(format: &str) -> Option<String> {
+    if format == "excel" {
+        return None;
+    }
+    if chrono::format::StrftimeItems::new(format).any(|i| matches!(i, chrono::format::Item::Error)) {
+        return Some(format!("date format {format:?} has a specifier chrono does not know"));
+    }
+    let p = DatePrecision::of(format);
+    if !p.year {
+        return Some(format!("date format {format:?} has no year: it can never give a date"));
+    }
+    if p.day && !p.month && !format.contains("%j") {
+        return Some(format!("date format {format:?} has a day but no month: it can never give a date"));
+    }
+    let known = NaiveDate::from_ymd_opt(2001, 9, if p.day { 17 } else { 1 })?;
+    let mut written = String::new();
+    if std::fmt::Write::write_fmt(&mut written, format_args!("{}", known.format(format))).is_err() {
+        return Some(format!("date format {format:?} cannot be written"));
+    }
+    let back = parse_date(&written, &[format.to_owned()]);
+    let expected = if p.month || p.day { known } else { NaiveDate::from_ymd_opt(2001, 1, 1)? };
+    (back != Some(expected))
+        .then(|| format!("date format {format:?} does not read back the date it writes ({written:?})"))
 }
 
 pub(crate) fn parse_datetime(value: &str, formats: &[String], offset: FixedOffset) -> Option<DateTime<FixedOffset>> {
@@ -278,6 +340,29 @@ mod tests {
         }
         assert_eq!(parse_date("1980-02-30", &f), None);
         assert_eq!(parse_date("x", &f), None);
+    }
+
+    /// Year-month and year-only values name a period: the date is its first day. A format
+    /// that can never give a date is refused by the static check.
+    #[test]
+    fn periods_give_their_first_day_and_impossible_formats_are_named() {
+        let f = dates(&["%Y年%m月%d日", "%Y年%m月", "%Y-%m", "%Y年", "%Y"]);
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d);
+        assert_eq!(parse_date("2001年9月17日", &f), day(2001, 9, 17));
+        assert_eq!(parse_date("2001年9月", &f), day(2001, 9, 1));
+        assert_eq!(parse_date("2001-09", &f), day(2001, 9, 1));
+        assert_eq!(parse_date("2001年", &f), day(2001, 1, 1));
+        assert_eq!(parse_date("2001", &f), day(2001, 1, 1));
+        assert_eq!(parse_date("2001年13月", &f), None);
+        for ok in ["%Y年%m月", "%Y%m%d", "%Y-%m-%d", "%Y", "%Y.%m", "%F", "%Y/%j", "excel"] {
+            assert_eq!(date_format_problem(ok), None, "{ok}");
+        }
+        for (bad, words) in
+            [("%m月%d日", "no year"), ("%H:%M", "no year"), ("%Y %d", "day but no month"), ("%Y-%Q", "does not know")]
+        {
+            let p = date_format_problem(bad).unwrap_or_default();
+            assert!(p.contains(words), "{bad}: {p}");
+        }
     }
 
     #[test]

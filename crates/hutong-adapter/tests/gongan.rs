@@ -109,6 +109,11 @@ fn static_checks_refuse_what_does_not_fit_the_standard() {
         // A constant must be a code of its target's list (a new department's id not yet in
         // codes/department.json, most often): refused here, not on every record.
         ("[[output.field]]\nto = \"/ethnicity\"\nvalue = \"tuiyi\"\n", "value \"tuiyi\" is not a code of gb-t-3304"),
+        // A date format that can never give a date.
+        (
+            "[[output.field]]\nto = \"/birth_date\"\nfrom = \"X\"\ntransforms = [{ date = [\"%m月%d日\"] }]\n",
+            "has no year",
+        ),
         (
             "[[output.field]]\nto = \"/sex\"\nfrom = \"X\"\ndefault = \"F\"\n",
             "default \"F\" is not a code of gb-t-2261.1",
