@@ -232,12 +232,16 @@ fn ingest_refuses_records_without_a_stable_source_id() -> anyhow::Result<()> {
     let nowhere = ["--addr", "https://127.0.0.1:9", "--as", "gongan"];
     let ingest =
         |extra: &[&str]| hutong(&[&["ingest", "-k", "household_registration", path][..], extra, &nowhere].concat());
-    let out = ingest(&[])?;
+    // Without the adapter's declared source-id field to fall back on, the id is asked for …
+    let out = ingest(&["--schemas", "/nonexistent"])?;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("export.ndjson:1") && err.contains("--id-field") && !err.contains("connect"), "{err}");
     let err = String::from_utf8_lossy(&ingest(&["--id-field", "GMSFHM"])?.stderr).into_owned();
     assert!(err.contains("--revision-field"), "{err}");
+    // … with it (公安 declares source-id = GMSFHM), only the revision is.
+    let err = String::from_utf8_lossy(&ingest(&[])?.stderr).into_owned();
+    assert!(err.contains("--revision-field") && !err.contains("--id-field"), "{err}");
     // With both, the file is accepted and only the (absent) gateway is missing.
     let err =
         String::from_utf8_lossy(&ingest(&["--id-field", "GMSFHM", "--revision-field", "GXSJ"])?.stderr).into_owned();

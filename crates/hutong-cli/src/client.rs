@@ -26,6 +26,13 @@ pub(crate) struct ProfilesConnectArgs {
     identity: IdentityArgs,
 }
 
+impl ConnectArgs {
+    /// The identity named with `--as`, if any (the department, for a department's export).
+    pub(crate) fn identity_name(&self) -> Option<&str> {
+        self.identity.identity.as_deref()
+    }
+}
+
 impl ProfilesConnectArgs {
     /// A channel to the profile service.
     pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {

@@ -27,9 +27,13 @@ pub(crate) struct IngestArgs {
     #[arg(long)]
     stream: bool,
     /// Payload field that holds the source id of bare payload lines (required for them: a
-    /// record's id in the department's system, never its position in the file).
+    /// record's id in the department's system, never its position in the file). Default: the
+    /// adapter's declared `source-id` field, when `--schemas` has the adapter of this kind.
     #[arg(long)]
     id_field: Option<String>,
+    /// The schemas folder, to find the adapter's declared `source-id` field for bare lines.
+    #[arg(long, default_value = "schemas")]
+    schemas: PathBuf,
     /// Payload field that holds the revision of bare payload lines (required for them): a
     /// version number, or a last-modified time (its Unix seconds), so an update supersedes.
     #[arg(long)]
@@ -42,9 +46,29 @@ pub(crate) struct IngestArgs {
     quiet: bool,
 }
 
+/// The source-id field the adapter of `kind` declares (of `department` when known, else the
+/// only adapter of that kind), if `schemas` has it.
+fn declared_id_field(schemas: &std::path::Path, department: Option<&str>, kind: &str) -> Option<String> {
+    let standard = hutong_standard::Standard::load(schemas).ok()?;
+    let adapters = hutong_adapter::Adapters::load(&schemas.join("departments"), &standard).ok()?;
+    let mut of_kind = adapters.iter().filter(|a| a.kind == kind && department.is_none_or(|d| a.department == d));
+    let first = of_kind.next()?;
+    if of_kind.next().is_some() {
+        return None;
+    }
+    first.source_id_field.clone()
+}
+
 pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let identity =
-        Identity { id_field: args.id_field.as_deref(), revision_field: args.revision_field.as_deref(), strict: true };
+    let declared = match &args.id_field {
+        Some(_) => None,
+        None => declared_id_field(&args.schemas, args.connect.identity_name(), &args.kind),
+    };
+    let identity = Identity {
+        id_field: args.id_field.as_deref().or(declared.as_deref()),
+        revision_field: args.revision_field.as_deref(),
+        strict: true,
+    };
     let lines = read_export(&args.file, &args.kind, identity)?;
     let auth = args.connect.auth();
     let mut client = IngestClient::new(args.connect.channel().await?);
