@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use hutong_sharing::Grant;
 use serde_json::{Value, json};
 
-use crate::store::{Cell, P, Store, StoreError, parse};
+use crate::store::{P, Store, StoreError, parse, text_of};
 
 /// The tables.
 pub(crate) const SCHEMA: &str = "
@@ -36,6 +36,11 @@ CREATE INDEX IF NOT EXISTS objections_unpublished ON objections (published);
 CREATE TABLE IF NOT EXISTS access_signals (at TEXT NOT NULL, consumer TEXT NOT NULL, doc TEXT NOT NULL);
 ";
 
+/// The day of a document's date (`YYYY-MM-DD`) or time (RFC 3339, its local day), if it has one.
+pub(crate) fn day_of(v: &Value) -> Option<chrono::NaiveDate> {
+    v.as_str().and_then(|t| t.get(..10)).and_then(|d| d.parse().ok())
+}
+
 /// A fact as an objection names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FactRef {
@@ -51,10 +56,6 @@ pub struct FactRef {
     pub source_id: String,
     /// Revision.
     pub revision: i64,
-}
-
-fn texts(row: Vec<Cell>) -> Vec<String> {
-    row.into_iter().map(|c| c.text().unwrap_or_default()).collect()
 }
 
 impl Store {
@@ -78,7 +79,7 @@ impl Store {
             .rows(sql, params)?
             .into_iter()
             .map(|r| {
-                let doc = texts(r).pop().unwrap_or_default();
+                let doc = text_of(r)();
                 serde_json::from_str(&doc).map_err(|e| StoreError::Corrupt(format!("access grant: {e}")))
             })
             .collect()
@@ -141,11 +142,10 @@ impl Store {
             )?
             .into_iter()
             .map(|r| {
-                let mut c = r.into_iter();
-                let (consumer, resource) =
-                    (c.next().and_then(Cell::text).unwrap_or_default(), c.next().and_then(Cell::text).unwrap_or_default());
-                let (queries, records) = (c.next().map_or(0, |c| c.int()), c.next().map_or(0, |c| c.int()));
-                let last = c.next().and_then(Cell::text).unwrap_or_default();
+                let mut t = text_of(r);
+                let (consumer, resource) = (t(), t());
+                let (queries, records): (i64, i64) = (t().parse().unwrap_or_default(), t().parse().unwrap_or_default());
+                let last = t();
                 json!({"consumer": consumer, "resource": resource, "queries": queries, "records": records, "last_access": last})
             })
             .collect())
@@ -167,7 +167,7 @@ impl Store {
     /// Misuse signals, newest first.
     pub fn signals(&mut self) -> Result<Vec<Value>, StoreError> {
         let rows = self.db.rows("SELECT doc FROM access_signals ORDER BY at DESC", &[])?;
-        rows.into_iter().map(|r| parse(&texts(r).pop().unwrap_or_default())).collect()
+        rows.into_iter().map(|r| parse(&text_of(r)())).collect()
     }
 
     /// The current fact with event id `ce_id` (a scan of the facts: objections are rare).
@@ -181,15 +181,14 @@ impl Store {
             .into_iter()
             .next();
         Ok(row.map(|r| {
-            let revision = r.get(5).map_or(0, Cell::int);
-            let t = texts(r);
+            let mut t = text_of(r);
             FactRef {
-                entity: t[0].clone(),
-                entity_key: t[1].clone(),
-                department: t[2].clone(),
-                kind: t[3].clone(),
-                source_id: t[4].clone(),
-                revision,
+                entity: t(),
+                entity_key: t(),
+                department: t(),
+                kind: t(),
+                source_id: t(),
+                revision: t().parse().unwrap_or_default(),
             }
         }))
     }
@@ -241,8 +240,9 @@ impl Store {
             .collect();
         let mut held: BTreeSet<(String, String)> = BTreeSet::new();
         for r in self.chunked("SELECT ce_id, doc FROM objections WHERE {match ce_id}", 1, &ce_ids)? {
-            let t = texts(r);
-            held.insert((t[0].clone(), parse(&t[1])?["pointer"].as_str().unwrap_or_default().to_owned()));
+            let mut t = text_of(r);
+            let ce_id = t();
+            held.insert((ce_id, parse(&t())?["pointer"].as_str().unwrap_or_default().to_owned()));
         }
         let now = self.now();
         let due = self.governance.as_ref().map(|g| {
@@ -298,13 +298,13 @@ impl Store {
             "SELECT doc FROM objections WHERE ($1 = '' OR department = $1) AND (CAST($2 AS BIGINT) = 0 OR open = 1) ORDER BY id DESC",
             &[P::T(department.unwrap_or("")), P::I(i64::from(open_only))],
         )?;
-        rows.into_iter().map(|r| parse(&texts(r).pop().unwrap_or_default())).collect()
+        rows.into_iter().map(|r| parse(&text_of(r)())).collect()
     }
 
     /// One objection.
     pub fn objection(&mut self, id: &str) -> Result<Option<Value>, StoreError> {
         let rows = self.db.rows("SELECT doc FROM objections WHERE id = $1", &[P::T(id)])?;
-        rows.into_iter().next().map(|r| parse(&texts(r).pop().unwrap_or_default())).transpose()
+        rows.into_iter().next().map(|r| parse(&text_of(r)())).transpose()
     }
 
     /// The open objections on the facts with these event ids.
@@ -318,9 +318,9 @@ impl Store {
         }
         let ids: Vec<Vec<P<'_>>> = ce_ids.iter().map(|c| vec![P::T(c)]).collect();
         for r in self.chunked("SELECT ce_id, doc FROM objections WHERE open = 1 AND {match ce_id}", 1, &ids)? {
-            let mut t = texts(r).into_iter();
-            let ce_id = t.next().unwrap_or_default();
-            out.entry(ce_id).or_default().push(parse(&t.next().unwrap_or_default())?);
+            let mut t = text_of(r);
+            let ce_id = t();
+            out.entry(ce_id).or_default().push(parse(&t())?);
         }
         Ok(out)
     }
@@ -342,14 +342,14 @@ impl Store {
         let open =
             self.db.rows("SELECT department, kind, source_id, revision, doc FROM objections WHERE open = 1", &[])?;
         for r in open {
-            let revision = r.get(3).map_or(0, Cell::int);
-            let t = texts(r);
-            let record = (t[0].clone(), t[1].clone(), t[2].clone());
+            let mut t = text_of(r);
+            let record = (t(), t(), t());
+            let revision: i64 = t().parse().unwrap_or_default();
             let Some(&(now_revision, deleted)) = changed.get(&record) else { continue };
             if now_revision <= revision && !deleted {
                 continue;
             }
-            let mut doc = parse(&t[4])?;
+            let mut doc = parse(&t())?;
             doc["status"] = "closed".into();
             doc["resolved_at"] = now.into();
             doc["resolution"] = if deleted {

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    access::day_of,
     governance::Clock,
     service::{Queries, audit_read},
 };
@@ -240,11 +241,8 @@ impl Sharing {
     /// revocation holds from the next call on).
     pub async fn allowed(&self, queries: &Queries, consumer: &str) -> Result<Allowed, Status> {
         self.limits.admit(consumer)?;
-        let c = consumer.to_owned();
-        let grants = queries.run(move |s| s.grants_of(&c)).await?;
-        let today = self.today();
         let mut allowed = Allowed::default();
-        for g in grants.into_iter().filter(|g| g.active(today)) {
+        for g in self.active_grants(queries, consumer).await? {
             allowed.resources.insert(g.resource.clone());
             if let Some(r) = self.catalog.get(&g.resource)
                 && let Some((department, kind)) = r.id.split_once('.')
@@ -317,18 +315,19 @@ impl Sharing {
         detail: String,
     ) -> Result<(), Status> {
         let Principal::Consumer(c) = who else { return Ok(()) };
-        let resources: Vec<String> = self.allowed_resources(queries, c).await?;
+        let resources: Vec<String> = self.active_grants(queries, c).await?.into_iter().map(|g| g.resource).collect();
         let signal = json!({"consumer": c, "signal": kind, "at": self.now(), "detail": detail, "resources": resources});
         tracing::warn!(consumer = %c, signal = kind, "misuse signal: a consumer reads beyond its grants or purpose");
         audit_read(guard, request, who, "MisuseSignal", signal.clone(), "Signalled");
         queries.run(move |s| s.add_signal(&signal)).await
     }
 
-    async fn allowed_resources(&self, queries: &Queries, consumer: &str) -> Result<Vec<String>, Status> {
+    /// `consumer`'s grants active today.
+    async fn active_grants(&self, queries: &Queries, consumer: &str) -> Result<Vec<Grant>, Status> {
         let c = consumer.to_owned();
         let today = self.today();
         let grants = queries.run(move |s| s.grants_of(&c)).await?;
-        Ok(grants.into_iter().filter(|g| g.active(today)).map(|g| g.resource).collect())
+        Ok(grants.into_iter().filter(|g| g.active(today)).collect())
     }
 
     /// Counts a consumer's answer on the resources it drew on.
@@ -776,18 +775,10 @@ impl access_server::Access for AccessService {
                 Principal::Consumer(c) => o["filed_by"] == c.as_str(),
             })
             .map(|mut o| {
-                let filed = o["filed_at"]
-                    .as_str()
-                    .and_then(|t| t.get(..10))
-                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-                let due = o["due"].as_str().and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+                let (filed, due) = (day_of(&o["filed_at"]), day_of(&o["due"]));
                 let open = matches!(o["status"].as_str(), Some("open" | "acknowledged"));
                 if let Some(filed) = filed {
-                    let end = o["resolved_at"]
-                        .as_str()
-                        .and_then(|t| t.get(..10))
-                        .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
-                        .unwrap_or(today);
+                    let end = day_of(&o["resolved_at"]).unwrap_or(today);
                     o["working_days"] = self.sharing.calendar.working_days_between(filed, end).value.into();
                 }
                 o["overdue"] = (open && due.is_some_and(|d| today > d)).into();
@@ -863,10 +854,7 @@ pub async fn metrics_text(queries: &Queries, today: NaiveDate) -> Result<String,
         queries.run(|s| Ok((s.usage()?, s.grants()?, s.objections(None, true)?, s.signals()?))).await?;
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, rows: Vec<(String, u64)>| {
-        out.push_str(&format!("# HELP hutong_access_{name} {help}\n# TYPE hutong_access_{name} {kind}\n"));
-        for (labels, v) in rows {
-            out.push_str(&format!("hutong_access_{name}{{{labels}}} {v}\n"));
-        }
+        crate::governance_service::family(&mut out, &format!("hutong_access_{name}"), kind, help, rows);
     };
     let pair = |u: &Value| {
         format!(

@@ -23,7 +23,7 @@ use hutong_governance::{
 };
 use serde_json::{Value, json};
 
-use crate::store::{Cell, EntityId, P, Store, StoreError, parse};
+use crate::store::{Cell, EntityId, P, Store, StoreError, parse, text_of};
 
 /// The governance tables, created beside the profile store's (the same on both engines).
 pub(crate) const SCHEMA: &str = "
@@ -135,11 +135,6 @@ fn utc(t: DateTime<FixedOffset>) -> String {
 
 fn utc_of(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-fn text_of(row: Vec<Cell>) -> impl FnMut() -> String {
-    let mut c = row.into_iter();
-    move || c.next().and_then(Cell::text).unwrap_or_default()
 }
 
 fn state_of(text: &str) -> Result<EventState, StoreError> {
@@ -722,7 +717,6 @@ impl Store {
     /// Consumers' use and every objection, for the report.
     fn sharing_input(&mut self) -> Result<hutong_governance::report::SharingInput, StoreError> {
         use hutong_governance::report::{ObjectionInput, UsageRow};
-        let day = |v: &Value| v.as_str().and_then(|t| t.get(..10)).and_then(|d| d.parse::<chrono::NaiveDate>().ok());
         let usage = self
             .usage()?
             .into_iter()
@@ -740,9 +734,9 @@ impl Store {
             .filter_map(|o| {
                 Some(ObjectionInput {
                     department: o["department"].as_str()?.to_owned(),
-                    filed: day(&o["filed_at"])?,
-                    due: day(&o["due"]),
-                    resolved: day(&o["resolved_at"]),
+                    filed: crate::access::day_of(&o["filed_at"])?,
+                    due: crate::access::day_of(&o["due"]),
+                    resolved: crate::access::day_of(&o["resolved_at"]),
                     status: o["status"].as_str().unwrap_or_default().to_owned(),
                 })
             })

@@ -251,12 +251,6 @@ impl governance_server::Governance for GovernanceService {
 pub fn metrics_text(report: &Report, gaps: &BTreeMap<String, u64>, status: &crate::Status) -> String {
     use std::sync::atomic::Ordering::Relaxed;
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, rows: Vec<(String, f64)>| {
-        out.push_str(&format!("# HELP hutong_governance_{name} {help}\n# TYPE hutong_governance_{name} gauge\n"));
-        for (labels, v) in rows {
-            out.push_str(&format!("hutong_governance_{name}{{{labels}}} {v}\n"));
-        }
-    };
     let period = report.period.to_string();
     let label =
         |scope: &str, key: &str| format!("period=\"{period}\",scope=\"{scope}\",key=\"{}\"", key.replace('"', ""));
@@ -292,21 +286,41 @@ pub fn metrics_text(report: &Report, gaps: &BTreeMap<String, u64>, status: &crat
             }
         }
         if !rows.is_empty() {
-            gauge(&ind.code, &format!("{} ({}): {}", ind.name, ind.code, ind.definition.replace('\n', " ")), rows);
+            let help = format!("{} ({}): {}", ind.name, ind.code, ind.definition.replace('\n', " "));
+            family(&mut out, &format!("hutong_governance_{}", ind.code), "gauge", &help, rows);
         }
     }
-    out.push_str("# HELP hutong_governance_open_needs_without_resource Open service requests no resource fits, per grid and service category (a gap in supply).\n# TYPE hutong_governance_open_needs_without_resource gauge\n");
-    for (key, n) in gaps {
+    let gap_rows = gaps.iter().map(|(key, n)| {
         let (grid, category) = key.split_once('/').unwrap_or((key.as_str(), ""));
-        out.push_str(&format!(
-            "hutong_governance_open_needs_without_resource{{grid=\"{grid}\",category=\"{category}\"}} {n}\n"
-        ));
-    }
+        (format!("grid=\"{grid}\",category=\"{category}\""), *n)
+    });
+    family(
+        &mut out,
+        "hutong_governance_open_needs_without_resource",
+        "gauge",
+        "Open service requests no resource fits, per grid and service category (a gap in supply).",
+        gap_rows,
+    );
     out.push_str("# HELP hutong_profiles_facts_applied_total Facts that changed the store.\n# TYPE hutong_profiles_facts_applied_total counter\n");
     out.push_str(&format!("hutong_profiles_facts_applied_total {}\n", status.applied.load(Relaxed)));
     out.push_str("# HELP hutong_governance_published_total Alerts and matches published.\n# TYPE hutong_governance_published_total counter\n");
     out.push_str(&format!("hutong_governance_published_total {}\n", status.published.load(Relaxed)));
     out
+}
+
+/// One metric family in Prometheus text: its `# HELP` and `# TYPE` lines, then a line per
+/// labelled value.
+pub(crate) fn family<V: std::fmt::Display>(
+    out: &mut String,
+    name: &str,
+    kind: &str,
+    help: &str,
+    rows: impl IntoIterator<Item = (String, V)>,
+) {
+    out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
+    for (labels, v) in rows {
+        out.push_str(&format!("{name}{{{labels}}} {v}\n"));
+    }
 }
 
 /// The `/metrics` HTTP endpoint: the current month's report at each scrape.

@@ -664,15 +664,13 @@ impl Store {
             &keys,
         )?;
         for r in held {
-            let mut c = r.into_iter();
-            let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+            let mut text = text_of(r);
             let record = (text(), text(), text());
             let (revision, deleted) = (text().parse().unwrap_or_default(), text() != "0");
             ledger.records.insert(record, Some((revision, deleted)));
         }
         for r in stored {
-            let mut c = r.into_iter();
-            let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+            let mut text = text_of(r);
             let record = (text(), text(), text());
             let id = (text(), text());
             let (revision, ce_id) = (text().parse().unwrap_or_default(), text());
@@ -752,8 +750,7 @@ impl Store {
         )?;
         rows.into_iter()
             .map(|r| {
-                let mut c = r.into_iter();
-                let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+                let mut text = text_of(r);
                 let (entity, entity_key) = (text(), text());
                 let (department, kind, source_id) = (text(), text(), text());
                 let revision = text().parse().unwrap_or_default();
@@ -779,8 +776,7 @@ impl Store {
         let rows =
             self.chunked("SELECT entity, entity_key, digest FROM profiles WHERE {match entity, entity_key}", 2, &ids)?;
         for r in rows {
-            let mut c = r.into_iter();
-            let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+            let mut text = text_of(r);
             old.insert((text(), text()), text());
         }
         let mut out = BTreeMap::new();
@@ -899,8 +895,7 @@ impl Store {
             .rows(sql, &[P::T(entity), P::T(key)])?
             .into_iter()
             .map(|r| {
-                let mut c = r.into_iter();
-                let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+                let mut text = text_of(r);
                 (text(), (text(), text()))
             })
             .collect();
@@ -925,8 +920,7 @@ impl Store {
         )?;
         let mut links: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
         for r in rows {
-            let mut c = r.into_iter();
-            let mut text = || c.next().and_then(Cell::text).unwrap_or_default();
+            let mut text = text_of(r);
             let (person, object_entity, object_key, detail) = (text(), text(), text(), text());
             links.entry(person).or_default().push((object_entity, object_key, detail));
         }
@@ -1044,6 +1038,13 @@ fn expand(sql: &str, n: usize, width: usize, how: TupleMatch) -> String {
         TupleMatch::InValues => format!("({}) IN (VALUES {})", cols.join(", "), tuples().join(", ")),
     };
     format!("{}{matched}{}", &sql[..start], &sql[end + 1..])
+}
+
+/// The columns of a result row as text, one after the other (NULL as empty, integers in
+/// decimal).
+pub(crate) fn text_of(row: Vec<Cell>) -> impl FnMut() -> String {
+    let mut c = row.into_iter();
+    move || c.next().and_then(Cell::text).unwrap_or_default()
 }
 
 /// A stored digest: the first 128 bits of SHA-256, in hex.

@@ -116,11 +116,7 @@ impl Resource {
 impl Catalog {
     /// The catalogue of `adapters` under `standard`, shared on the topics of `plan`.
     pub fn build(standard: &Standard, adapters: &Adapters, plan: &TopicPlan) -> Self {
-        let names: BTreeMap<String, String> = standard
-            .codes()
-            .get("department")
-            .map(|l| l.codes().iter().map(|c| (c.code.clone(), c.name.clone())).collect())
-            .unwrap_or_default();
+        let departments = standard.codes().get("department");
         let published = release_date(standard);
         let mut all: Vec<&hutong_adapter::Adapter> = adapters.iter().collect();
         all.sort_by(|a, b| (&a.department, &a.kind).cmp(&(&b.department, &b.kind)));
@@ -153,7 +149,7 @@ impl Catalog {
             }
             let sharing =
                 if items.iter().all(|i| i.sharing == "unconditional") { "unconditional" } else { "conditional" };
-            let provider_name = names.get(&a.department).cloned().unwrap_or_else(|| a.department.clone());
+            let provider_name = departments.and_then(|l| l.name_of(&a.department)).unwrap_or(&a.department).to_owned();
             resources.push(Resource {
                 id: format!("{}.{}", a.department, a.kind),
                 code: format!("HT-{}-{:03}", a.department, n),
