@@ -400,6 +400,15 @@ pub struct Gateway {
     pub dir: tempfile::TempDir,
 }
 
+/// Every producer of a test writes one record per batch. tansu 0.6's memory storage answers a
+/// fetch that starts inside a batch with the batches after it: a consumer resuming from an offset
+/// committed mid-batch (a restart, a rebalance, a rewind) would skip the rest of that batch for
+/// good. Checked on this machine: ten records in one batch, read from offset 5, give 10.. with
+/// memory storage and 5.. with SQLite storage or with one record per batch. SQLite storage is
+/// too slow under the suite's load and serves only the tests that restart the broker. Kafka
+/// fetches from any offset; production configurations need nothing of this.
+const ONE_RECORD_BATCHES: &str = "\"batch.num.messages\" = \"1\"";
+
 impl Gateway {
     /// Starts `hutong serve` against `bootstrap` (shared PKI) and waits until its health check serves.
     pub async fn start(bootstrap: &str) -> anyhow::Result<Self> {
@@ -426,6 +435,7 @@ impl Gateway {
             &config,
             format!(
                 "listen = \"127.0.0.1:{port}\"\nschemas-dir = {:?}\n\n[kafka]\nbootstrap-servers = \"{bootstrap}\"\n{}\n\n\
+                 [kafka.options]\n{ONE_RECORD_BATCHES}\n\n\
                  [registry]\nlisten = \"127.0.0.1:{registry_port}\"\npublic-url = \"{registry_url}\"\n\n\
                  [auth]\nmode = \"mtls\"\npolicy-file = {:?}\nca-file = {:?}\ncert-file = {:?}\nkey-file = {:?}\n\
                  crl-files = [{:?}]\n\n[audit]\ndir = {:?}\n{}",

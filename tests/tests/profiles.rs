@@ -41,7 +41,10 @@ fn wait_caught_up(broker: &Broker, group: &str, service: &ProfileService) -> any
     wait_until(&format!("group {group} to catch up"), Duration::from_secs(120), || {
         caught_up(&broker.bootstrap, group, &ENTITY_TOPICS)
     })
-    .map_err(|e| e.context(format!("the service's log:\n{}", service.log())))
+    .map_err(|e| {
+        let broker_log = std::fs::read_to_string(&broker.process.log).unwrap_or_default();
+        e.context(format!("the service's log:\n{}\nthe broker's log:\n{broker_log}", service.log()))
+    })
 }
 
 /// A fresh instance (its own group and store) reads the same topics from the beginning: its
@@ -51,6 +54,7 @@ async fn assert_equals_rebuild(
     gateway: &Gateway,
     store: &str,
     dir: &tempfile::TempDir,
+    held: &ProfileService,
 ) -> anyhow::Result<usize> {
     let url = sqlite(dir, "rebuild.db");
     let rebuild = ProfileService::start(gateway, "rebuild", &url, "rebuild", "publish = false").await?;
@@ -62,11 +66,12 @@ async fn assert_equals_rebuild(
         expected.keys().chain(got.keys()).filter(|k| expected.get(*k) != got.get(*k)).collect();
     if let Some(k) = differ.first() {
         panic!(
-            "{} of {} profiles differ from the rebuild, e.g. {k:?}:\nrebuilt {}\nheld    {}",
+            "{} of {} profiles differ from the rebuild, e.g. {k:?}:\nrebuilt {}\nheld    {}\nthe service's log:\n{}",
             differ.len(),
             expected.len(),
             expected.get(*k).map_or("none".into(), Value::to_string),
-            got.get(*k).map_or("none".into(), Value::to_string)
+            got.get(*k).map_or("none".into(), Value::to_string),
+            held.log()
         );
     }
     Ok(expected.len())
@@ -186,7 +191,7 @@ async fn one_resident_merged_from_four_departments_with_household_building_and_g
         gateway.pki.to_str().unwrap(),
     ])?;
     assert!(!anonymous.status.success());
-    let n = assert_equals_rebuild(&broker, &gateway, &store, &dir).await?;
+    let n = assert_equals_rebuild(&broker, &gateway, &store, &dir, &service).await?;
     assert!(n > 50, "{n} profiles");
     Ok(())
 }
@@ -207,7 +212,7 @@ async fn kill9_under_load_then_restart_equals_a_rebuild() -> anyhow::Result<()> 
     let status = bench.wait()?;
     assert!(status.success(), "the load ran");
     wait_caught_up(&broker, "main", &service)?;
-    let n = assert_equals_rebuild(&broker, &gateway, &store, &dir).await?;
+    let n = assert_equals_rebuild(&broker, &gateway, &store, &dir, &service).await?;
     assert!(n >= 6000, "{n} profiles");
     Ok(())
 }
@@ -294,7 +299,7 @@ async fn the_store_away_then_back_loses_nothing() -> anyhow::Result<()> {
     wait_caught_up(&broker, "main", &service)?;
     assert!(service.log().contains("store unavailable"), "{}", service.log());
     let dir = tempfile::tempdir()?;
-    let n = assert_equals_rebuild(&broker, &gateway, &store, &dir).await?;
+    let n = assert_equals_rebuild(&broker, &gateway, &store, &dir, &service).await?;
     assert!(n >= 3000, "{n}");
     Ok(())
 }

@@ -398,11 +398,13 @@ pub fn run(
     let dlq = names.profiles_dlq();
     let mut store = Some(settings.open_store()?);
     let mut ticker = Ticker::default();
+    let mut stranded = Stranded::default();
     status.ready.store(true, Ordering::Relaxed);
     info!(store = %settings.store, topics = intake.topics().len(), group = %settings.group_id, "profiles consuming");
     while !stop.load(Ordering::Relaxed) {
         let batch = poll_batch(&consumer, settings.batch_size, stop);
         if batch.is_empty() {
+            stranded.check(&consumer, settings, &intake.topics());
             // Caught up: deadlines against the clock, and what the outbox still holds.
             if settings.governance.is_some() {
                 govern_time(&mut store, settings, &producer, outlet, status, &mut ticker, true);
@@ -515,6 +517,85 @@ pub fn run(
         debug!(facts = facts.len(), dead = dead.len(), profiles = applied.profiles.len(), "batch committed");
     }
     Ok(())
+}
+
+/// An instance that holds no partition while nobody reads its topics, and what it does about it.
+///
+/// tansu 0.6 can leave a group so: when the leader of a forming group (an instance killed a
+/// moment ago) expires between a new member's JoinGroup and its SyncGroup, the follower's sync
+/// forms the group with the follower's own assignments, which are empty; its heartbeats are then
+/// answered as if all were well and nobody reads again. Kafka gives a sole member every
+/// partition. So an instance that has held nothing for a session timeout looks at its group's
+/// committed offsets twice, a session timeout apart: messages past them and no commit in between
+/// mean no member is reading, and it leaves the group and joins again. (Where other instances
+/// hold every partition and read, their commits move and nothing happens.)
+#[derive(Default)]
+struct Stranded {
+    since: Option<Instant>,
+    /// The group's committed offsets at the last look, when some partition had messages past them.
+    lagging: Option<Vec<(String, i32, i64)>>,
+}
+
+impl Stranded {
+    fn check(&mut self, consumer: &BaseConsumer<Group>, settings: &ConsumerSettings, topics: &[&str]) {
+        let holds_nothing = consumer.assignment().is_ok_and(|tpl| tpl.count() == 0);
+        if !holds_nothing {
+            *self = Self::default();
+            return;
+        }
+        let since = *self.since.get_or_insert_with(Instant::now);
+        if since.elapsed() < Duration::from_millis(u64::from(settings.session_timeout_ms)) {
+            return;
+        }
+        self.since = Some(Instant::now());
+        let now = match lagging_commits(consumer, topics) {
+            Ok(now) => now,
+            Err(e) => {
+                debug!(error = %e, "committed offsets not read");
+                return;
+            }
+        };
+        let before = std::mem::replace(&mut self.lagging, now);
+        if before.is_some() && before == self.lagging {
+            warn!(group = %settings.group_id, "no partition held and nobody reading: joining the group again");
+            *self = Self::default();
+            consumer.unsubscribe();
+            if let Err(e) = consumer.subscribe(topics) {
+                warn!(error = %e, "subscribing again failed");
+            }
+        }
+    }
+}
+
+/// The group's committed offsets of every partition of `topics`, when some partition has
+/// messages past its committed offset; `None` when the group has read everything.
+fn lagging_commits(
+    consumer: &BaseConsumer<Group>,
+    topics: &[&str],
+) -> Result<Option<Vec<(String, i32, i64)>>, rdkafka::error::KafkaError> {
+    let timeout = Duration::from_secs(5);
+    let mut tpl = TopicPartitionList::new();
+    for topic in topics {
+        let md = consumer.fetch_metadata(Some(topic), timeout)?;
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition(t.name(), p.id());
+            }
+        }
+    }
+    let committed = consumer.committed_offsets(tpl, timeout)?;
+    let mut lagging = false;
+    let mut offsets = Vec::new();
+    for e in committed.elements() {
+        let at = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        };
+        let (_, high) = consumer.fetch_watermarks(e.topic(), e.partition(), timeout)?;
+        lagging |= high > at;
+        offsets.push((e.topic().to_owned(), e.partition(), at));
+    }
+    Ok(lagging.then_some(offsets))
 }
 
 /// Up to `max` messages: waits for the first, then takes what is already there.
