@@ -276,7 +276,7 @@ pub fn hutong_bin() -> anyhow::Result<PathBuf> {
 
 /// A valid 18-character citizen ID (GB 11643) for sequence number `seq` (the one generator
 /// of the tests and the benchmark).
-pub use hutong_standard::checks::synthetic_citizen_id as citizen_id;
+pub use hutong_standard::checks::{citizen_id_sex as sex_of, synthetic_citizen_id as citizen_id};
 
 /// Runs the `hutong` binary of this build in the repository root with [`TEST_KEY`] as the
 /// pseudonym key, as a user runs it.
@@ -310,6 +310,7 @@ pub fn bare_event(id: &str) -> hutong_bus::CloudEvent {
         dataschema: None,
         source_id: None,
         revision: None,
+        flags: None,
     }
 }
 

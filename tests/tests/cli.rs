@@ -37,7 +37,7 @@ fn validate_prints_one_line_per_record_and_fails_on_rejects() -> anyhow::Result<
 fn validate_of_a_clean_file_exits_zero() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let f = dir.path().join("ok.ndjson");
-    std::fs::write(&f, "{\"GMSFHM\":\"11010519491231002X\",\"XM\":\"张三\",\"XB\":\"1\"}\n")?;
+    std::fs::write(&f, "{\"GMSFHM\":\"11010519491231002X\",\"XM\":\"张三\",\"XB\":\"2\"}\n")?;
     let out = hutong(&["validate", "-d", "gongan", "-k", "household_registration", f.to_str().unwrap()])?;
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 record(s): 1 valid, 0 rejected"));
@@ -57,7 +57,7 @@ fn validate_of_a_clean_file_exits_zero() -> anyhow::Result<()> {
     let source = format!("{kid}:{}", hutong_tests::expected_person_key("ok.ndjson:1"));
     assert_eq!(r["key"], format!(r#"["{key}","gongan","household_registration","{source}"]"#));
     assert_eq!(v["person_key"], key);
-    assert_eq!((v["name"].as_str(), v["sex"].as_str()), (Some("张三"), Some("1")));
+    assert_eq!((v["name"].as_str(), v["sex"].as_str()), (Some("张三"), Some("2")));
     // The dry run shows the shared topic's view: the citizen ID pseudonymised with the key's id.
     let (kid, mac) = v["citizen_id"].as_str().unwrap().split_once(':').expect("a tagged pseudonym");
     assert_eq!((kid.len(), mac), (9, key.as_str()));
@@ -226,7 +226,7 @@ fn validate_shows_the_topic_view_or_the_canonical_record() -> anyhow::Result<()>
 fn ingest_refuses_records_without_a_stable_source_id() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let f = dir.path().join("export.ndjson");
-    std::fs::write(&f, "{\"GMSFHM\":\"11010519491231002X\",\"XM\":\"张三\",\"XB\":\"1\",\"GXSJ\":\"2026-11-03\"}\n")?;
+    std::fs::write(&f, "{\"GMSFHM\":\"11010519491231002X\",\"XM\":\"张三\",\"XB\":\"2\",\"GXSJ\":\"2026-11-03\"}\n")?;
     let path = f.to_str().unwrap();
     // Nothing listens there: a refusal must come before any connection.
     let nowhere = ["--addr", "https://127.0.0.1:9", "--as", "gongan"];

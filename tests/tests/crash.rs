@@ -21,7 +21,7 @@ fn batch(b: u32) -> SubmitRequest {
     let records = (b * PER_BATCH..(b + 1) * PER_BATCH)
         .map(|i| {
             let payload = serde_json::json!({
-                "GMSFHM": citizen_id(i), "XM": format!("压测{i}"), "XB": "2", "CSRQ": "19850101",
+                "GMSFHM": citizen_id(i), "XM": format!("压测{i}"), "XB": hutong_tests::sex_of(&citizen_id(i)), "CSRQ": "19850101",
                 "HJDZ_XZQH": "310104", "HJDZ_QHNXXDZ": "徐汇区漕溪北路200弄5号"
             });
             inproc::household(&format!("C{i}"), payload)

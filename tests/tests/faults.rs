@@ -25,8 +25,7 @@ use tonic::Code;
 const PERSON: &str = "hutong.person.v2";
 
 fn record(seq: u32, address: &str) -> SourceRecord {
-    let payload =
-        serde_json::json!({"GMSFHM": citizen_id(seq), "XM": format!("测试{seq}"), "XB": "1", "HJDZ_QHNXXDZ": address});
+    let payload = serde_json::json!({"GMSFHM": citizen_id(seq), "XM": format!("测试{seq}"), "XB": hutong_tests::sex_of(&citizen_id(seq)), "HJDZ_QHNXXDZ": address});
     inproc::household(&format!("F{seq}"), payload)
 }
 

@@ -355,7 +355,7 @@ async fn two_instances_one_killed_the_survivor_takes_over() -> anyhow::Result<()
     // 3000 synthetic 公安 rows (a person and a household each), in batches while both run.
     let row = |i: u32| {
         let id = hutong_standard::checks::synthetic_citizen_id(i);
-        let payload = serde_json::json!({"GMSFHM": id, "XM": format!("压测{i}"), "XB": "1", "MZ": "01",
+        let payload = serde_json::json!({"GMSFHM": id, "XM": format!("压测{i}"), "XB": hutong_tests::sex_of(&id), "MZ": "01",
             "CSRQ": &id[6..14], "HJDZ_XZQH": "330106004053", "HJDZ_QHNXXDZ": "石灰桥新村5幢",
             "HH": format!("33010600405{:05}", i / 3), "HB": "1", "YHZGX": "02", "HZ_GMSFHM": id});
         inproc::household(&id, payload)

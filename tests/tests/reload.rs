@@ -33,7 +33,7 @@ fn reload_is_atomic_and_in_flight_work_keeps_its_version() {
     let copy = inproc::schemas_copy();
     let dir = copy.path();
     let r = reloader(dir);
-    assert!(!accepted(&r, "M"), "M is not a sex code yet");
+    assert!(!accepted(&r, "F"), "F is not a sex code yet");
     let in_flight = r.current();
 
     // A file that does not parse never replaces the working version.
@@ -61,9 +61,9 @@ fn reload_is_atomic_and_in_flight_work_keeps_its_version() {
     std::fs::write(&path, with_map).unwrap();
     assert_eq!(r.reload().unwrap(), 2);
     assert_eq!(r.status(), hutong_pipeline::ReloadStatus { generation: 2, last_error: None });
-    assert!(accepted(&r, "M"));
+    assert!(accepted(&r, "F"));
     // A request that started before the reload finishes on its version.
-    assert!(!matches!(in_flight.prepare("gongan", &record("M"), chrono::Utc::now()), Outcome::Publish(_)));
+    assert!(!matches!(in_flight.prepare("gongan", &record("F"), chrono::Utc::now()), Outcome::Publish(_)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +113,7 @@ async fn an_adapter_changed_under_load_maps_each_record_by_one_version() {
             .map(|i| {
                 inproc::household(
                     &format!("L{i}"),
-                    serde_json::json!({"GMSFHM": hutong_tests::citizen_id(i), "XM": "旧名", "XB": "1", "HJDZ_QHNXXDZ": "旧址"}),
+                    serde_json::json!({"GMSFHM": hutong_tests::citizen_id(i), "XM": "旧名", "XB": hutong_tests::sex_of(&hutong_tests::citizen_id(i)), "HJDZ_QHNXXDZ": "旧址"}),
                 )
             })
             .collect(),

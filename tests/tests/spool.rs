@@ -12,7 +12,7 @@ use hutong_tests::{Broker, Gateway, Setup, citizen_id, consume_all, inproc};
 use tonic::Request;
 
 fn record(i: u32) -> SourceRecord {
-    let payload = serde_json::json!({"GMSFHM": citizen_id(i), "XM": format!("存转{i}"), "XB": "1", "CSRQ": "19850101"});
+    let payload = serde_json::json!({"GMSFHM": citizen_id(i), "XM": format!("存转{i}"), "XB": hutong_tests::sex_of(&citizen_id(i)), "CSRQ": "19850101"});
     inproc::household(&format!("S{i}"), payload)
 }
 

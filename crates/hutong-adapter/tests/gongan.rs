@@ -20,7 +20,7 @@ fn maps_a_household_row_to_a_person() {
     let standard = Standard::load(&root()).unwrap();
     let adapters = Adapters::load(&root().join("departments"), &standard).unwrap();
     let a = adapters.get("gongan", "household_registration").expect("gongan adapter");
-    let row = json!({"GMSFHM": " １１０１０５１９４９１２３１００２x ", "XM": "　张三 ", "XB": "男", "MZ": "汉族",
+    let row = json!({"GMSFHM": " １１０１０５１９４９１２３１００２x ", "XM": "　张三 ", "XB": "女", "MZ": "汉族",
         "CSRQ": "19491231", "HJDZ_XZQH": "110105", "HJDZ_QHNXXDZ": "朝阳路１号"});
     let out = a.map(&row, &MapContext { key: &key(), source_id: "t", revision: 1 }).unwrap();
     assert_eq!(out.len(), 1);
@@ -32,7 +32,7 @@ fn maps_a_household_row_to_a_person() {
             "person_key": key().pseudonym("11010519491231002X"),
             "citizen_id": "11010519491231002X",
             "name": "张三",
-            "sex": "1",
+            "sex": "2",
             "birth_date": "1949-12-31",
             "ethnicity": "01",
             "household_registration": {"division_code": "110105", "address_text": "朝阳路1号"}

@@ -102,6 +102,7 @@ impl CloudEvent {
             dataschema: None,
             source_id: Some(origin.source_id.to_owned()),
             revision: Some(origin.revision),
+            flags: None,
         }
     }
 }
@@ -163,6 +164,7 @@ impl<V: Serialize> DeadLetter<'_, V> {
                 dataschema: None,
                 source_id: Some(self.origin.source_id.to_owned()),
                 revision: Some(self.origin.revision),
+                flags: None,
             },
             value: Some(serde_json::to_vec(&value).expect("json values serialise")),
         }
@@ -216,6 +218,10 @@ pub struct CloudEvent {
     /// (department, kind, source id).
     #[serde(default)]
     pub revision: Option<u64>,
+    /// `ce_flags` (extension): the standard's flagging checks the record failed
+    /// (`consistency:citizen-id-birth-date` …), space-separated; accepted, but worth a look.
+    #[serde(default)]
+    pub flags: Option<String>,
 }
 
 impl CloudEvent {
@@ -240,6 +246,9 @@ impl CloudEvent {
         }
         if let Some(r) = self.revision {
             h.push(("ce_revision", r.to_string()));
+        }
+        if let Some(f) = &self.flags {
+            h.push(("ce_flags", f.clone()));
         }
         h
     }
@@ -326,6 +335,7 @@ mod tests {
             dataschema: Some("https://schemas.hutong.dev/standard/v1/person.json".into()),
             source_id: Some("HJ1".into()),
             revision: Some(3),
+            flags: None,
         };
         let h: std::collections::BTreeMap<_, _> = ev.headers().into_iter().collect();
         assert_eq!(h["ce_specversion"], "1.0");

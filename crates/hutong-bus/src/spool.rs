@@ -180,6 +180,7 @@ mod tests {
                 dataschema: None,
                 source_id: None,
                 revision: None,
+                flags: None,
             },
             value: Some(format!("{{\"n\":{i}}}").into_bytes()),
         }

@@ -61,7 +61,7 @@ pub(crate) struct BenchArgs {
 fn records(n: usize, payload_bytes: usize, run: &str) -> Vec<SourceRecord> {
     (0..n)
         .map(|i| {
-            let mut p = json!({"GMSFHM": synthetic_citizen_id(i as u32), "XM": format!("压测{i}"), "XB": if i % 2 == 0 { "男" } else { "女" },
+            let mut p = json!({"GMSFHM": synthetic_citizen_id(i as u32), "XM": format!("压测{i}"), "XB": hutong_standard::checks::citizen_id_sex(&synthetic_citizen_id(i as u32)),
                 "MZ": "01", "CSRQ": "19800101", "HJDZ_XZQH": "110105", "HJDZ_QHNXXDZ": ""});
             let pad = payload_bytes.saturating_sub(serde_json::to_vec(&p).map(|v| v.len()).unwrap_or(0)) / 3;
             p["HJDZ_QHNXXDZ"] = Value::String("朝阳区建国路八十八号".chars().cycle().take(pad.clamp(1, 250)).collect());

@@ -130,6 +130,9 @@ fn result_json(line: &Line, r: &RecordResult) -> serde_json::Value {
         "violations": r.violations.iter().map(|v| serde_json::json!({
             "pointer": v.pointer, "rule": v.rule, "message": v.message,
         })).collect::<Vec<_>>(),
+        "warnings": r.warnings.iter().map(|v| serde_json::json!({
+            "pointer": v.pointer, "rule": v.rule, "message": v.message,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -151,9 +154,11 @@ fn print_summary(args: &IngestArgs, lines: &[Line], results: &[RecordResult]) {
         let receipts: Vec<String> =
             r.receipts.iter().map(|x| format!("{}[{}]@{}", x.topic, x.partition, x.offset)).collect();
         println!("  line {:>3}  {:<10} {:<16} {}", line.number, status_name(r.status), r.source_id, receipts.join(" "));
-        for v in &r.violations {
+        for (v, kind) in
+            r.violations.iter().map(|v| (v, "")).chain(r.warnings.iter().map(|v| (v, "flagged, accepted: ")))
+        {
             let p = if v.pointer.is_empty() { "/" } else { &v.pointer };
-            println!("             {p} [{}] {}", v.rule, v.message);
+            println!("             {p} [{}] {kind}{}", v.rule, v.message);
         }
     }
 }

@@ -64,6 +64,7 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         let mut answer = run.to_json(line.number, &line.record.source_id);
         if args.view == View::Canonical && run.is_valid() {
             let records = pipeline.canonical(&args.department, &line.record).unwrap_or_default();
+            let warnings = answer.get("warnings").cloned();
             answer = serde_json::json!({
                 "line": line.number,
                 "source_id": line.record.source_id,
@@ -71,6 +72,9 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
                 "view": "canonical",
                 "records": records.into_iter().map(|(entity, record)| serde_json::json!({"entity": entity, "record": record})).collect::<Vec<_>>(),
             });
+            if let Some(w) = warnings {
+                answer["warnings"] = w;
+            }
         }
         println!("{answer}");
     }

@@ -160,6 +160,7 @@ impl Auditor {
                     dataschema: None,
                     source_id: None,
                     revision: None,
+                    flags: None,
                 },
                 value: Some(entry.to_line().into_bytes()),
             };

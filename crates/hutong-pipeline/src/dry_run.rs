@@ -31,6 +31,8 @@ pub struct DryRun {
     pub records: Vec<DryRecord>,
     /// Every reason, when rejected.
     pub violations: Vec<Violation>,
+    /// The standard's flags of a valid record (accepted, worth a look).
+    pub warnings: Vec<Violation>,
 }
 
 impl DryRun {
@@ -42,14 +44,18 @@ impl DryRun {
     /// The JSON line `hutong validate` prints for it.
     pub fn to_json(&self, line: usize, source_id: &str) -> Value {
         if self.is_valid() {
-            json!({
+            let mut answer = json!({
                 "line": line,
                 "source_id": source_id,
                 "status": "VALID",
                 "records": self.records.iter().map(|r| json!({
                     "entity": r.entity, "topic": r.topic, "key": r.key, "event_id": r.event_id, "value": r.value,
                 })).collect::<Vec<_>>(),
-            })
+            });
+            if !self.warnings.is_empty() {
+                answer["warnings"] = json!(self.warnings);
+            }
+            answer
         } else {
             json!({"line": line, "source_id": source_id, "status": "REJECTED", "violations": self.violations})
         }
@@ -59,19 +65,21 @@ impl DryRun {
 /// Runs one record through adapter and standard; nothing is published.
 pub fn dry_run(pipeline: &Pipeline, department: &str, rec: &SourceRecord, received: DateTime<Utc>) -> DryRun {
     match pipeline.prepare(department, rec, received) {
-        Outcome::Publish(prepared) => DryRun {
-            records: prepared
-                .into_iter()
-                .map(|p| DryRecord {
+        Outcome::Publish(prepared) => {
+            let mut warnings: Vec<Violation> = Vec::new();
+            let mut records = Vec::with_capacity(prepared.len());
+            for p in prepared {
+                warnings.extend(p.flags.into_iter().filter(|f| !warnings.contains(f)).collect::<Vec<_>>());
+                records.push(DryRecord {
                     entity: p.message.entity,
                     topic: p.message.topic,
                     key: p.message.key,
                     event_id: p.message.event.id,
                     value: p.record,
-                })
-                .collect(),
-            violations: vec![],
-        },
-        Outcome::Reject { violations, .. } => DryRun { records: vec![], violations },
+                });
+            }
+            DryRun { records, violations: vec![], warnings }
+        }
+        Outcome::Reject { violations, .. } => DryRun { records: vec![], violations, warnings: vec![] },
     }
 }

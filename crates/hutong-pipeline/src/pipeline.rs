@@ -54,6 +54,9 @@ pub struct Prepared {
     pub record: Value,
     /// The message; it names its entity and topic.
     pub message: OutboundMessage,
+    /// The standard's flagging checks the canonical record failed (the same on each of its
+    /// topics; also in the message's `ce_flags`).
+    pub flags: Vec<Violation>,
 }
 
 /// The per-record work of the gateway, with no I/O: adapter → standard →
@@ -270,7 +273,12 @@ impl Pipeline {
             if !violations.is_empty() {
                 continue;
             }
-            let event = CloudEvent::canonical(origin, index, &entity, op, key.clone(), time.unwrap_or_else(Utc::now));
+            let mut event =
+                CloudEvent::canonical(origin, index, &entity, op, key.clone(), time.unwrap_or_else(Utc::now));
+            let flags = if op == Op::Delete { Vec::new() } else { schema.flags(&record) };
+            if !flags.is_empty() {
+                event.flags = Some(flags.iter().map(|v| v.rule.as_str()).collect::<Vec<_>>().join(" "));
+            }
             // Each topic gets its view of the record; the last one takes the record and the event themselves.
             let mut shared = Some((record, event));
             for (i, output) in outputs.iter().enumerate() {
@@ -295,7 +303,7 @@ impl Pipeline {
                     key: key.as_deref().map(|k| fact_key(k, origin.department, origin.kind, origin.source_id)),
                     value,
                 };
-                out.push(Prepared { record: view, message });
+                out.push(Prepared { record: view, message, flags: flags.clone() });
             }
         }
         if violations.is_empty() { Ok(out) } else { Err(violations) }

@@ -533,7 +533,7 @@ pub fn run(
 struct Stranded {
     since: Option<Instant>,
     /// The group's committed offsets at the last look, when some partition had messages past them.
-    lagging: Option<Vec<(String, i32, i64)>>,
+    lagging: Option<Commits>,
 }
 
 impl Stranded {
@@ -567,12 +567,15 @@ impl Stranded {
     }
 }
 
+/// Committed offsets: topic, partition, offset.
+type Commits = Vec<(String, i32, i64)>;
+
 /// The group's committed offsets of every partition of `topics`, when some partition has
 /// messages past its committed offset; `None` when the group has read everything.
 fn lagging_commits(
     consumer: &BaseConsumer<Group>,
     topics: &[&str],
-) -> Result<Option<Vec<(String, i32, i64)>>, rdkafka::error::KafkaError> {
+) -> Result<Option<Commits>, rdkafka::error::KafkaError> {
     let timeout = Duration::from_secs(5);
     let mut tpl = TopicPartitionList::new();
     for topic in topics {

@@ -84,6 +84,39 @@ pub fn check_gb11643(id: &str) -> Result<(), CitizenIdError> {
     Ok(())
 }
 
+/// What a valid citizen identity number says of its holder that a record can contradict: the
+/// name of the check (`citizen-id-sex`, `citizen-id-birth-date`), the record's field, and the
+/// value the number implies (sex code of GB/T 2261.1: odd 17th digit `1`, even `2`; birth date
+/// as ISO 8601). Empty for a number that is not valid.
+pub fn citizen_id_implies(id: &str) -> Vec<(&'static str, &'static str, String)> {
+    if check_gb11643(id).is_err() {
+        return Vec::new();
+    }
+    let birth = format!("{}-{}-{}", &id[6..10], &id[10..12], &id[12..14]);
+    vec![(CITIZEN_ID_SEX, "sex", citizen_id_sex(id).to_owned()), (CITIZEN_ID_BIRTH_DATE, "birth_date", birth)]
+}
+
+/// The sex code (GB/T 2261.1) a citizen ID's 17th digit gives: odd `1` 男, even `2` 女. The
+/// number is not checked; one shorter than 17 characters gives `0` 未知的性别.
+pub fn citizen_id_sex(id: &str) -> &'static str {
+    match id.as_bytes().get(16) {
+        Some(d) if d.is_ascii_digit() && d % 2 == 1 => "1",
+        Some(d) if d.is_ascii_digit() => "2",
+        _ => "0",
+    }
+}
+
+/// The check of a record's `sex` against its citizen ID's 17th digit.
+pub const CITIZEN_ID_SEX: &str = "citizen-id-sex";
+/// The check of a record's `birth_date` against its citizen ID's digits 7–14.
+pub const CITIZEN_ID_BIRTH_DATE: &str = "citizen-id-birth-date";
+
+/// Whether `value` of `field` contradicts what the citizen ID implies (`expected`). A sex of
+/// `0` 未知的性别 or `9` 未说明的性别 says nothing the number could contradict.
+pub fn contradicts(field: &str, value: &str, expected: &str) -> bool {
+    value != expected && (field != "sex" || matches!(value, "1" | "2"))
+}
+
 /// Converts a legacy 15-digit number to 18 characters (century `19`, check
 /// character appended), as public security offices do. `None` if not 15 digits.
 pub fn gb11643_from_legacy15(id: &str) -> Option<String> {

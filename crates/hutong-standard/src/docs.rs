@@ -34,6 +34,20 @@ pub fn render_markdown(standard: &Standard, topic: &dyn Fn(&crate::Entity) -> St
     }
     for e in standard.entities() {
         let _ = writeln!(out, "\n## {}\n\n**{}** — {}\n", e.name, e.title, text(&e.schema, "description"));
+        if !e.consistency.is_empty() {
+            let checks: Vec<String> = e
+                .consistency
+                .iter()
+                .map(|(check, action)| {
+                    let does = match action {
+                        crate::OnMismatch::Reject => "rejected",
+                        crate::OnMismatch::Flag => "flagged (`ce_flags`)",
+                    };
+                    format!("`{}{check}` {does}", crate::CONSISTENCY_RULE)
+                })
+                .collect();
+            let _ = writeln!(out, "一致性校验 (`x-consistency`): {}.\n", checks.join("; "));
+        }
         out.push_str("| field | 名称 | type | required | code list / format | PII / grade / sharing | description |\n");
         out.push_str("| --- | --- | --- | :-: | --- | --- | --- |\n");
         fields(standard, &e.schema_id, &e.schema, "", &mut out, 0);

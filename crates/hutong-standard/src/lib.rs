@@ -15,5 +15,5 @@ mod standard;
 mod violation;
 
 pub use codes::{Code, CodeList, CodeLists};
-pub use standard::{Entity, Standard, StandardError, ViewValidator};
+pub use standard::{CONSISTENCY_RULE, Entity, OnMismatch, Standard, StandardError, ViewValidator};
 pub use violation::Violation;

@@ -68,13 +68,83 @@ pub struct Entity {
     /// Where it was loaded from.
     pub path: PathBuf,
     validator: Validator,
+    /// The cross-field checks the schema declares (`x-consistency`) and what a failure does.
+    pub consistency: Vec<(String, OnMismatch)>,
 }
 
+/// What a failed cross-field check (`x-consistency`) does to a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnMismatch {
+    /// The record is rejected with the rule `consistency:<check>`.
+    Reject,
+    /// The record is accepted and carries the rule as a flag (`ce_flags`, the answer's warnings).
+    Flag,
+}
+
+/// The prefix of the rule a failed cross-field check reports.
+pub const CONSISTENCY_RULE: &str = "consistency:";
+
 impl Entity {
-    /// Every violation of `record` against this entity's schema.
+    /// Every violation of `record` against this entity's schema, its rejecting cross-field
+    /// checks included.
     pub fn validate(&self, record: &Value) -> Vec<Violation> {
-        self.validator.iter_errors(record).map(|e| violation_from(&e)).collect()
+        let mut out: Vec<Violation> = self.validator.iter_errors(record).map(|e| violation_from(&e)).collect();
+        out.extend(self.mismatches(record, OnMismatch::Reject));
+        out
     }
+
+    /// The flagging cross-field checks `record` fails: accepted, but worth a look.
+    pub fn flags(&self, record: &Value) -> Vec<Violation> {
+        self.mismatches(record, OnMismatch::Flag)
+    }
+
+    fn mismatches(&self, record: &Value, action: OnMismatch) -> Vec<Violation> {
+        if !self.consistency.iter().any(|(_, a)| *a == action) {
+            return Vec::new();
+        }
+        let Some(id) = record.get("citizen_id").and_then(Value::as_str) else { return Vec::new() };
+        let mut out = Vec::new();
+        for (check, field, expected) in crate::checks::citizen_id_implies(id) {
+            let declared = self.consistency.iter().any(|(c, a)| c == check && *a == action);
+            let Some(value) = record.get(field).and_then(Value::as_str) else { continue };
+            if declared && crate::checks::contradicts(field, value, &expected) {
+                // Neither value is echoed: both are personal data.
+                let message = match field {
+                    "sex" => "sex contradicts the citizen ID's 17th digit (odd 1 男, even 2 女)",
+                    _ => "birth_date contradicts the birth date in the citizen ID (digits 7-14)",
+                };
+                out.push(Violation::new(format!("/{field}"), format!("{CONSISTENCY_RULE}{check}"), message));
+            }
+        }
+        out
+    }
+}
+
+/// The checks of `x-consistency` (`{"citizen-id-sex": "reject", …}`), refused when a check is
+/// unknown, its action is neither `reject` nor `flag`, or the entity lacks a field it compares.
+fn consistency_of(schema: &Value) -> Result<Vec<(String, OnMismatch)>, String> {
+    let Some(declared) = schema.get("x-consistency") else { return Ok(Vec::new()) };
+    let declared = declared.as_object().ok_or("x-consistency must be an object of check: reject|flag")?;
+    let known = [(crate::checks::CITIZEN_ID_SEX, "sex"), (crate::checks::CITIZEN_ID_BIRTH_DATE, "birth_date")];
+    let mut out = Vec::new();
+    for (check, action) in declared {
+        let Some((_, field)) = known.iter().find(|(k, _)| k == check) else {
+            let names: Vec<&str> = known.iter().map(|(k, _)| *k).collect();
+            return Err(format!("x-consistency: unknown check {check:?} (known: {})", names.join(", ")));
+        };
+        for needed in ["citizen_id", field] {
+            if schema.pointer(&format!("/properties/{needed}")).is_none() {
+                return Err(format!("x-consistency: {check} compares {needed}, which the entity does not have"));
+            }
+        }
+        let action = match action.as_str() {
+            Some("reject") => OnMismatch::Reject,
+            Some("flag") => OnMismatch::Flag,
+            _ => return Err(format!("x-consistency: {check} must be \"reject\" or \"flag\", got {action}")),
+        };
+        out.push((check.clone(), action));
+    }
+    Ok(out)
 }
 
 /// The loaded standard: compiled entity schemas and code lists.
@@ -152,14 +222,21 @@ impl Standard {
                 .to_owned();
             let title = schema.get("title").and_then(Value::as_str).unwrap_or(&name).to_owned();
             let validator = compile(&schema, &registry, &codes).map_err(|e| StandardError::schema(&path, e))?;
-            let dereferenced = jsonschema::options()
+            let mut dereferenced = jsonschema::options()
                 .with_draft(jsonschema::Draft::Draft202012)
                 .with_registry(&registry)
                 .dereference(&schema)
                 .map_err(|e| StandardError::schema(&path, format!("dereferencing: {e}")))?;
+            // The cross-field checks run at the gateway on the canonical record (a topic's
+            // pseudonymised ID cannot be checked); topics carry their outcome in `ce_flags`, so
+            // they are no part of what the registry serves.
+            if let Some(o) = dereferenced.as_object_mut() {
+                o.remove("x-consistency");
+            }
+            let consistency = consistency_of(&schema).map_err(|e| StandardError::schema(&path, e))?;
             entities.insert(
                 name.clone(),
-                Entity { name, major, schema_id, key, title, schema, dereferenced, path, validator },
+                Entity { name, major, schema_id, key, title, schema, dereferenced, path, validator, consistency },
             );
         }
         Ok(Self { root: root.to_owned(), codes, entities, version, documents })

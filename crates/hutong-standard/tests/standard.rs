@@ -69,7 +69,7 @@ fn valid_person() -> serde_json::Value {
     json!({
         "person_key": "a".repeat(64),
         "name": "张三",
-        "sex": "1",
+        "sex": "2",
         "birth_date": "1949-12-31",
         "ethnicity": "01",
         "citizen_id": "11010519491231002X",
@@ -257,4 +257,61 @@ fn a_hostile_pattern_in_a_schema_runs_in_linear_time() {
     });
     let v = rx.recv_timeout(std::time::Duration::from_secs(30)).expect("the pattern check hangs: not linear time");
     assert!(v.iter().any(|v| v.pointer == "/name" && v.rule == "pattern"), "{v:?}");
+}
+
+/// 性别 and 出生日期 against the citizen ID (issue 18 item 8): the shipped standard rejects a
+/// sex the 17th digit contradicts and flags a contradicting birth date (a department's birthday
+/// slip still says who the person is); sex 0 and 9, an invalid ID and a missing field compare
+/// nothing; neither value is echoed.
+#[test]
+fn the_citizen_id_is_checked_against_sex_and_birth_date() {
+    let s = standard();
+    let person = s.entity("person").unwrap();
+    let rules =
+        |v: &[hutong_standard::Violation]| v.iter().map(|v| (v.pointer.clone(), v.rule.clone())).collect::<Vec<_>>();
+    // 11010519491231002X: 17th digit 2, even: female; born 1949-12-31.
+    let mut p = valid_person();
+    assert_eq!(p["sex"], "2");
+    assert_eq!(person.validate(&p), vec![]);
+    assert_eq!(person.flags(&p), vec![]);
+    p["sex"] = json!("1");
+    let v = person.validate(&p);
+    assert_eq!(rules(&v), [("/sex".to_owned(), "consistency:citizen-id-sex".to_owned())]);
+    assert!(!v[0].message.contains("11010519491231002X"));
+    for unstated in ["0", "9"] {
+        p["sex"] = json!(unstated);
+        assert_eq!(person.validate(&p), vec![], "sex {unstated}");
+    }
+    p["sex"] = json!("2");
+    p["birth_date"] = json!("1949-12-30");
+    assert_eq!(person.validate(&p), vec![], "a birth date is flagged, not rejected");
+    let f = person.flags(&p);
+    assert_eq!(rules(&f), [("/birth_date".to_owned(), "consistency:citizen-id-birth-date".to_owned())]);
+    assert!(!f[0].message.contains("1949"));
+    p.as_object_mut().unwrap().remove("birth_date");
+    assert_eq!(person.flags(&p), vec![]);
+    // An ID that fails its own check is reported by its format, not compared.
+    p["citizen_id"] = json!("110105194912310021");
+    p["birth_date"] = json!("2000-01-01");
+    assert!(
+        person.flags(&p).is_empty() && !rules(&person.validate(&p)).iter().any(|(_, r)| r.starts_with("consistency"))
+    );
+}
+
+#[test]
+fn a_consistency_declaration_that_cannot_run_fails_the_load() {
+    for (declared, expected) in [
+        (json!({"citizen-id-sex": "warn"}), "warn"),
+        (json!({"citizen-id-sex": "reject"}), "sex"),
+        (json!({"citizen-id-shoe-size": "flag"}), "citizen-id-shoe-size"),
+    ] {
+        let copy = tempfile_copy();
+        let p = copy.path().join("standard/v1/organization.json");
+        let p = if expected == "sex" { p } else { copy.path().join("standard/v1/person.json") };
+        let mut doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        doc["x-consistency"] = declared.clone();
+        std::fs::write(&p, doc.to_string()).unwrap();
+        let e = Standard::load(copy.path()).unwrap_err().to_string();
+        assert!(e.contains(expected), "{declared}: {e}");
+    }
 }

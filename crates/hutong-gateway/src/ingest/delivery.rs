@@ -39,7 +39,17 @@ impl Delivery {
     ) -> Result<Delivered, BusError> {
         let (status, messages, violations) = match outcome {
             Outcome::Publish(prepared) => {
-                (RecordStatus::Published, prepared.into_iter().map(|p| p.message).collect::<Vec<_>>(), vec![])
+                let mut flags: Vec<hutong_standard::Violation> = Vec::new();
+                let mut messages = Vec::with_capacity(prepared.len());
+                for p in prepared {
+                    for f in p.flags {
+                        if !flags.contains(&f) {
+                            flags.push(f);
+                        }
+                    }
+                    messages.push(p.message);
+                }
+                (RecordStatus::Published, messages, flags)
             }
             Outcome::Reject { violations, dlq } => (RecordStatus::Rejected, vec![*dlq], violations),
         };
@@ -131,14 +141,17 @@ fn spooled(
     Delivered::Spool { messages, result: record_result(index, rec, status, receipts, violations) }
 }
 
-/// The answer for record `index` of a request.
+/// The answer for record `index` of a request. `found` is what the standard found: the
+/// violations of a rejected record, the flags of an accepted one (its warnings).
 pub(crate) fn record_result(
     index: usize,
     rec: &SourceRecord,
     status: RecordStatus,
     receipts: Vec<Receipt>,
-    violations: Vec<hutong_standard::Violation>,
+    found: Vec<hutong_standard::Violation>,
 ) -> RecordResult {
+    let (violations, warnings) =
+        if status == RecordStatus::Rejected { (found, Vec::new()) } else { (Vec::new(), found) };
     RecordResult {
         index: index as u32,
         source_id: rec.source_id.clone(),
@@ -146,6 +159,7 @@ pub(crate) fn record_result(
         status: status as i32,
         receipts,
         violations: pb_violations(violations),
+        warnings: pb_violations(warnings),
     }
 }
 
