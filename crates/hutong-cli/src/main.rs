@@ -110,6 +110,13 @@ enum StandardCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Every rule a record can fail (the `rule` of a violation) with its meaning, as Markdown
+    /// (`docs/rules.md`).
+    Rules {
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -174,6 +181,9 @@ fn main() -> ExitCode {
             Command::Access(cmd) => sharing_cmd::access(cmd).await,
             Command::Objection(cmd) => sharing_cmd::objection(cmd).await,
             Command::Standard(StandardCommand::Docs { deployment, out }) => standard_docs(&deployment, out.as_deref()),
+            Command::Standard(StandardCommand::Rules { out }) => {
+                write_out(&hutong_standard::rules::render_markdown(), out.as_deref())
+            }
         }
     });
     match result {
@@ -211,6 +221,11 @@ fn standard_docs(deployment: &config::Deployment, out: Option<&std::path::Path>)
     let standard = hutong_standard::Standard::load(&file.schemas_dir)?;
     let topics = file.kafka.topics();
     let text = hutong_standard::docs::render_markdown(&standard, &|e| topics.entity(&e.name, e.major));
+    write_out(&text, out)
+}
+
+/// Writes `text` to `out`, or to standard output.
+pub(crate) fn write_out(text: &str, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
     match out {
         Some(path) => {
             std::fs::write(path, text)?;

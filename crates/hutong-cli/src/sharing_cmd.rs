@@ -310,14 +310,7 @@ pub(crate) fn catalog(cmd: CatalogCommand) -> anyhow::Result<ExitCode> {
             }
         }
         CatalogCommand::Docs { deployment, out } => {
-            let text = catalog_of(&deployment)?.markdown();
-            match out {
-                Some(path) => {
-                    std::fs::write(&path, text)?;
-                    eprintln!("wrote {}", path.display());
-                }
-                None => print!("{text}"),
-            }
+            return crate::write_out(&catalog_of(&deployment)?.markdown(), out.as_deref());
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -11,6 +11,7 @@ pub mod codes;
 pub mod docs;
 pub mod lint;
 pub mod privacy;
+pub mod rules;
 mod standard;
 mod violation;
 
