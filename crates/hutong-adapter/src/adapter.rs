@@ -51,6 +51,8 @@ pub struct MapContext<'a> {
     pub source_id: &'a str,
     /// The record's revision (`meta.revision` in expressions).
     pub revision: u64,
+    /// The record's operation, `upsert`, `delete` or `event` (`meta.op` in expressions).
+    pub op: &'a str,
 }
 
 /// A canonical record produced by an adapter, not yet validated.

@@ -108,6 +108,7 @@ impl<'a> Scope<'a> {
                     "revision": i64::try_from(self.ctx.revision).unwrap_or(i64::MAX),
                     "department": self.department,
                     "kind": self.kind,
+                    "op": self.ctx.op,
                 });
                 c.add_variable_from_value("meta", to_cel(&meta));
                 Ok(c)
@@ -196,7 +197,7 @@ mod tests {
     #[test]
     fn conditions_and_values() {
         let key = PseudonymKey::new(vec![0; 16]).unwrap();
-        let ctx = MapContext { key: &key, source_id: "S1", revision: 3 };
+        let ctx = MapContext { key: &key, source_id: "S1", revision: 3, op: "delete" };
         let payload = json!({"DSR": "张三", "AGE": 70, "EMPTY": ""});
         let scope = Scope::new(&payload, None, &ctx, "sifa", "case");
         assert_eq!(Expr::compile("has(src.DSR) && src.AGE >= 60").unwrap().test(&scope), Ok(true));
@@ -206,6 +207,7 @@ mod tests {
             Ok(Some("sifa:S1".into()))
         );
         assert_eq!(Expr::compile("meta.revision + 1").unwrap().eval_string(&scope), Ok(Some("4".into())));
+        assert_eq!(Expr::compile("meta.op").unwrap().eval_string(&scope), Ok(Some("delete".into())));
         assert!(Expr::compile("src.AGE").unwrap().test(&scope).is_err(), "not a boolean");
         assert!(Expr::compile("src.NOPE == 1").unwrap().test(&scope).is_err(), "missing key is an error");
         assert!(Expr::compile("1 +").is_err());
@@ -227,7 +229,7 @@ mod tests {
         assert_eq!(fields("r'src.X' == src.Y"), None, "raw literals: all, to be safe");
         // A scope of the fields read answers as the whole payload would.
         let key = PseudonymKey::new(vec![0; 16]).unwrap();
-        let ctx = MapContext { key: &key, source_id: "S1", revision: 3 };
+        let ctx = MapContext { key: &key, source_id: "S1", revision: 3, op: "delete" };
         let payload = json!({"HH": "0021", "XM": "胡金凤", "AGE": 76});
         for source in ["has(src.HH) && src.HH != ''", "has(src.NOPE)", "src.AGE >= 60 && meta.revision == 3"] {
             let e = Expr::compile(source).unwrap();

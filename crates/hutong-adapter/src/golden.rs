@@ -4,7 +4,7 @@
 //! ```json
 //! { "description": "…", "input": { …payload… },
 //!   "charset": "gbk", "input_base64": "…",        // instead of input, for legacy exports
-//!   "source_id": "…", "revision": 1,              // optional, for `meta` in expressions
+//!   "source_id": "…", "revision": 1, "op": "delete", // optional, for `meta` in expressions
 //!   "expect": [ { "entity": "person", "record": { … } } ],   // an accepted record
 //!   "reject": [ { "pointer": "/sex", "rule": "adapter:code" } ] }  // or a rejected one
 //! ```
@@ -39,6 +39,9 @@ struct Case {
     source_id: Option<String>,
     #[serde(default)]
     revision: Option<u64>,
+    /// `upsert` (the default), `delete` or `event`: `meta.op` in expressions.
+    #[serde(default)]
+    op: Option<String>,
     #[serde(default)]
     expect: Option<Vec<Expected>>,
     #[serde(default)]
@@ -119,7 +122,11 @@ fn check_case(case: &Case, adapter: &Adapter, standard: &Standard, key: &Pseudon
         _ => return Err("give exactly one of `input` and `input_base64`".to_owned()),
     };
     let source_id = case.source_id.clone().unwrap_or_else(|| "fixture".to_owned());
-    let ctx = MapContext { key, source_id: &source_id, revision: case.revision.unwrap_or(1) };
+    let op = case.op.as_deref().unwrap_or("upsert");
+    if !matches!(op, "upsert" | "delete" | "event") {
+        return Err(format!("op {op:?} is not upsert, delete or event"));
+    }
+    let ctx = MapContext { key, source_id: &source_id, revision: case.revision.unwrap_or(1), op };
     let outcome = decode_payload(&bytes, &case.charset, PayloadLimits::default())
         .map_err(|v| vec![v])
         .and_then(|payload| adapter.map(&payload, &ctx))

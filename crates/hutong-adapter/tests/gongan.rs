@@ -22,7 +22,7 @@ fn maps_a_household_row_to_a_person() {
     let a = adapters.get("gongan", "household_registration").expect("gongan adapter");
     let row = json!({"GMSFHM": " １１０１０５１９４９１２３１００２x ", "XM": "　张三 ", "XB": "女", "MZ": "汉族",
         "CSRQ": "19491231", "HJDZ_XZQH": "110105", "HJDZ_QHNXXDZ": "朝阳路１号"});
-    let out = a.map(&row, &MapContext { key: &key(), source_id: "t", revision: 1 }).unwrap();
+    let out = a.map(&row, &MapContext { key: &key(), source_id: "t", revision: 1, op: "upsert" }).unwrap();
     assert_eq!(out.len(), 1);
     let p = &out[0];
     assert_eq!(p.entity, "person");
@@ -49,7 +49,7 @@ fn reports_every_adapter_violation_with_its_target() {
     let a = adapters.get("gongan", "household_registration").unwrap();
     let row =
         json!({"GMSFHM": "11010519491231002X", "XM": "张三", "XB": "M", "MZ": "火星族", "CSRQ": "1949年12月31日"});
-    let err = a.map(&row, &MapContext { key: &key(), source_id: "t", revision: 1 }).unwrap_err();
+    let err = a.map(&row, &MapContext { key: &key(), source_id: "t", revision: 1, op: "upsert" }).unwrap_err();
     let got: Vec<(&str, &str)> = err.iter().map(|v| (v.pointer.as_str(), v.rule.as_str())).collect();
     assert_eq!(got, [("/sex", "adapter:code"), ("/birth_date", "adapter:date"), ("/ethnicity", "adapter:code")]);
     assert!(err[0].message.contains("XB"), "names the source field: {}", err[0].message);
@@ -71,7 +71,7 @@ fn a_minimal_adapter_loads() {
     let out = a
         .map(
             &json!({"ID": "11010519491231002X", "N": "张三", "unused": 1}),
-            &MapContext { key: &key(), source_id: "s", revision: 1 },
+            &MapContext { key: &key(), source_id: "s", revision: 1, op: "upsert" },
         )
         .unwrap();
     assert_eq!(out.len(), 1);

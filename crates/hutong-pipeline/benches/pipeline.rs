@@ -50,7 +50,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| pipeline.prepare(black_box(&dept), black_box(&rec), now))
         });
         let adapter = pipeline.adapters().get(&dept, &kind).unwrap();
-        let ctx = MapContext { key: &key, source_id: &rec.source_id, revision: 1 };
+        let ctx = MapContext { key: &key, source_id: &rec.source_id, revision: 1, op: "upsert" };
         group.bench_function(format!("decode+adapter {name}"), |b| {
             b.iter(|| {
                 let payload = decode_payload(black_box(&rec.payload), "", PayloadLimits::default()).unwrap();

@@ -229,7 +229,9 @@ impl Pipeline {
             )]);
         };
         let payload = decode_payload(&rec.payload, &rec.charset, self.limits).map_err(|v| vec![v])?;
-        adapter.map(&payload, &MapContext { key: &self.key, source_id: &rec.source_id, revision: rec.revision })
+        let ctx =
+            MapContext { key: &self.key, source_id: &rec.source_id, revision: rec.revision, op: op_of(rec).name() };
+        adapter.map(&payload, &ctx)
     }
 
     /// The canonical records of `rec` (entity and record: adapter and standard, personal fields
