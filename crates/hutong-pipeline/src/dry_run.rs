@@ -7,7 +7,7 @@ use hutong_proto::v1::SourceRecord;
 use hutong_standard::Violation;
 use serde_json::{Value, json};
 
-use crate::{Outcome, Pipeline};
+use crate::{Outcome, Pipeline, Prepared};
 
 /// One message a valid record would become.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,21 +65,20 @@ impl DryRun {
 /// Runs one record through adapter and standard; nothing is published.
 pub fn dry_run(pipeline: &Pipeline, department: &str, rec: &SourceRecord, received: DateTime<Utc>) -> DryRun {
     match pipeline.prepare(department, rec, received) {
-        Outcome::Publish(prepared) => {
-            let mut warnings: Vec<Violation> = Vec::new();
-            let mut records = Vec::with_capacity(prepared.len());
-            for p in prepared {
-                warnings.extend(p.flags.into_iter().filter(|f| !warnings.contains(f)).collect::<Vec<_>>());
-                records.push(DryRecord {
+        Outcome::Publish(prepared) => DryRun {
+            warnings: Prepared::warnings(&prepared),
+            records: prepared
+                .into_iter()
+                .map(|p| DryRecord {
                     entity: p.message.entity,
                     topic: p.message.topic,
                     key: p.message.key,
                     event_id: p.message.event.id,
                     value: p.record,
-                });
-            }
-            DryRun { records, violations: vec![], warnings }
-        }
+                })
+                .collect(),
+            violations: vec![],
+        },
         Outcome::Reject { violations, .. } => DryRun { records: vec![], violations, warnings: vec![] },
     }
 }

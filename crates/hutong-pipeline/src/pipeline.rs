@@ -59,6 +59,19 @@ pub struct Prepared {
     pub flags: Vec<Violation>,
 }
 
+impl Prepared {
+    /// The flags of a record's messages, each once (every topic of an entity carries the same).
+    pub fn warnings(prepared: &[Prepared]) -> Vec<Violation> {
+        let mut out: Vec<Violation> = Vec::new();
+        for f in prepared.iter().flat_map(|p| &p.flags) {
+            if !out.contains(f) {
+                out.push(f.clone());
+            }
+        }
+        out
+    }
+}
+
 /// The per-record work of the gateway, with no I/O: adapter → standard →
 /// protection → envelope. Shared by the ingest service, the dry run
 /// (`hutong validate`, the admin RPC) and the benchmarks.
@@ -260,6 +273,7 @@ impl Pipeline {
                 violations.push(Violation::new("", "entity", format!("the standard has no entity {entity:?}")));
                 continue;
             };
+            let mut flags = Vec::new();
             if op == Op::Delete {
                 // A tombstone needs only its key.
                 if key.is_none() {
@@ -270,14 +284,15 @@ impl Pipeline {
                     ));
                 }
             } else {
-                violations.extend(schema.validate(&record));
+                let (found, flagged) = schema.check(&record);
+                violations.extend(found);
+                flags = flagged;
             }
             if !violations.is_empty() {
                 continue;
             }
             let mut event =
                 CloudEvent::canonical(origin, index, &entity, op, key.clone(), time.unwrap_or_else(Utc::now));
-            let flags = if op == Op::Delete { Vec::new() } else { schema.flags(&record) };
             if !flags.is_empty() {
                 event.flags = Some(flags.iter().map(|v| v.rule.as_str()).collect::<Vec<_>>().join(" "));
             }

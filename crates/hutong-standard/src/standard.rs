@@ -88,35 +88,38 @@ impl Entity {
     /// Every violation of `record` against this entity's schema, its rejecting cross-field
     /// checks included.
     pub fn validate(&self, record: &Value) -> Vec<Violation> {
-        let mut out: Vec<Violation> = self.validator.iter_errors(record).map(|e| violation_from(&e)).collect();
-        out.extend(self.mismatches(record, OnMismatch::Reject));
-        out
+        self.check(record).0
     }
 
     /// The flagging cross-field checks `record` fails: accepted, but worth a look.
     pub fn flags(&self, record: &Value) -> Vec<Violation> {
-        self.mismatches(record, OnMismatch::Flag)
+        self.check(record).1
     }
 
-    fn mismatches(&self, record: &Value, action: OnMismatch) -> Vec<Violation> {
-        if !self.consistency.iter().any(|(_, a)| *a == action) {
-            return Vec::new();
-        }
-        let Some(id) = record.get("citizen_id").and_then(Value::as_str) else { return Vec::new() };
-        let mut out = Vec::new();
+    /// Both at once, the citizen ID read once: every violation (as [`Self::validate`]) and
+    /// the flags (as [`Self::flags`]).
+    pub fn check(&self, record: &Value) -> (Vec<Violation>, Vec<Violation>) {
+        let mut violations: Vec<Violation> = self.validator.iter_errors(record).map(|e| violation_from(&e)).collect();
+        let mut flags = Vec::new();
+        let id = record.get("citizen_id").and_then(Value::as_str);
+        let Some(id) = id.filter(|_| !self.consistency.is_empty()) else { return (violations, flags) };
         for (check, field, expected) in crate::checks::citizen_id_implies(id) {
-            let declared = self.consistency.iter().any(|(c, a)| c == check && *a == action);
+            let Some((_, action)) = self.consistency.iter().find(|(c, _)| c == check) else { continue };
             let Some(value) = record.get(field).and_then(Value::as_str) else { continue };
-            if declared && crate::checks::contradicts(field, value, &expected) {
+            if crate::checks::contradicts(field, value, &expected) {
                 // Neither value is echoed: both are personal data.
                 let message = match field {
                     "sex" => "sex contradicts the citizen ID's 17th digit (odd 1 男, even 2 女)",
                     _ => "birth_date contradicts the birth date in the citizen ID (digits 7-14)",
                 };
-                out.push(Violation::new(format!("/{field}"), format!("{CONSISTENCY_RULE}{check}"), message));
+                let v = Violation::new(format!("/{field}"), format!("{CONSISTENCY_RULE}{check}"), message);
+                match action {
+                    OnMismatch::Reject => violations.push(v),
+                    OnMismatch::Flag => flags.push(v),
+                }
             }
         }
-        out
+        (violations, flags)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use futures::future::try_join_all;
 use hutong_bus::{BusError, OutboundMessage, Publisher, Spool, SpoolError};
-use hutong_pipeline::Outcome;
+use hutong_pipeline::{Outcome, Prepared};
 use hutong_proto::v1::{Receipt, RecordResult, SourceRecord, Status as RecordStatus, Violation};
 use tracing::warn;
 
@@ -39,17 +39,8 @@ impl Delivery {
     ) -> Result<Delivered, BusError> {
         let (status, messages, violations) = match outcome {
             Outcome::Publish(prepared) => {
-                let mut flags: Vec<hutong_standard::Violation> = Vec::new();
-                let mut messages = Vec::with_capacity(prepared.len());
-                for p in prepared {
-                    for f in p.flags {
-                        if !flags.contains(&f) {
-                            flags.push(f);
-                        }
-                    }
-                    messages.push(p.message);
-                }
-                (RecordStatus::Published, messages, flags)
+                let warnings = Prepared::warnings(&prepared);
+                (RecordStatus::Published, prepared.into_iter().map(|p| p.message).collect::<Vec<_>>(), warnings)
             }
             Outcome::Reject { violations, dlq } => (RecordStatus::Rejected, vec![*dlq], violations),
         };
