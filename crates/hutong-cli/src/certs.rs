@@ -97,7 +97,8 @@ fn load_ca(dir: &Path) -> anyhow::Result<Issuer<'static, KeyPair>> {
     Ok(Issuer::from_ca_cert_pem(&pem, KeyPair::from_pem(&key)?)?)
 }
 
-fn init(out: &Path, policy: &Path, server_names: &[String], days: i64, force: bool) -> anyhow::Result<()> {
+/// Issues what `policy` lacks in `out` (the CA first when there is none); `force` renews all.
+pub(crate) fn init(out: &Path, policy: &Path, server_names: &[String], days: i64, force: bool) -> anyhow::Result<()> {
     let policy = Policy::load(policy)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     if force || !out.join("ca.pem").exists() {

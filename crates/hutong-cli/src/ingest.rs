@@ -1,22 +1,39 @@
-//! `hutong ingest`: submit an NDJSON export over gRPC and summarise the answers.
+//! `hutong ingest`: submit an export (NDJSON, CSV, a workbook) over gRPC and summarise the
+//! answers; for a bulk load, a progress bar, a checkpoint to resume from, and a rejects file.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{
+    collections::BTreeMap,
+    io::{IsTerminal as _, Write as _},
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::{Duration, Instant},
+};
 
+use anyhow::Context as _;
 use futures::StreamExt as _;
-use hutong_proto::v1::{RecordResult, Status, SubmitRequest, SubmitResponse, ingest_client::IngestClient};
+use hutong_client::{Line, decoded_payload};
+use hutong_proto::{
+    json::{record_result, status_name, violations},
+    v1::{RecordResult, Status, SubmitRequest, SubmitResponse, ingest_client::IngestClient},
+};
+use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use tonic::Request;
 
-use hutong_client::{Identity, Line, read_export};
-
-use crate::client::ConnectArgs;
+use crate::{client::ConnectArgs, input::InputArgs};
 
 #[derive(Debug, clap::Args)]
+#[command(after_help = "A bulk load a person can watch and resume:\n  \
+    hutong ingest --as tuiyi -k veteran_registration export.xlsx --id-field 编号 --revision-field 更新时间 \\\n    \
+    --checkpoint load.ckpt --rejects rejects.ndjson --quiet\n\
+    Interrupted, the same command goes on after the last batch the gateway answered. The rejects file holds \
+    each refused record as an NDJSON wrapper with its violations: fix it and ingest it as it is.")]
 pub(crate) struct IngestArgs {
     /// The department's source kind, e.g. `household_registration`.
     #[arg(long, short)]
     kind: String,
-    /// NDJSON file: one wrapper `{"source_id", "revision", "op", "payload"}` or bare payload per line.
-    file: PathBuf,
+    #[command(flatten)]
+    input: InputArgs,
     /// Gateway and identity: the department is the one its certificate (or token) names.
     #[command(flatten)]
     connect: ConnectArgs,
@@ -26,18 +43,22 @@ pub(crate) struct IngestArgs {
     /// Use the streaming RPC (SubmitStream) instead of unary Submit.
     #[arg(long)]
     stream: bool,
-    /// Payload field that holds the source id of bare payload lines (required for them: a
-    /// record's id in the department's system, never its position in the file). Default: the
-    /// adapter's declared `source-id` field, when `--schemas` has the adapter of this kind.
-    #[arg(long)]
-    id_field: Option<String>,
-    /// The schemas folder, to find the adapter's declared `source-id` field for bare lines.
+    /// The schemas folder, to find the adapter's declared `source-id` field when `--id-field`
+    /// is not given.
     #[arg(long, default_value = "schemas")]
     schemas: PathBuf,
-    /// Payload field that holds the revision of bare payload lines (required for them): a
-    /// version number, or a last-modified time (its Unix seconds), so an update supersedes.
+    /// A checkpoint file: written after every answered batch; when it exists (for the same
+    /// file, kind and identity) the load goes on after the last answered record. Removed when
+    /// the load is done.
     #[arg(long)]
-    revision_field: Option<String>,
+    checkpoint: Option<PathBuf>,
+    /// Ignore an existing checkpoint and send the whole file again.
+    #[arg(long, requires = "checkpoint")]
+    restart: bool,
+    /// Write each rejected record (as an NDJSON wrapper, with its violations) to this file, to
+    /// fix and ingest again. It holds personal data: created readable by its owner only.
+    #[arg(long)]
+    rejects: Option<PathBuf>,
     /// Print one JSON line per record instead of the summary.
     #[arg(long)]
     json: bool,
@@ -48,7 +69,7 @@ pub(crate) struct IngestArgs {
 
 /// The source-id field the adapter of `kind` declares (of `department` when known, else the
 /// only adapter of that kind), if `schemas` has it.
-fn declared_id_field(schemas: &std::path::Path, department: Option<&str>, kind: &str) -> Option<String> {
+fn declared_id_field(schemas: &Path, department: Option<&str>, kind: &str) -> Option<String> {
     let standard = hutong_standard::Standard::load(schemas).ok()?;
     let adapters = hutong_adapter::Adapters::load(&schemas.join("departments"), &standard).ok()?;
     let mut of_kind = adapters.iter().filter(|a| a.kind == kind && department.is_none_or(|d| a.department == d));
@@ -59,101 +80,335 @@ fn declared_id_field(schemas: &std::path::Path, department: Option<&str>, kind: 
     first.source_id_field.clone()
 }
 
-pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let declared = match &args.id_field {
-        Some(_) => None,
-        None => declared_id_field(&args.schemas, args.connect.identity_name(), &args.kind),
-    };
-    let identity = Identity {
-        id_field: args.id_field.as_deref().or(declared.as_deref()),
-        revision_field: args.revision_field.as_deref(),
-        strict: true,
-    };
-    let lines = read_export(&args.file, &args.kind, identity)?;
-    let auth = args.connect.auth();
-    let mut client = IngestClient::new(args.connect.channel().await?);
-    let batches: Vec<SubmitRequest> = lines
-        .chunks(args.batch_size.max(1))
-        .enumerate()
-        .map(|(i, chunk)| SubmitRequest {
-            batch_id: format!("{}#{i}", args.file.display()),
-            records: chunk.iter().map(|l| l.record.clone()).collect(),
-        })
-        .collect();
+/// Where a load stands: written after every answered batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Checkpoint {
+    /// The file's SHA-256: a checkpoint resumes the same bytes only.
+    sha256: String,
+    file: String,
+    kind: String,
+    identity: Option<String>,
+    records: usize,
+    /// Records answered, from the first: the load goes on after them.
+    answered: usize,
+    /// Answers so far by status.
+    counts: BTreeMap<String, u64>,
+}
 
-    let mut responses: Vec<SubmitResponse> = Vec::with_capacity(batches.len());
-    if args.stream {
-        let mut req = Request::new(futures::stream::iter(batches));
-        auth.authorize(&mut req);
-        let mut stream = client.submit_stream(req).await?.into_inner();
-        while let Some(resp) = stream.next().await {
-            responses.push(resp?);
-        }
-    } else {
-        for batch in batches {
-            let mut req = Request::new(batch);
-            auth.authorize(&mut req);
-            responses.push(client.submit(req).await?.into_inner());
+impl Checkpoint {
+    fn load(path: &Path) -> anyhow::Result<Option<Checkpoint>> {
+        match std::fs::read(path) {
+            Ok(bytes) => Ok(Some(
+                serde_json::from_slice(&bytes)
+                    .with_context(|| format!("{}: not a checkpoint of hutong ingest", path.display()))?,
+            )),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
     }
 
-    let results: Vec<RecordResult> = responses.into_iter().flat_map(|r| r.results).collect();
-    anyhow::ensure!(results.len() == lines.len(), "gateway answered {} of {} records", results.len(), lines.len());
+    /// Written whole or not at all (a temporary file renamed over it).
+    fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    }
+}
+
+/// Progress on a terminal (a bar with rate and ETA), else a plain line every few seconds.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+    total: usize,
+    done: usize,
+    from: usize,
+    started: Instant,
+    last_line: Instant,
+}
+
+impl Progress {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    fn new(total: usize, done: usize) -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(total as u64).with_position(done as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{wide_bar}] {human_pos}/{human_len} records  {per_sec}  ETA {eta}",
+                )
+                .expect("a valid template"),
+            );
+            bar
+        });
+        let now = Instant::now();
+        Progress { bar, total, done, from: done, started: now, last_line: now }
+    }
+
+    fn advance(&mut self, n: usize) {
+        self.done += n;
+        match &self.bar {
+            Some(bar) => bar.inc(n as u64),
+            None if self.last_line.elapsed() >= Self::EVERY => {
+                self.last_line = Instant::now();
+                eprintln!("{}", self.line());
+            }
+            None => {}
+        }
+    }
+
+    fn line(&self) -> String {
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let rate = (self.done - self.from) as f64 / secs;
+        let eta =
+            if rate > 0.0 { format!(", ETA {:.0} s", (self.total - self.done) as f64 / rate) } else { String::new() };
+        format!("ingest: {}/{} records answered ({rate:.0}/s{eta})", self.done, self.total)
+    }
+
+    fn finish(self) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// What one answered batch changes: counts, the rejects file, the checkpoint.
+struct Books {
+    counts: BTreeMap<String, u64>,
+    rejects: Option<std::io::BufWriter<std::fs::File>>,
+    checkpoint: Option<(PathBuf, Checkpoint)>,
+}
+
+impl Books {
+    fn answered(&mut self, lines: &[Line], results: &[RecordResult]) -> anyhow::Result<()> {
+        for (line, r) in lines.iter().zip(results) {
+            *self.counts.entry(status_name(r.status).to_owned()).or_default() += 1;
+            if let (Some(w), true) = (&mut self.rejects, r.status == Status::Rejected as i32) {
+                serde_json::to_writer(&mut *w, &reject_line(line, r))?;
+                w.write_all(b"\n")?;
+            }
+        }
+        if let Some(w) = &mut self.rejects {
+            w.flush()?;
+        }
+        if let Some((path, c)) = &mut self.checkpoint {
+            c.answered += lines.len();
+            c.counts.clone_from(&self.counts);
+            c.save(path)?;
+        }
+        Ok(())
+    }
+}
+
+/// A rejected record as an NDJSON wrapper (ingestible again once fixed) with its place and
+/// violations.
+fn reject_line(line: &Line, r: &RecordResult) -> serde_json::Value {
+    let rec = &line.record;
+    let mut out = serde_json::json!({
+        "source_id": rec.source_id,
+        "revision": rec.revision,
+        "op": match hutong_proto::v1::Op::try_from(rec.op) {
+            Ok(hutong_proto::v1::Op::Delete) => "DELETE",
+            Ok(hutong_proto::v1::Op::Event) => "EVENT",
+            _ => "UPSERT",
+        },
+        "line": line.number,
+    });
+    if let Some(sheet) = &line.sheet {
+        out["sheet"] = sheet.clone().into();
+    }
+    match (rec.charset.is_empty(), decoded_payload(rec)) {
+        (true, Some(p)) => out["payload"] = p,
+        _ => {
+            use base64::Engine as _;
+            out["payload_base64"] = base64::engine::general_purpose::STANDARD.encode(&rec.payload).into();
+            if !rec.charset.is_empty() {
+                out["charset"] = rec.charset.clone().into();
+            }
+        }
+    }
+    out["violations"] = violations(&r.violations);
+    out
+}
+
+fn create_private(path: &Path, append: bool) -> anyhow::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.create(true);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path).with_context(|| format!("opening {}", path.display()))
+}
+
+pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let declared = match &args.input.id_field {
+        Some(_) => None,
+        None => declared_id_field(&args.schemas, args.connect.identity_name(), &args.kind),
+    };
+    let lines = args.input.read(&args.kind, declared.as_deref(), true)?;
+    let file = args.input.file.display().to_string();
+
+    // Where a checkpointed load stands.
+    let mut start = 0usize;
+    let mut counts = BTreeMap::new();
+    let checkpoint = match &args.checkpoint {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(&args.input.file).with_context(|| format!("reading {file}"))?;
+            let fresh = Checkpoint {
+                sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+                file: file.clone(),
+                kind: args.kind.clone(),
+                identity: args.connect.identity_name().map(str::to_owned),
+                records: lines.len(),
+                answered: 0,
+                counts: BTreeMap::new(),
+            };
+            match Checkpoint::load(path)? {
+                Some(c) if !args.restart => {
+                    let same =
+                        Checkpoint { answered: 0, counts: BTreeMap::new(), file: fresh.file.clone(), ..c.clone() };
+                    anyhow::ensure!(
+                        same == fresh && c.answered <= c.records,
+                        "{}: the checkpoint is of another load ({} of kind {} as {}, {} records, SHA-256 {}…): \
+                         a new export starts over with --restart (its records already published are answered \
+                         DUPLICATE), or name another --checkpoint",
+                        path.display(),
+                        c.file,
+                        c.kind,
+                        c.identity.as_deref().unwrap_or("-"),
+                        c.records,
+                        &c.sha256[..12.min(c.sha256.len())],
+                    );
+                    eprintln!(
+                        "resuming {file} at record {} of {} ({} answered before; checkpoint {})",
+                        c.answered + 1,
+                        c.records,
+                        c.answered,
+                        path.display()
+                    );
+                    start = c.answered;
+                    counts.clone_from(&c.counts);
+                    Some((path.clone(), c))
+                }
+                _ => {
+                    fresh.save(path)?;
+                    Some((path.clone(), fresh))
+                }
+            }
+        }
+    };
+    let rejects = match &args.rejects {
+        Some(path) => Some(std::io::BufWriter::new(create_private(path, start > 0)?)),
+        None => None,
+    };
+    let mut books = Books { counts, rejects, checkpoint };
+
+    let todo = &lines[start..];
+    let size = args.batch_size.max(1);
+    let mut progress = Progress::new(lines.len(), start);
+    let auth = args.connect.auth();
+    let mut client = IngestClient::new(args.connect.channel().await?);
+    let mut results: Vec<RecordResult> = Vec::with_capacity(todo.len());
+    let mut answer = |chunk: &[Line], resp: SubmitResponse, results: &mut Vec<RecordResult>| -> anyhow::Result<()> {
+        anyhow::ensure!(
+            resp.results.len() == chunk.len(),
+            "gateway answered {} of {} records of a batch",
+            resp.results.len(),
+            chunk.len()
+        );
+        books.answered(chunk, &resp.results)?;
+        progress.advance(chunk.len());
+        results.extend(resp.results);
+        Ok(())
+    };
+    let batch = |i: usize, chunk: &[Line]| SubmitRequest {
+        batch_id: format!("{file}#{}", (start / size) + i),
+        records: chunk.iter().map(|l| l.record.clone()).collect(),
+    };
+    let sent: anyhow::Result<()> = async {
+        if args.stream {
+            let batches: Vec<SubmitRequest> = todo.chunks(size).enumerate().map(|(i, c)| batch(i, c)).collect();
+            let mut req = Request::new(futures::stream::iter(batches));
+            auth.authorize(&mut req);
+            let mut stream = client.submit_stream(req).await?.into_inner();
+            let mut chunks = todo.chunks(size);
+            while let Some(resp) = stream.next().await {
+                let chunk = chunks.next().context("the gateway answered more batches than were sent")?;
+                answer(chunk, resp?, &mut results)?;
+            }
+        } else {
+            for (i, chunk) in todo.chunks(size).enumerate() {
+                let mut req = Request::new(batch(i, chunk));
+                auth.authorize(&mut req);
+                answer(chunk, client.submit(req).await?.into_inner(), &mut results)?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    progress.finish();
+    let answered = start + results.len();
+    if let Err(e) = sent {
+        let resume = match &args.checkpoint {
+            Some(p) => format!("; the same command with --checkpoint {} goes on from there", p.display()),
+            None => "; with --checkpoint FILE a load goes on where it stopped".to_owned(),
+        };
+        return Err(e.context(format!("{answered} of {} records answered{resume}", lines.len())));
+    }
+    anyhow::ensure!(answered == lines.len(), "gateway answered {answered} of {} records", lines.len());
+    if let Some((path, _)) = &books.checkpoint {
+        std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+
+    let this_run = &lines[start..];
     if args.json {
-        for (line, r) in lines.iter().zip(&results) {
-            println!("{}", result_json(line, r));
+        for (line, r) in this_run.iter().zip(&results) {
+            let mut j = record_result(r);
+            j["line"] = line.number.into();
+            if let Some(sheet) = &line.sheet {
+                j["sheet"] = sheet.clone().into();
+            }
+            println!("{j}");
         }
     } else {
-        print_summary(&args, &lines, &results);
+        print_summary(&args, &books.counts, lines.len(), this_run, &results);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn status_name(s: i32) -> &'static str {
-    match Status::try_from(s).unwrap_or(Status::Unspecified) {
-        Status::Published => "PUBLISHED",
-        Status::Rejected => "REJECTED",
-        Status::Duplicate => "DUPLICATE",
-        Status::Spooled => "SPOOLED",
-        Status::Unspecified => "UNSPECIFIED",
-    }
-}
-
-fn result_json(line: &Line, r: &RecordResult) -> serde_json::Value {
-    serde_json::json!({
-        "line": line.number,
-        "source_id": r.source_id,
-        "status": status_name(r.status),
-        "receipts": r.receipts.iter().map(|x| serde_json::json!({
-            "entity": x.entity, "topic": x.topic, "partition": x.partition, "offset": x.offset, "event_id": x.event_id,
-        })).collect::<Vec<_>>(),
-        "violations": r.violations.iter().map(|v| serde_json::json!({
-            "pointer": v.pointer, "rule": v.rule, "message": v.message,
-        })).collect::<Vec<_>>(),
-        "warnings": r.warnings.iter().map(|v| serde_json::json!({
-            "pointer": v.pointer, "rule": v.rule, "message": v.message,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-fn print_summary(args: &IngestArgs, lines: &[Line], results: &[RecordResult]) {
-    let count = |s: Status| results.iter().filter(|r| r.status == s as i32).count();
+fn print_summary(
+    args: &IngestArgs,
+    counts: &BTreeMap<String, u64>,
+    total: usize,
+    lines: &[Line],
+    results: &[RecordResult],
+) {
+    let count = |s: Status| counts.get(status_name(s as i32)).copied().unwrap_or(0);
     println!(
-        "{}: {} records of kind {}: {} published, {} rejected, {} duplicate",
-        args.file.display(),
-        results.len(),
+        "{}: {total} records of kind {}: {} published, {} rejected, {} duplicate",
+        args.input.file.display(),
         args.kind,
         count(Status::Published),
         count(Status::Rejected),
         count(Status::Duplicate),
     );
+    if let Some(p) = args.rejects.as_ref().filter(|_| count(Status::Rejected) > 0) {
+        println!("  rejected records with their violations: {}", p.display());
+    }
     if args.quiet {
         return;
     }
     for (line, r) in lines.iter().zip(results) {
         let receipts: Vec<String> =
             r.receipts.iter().map(|x| format!("{}[{}]@{}", x.topic, x.partition, x.offset)).collect();
-        println!("  line {:>3}  {:<10} {:<16} {}", line.number, status_name(r.status), r.source_id, receipts.join(" "));
+        let at = match &line.sheet {
+            Some(s) => format!("{s}!{}", line.number),
+            None => line.number.to_string(),
+        };
+        println!("  line {at:>3}  {:<10} {:<16} {}", status_name(r.status), r.source_id, receipts.join(" "));
         for (v, kind) in
             r.violations.iter().map(|v| (v, "")).chain(r.warnings.iter().map(|v| (v, "flagged, accepted: ")))
         {

@@ -6,8 +6,10 @@ mod bench;
 mod certs;
 mod client;
 mod config;
+mod department_cmd;
 mod governance_cmd;
 mod ingest;
+mod input;
 mod profiles_cmd;
 mod schema_cmd;
 mod sharing_cmd;
@@ -39,11 +41,11 @@ struct Cli {
 enum Command {
     /// Run the gateway: gRPC ingest → adapters → standard → Kafka.
     Serve(ServeArgs),
-    /// Submit a department's NDJSON export to a running gateway and summarise the answers.
+    /// Submit a department's export (NDJSON, CSV, Excel) to a running gateway and summarise the answers.
     Ingest(ingest::IngestArgs),
     /// Print messages of a topic: key, headers and JSON value.
     Tail(tail::TailArgs),
-    /// Dry run of an NDJSON export through adapter and standard, without Kafka:
+    /// Dry run of an export (NDJSON, CSV, Excel) through adapter and standard, without Kafka:
     /// one JSON line per record; exit status 1 if any record is rejected.
     Validate(validate::ValidateArgs),
     /// Benchmark a running gateway over gRPC against the raw producer, same run.
@@ -59,6 +61,9 @@ enum Command {
     Standard(StandardCommand),
     /// Ask a gateway whether it is serving (gRPC health); exit status 0 when it is.
     Health(HealthArgs),
+    /// Connect a new department: its code, adapter skeleton, folders, policy entry and certificate.
+    #[command(subcommand)]
+    Department(department_cmd::DepartmentCommand),
     /// Development PKI: a CA, the gateway's certificate and one client certificate per identity of a policy.
     #[command(subcommand)]
     Certs(certs::CertsCommand),
@@ -168,6 +173,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => bench::run(args).await,
             Command::Schema(cmd) => schema_cmd::run(cmd),
             Command::Certs(cmd) => certs::run(cmd),
+            Command::Department(cmd) => department_cmd::run(cmd),
             Command::Audit(cmd) => audit_cmd::run(cmd),
             Command::Topics(cmd) => topics_cmd::run(cmd).await,
             Command::Profiles(cmd) => profiles_cmd::serve_or_check(cmd, shutdown_signal()).await,

@@ -1,13 +1,12 @@
 //! `hutong validate`: the dry run through adapter and standard, without Kafka.
 
-use std::{path::PathBuf, process::ExitCode};
+use std::process::ExitCode;
 
 use chrono::Utc;
 use hutong_adapter::PseudonymKey;
-use hutong_client::read_ndjson;
 use hutong_pipeline::{Pipeline, dry_run};
 
-use crate::config::Deployment;
+use crate::{config::Deployment, input::InputArgs};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct ValidateArgs {
@@ -17,14 +16,13 @@ pub(crate) struct ValidateArgs {
     /// The department's source kind.
     #[arg(long, short)]
     kind: String,
-    /// NDJSON file, as for `hutong ingest`.
-    file: PathBuf,
+    /// The export, as for `hutong ingest`; records without an id or revision field get their
+    /// position and revision 1 (a dry run sends nothing).
+    #[command(flatten)]
+    input: InputArgs,
     /// The configuration and the schemas folder.
     #[command(flatten)]
     deployment: Deployment,
-    /// Payload field that holds the source id of bare payload lines.
-    #[arg(long)]
-    id_field: Option<String>,
     /// What to show of a valid record: `topic`, each message as its topic carries it (IDs
     /// pseudonymised, phones masked …), or `canonical`, the standard's record with personal
     /// data in clear — for an admin checking a mapping on an export it already holds; printed
@@ -52,7 +50,7 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         PseudonymKey::new(random).expect("32 bytes is long enough")
     });
     let pipeline = Pipeline::load(&config.schemas_dir, key, config.pipeline_settings())?;
-    let lines = read_ndjson(&args.file, &args.kind, args.id_field.as_deref())?;
+    let lines = args.input.read(&args.kind, None, false)?;
     let now = Utc::now();
     let mut rejected = 0usize;
     if args.view == View::Canonical {
@@ -75,6 +73,9 @@ pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             if let Some(w) = warnings {
                 answer["warnings"] = w;
             }
+        }
+        if let Some(sheet) = &line.sheet {
+            answer["sheet"] = sheet.clone().into();
         }
         println!("{answer}");
     }

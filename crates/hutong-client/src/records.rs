@@ -15,17 +15,16 @@
 use std::path::{Path, PathBuf};
 
 use chrono::DateTime;
-use hutong_proto::{
-    Timestamp,
-    v1::{Op, SourceRecord},
-};
+use hutong_proto::v1::SourceRecord;
 use serde_json::Value;
 
 /// A source record and the line it came from.
 #[derive(Debug, Clone)]
 pub struct Line {
-    /// Line number in the file, from 1.
+    /// Line number in the file (the row of a sheet), from 1.
     pub number: usize,
+    /// The sheet of a workbook the row is on.
+    pub sheet: Option<String>,
     /// The record to submit.
     pub record: SourceRecord,
 }
@@ -42,23 +41,28 @@ pub enum RecordError {
         source: std::io::Error,
     },
     /// A record without a stable source id or revision, read strictly.
-    #[error("{}:{line}: {message}", path.display())]
+    #[error("{at}: {message}")]
     Unstable {
-        /// The file.
-        path: PathBuf,
-        /// The line.
-        line: usize,
+        /// The file and line (or sheet and row).
+        at: String,
         /// What is missing and how to give it.
         message: String,
     },
     /// A wrapper line is malformed (its payload is sent as it is; the wrapper is the tool's).
-    #[error("{}:{line}: {message}", path.display())]
+    #[error("{at}: {message}")]
     Wrapper {
-        /// The file.
-        path: PathBuf,
-        /// The line.
-        line: usize,
+        /// The file and line.
+        at: String,
         /// What is wrong.
+        message: String,
+    },
+    /// A table (CSV, a sheet) that cannot be read as records: its header, a row's width, its
+    /// encoding.
+    #[error("{at}: {message}")]
+    Table {
+        /// The file and line (or sheet and row).
+        at: String,
+        /// What is wrong and how to fix it.
         message: String,
     },
 }
@@ -83,7 +87,6 @@ pub fn read_ndjson(path: &Path, kind: &str, id_field: Option<&str>) -> Result<Ve
 
 /// [`read_ndjson`] with the source ids and revisions taken as `identity` says.
 pub fn read_export(path: &Path, kind: &str, identity: Identity<'_>) -> Result<Vec<Line>, RecordError> {
-    let id_field = identity.id_field;
     let text = std::fs::read(path).map_err(|source| RecordError::Read { path: path.to_owned(), source })?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("input");
     let mut out = Vec::new();
@@ -92,68 +95,104 @@ pub fn read_export(path: &Path, kind: &str, identity: Identity<'_>) -> Result<Ve
         if raw.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let number = i + 1;
-        let fallback_id = format!("{name}:{number}");
+        let at = Place { path, sheet: None, number: i + 1 };
         let record = match serde_json::from_slice::<Value>(raw) {
             Ok(Value::Object(obj)) if obj.contains_key("payload") || obj.contains_key("payload_base64") => {
                 if identity.strict && !obj.get("source_id").is_some_and(|s| s.is_string() || s.is_number()) {
-                    return Err(RecordError::Unstable {
-                        path: path.to_owned(),
-                        line: number,
-                        message: "the wrapper has no source_id: give each record its id in the department's system \
-                                  (a line number is not one: a re-export would reuse it for another record)"
+                    return Err(at.unstable(
+                        "the wrapper has no source_id: give each record its id in the department's system \
+                         (a line number is not one: a re-export would reuse it for another record)"
                             .into(),
-                    });
+                    ));
                 }
-                wrapper(obj, kind, &fallback_id).map_err(|message| RecordError::Wrapper {
-                    path: path.to_owned(),
-                    line: number,
-                    message,
-                })?
+                hutong_proto::json::source_record(obj, kind, &at.fallback_id(name))
+                    .map_err(|message| RecordError::Wrapper { at: at.to_string(), message })?
             }
-            Ok(v) => {
-                let unstable = |message: String| RecordError::Unstable { path: path.to_owned(), line: number, message };
-                let source_id = id_field
-                    .and_then(|f| v.get(f))
-                    .and_then(|x| x.as_str().map(str::to_owned).or_else(|| x.as_number().map(|n| n.to_string())))
-                    .filter(|s| !s.trim().is_empty());
-                let revision = identity.revision_field.and_then(|f| v.get(f)).and_then(revision_of);
-                let (source_id, revision) = match (source_id, revision, identity.strict) {
-                    (Some(id), Some(rev), _) => (id, rev),
-                    (None, _, true) => {
-                        return Err(unstable(match id_field {
-                            Some(f) => format!("no source id in field {f:?} (--id-field)"),
-                            None => "a bare payload line needs its source id: name the field that holds the record's \
-                                     id in the department's system with --id-field (a line number is not an id: a \
-                                     re-export would reuse it for another record, and consumers drop a repeated \
-                                     event id)"
-                                .to_owned(),
-                        }));
-                    }
-                    (Some(_), None, true) => {
-                        return Err(unstable(match identity.revision_field {
-                            Some(f) => format!("no revision in field {f:?} (an integer, or a time)"),
-                            None => "a bare payload line needs its revision: name a version or last-modified column \
-                                     with --revision-field (an integer, or a time: its Unix seconds), so an updated \
-                                     record supersedes the one before"
-                                .to_owned(),
-                        }));
-                    }
-                    (id, rev, false) => (id.unwrap_or(fallback_id), rev.unwrap_or(1)),
-                };
-                SourceRecord { kind: kind.to_owned(), source_id, revision, payload: raw.to_vec(), ..Default::default() }
-            }
+            Ok(v) => bare(&v, raw.to_vec(), kind, identity, &at, name)?,
             Err(_) => SourceRecord {
                 kind: kind.to_owned(),
-                source_id: fallback_id,
+                source_id: at.fallback_id(name),
                 revision: 1,
                 payload: raw.to_vec(),
                 ..Default::default()
             },
         };
-        out.push(Line { number, record });
+        out.push(Line { number: at.number, sheet: None, record });
     }
     Ok(out)
+}
+
+/// Where a record is in its file: a line of NDJSON or CSV, a row of a sheet.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Place<'a> {
+    pub(crate) path: &'a Path,
+    pub(crate) sheet: Option<&'a str>,
+    pub(crate) number: usize,
+}
+
+impl std::fmt::Display for Place<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.sheet {
+            Some(s) => write!(f, "{}[{s}]:{}", self.path.display(), self.number),
+            None => write!(f, "{}:{}", self.path.display(), self.number),
+        }
+    }
+}
+
+impl Place<'_> {
+    /// The position as an id, for a lenient read only: `<file>:<line>` or `<file>:<sheet>:<row>`.
+    pub(crate) fn fallback_id(&self, name: &str) -> String {
+        match self.sheet {
+            Some(s) => format!("{name}:{s}:{}", self.number),
+            None => format!("{name}:{}", self.number),
+        }
+    }
+
+    pub(crate) fn unstable(&self, message: String) -> RecordError {
+        RecordError::Unstable { at: self.to_string(), message }
+    }
+}
+
+/// A bare payload (an NDJSON line, a CSV or sheet row) as a record: its source id and revision
+/// from the fields `identity` names; read strictly, refused without them.
+pub(crate) fn bare(
+    v: &Value,
+    payload: Vec<u8>,
+    kind: &str,
+    identity: Identity<'_>,
+    at: &Place<'_>,
+    name: &str,
+) -> Result<SourceRecord, RecordError> {
+    let id_field = identity.id_field;
+    let source_id = id_field
+        .and_then(|f| v.get(f))
+        .and_then(|x| x.as_str().map(|s| s.trim().to_owned()).or_else(|| x.as_number().map(|n| n.to_string())))
+        .filter(|s| !s.is_empty());
+    let revision = identity.revision_field.and_then(|f| v.get(f)).and_then(revision_of);
+    let (source_id, revision) = match (source_id, revision, identity.strict) {
+        (Some(id), Some(rev), _) => (id, rev),
+        (None, _, true) => {
+            return Err(at.unstable(match id_field {
+                Some(f) => format!("no source id in field {f:?} (--id-field)"),
+                None => "a bare payload line needs its source id: name the field that holds the record's \
+                         id in the department's system with --id-field (a line number is not an id: a \
+                         re-export would reuse it for another record, and consumers drop a repeated \
+                         event id)"
+                    .to_owned(),
+            }));
+        }
+        (Some(_), None, true) => {
+            return Err(at.unstable(match identity.revision_field {
+                Some(f) => format!("no revision in field {f:?} (an integer, or a time)"),
+                None => "a bare payload line needs its revision: name a version or last-modified column \
+                         with --revision-field (an integer, or a time: its Unix seconds), so an updated \
+                         record supersedes the one before"
+                    .to_owned(),
+            }));
+        }
+        (id, rev, false) => (id.unwrap_or_else(|| at.fallback_id(name)), rev.unwrap_or(1)),
+    };
+    Ok(SourceRecord { kind: kind.to_owned(), source_id, revision, payload, ..Default::default() })
 }
 
 /// A revision from a field: a non-negative integer (or its digits), or a time — RFC 3339,
@@ -176,48 +215,6 @@ fn revision_of(v: &Value) -> Option<u64> {
     u64::try_from(t.timestamp()).ok()
 }
 
-fn wrapper(mut obj: serde_json::Map<String, Value>, kind: &str, fallback_id: &str) -> Result<SourceRecord, String> {
-    let source_id = match obj.remove("source_id") {
-        Some(Value::String(s)) => s,
-        Some(Value::Number(n)) => n.to_string(),
-        None => fallback_id.to_owned(),
-        Some(other) => return Err(format!("source_id must be a string, got {other}")),
-    };
-    let revision = obj
-        .get("revision")
-        .map_or(Ok(1), |r| r.as_u64().ok_or_else(|| "revision must be a non-negative integer".to_owned()))?;
-    let op = match obj.get("op").and_then(Value::as_str).unwrap_or("UPSERT").to_ascii_uppercase().as_str() {
-        "UPSERT" => Op::Upsert,
-        "DELETE" => Op::Delete,
-        "EVENT" => Op::Event,
-        other => return Err(format!("op must be UPSERT, DELETE or EVENT, got {other:?}")),
-    };
-    let occurred_at = match obj.get("occurred_at").and_then(Value::as_str) {
-        Some(t) => {
-            let t = DateTime::parse_from_rfc3339(t).map_err(|e| format!("occurred_at {t:?} is not RFC 3339: {e}"))?;
-            Some(Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 })
-        }
-        None => None,
-    };
-    let charset = obj.get("charset").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let payload = if let Some(b64) = obj.remove("payload_base64") {
-        // Legacy exports (GBK/GB18030) travel as their original bytes.
-        use base64::Engine as _;
-        let text = b64.as_str().ok_or("payload_base64 must be a string")?;
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .map_err(|e| format!("payload_base64 is not base64: {e}"))?
-    } else {
-        match obj.remove("payload") {
-            // A string payload is sent as its bytes (e.g. a CSV-turned-JSON text).
-            Some(Value::String(s)) => s.into_bytes(),
-            Some(v) => serde_json::to_vec(&v).map_err(|e| e.to_string())?,
-            None => Vec::new(),
-        }
-    };
-    Ok(SourceRecord { kind: kind.to_owned(), source_id, revision, op: op as i32, occurred_at, payload, charset })
-}
-
 /// The payload of `rec` as JSON, decoded from its charset (`gbk`, `gb18030`; empty is
 /// UTF-8); `None` when it is not JSON in that charset.
 pub fn decoded_payload(rec: &SourceRecord) -> Option<Value> {
@@ -233,6 +230,7 @@ pub fn decoded_payload(rec: &SourceRecord) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hutong_proto::v1::Op;
 
     #[test]
     fn reads_wrappers_bare_payloads_and_garbage() {

@@ -57,6 +57,20 @@ impl ErrorCode {
         }
     }
 
+    /// The code of a gRPC status (the HTTP face of an RPC answers with its [`Self::http`]).
+    pub fn of_grpc(code: tonic::Code) -> Self {
+        match code {
+            tonic::Code::InvalidArgument | tonic::Code::OutOfRange => Self::InvalidArgument,
+            tonic::Code::Unauthenticated => Self::Unauthenticated,
+            tonic::Code::PermissionDenied => Self::PermissionDenied,
+            tonic::Code::NotFound => Self::NotFound,
+            tonic::Code::ResourceExhausted => Self::ResourceExhausted,
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Aborted => Self::Unavailable,
+            tonic::Code::FailedPrecondition => Self::FailedPrecondition,
+            _ => Self::Internal,
+        }
+    }
+
     /// A gRPC status with this code.
     pub fn status(self, message: impl Into<String>) -> tonic::Status {
         tonic::Status::new(self.grpc(), message)

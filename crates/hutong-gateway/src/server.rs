@@ -209,6 +209,7 @@ pub async fn serve_on(
     if let Some(s) = spool {
         service = service.with_spool(s);
     }
+    let http_submit = crate::ingest::http_router(service.clone(), config.limits.max_message_bytes);
     let ingest = IngestServer::new(service)
         .max_decoding_message_size(config.limits.max_message_bytes)
         .accept_compressed(CompressionEncoding::Gzip)
@@ -229,12 +230,15 @@ pub async fn serve_on(
         |guard: Arc<Guard>| move |req: tonic::Request<()>| guard.authenticated(&req, "ServerReflection").map(|()| req);
     let reflection_v1 = InterceptedService::new(reflection_v1, reflection_guard(Arc::clone(&security.guard)));
     let reflection_v1alpha = InterceptedService::new(reflection_v1alpha, reflection_guard(Arc::clone(&security.guard)));
-    let router = Server::builder()
-        .add_service(health)
+    let routes = tonic::service::Routes::new(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(ingest)
-        .add_service(admin);
+        .add_service(admin)
+        .into_axum_router()
+        .merge(http_submit);
+    // HTTP/1.1 too, for `POST /v1/submit` (gRPC stays on HTTP/2).
+    let router = Server::builder().accept_http1(true).add_routes(routes.into());
     serve_router(router, listener, &security, shutdown).await
 }
 

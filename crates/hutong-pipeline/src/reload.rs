@@ -75,10 +75,11 @@ impl Reloader {
         let mut status = self.status.lock().expect("reload status lock");
         match Pipeline::load(&self.schemas, self.key.clone(), self.settings.clone()) {
             Ok(p) => {
+                let adapters = p.adapters().iter().count();
                 self.current.store(Arc::new(p));
                 status.generation += 1;
                 status.last_error = None;
-                info!(generation = status.generation, "standard and adapters reloaded");
+                info!(generation = status.generation, adapters, "standard and adapters reloaded");
                 Ok(status.generation)
             }
             Err(e) => {

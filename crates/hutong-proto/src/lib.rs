@@ -11,3 +11,6 @@ pub mod v1 {
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hutong_descriptor.bin"));
 
 pub use prost_types::Timestamp;
+
+#[cfg(feature = "json")]
+pub mod json;

@@ -82,7 +82,8 @@ pub(crate) fn server_config(auth: &AuthConfig) -> Result<Option<Arc<ServerConfig
         AuthMode::Token => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(chain, key).map_err(|e| pem(cert, e))?;
-    config.alpn_protocols = vec![b"h2".to_vec()];
+    // gRPC on HTTP/2; `POST /v1/submit` also over HTTP/1.1 for clients without h2.
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some(Arc::new(config)))
 }
 

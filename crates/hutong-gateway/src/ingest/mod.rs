@@ -6,6 +6,7 @@ mod admission;
 mod batch;
 mod dedupe;
 mod delivery;
+mod http;
 
 use std::{pin::Pin, sync::Arc};
 
@@ -16,6 +17,7 @@ use hutong_proto::v1::{SubmitRequest, SubmitResponse, ingest_server::Ingest};
 use tonic::{Request, Response, Status, Streaming};
 
 pub(crate) use delivery::pb_violations;
+pub(crate) use http::router as http_router;
 
 use crate::{DeliveryConfig, Guard, Metrics};
 
