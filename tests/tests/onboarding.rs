@@ -380,3 +380,59 @@ fn department_new_refuses_bad_ids_and_existing_departments() -> anyhow::Result<(
     assert!(!work.path().join(".hutong").exists());
     Ok(())
 }
+
+/// The Python department client of `examples/python` (grpcio, stubs generated from `proto/`)
+/// over mTLS: its answers are the gateway's, and it sends the bytes `hutong ingest` sends (the
+/// same records are answered DUPLICATE, whoever sent them first).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_department_client_submits_over_mtls() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let gateway = Gateway::start(&broker.bootstrap).await?;
+    let stubs = tempfile::tempdir()?;
+    let sample = "schemas/departments/gongan/samples/household_registration.ndjson";
+    let port = gateway.endpoint.rsplit(':').next().unwrap().to_owned();
+    let python = |identity: &str| -> anyhow::Result<Output> {
+        let pki = &gateway.pki;
+        Ok(Command::new(hutong_tests::python())
+            .arg(repo_root().join("examples/python/hutong_department.py"))
+            .args(["--gateway", &format!("127.0.0.1:{port}"), "--kind", "household_registration"])
+            .arg("--ca")
+            .arg(pki.join("ca.pem"))
+            .arg("--cert")
+            .arg(pki.join(format!("{identity}.pem")))
+            .arg("--key")
+            .arg(pki.join(format!("{identity}.key")))
+            .arg("--stubs")
+            .arg(stubs.path())
+            .arg(sample)
+            .current_dir(repo_root())
+            .output()?)
+    };
+    let answers = |out: &Output| -> anyhow::Result<Vec<Value>> {
+        Ok(text(&out.stdout).lines().map(serde_json::from_str).collect::<Result<_, _>>()?)
+    };
+    let count = |answers: &[Value], status: &str| answers.iter().filter(|a| a["status"] == status).count();
+
+    let first = python("gongan")?;
+    assert_eq!(first.status.code(), Some(1), "the sample has rows rejected on purpose: {}", text(&first.stderr));
+    let first = answers(&first)?;
+    assert_eq!((first.len(), count(&first, "PUBLISHED"), count(&first, "REJECTED")), (48, 44, 4));
+    let rejected: Vec<&str> =
+        first.iter().filter(|a| a["status"] == "REJECTED").map(|a| a["violations"][0]["rule"].as_str().unwrap()).collect();
+    assert!(rejected.contains(&"format:gb11643"), "{rejected:?}");
+    // The same export through `hutong ingest`: every published record is a duplicate, by event id.
+    let mut cmd = Command::new(hutong_bin()?);
+    cmd.args(["ingest", "-k", "household_registration", "--json", sample]).args(gateway.cli_args("gongan"));
+    let ingest = cmd.current_dir(repo_root()).output()?;
+    assert!(ingest.status.success(), "{}", text(&ingest.stderr));
+    let again = answers(&ingest)?;
+    assert_eq!(count(&again, "DUPLICATE"), 44);
+    for (p, h) in first.iter().zip(&again).filter(|(p, _)| p["status"] == "PUBLISHED") {
+        assert_eq!(p["receipts"][0]["event_id"], h["receipts"][0]["event_id"], "{p} / {h}");
+    }
+    // Another department's kind: refused as a call (exit 2), nothing published.
+    let refused = python("minzheng")?;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused.stderr).contains("PERMISSION_DENIED"), "{}", text(&refused.stderr));
+    Ok(())
+}
