@@ -417,8 +417,11 @@ async fn the_python_department_client_submits_over_mtls() -> anyhow::Result<()> 
     assert_eq!(first.status.code(), Some(1), "the sample has rows rejected on purpose: {}", text(&first.stderr));
     let first = answers(&first)?;
     assert_eq!((first.len(), count(&first, "PUBLISHED"), count(&first, "REJECTED")), (48, 44, 4));
-    let rejected: Vec<&str> =
-        first.iter().filter(|a| a["status"] == "REJECTED").map(|a| a["violations"][0]["rule"].as_str().unwrap()).collect();
+    let rejected: Vec<&str> = first
+        .iter()
+        .filter(|a| a["status"] == "REJECTED")
+        .map(|a| a["violations"][0]["rule"].as_str().unwrap())
+        .collect();
     assert!(rejected.contains(&"format:gb11643"), "{rejected:?}");
     // The same export through `hutong ingest`: every published record is a duplicate, by event id.
     let mut cmd = Command::new(hutong_bin()?);

@@ -75,9 +75,23 @@ struct Field {
     value: Option<String>,
     expr: Option<Expr>,
     when: Option<Expr>,
+    /// `when` reads `value`: it is tested on the source value trimmed and NFKC-normalised.
+    when_after: bool,
     default: Option<String>,
     transforms: Vec<Transform>,
     as_type: ValueType,
+}
+
+/// A target array filled from a source array (`[[output.each]]`).
+#[derive(Debug, Clone)]
+struct Each {
+    over: String,
+    /// The target array's pointer and segments.
+    to: String,
+    segments: Vec<String>,
+    when: Option<Expr>,
+    /// The element's fields; their segments are relative to the element.
+    fields: Vec<Field>,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +100,7 @@ struct Output {
     key_field: String,
     when: Option<Expr>,
     fields: Vec<Field>,
+    each: Vec<Each>,
 }
 
 /// A checked adapter for one (department, source kind).
@@ -154,15 +169,20 @@ impl Adapter {
                 .as_deref()
                 .map(|w| Expr::compile(w).map_err(|e| check(format!("output {} when: {e}", out.entity))))
                 .transpose()?;
+            let mut each = Vec::with_capacity(out.each.len());
+            for e in out.each {
+                each.push(build_each(e, &out.entity, standard).map_err(&check)?);
+            }
             if !fields.iter().any(|f| f.segments == [entity.key.clone()]) {
                 return Err(check(format!("output {} does not fill its key /{}", out.entity, entity.key)));
             }
             for req in required_of(&entity.schema) {
-                if !fields.iter().any(|f| f.segments.first() == Some(&req)) {
+                let filled = fields.iter().map(|f| &f.segments).chain(each.iter().map(|e| &e.segments));
+                if !filled.clone().any(|s| s.first() == Some(&req)) {
                     return Err(check(format!("output {} does not fill required field /{req}", out.entity)));
                 }
             }
-            outputs.push(Output { entity: out.entity, key_field: entity.key.clone(), when, fields });
+            outputs.push(Output { entity: out.entity, key_field: entity.key.clone(), when, fields, each });
         }
         let (source_id_field, source_id_pii) = match spec.source_id {
             Some(s) => (s.from, s.pii),
@@ -197,10 +217,10 @@ impl Adapter {
     /// The top-level fields this adapter fills in its `entity` records (none if it produces
     /// no such record).
     pub fn fields_of<'s>(&'s self, entity: &'s str) -> impl Iterator<Item = &'s str> + 's {
-        self.outputs
-            .iter()
-            .filter(move |o| o.entity == entity)
-            .flat_map(|o| o.fields.iter().filter_map(|f| f.segments.first().map(String::as_str)))
+        self.outputs.iter().filter(move |o| o.entity == entity).flat_map(|o| {
+            let fields = o.fields.iter().map(|f| &f.segments);
+            fields.chain(o.each.iter().map(|e| &e.segments)).filter_map(|s| s.first().map(String::as_str))
+        })
     }
 
     /// Maps a source payload to canonical records, or every violation found.
@@ -219,11 +239,14 @@ impl Adapter {
             }
             let mut record = Value::Object(Map::new());
             for field in &out.fields {
-                match field.produce(payload, ctx, &scope) {
+                match field.produce(payload, ctx, &scope, &[]) {
                     Ok(Some(v)) => set_pointer(&mut record, &field.segments, v),
                     Ok(None) => {}
                     Err(v) => violations.push(v),
                 }
+            }
+            for each in &out.each {
+                each.fill(&mut record, payload, ctx, &scope, &mut violations);
             }
             compact_arrays(&mut record);
             let key = record.get(&out.key_field).and_then(Value::as_str).map(str::to_owned);
@@ -236,9 +259,18 @@ impl Adapter {
 /// The payload fields every CEL expression of `outputs` reads together, `None` if one may read
 /// any.
 fn cel_fields(outputs: &[Output]) -> Option<Vec<String>> {
-    let exprs = outputs
-        .iter()
-        .flat_map(|o| o.when.iter().chain(o.fields.iter().flat_map(|f| f.when.iter().chain(f.expr.iter()))));
+    fn of_fields(fields: &[Field]) -> impl Iterator<Item = &Expr> {
+        fields.iter().flat_map(|f| f.when.iter().chain(f.expr.iter()))
+    }
+    let exprs = outputs.iter().flat_map(|o| {
+        let mut e: Vec<&Expr> = o.when.iter().collect();
+        e.extend(of_fields(&o.fields));
+        for each in &o.each {
+            e.extend(each.when.iter());
+            e.extend(of_fields(&each.fields));
+        }
+        e
+    });
     let mut all = Vec::new();
     for e in exprs {
         all.extend_from_slice(e.src_fields()?);
@@ -253,12 +285,20 @@ impl Field {
         if self.from.is_empty() { "value".to_owned() } else { self.from.join("+") }
     }
 
-    fn produce(&self, payload: &Value, ctx: &MapContext<'_>, scope: &Scope<'_>) -> Result<Option<Value>, Violation> {
+    /// The field's value from `payload` (the record's, or an array element's for the fields of
+    /// `[[output.each]]`), with `vars` (`item`, `index`) in its expressions.
+    fn produce(
+        &self,
+        payload: &Value,
+        ctx: &MapContext<'_>,
+        scope: &Scope<'_>,
+        vars: &[(&str, cel::Value)],
+    ) -> Result<Option<Value>, Violation> {
         let fail = |rule: &str, msg: String| {
             Violation::new(&self.to, rule, format!("source field {}: {msg}", self.source_name()))
         };
-        if let Some(w) = &self.when {
-            match w.test(scope) {
+        if let Some(w) = self.when.as_ref().filter(|_| !self.when_after) {
+            match w.test_with(scope, vars) {
                 Ok(true) => {}
                 Ok(false) => return Ok(None),
                 Err(e) => return Err(fail("adapter:when", e)),
@@ -267,7 +307,7 @@ impl Field {
         let raw = if let Some(v) = &self.value {
             Some(v.clone())
         } else if let Some(e) = &self.expr {
-            e.eval_string(scope).map_err(|e| fail("adapter:expr", e))?
+            e.eval_string_with(scope, vars).map_err(|e| fail("adapter:expr", e))?
         } else {
             let mut parts = Vec::with_capacity(self.from.len());
             for name in &self.from {
@@ -290,6 +330,19 @@ impl Field {
                 None => return Ok(None),
             },
         };
+        if let Some(w) = self.when.as_ref().filter(|_| self.when_after) {
+            // The value as a person reads it: trimmed (U+3000 too) and NFKC-normalised, before
+            // the transforms that may refuse it.
+            use unicode_normalization::UnicodeNormalization as _;
+            let normal: String = value.trim().nfkc().collect::<String>().trim().to_owned();
+            let mut with_value = vars.to_vec();
+            with_value.push(("value", cel::Value::String(std::sync::Arc::new(normal))));
+            match w.test_with(scope, &with_value) {
+                Ok(true) => {}
+                Ok(false) => return Ok(None),
+                Err(e) => return Err(fail("adapter:when", e)),
+            }
+        }
         for t in &self.transforms {
             match t.apply(value, ctx.key).map_err(|(rule, msg)| fail(rule, msg))? {
                 Some(v) => value = v,
@@ -301,6 +354,88 @@ impl Field {
         }
         convert(&value, self.as_type).map(Some).map_err(|m| fail("adapter:type", m))
     }
+}
+
+impl Each {
+    /// One element of the target array per element of the source array (none when the source
+    /// field is absent); a source that is not an array is a violation.
+    fn fill(
+        &self,
+        record: &mut Value,
+        payload: &Value,
+        ctx: &MapContext<'_>,
+        scope: &Scope<'_>,
+        violations: &mut Vec<Violation>,
+    ) {
+        let items = match payload.get(&self.over) {
+            None | Some(Value::Null) => return,
+            Some(Value::Array(items)) => items,
+            Some(_) => {
+                let message = format!("source field {}: must be an array (each)", self.over);
+                return violations.push(Violation::new(&self.to, "adapter:type", message));
+            }
+        };
+        // The element is converted for CEL only when an expression may read it.
+        let reads = self.when.is_some() || self.fields.iter().any(|f| f.when.is_some() || f.expr.is_some());
+        for (i, item) in items.iter().enumerate() {
+            let vars = if reads {
+                vec![("item", crate::expr::to_cel(item)), ("index", cel::Value::Int(i as i64))]
+            } else {
+                Vec::new()
+            };
+            if let Some(w) = &self.when {
+                match w.test_with(scope, &vars) {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        let at = format!("{}/{i}", self.to);
+                        violations.push(Violation::new(
+                            &at,
+                            "adapter:when",
+                            format!("source field {}[{i}]: {e}", self.over),
+                        ));
+                        continue;
+                    }
+                }
+            }
+            for field in &self.fields {
+                let mut at = self.segments.clone();
+                at.push(i.to_string());
+                at.extend(field.segments.iter().cloned());
+                match field.produce(item, ctx, scope, &vars) {
+                    Ok(Some(v)) => set_pointer(record, &at, v),
+                    Ok(None) => {}
+                    Err(mut v) => {
+                        // The element's own pointer and source place.
+                        v.pointer = format!("/{}", at.join("/"));
+                        v.message =
+                            v.message.replacen("source field ", &format!("source field {}[{i}].", self.over), 1);
+                        violations.push(v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A `[[output.each]]`: its fields checked as the element `0` of the target array.
+fn build_each(e: crate::spec::EachSpec, entity: &str, standard: &Standard) -> Result<Each, String> {
+    let segments = parse_pointer(&e.to)?;
+    let when =
+        e.when.as_deref().map(|w| Expr::compile(w).map_err(|x| format!("each {} when: {x}", e.to))).transpose()?;
+    let mut fields = Vec::with_capacity(e.field.len());
+    for mut f in e.field {
+        let relative = parse_pointer(&f.to).map_err(|x| format!("each {}: {x}", e.to))?;
+        f.to = format!("{}/0{}", e.to, f.to);
+        let mut field = build_field(f, entity, standard)?;
+        field.to = format!("{}/…/{}", e.to, relative.join("/"));
+        field.segments = relative;
+        fields.push(field);
+    }
+    if fields.is_empty() {
+        return Err(format!("each {}: no field", e.to));
+    }
+    Ok(Each { over: e.over, to: e.to, segments, when, fields })
 }
 
 /// The string result of a field as the JSON type its target wants.
@@ -362,6 +497,7 @@ fn build_field(f: FieldSpec, entity: &str, standard: &Standard) -> Result<Field,
     };
     let expr = compile("expr", &f.expr)?;
     let when = compile("when", &f.when)?;
+    let when_after = when.as_ref().is_some_and(|w| w.names("value"));
     let transforms: Vec<Transform> = f
         .transforms
         .into_iter()
@@ -406,6 +542,7 @@ fn build_field(f: FieldSpec, entity: &str, standard: &Standard) -> Result<Field,
         value: f.value,
         expr,
         when,
+        when_after,
         default: f.default,
         transforms,
         as_type,

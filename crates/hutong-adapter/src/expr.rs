@@ -36,22 +36,56 @@ impl Expr {
         self.src_fields.as_deref()
     }
 
-    fn eval(&self, scope: &Scope<'_>) -> Result<cel::Value, String> {
+    /// Whether it names the variable `name` (outside string literals, roughly: a whole word).
+    pub(crate) fn names(&self, name: &str) -> bool {
+        let b = self.source.as_bytes();
+        let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'.';
+        self.source.match_indices(name).any(|(i, _)| {
+            let before = i.checked_sub(1).map(|j| b[j]);
+            let after = b.get(i + name.len()).copied();
+            !before.is_some_and(ident) && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
+        })
+    }
+
+    fn eval(&self, scope: &Scope<'_>, vars: &[(&str, cel::Value)]) -> Result<cel::Value, String> {
         let ctx = scope.context()?;
-        self.program.execute(ctx).map_err(|e| format!("{}: {e}", self.source))
+        let run = |ctx: &cel::Context<'_, '_>| self.program.execute(ctx).map_err(|e| format!("{}: {e}", self.source));
+        if vars.is_empty() {
+            return run(ctx);
+        }
+        let mut inner = ctx.new_inner_scope();
+        for (name, value) in vars {
+            inner.add_variable_from_value(*name, value.clone());
+        }
+        run(&inner)
     }
 
     /// Evaluates a condition; anything but a boolean is an error.
     pub(crate) fn test(&self, scope: &Scope<'_>) -> Result<bool, String> {
-        match self.eval(scope)? {
+        self.test_with(scope, &[])
+    }
+
+    /// [`Self::test`] with more variables (`item`, `index`, `value`).
+    pub(crate) fn test_with(&self, scope: &Scope<'_>, vars: &[(&str, cel::Value)]) -> Result<bool, String> {
+        match self.eval(scope, vars)? {
             cel::Value::Bool(b) => Ok(b),
             other => Err(format!("{}: a condition must be true or false, got {other:?}", self.source)),
         }
     }
 
     /// Evaluates a computed value as text (`null` is no value).
+    #[cfg(test)]
     pub(crate) fn eval_string(&self, scope: &Scope<'_>) -> Result<Option<String>, String> {
-        Ok(match self.eval(scope)? {
+        self.eval_string_with(scope, &[])
+    }
+
+    /// [`Self::eval_string`] with more variables (`item`, `index`).
+    pub(crate) fn eval_string_with(
+        &self,
+        scope: &Scope<'_>,
+        vars: &[(&str, cel::Value)],
+    ) -> Result<Option<String>, String> {
+        Ok(match self.eval(scope, vars)? {
             cel::Value::Null => None,
             cel::Value::String(s) => Some(s.to_string()),
             cel::Value::Int(i) => Some(i.to_string()),
@@ -173,7 +207,7 @@ fn stdlib() -> &'static Arc<cel::Env> {
 
 /// JSON → CEL with integers as `int` (CEL does not mix `int` and `uint`, and
 /// people write `src.AGE >= 60`, not `60u`).
-fn to_cel(v: &Value) -> cel::Value {
+pub(crate) fn to_cel(v: &Value) -> cel::Value {
     match v {
         Value::Null => cel::Value::Null,
         Value::Bool(b) => cel::Value::Bool(*b),

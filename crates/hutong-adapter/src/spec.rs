@@ -73,6 +73,27 @@ pub struct OutputSpec {
     pub when: Option<String>,
     /// How each target field is filled.
     pub field: Vec<FieldSpec>,
+    /// Arrays of the record filled from arrays of the source, one element per element.
+    #[serde(default)]
+    pub each: Vec<EachSpec>,
+}
+
+/// An array of the record filled from an array of the source (`[[output.each]]`): one target
+/// element per source element, its fields read from the element (`from`) or computed with the
+/// element as `item` and its position as `index` in expressions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct EachSpec {
+    /// The source array: a top-level field of the payload.
+    pub over: String,
+    /// The target array, e.g. `/status_history`.
+    pub to: String,
+    /// A CEL condition per element (`item`, `index`, `src`, `meta`): the element is mapped only
+    /// when true.
+    #[serde(default)]
+    pub when: Option<String>,
+    /// The element's fields, `to` relative to the element (e.g. `/status`).
+    pub field: Vec<FieldSpec>,
 }
 
 /// How one target field is filled.
@@ -93,7 +114,9 @@ pub struct FieldSpec {
     /// A CEL expression over `src` (the payload) and `meta` (source_id, revision, kind, department).
     #[serde(default)]
     pub expr: Option<String>,
-    /// A CEL condition: the field is filled only when true.
+    /// A CEL condition: the field is filled only when true. A condition that reads `value` sees
+    /// the field's source value trimmed (U+3000 too) and NFKC-normalised, before the transforms
+    /// (a full-width or padded `无` reads `无`).
     #[serde(default)]
     pub when: Option<String>,
     /// JSON type of the result: `string` (default), `integer`, `number` or `boolean`.
