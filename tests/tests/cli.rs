@@ -193,6 +193,21 @@ fn adapter_check_finds_the_schemas_folder_of_its_path_or_says_how_to_name_it() -
     assert_eq!(err.matches("holds no standard").count(), 1, "said once: {err}");
     let out = run(&["adapter", "check", "--schemas", &repo_root().join("schemas").display().to_string()])?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The dry run of an export from elsewhere says the same, once.
+    let sample = repo_root().join("schemas/departments/gongan/samples/household_registration.ndjson");
+    let out = run(&["validate", "-d", "gongan", "-k", "household_registration", &sample.display().to_string()])?;
+    let err = String::from_utf8(out.stderr)?;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.contains("--schemas DIR") && !err.contains("No such file"), "{err}");
+    // A cause its error already quotes is not printed twice.
+    let out =
+        run(&["validate", "-d", "gongan", "-k", "household_registration", "--schemas", "/nonexistent/x", "no.csv"])?;
+    let err = String::from_utf8(out.stderr)?;
+    assert!(err.contains("holds no standard"), "{err}");
+    let schemas = repo_root().join("schemas").display().to_string();
+    let out = run(&["validate", "-d", "gongan", "-k", "household_registration", "--schemas", &schemas, "missing.csv"])?;
+    let err = String::from_utf8(out.stderr)?;
+    assert_eq!(err.matches("No such file").count(), 1, "said once: {err}");
     Ok(())
 }
 

@@ -198,6 +198,7 @@ async fn the_onboarding_guide_takes_a_new_department_to_its_first_records() -> a
         "{ingest}"
     );
     assert!(!dir.join("tuiyi.ckpt").exists(), "a finished load removes its checkpoint");
+    assert!(!dir.join("tuiyi.lock").exists(), "and its lock");
     let rejects: Vec<Value> = std::fs::read_to_string(dir.join("tuiyi-rejects.ndjson"))?
         .lines()
         .map(serde_json::from_str)

@@ -175,7 +175,7 @@ async fn through_gateway(args: &BenchArgs, recs: Vec<SourceRecord>) -> anyhow::R
 }
 
 async fn raw(args: &BenchArgs, recs: &[SourceRecord]) -> anyhow::Result<Run> {
-    let config = args.deployment.load()?;
+    let config = args.deployment.load_schemas()?;
     let key = config.pseudonym.load_key().unwrap_or_else(|_| PseudonymKey::new(vec![7; 32]).expect("key"));
     let pipeline = Pipeline::load(&config.schemas_dir, key, config.pipeline_settings())?;
     let now = chrono::Utc::now();

@@ -26,4 +26,17 @@ impl Deployment {
         }
         Ok(file)
     }
+
+    /// [`Self::load`] for a command that reads the standard: refused with a hint when the
+    /// schemas folder holds none (run from another folder without `--schemas`).
+    pub(crate) fn load_schemas(&self) -> anyhow::Result<ConfigFile> {
+        let file = self.load()?;
+        anyhow::ensure!(
+            file.schemas_dir.join("standard").is_dir(),
+            "{} holds no standard (no standard/ folder): give the schemas folder with --schemas DIR (or a \
+             config whose schemas-dir names it with --config), or run from the folder that holds schemas/",
+            file.schemas_dir.display()
+        );
+        Ok(file)
+    }
 }

@@ -242,6 +242,42 @@ fn create_private(path: &Path, append: bool) -> anyhow::Result<std::fs::File> {
     o.open(path).with_context(|| format!("opening {}", path.display()))
 }
 
+/// Ctrl-C or SIGTERM.
+async fn interrupted() {
+    let terminate = async {
+        #[cfg(unix)]
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}
+
+/// Holds `<checkpoint>.lock` for the load: two runs on one checkpoint would both send the rest.
+fn lock_checkpoint(path: &Path) -> anyhow::Result<std::fs::File> {
+    let lock_path = path.with_extension("lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "{}: another hutong ingest is running this load (it holds {})",
+            path.display(),
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", lock_path.display())),
+    }
+}
+
 pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let declared = match &args.input.id_field {
         Some(_) => None,
@@ -253,6 +289,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     // Where a checkpointed load stands.
     let mut start = 0usize;
     let mut counts = BTreeMap::new();
+    let _lock = args.checkpoint.as_deref().map(lock_checkpoint).transpose()?;
     let checkpoint = match &args.checkpoint {
         None => None,
         Some(path) => {
@@ -306,13 +343,17 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     };
     let mut books = Books { counts, rejects, checkpoint };
 
-    let todo = &lines[start..];
+    let lines = std::sync::Arc::new(lines);
+    let total = lines.len();
     let size = args.batch_size.max(1);
-    let mut progress = Progress::new(lines.len(), start);
+    let mut progress = Progress::new(total, start);
     let auth = args.connect.auth();
     let mut client = IngestClient::new(args.connect.channel().await?);
-    let mut results: Vec<RecordResult> = Vec::with_capacity(todo.len());
-    let mut answer = |chunk: &[Line], resp: SubmitResponse, results: &mut Vec<RecordResult>| -> anyhow::Result<()> {
+    // Kept for the per-record output only (a quiet bulk load keeps counts).
+    let keep = !args.quiet;
+    let mut answered = start;
+    let mut results: Vec<RecordResult> = Vec::new();
+    let mut answer = |chunk: &[Line], resp: SubmitResponse| -> anyhow::Result<()> {
         anyhow::ensure!(
             resp.results.len() == chunk.len(),
             "gateway answered {} of {} records of a batch",
@@ -321,46 +362,59 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
         );
         books.answered(chunk, &resp.results)?;
         progress.advance(chunk.len());
-        results.extend(resp.results);
+        answered += chunk.len();
+        if keep {
+            results.extend(resp.results);
+        }
         Ok(())
     };
-    let batch = |i: usize, chunk: &[Line]| SubmitRequest {
+    let batch = move |lines: &[Line], i: usize| SubmitRequest {
         batch_id: format!("{file}#{}", (start / size) + i),
-        records: chunk.iter().map(|l| l.record.clone()).collect(),
+        records: lines[start + i * size..(start + (i + 1) * size).min(lines.len())]
+            .iter()
+            .map(|l| l.record.clone())
+            .collect(),
     };
-    let sent: anyhow::Result<()> = async {
+    let batches = (total - start).div_ceil(size);
+    let sending = async {
+        let todo = &lines[start..];
         if args.stream {
-            let batches: Vec<SubmitRequest> = todo.chunks(size).enumerate().map(|(i, c)| batch(i, c)).collect();
-            let mut req = Request::new(futures::stream::iter(batches));
+            // Requests are made as the stream is read, not all at once.
+            let (all, make) = (std::sync::Arc::clone(&lines), batch.clone());
+            let mut req = Request::new(futures::stream::iter(0..batches).map(move |i| make(&all, i)));
             auth.authorize(&mut req);
             let mut stream = client.submit_stream(req).await?.into_inner();
             let mut chunks = todo.chunks(size);
             while let Some(resp) = stream.next().await {
                 let chunk = chunks.next().context("the gateway answered more batches than were sent")?;
-                answer(chunk, resp?, &mut results)?;
+                answer(chunk, resp?)?;
             }
         } else {
             for (i, chunk) in todo.chunks(size).enumerate() {
-                let mut req = Request::new(batch(i, chunk));
+                let mut req = Request::new(batch(&lines, i));
                 auth.authorize(&mut req);
-                answer(chunk, client.submit(req).await?.into_inner(), &mut results)?;
+                answer(chunk, client.submit(req).await?.into_inner())?;
             }
         }
-        Ok(())
-    }
-    .await;
+        anyhow::Ok(())
+    };
+    // Ctrl-C (or SIGTERM) stops the load after the last answered batch; the checkpoint has it.
+    let sent = tokio::select! {
+        r = sending => r,
+        () = interrupted() => Err(anyhow::anyhow!("interrupted")),
+    };
     progress.finish();
-    let answered = start + results.len();
     if let Err(e) = sent {
         let resume = match &args.checkpoint {
             Some(p) => format!("; the same command with --checkpoint {} goes on from there", p.display()),
             None => "; with --checkpoint FILE a load goes on where it stopped".to_owned(),
         };
-        return Err(e.context(format!("{answered} of {} records answered{resume}", lines.len())));
+        return Err(e.context(format!("{answered} of {total} records answered{resume}")));
     }
-    anyhow::ensure!(answered == lines.len(), "gateway answered {answered} of {} records", lines.len());
+    anyhow::ensure!(answered == total, "gateway answered {answered} of {total} records");
     if let Some((path, _)) = &books.checkpoint {
         std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+        let _ = std::fs::remove_file(path.with_extension("lock"));
     }
 
     let this_run = &lines[start..];
@@ -374,7 +428,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             println!("{j}");
         }
     } else {
-        print_summary(&args, &books.counts, lines.len(), this_run, &results);
+        print_summary(&args, &books.counts, total, this_run, &results);
     }
     Ok(ExitCode::SUCCESS)
 }

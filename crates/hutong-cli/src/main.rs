@@ -195,10 +195,27 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// An error and its causes on one line, each said once: a cause whose text its error already
+/// quotes (`path: {source}`) is not repeated.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -223,7 +240,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn standard_docs(deployment: &config::Deployment, out: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
-    let file = deployment.load()?;
+    let file = deployment.load_schemas()?;
     let standard = hutong_standard::Standard::load(&file.schemas_dir)?;
     let topics = file.kafka.topics();
     let text = hutong_standard::docs::render_markdown(&standard, &|e| topics.entity(&e.name, e.major));

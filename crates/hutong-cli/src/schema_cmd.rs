@@ -154,7 +154,7 @@ pub(crate) fn run(cmd: SchemaCommand) -> anyhow::Result<ExitCode> {
                 Ok(n) => n,
                 Err(e) => return Ok(bad_input(e)),
             };
-            let registry = Registry::load(&deployment.load()?.schemas_dir)?;
+            let registry = Registry::load(&deployment.load_schemas()?.schemas_dir)?;
             let (mode, report) = match registry.check_subject(&subject, &new, None, mode) {
                 Ok(r) => r,
                 Err(e) => return Ok(bad_input(e.into())),
@@ -169,7 +169,7 @@ pub(crate) fn run(cmd: SchemaCommand) -> anyhow::Result<ExitCode> {
             Ok(if report.compatible { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         SchemaCommand::List { deployment, json } => {
-            let registry = Registry::load(&deployment.load()?.schemas_dir)?;
+            let registry = Registry::load(&deployment.load_schemas()?.schemas_dir)?;
             for s in registry.subjects() {
                 let versions = registry.versions(s).unwrap_or_default();
                 let latest = registry.version(s, None).map(|v| v.id).unwrap_or_default();
@@ -186,7 +186,7 @@ pub(crate) fn run(cmd: SchemaCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         SchemaCommand::Show { subject, number: version, deployment } => {
-            let registry = Registry::load(&deployment.load()?.schemas_dir)?;
+            let registry = Registry::load(&deployment.load_schemas()?.schemas_dir)?;
             let v = registry
                 .version(&subject, version)
                 .with_context(|| format!("no version {version:?} of subject {subject}"))?;
@@ -197,7 +197,7 @@ pub(crate) fn run(cmd: SchemaCommand) -> anyhow::Result<ExitCode> {
         SchemaCommand::Lint { deployment, prefix } => lint(&topics_of(&deployment, prefix)?),
         SchemaCommand::Register { deployment, prefix, dry_run } => register(&topics_of(&deployment, prefix)?, dry_run),
         SchemaCommand::Impact { deployment } => {
-            let schemas = deployment.load()?.schemas_dir;
+            let schemas = deployment.load_schemas()?.schemas_dir;
             let standard = Standard::load(&schemas)?;
             Ok(if print_impact(&schemas, &standard) == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
@@ -266,7 +266,7 @@ impl Topics {
 }
 
 fn topics_of(deployment: &Deployment, prefix: Option<String>) -> anyhow::Result<Topics> {
-    let mut file = deployment.load()?;
+    let mut file = deployment.load_schemas()?;
     if let Some(p) = prefix {
         file.kafka.topic_prefix = p;
     }

@@ -72,7 +72,7 @@ pub(crate) async fn run(cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
 }
 
 fn load(deployment: &Deployment) -> anyhow::Result<(hutong_config::ConfigFile, TopicPlan)> {
-    let file = deployment.load()?;
+    let file = deployment.load_schemas()?;
     file.validate_topics()?;
     let standard = Standard::load(&file.schemas_dir)
         .with_context(|| format!("loading the standard from {}", file.schemas_dir.display()))?;

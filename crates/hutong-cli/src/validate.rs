@@ -41,7 +41,7 @@ pub(crate) enum View {
 }
 
 pub(crate) fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let config = args.deployment.load()?;
+    let config = args.deployment.load_schemas()?;
     let key = config.pseudonym.load_key().unwrap_or_else(|e| {
         eprintln!(
             "note: no pseudonym key ({e}); using a throw-away key, so person_key values differ from the gateway's"
