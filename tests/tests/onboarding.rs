@@ -198,7 +198,7 @@ async fn the_onboarding_guide_takes_a_new_department_to_its_first_records() -> a
         "{ingest}"
     );
     assert!(!dir.join("tuiyi.ckpt").exists(), "a finished load removes its checkpoint");
-    assert!(!dir.join("tuiyi.lock").exists(), "and its lock");
+    assert!(!dir.join("tuiyi.ckpt.lock").exists(), "and its lock");
     let rejects: Vec<Value> = std::fs::read_to_string(dir.join("tuiyi-rejects.ndjson"))?
         .lines()
         .map(serde_json::from_str)
@@ -259,7 +259,15 @@ async fn the_onboarding_guide_takes_a_new_department_to_its_first_records() -> a
     assert_eq!(code, "422", "{said}");
     assert!(said.contains("records[0]: source_id"), "{said}");
     let (code, said) = post(None, &format!(r#"{{"records":[{record}]}}"#))?;
-    assert_ne!(code, "200", "no certificate, no answer: {said}");
+    assert_eq!(code, "401", "no certificate, no answer: {said}");
+    // Not JSON: refused before anything is read (no cross-site form posts).
+    let out = Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", ".hutong/pki/ca.pem"])
+        .args(["--cert", ".hutong/pki/tuiyi.pem", "--key", ".hutong/pki/tuiyi.key", "-H", "content-type: text/plain"])
+        .args(["--data", &format!(r#"{{"records":[{record}]}}"#), &format!("{}/v1/submit", gateway.endpoint)])
+        .current_dir(dir)
+        .output()?;
+    assert_eq!(text(&out.stdout), "415");
     gateway.audited("the HTTP refusal", |e| {
         e["type"] == "denied" && e["principal"] == "gongan" && e["action"] == "Submit veteran_registration"
     })?;
@@ -320,6 +328,32 @@ async fn an_interrupted_bulk_load_resumes_from_its_checkpoint_without_duplicates
         "\n[limits]\nmax-message-bytes = 6000\nmax-payload-bytes = 6000\n",
     )
     .await?;
+    // Over HTTP, a body past the same limit is refused as too large.
+    let pki = hutong_tests::shared_pki()?;
+    let big = format!(
+        r#"{{"records":[{{"kind":"household_registration","source_id":"x","revision":1,"payload":"{}"}}]}}"#,
+        "x".repeat(8000)
+    );
+    let out = Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}", "-H", "content-type: application/json", "--data-binary", "@-"])
+        .arg("--cacert")
+        .arg(pki.join("ca.pem"))
+        .arg("--cert")
+        .arg(pki.join("gongan.pem"))
+        .arg("--key")
+        .arg(pki.join("gongan.key"))
+        .arg(format!("{}/v1/submit", small.endpoint))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write as _;
+            c.stdin.take().unwrap().write_all(big.as_bytes())?;
+            c.wait_with_output()
+        })?;
+    let answer = text(&out.stdout);
+    assert!(answer.ends_with("\n413") && answer.contains("max-message-bytes"), "{answer}");
+
     let first = ingest(&small)?;
     assert!(!first.status.success());
     let said = text(&first.stderr);
@@ -378,6 +412,45 @@ fn department_new_refuses_bad_ids_and_existing_departments() -> anyhow::Result<(
     assert!(codes["codes"].as_array().unwrap().iter().any(|c| c["code"] == "laoling" && c["name"] == "老龄办"));
     let skeleton = std::fs::read_to_string(work.path().join("schemas/departments/laoling/elder_survey.toml"))?;
     assert!(skeleton.contains("department = \"laoling\"") && skeleton.contains("entity = \"person\""));
+    // The skeleton is a draft: named, it is checked (and says what is missing); it stops no other
+    // department's adapters from loading.
+    let hutong_in = |args: &[&str]| -> anyhow::Result<Output> {
+        Ok(Command::new(hutong_bin()?)
+            .args(args)
+            .current_dir(work.path())
+            .env("HUTONG_PSEUDONYM_KEY", TEST_KEY)
+            .output()?)
+    };
+    let named = hutong_in(&["adapter", "check", "schemas/departments/laoling"])?;
+    assert!(
+        !named.status.success() && text(&named.stderr).contains("does not fill its key"),
+        "{}",
+        text(&named.stderr)
+    );
+    let all = hutong_in(&["adapter", "check"])?;
+    assert!(all.status.success(), "{}", text(&all.stderr));
+    assert!(text(&all.stdout).contains("draft schemas/departments/laoling/elder_survey.toml"), "{}", text(&all.stdout));
+    let other = hutong_in(&[
+        "validate",
+        "-d",
+        "gongan",
+        "-k",
+        "household_registration",
+        "schemas/departments/gongan/samples/household_registration.ndjson",
+    ])?;
+    assert_eq!(other.status.code(), Some(1), "the sample's own rejects only: {}", text(&other.stderr));
+    // A name that would break the TOML or the policy is refused; quotes are escaped.
+    let out = run(&["laoling2", "--name", "老龄\n办", "--kind", "x", "--pki", "-"])?;
+    assert!(text(&out.stderr).contains("on one line"), "{}", text(&out.stderr));
+    let out = run(&["canlian", "--name", "残联\"办", "--kind", "disability_cert", "--pki", "-"])?;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let skeleton = std::fs::read_to_string(work.path().join("schemas/departments/canlian/disability_cert.toml"))?;
+    let parsed: toml::Table = toml::from_str(&skeleton)?;
+    assert_eq!(parsed["title"].as_str(), Some("残联\"办 disability_cert"));
+    // A policy file that is not there: nothing is made.
+    let out = run(&["jiaoyu", "--name", "教育局", "--kind", "student", "--pki", "-", "--policy", "nowhere.toml"])?;
+    assert!(text(&out.stderr).contains("--policy nowhere.toml"), "{}", text(&out.stderr));
+    assert!(!work.path().join("schemas/departments/jiaoyu").exists());
     assert!(!work.path().join(".hutong").exists());
     Ok(())
 }

@@ -122,6 +122,8 @@ pub struct Adapter {
     pub source_id_pii: Option<String>,
     /// The declared update cycle (更新周期), if any: `realtime`, `daily`, `weekly`, `monthly`.
     pub update_cycle: Option<String>,
+    /// Marked `draft = true`: not live (see [`crate::spec::AdapterSpec::draft`]).
+    pub draft: bool,
     outputs: Vec<Output>,
     /// The payload fields its CEL expressions read (`None`: any).
     cel_fields: Option<Vec<String>>,
@@ -162,16 +164,34 @@ impl Adapter {
                 .ok_or_else(|| check(format!("output entity {:?} is not in the standard", out.entity)))?;
             let mut fields = Vec::with_capacity(out.field.len());
             for f in out.field {
-                fields.push(build_field(f, &out.entity, standard).map_err(&check)?);
+                let field = build_field(f, &out.entity, standard).map_err(&check)?;
+                for e in field.when.iter().chain(field.expr.iter()) {
+                    only_in_each(e, &["item", "index"], &format!("field {}", field.to)).map_err(&check)?;
+                }
+                fields.push(field);
             }
             let when = out
                 .when
                 .as_deref()
                 .map(|w| Expr::compile(w).map_err(|e| check(format!("output {} when: {e}", out.entity))))
                 .transpose()?;
-            let mut each = Vec::with_capacity(out.each.len());
+            if let Some(w) = &when {
+                only_in_each(w, &["item", "index", "value"], &format!("output {} when", out.entity)).map_err(&check)?;
+            }
+            let mut each: Vec<Each> = Vec::with_capacity(out.each.len());
             for e in out.each {
-                each.push(build_each(e, &out.entity, standard).map_err(&check)?);
+                let e = build_each(e, &out.entity, standard).map_err(&check)?;
+                // One writer per array: elements of two writers would merge by position.
+                let mut taken = fields.iter().map(|f| &f.segments).chain(each.iter().map(|x| &x.segments));
+                if let Some(other) = taken.find(|s| s.starts_with(&e.segments) || e.segments.starts_with(s)) {
+                    return Err(check(format!(
+                        "each {}: /{} is also filled elsewhere in output {}; one array, one writer",
+                        e.to,
+                        other.join("/"),
+                        out.entity
+                    )));
+                }
+                each.push(e);
             }
             if !fields.iter().any(|f| f.segments == [entity.key.clone()]) {
                 return Err(check(format!("output {} does not fill its key /{}", out.entity, entity.key)));
@@ -204,6 +224,7 @@ impl Adapter {
             source_id_field,
             source_id_pii,
             update_cycle: spec.update_cycle,
+            draft: spec.draft,
             outputs,
             cel_fields,
         })
@@ -418,11 +439,27 @@ impl Each {
     }
 }
 
+/// Refuses an expression reading a variable that does not exist where it stands (`item` and
+/// `index` outside `[[output.each]]`, `value` outside a field's `when`): it would fail on every
+/// record, not at the check.
+fn only_in_each(e: &Expr, names: &[&str], what: &str) -> Result<(), String> {
+    match names.iter().find(|n| e.names(n)) {
+        Some(n) => Err(format!(
+            "{what} reads `{n}`, which exists only {}",
+            if *n == "value" { "in a field's own when" } else { "in [[output.each]]" }
+        )),
+        None => Ok(()),
+    }
+}
+
 /// A `[[output.each]]`: its fields checked as the element `0` of the target array.
 fn build_each(e: crate::spec::EachSpec, entity: &str, standard: &Standard) -> Result<Each, String> {
     let segments = parse_pointer(&e.to)?;
     let when =
         e.when.as_deref().map(|w| Expr::compile(w).map_err(|x| format!("each {} when: {x}", e.to))).transpose()?;
+    if let Some(w) = &when {
+        only_in_each(w, &["value"], &format!("each {} when", e.to))?;
+    }
     let mut fields = Vec::with_capacity(e.field.len());
     for mut f in e.field {
         let relative = parse_pointer(&f.to).map_err(|x| format!("each {}: {x}", e.to))?;
@@ -497,6 +534,9 @@ fn build_field(f: FieldSpec, entity: &str, standard: &Standard) -> Result<Field,
     };
     let expr = compile("expr", &f.expr)?;
     let when = compile("when", &f.when)?;
+    if let Some(e) = &expr {
+        only_in_each(e, &["value"], &format!("field {} expr", f.to))?;
+    }
     let when_after = when.as_ref().is_some_and(|w| w.names("value"));
     let transforms: Vec<Transform> = f
         .transforms
@@ -677,6 +717,14 @@ fn compact_arrays(v: &mut Value) {
 pub struct Adapters {
     /// department → kind → adapter: looked up per record by `&str`, without allocating.
     by_kind: BTreeMap<String, BTreeMap<String, Adapter>>,
+    /// Files marked `draft = true`, left aside.
+    drafts: Vec<PathBuf>,
+}
+
+/// Whether adapter `text` is marked `draft = true` (a file that is not TOML is not a draft: it
+/// is refused as it would be).
+fn is_draft(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text).ok().and_then(|t| t.get("draft")?.as_bool()) == Some(true)
 }
 
 impl Adapters {
@@ -702,8 +750,14 @@ impl Adapters {
         }
         files.sort();
         let mut by_kind: BTreeMap<String, BTreeMap<String, Adapter>> = BTreeMap::new();
+        let mut drafts = Vec::new();
         for f in files {
-            let adapter = Adapter::load(&f, standard)?;
+            let text = std::fs::read_to_string(&f).map_err(io(&f))?;
+            if is_draft(&text) {
+                drafts.push(f);
+                continue;
+            }
+            let adapter = Adapter::parse(&text, &f, standard)?;
             let folder = f.parent().and_then(Path::file_name).and_then(|n| n.to_str()).unwrap_or_default();
             if adapter.department != folder {
                 return Err(AdapterError::Check {
@@ -724,7 +778,7 @@ impl Adapters {
                 });
             }
         }
-        Ok(Self { by_kind })
+        Ok(Self { by_kind, drafts })
     }
 
     /// The adapter of `department`'s source `kind`.
@@ -732,7 +786,12 @@ impl Adapters {
         self.by_kind.get(department)?.get(kind)
     }
 
-    /// All adapters.
+    /// The files marked `draft = true`, left aside.
+    pub fn drafts(&self) -> &[PathBuf] {
+        &self.drafts
+    }
+
+    /// Every live adapter.
     pub fn iter(&self) -> impl Iterator<Item = &Adapter> {
         self.by_kind.values().flat_map(BTreeMap::values)
     }

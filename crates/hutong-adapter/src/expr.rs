@@ -36,15 +36,9 @@ impl Expr {
         self.src_fields.as_deref()
     }
 
-    /// Whether it names the variable `name` (outside string literals, roughly: a whole word).
+    /// Whether it reads the variable `name`.
     pub(crate) fn names(&self, name: &str) -> bool {
-        let b = self.source.as_bytes();
-        let ident = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'.';
-        self.source.match_indices(name).any(|(i, _)| {
-            let before = i.checked_sub(1).map(|j| b[j]);
-            let after = b.get(i + name.len()).copied();
-            !before.is_some_and(ident) && !after.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_')
-        })
+        self.program.references().has_variable(name)
     }
 
     fn eval(&self, scope: &Scope<'_>, vars: &[(&str, cel::Value)]) -> Result<cel::Value, String> {

@@ -47,6 +47,11 @@ pub struct AdapterSpec {
     pub update_cycle: Option<String>,
     /// The canonical records one source record produces.
     pub output: Vec<OutputSpec>,
+    /// A mapping being written (`hutong department new` makes one): checked when named (`hutong
+    /// adapter check PATH`), left aside by the gateway and every other command until the line is
+    /// removed, so a half-written mapping never stops the other adapters from loading.
+    #[serde(default)]
+    pub draft: bool,
 }
 
 /// The department's key of its records (`source-id = { from = "GMSFHM", pii = "citizen-id" }`).
@@ -72,6 +77,7 @@ pub struct OutputSpec {
     #[serde(default)]
     pub when: Option<String>,
     /// How each target field is filled.
+    #[serde(default)]
     pub field: Vec<FieldSpec>,
     /// Arrays of the record filled from arrays of the source, one element per element.
     #[serde(default)]

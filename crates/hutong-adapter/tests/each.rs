@@ -127,4 +127,18 @@ fn each_targets_are_checked_against_the_standard() {
     )
     .unwrap_err();
     assert!(e.contains("must be a JSON pointer"), "{e}");
+    // Variables that do not exist where they stand fail at the check, not on every record.
+    let e = adapter(&EVENT.replace("expr = \"'rexian:' + src.no\"", "expr = \"'rexian:' + item.no\"")).unwrap_err();
+    assert!(e.contains("reads `item`") && e.contains("[[output.each]]"), "{e}");
+    let e = adapter(&EVENT.replace("when = \"item.node != '备注'\"", "when = \"value != ''\"")).unwrap_err();
+    assert!(e.contains("reads `value`"), "{e}");
+    // A string 'value' or a field named value is not the variable.
+    let ok = EVENT.replace("when = \"value != '无'\"", "when = \"has(src.state) && src.state != 'value'\"");
+    adapter(&ok).unwrap();
+    // Two writers of one array are refused.
+    let twice = format!(
+        "{EVENT}\n[[output.each]]\nover = \"flow2\"\nto = \"/status_history\"\n\n[[output.each.field]]\nto = \"/status\"\nfrom = \"node\"\n"
+    );
+    let e = adapter(&twice).unwrap_err();
+    assert!(e.contains("one array, one writer"), "{e}");
 }

@@ -61,8 +61,17 @@ fn select(target: &Target, schemas: &Path, standard: &Standard) -> anyhow::Resul
     }
     let all = Adapters::load(&schemas.join("departments"), standard)?;
     let wanted = target.path.as_deref().map(canonical);
-    let chosen: Vec<Adapter> =
-        all.iter().filter(|a| wanted.as_ref().is_none_or(|w| canonical(&a.path).starts_with(w))).cloned().collect();
+    let under = |p: &Path| wanted.as_ref().is_none_or(|w| canonical(p).starts_with(w));
+    let mut chosen: Vec<Adapter> = all.iter().filter(|a| under(&a.path)).cloned().collect();
+    // Drafts are checked when their folder or file is named (they are what is being written);
+    // otherwise only listed.
+    for draft in all.drafts().iter().filter(|p| under(p)) {
+        if wanted.is_some() {
+            chosen.push(Adapter::load(draft, standard)?);
+        } else {
+            println!("draft {}  (not live; name it to check it)", draft.display());
+        }
+    }
     anyhow::ensure!(
         !chosen.is_empty(),
         "no adapter under {}",
@@ -83,7 +92,8 @@ pub(crate) fn run(cmd: AdapterCommand) -> anyhow::Result<ExitCode> {
             let adapters = select(&t, &schemas, &standard)?;
             for a in &adapters {
                 let entities: Vec<&str> = a.entities().collect();
-                println!("ok    {}/{} → {}  ({})", a.department, a.kind, entities.join(", "), a.path.display());
+                let draft = if a.draft { "  [draft: not live until the line draft = true is removed]" } else { "" };
+                println!("ok    {}/{} → {}  ({}){draft}", a.department, a.kind, entities.join(", "), a.path.display());
             }
             println!("{} adapter(s) pass the static checks", adapters.len());
             Ok(ExitCode::SUCCESS)

@@ -111,23 +111,25 @@ fn skeleton(args: &NewArgs, sample: Option<&str>, fields: &[String]) -> String {
         "# {name} {kind} → {entity}. Made by `hutong department new`: map the source fields below\n\
          # onto the standard's fields (docs/standard.md; transforms and expressions: docs/adapters.md),\n\
          # then `hutong adapter check schemas/departments/{id}` until it passes.\n",
-        name = args.name,
+        name = one_line(&args.name),
         kind = args.kind,
         entity = args.entity,
         id = args.id,
     );
     if let Some(sample) = sample {
-        s.push_str(&format!("#\n# Source fields of {sample}:\n"));
+        s.push_str(&format!("#\n# Source fields of {}:\n", one_line(sample)));
         for f in fields {
-            s.push_str(&format!("#   {f}\n"));
+            s.push_str(&format!("#   {}\n", one_line(f)));
         }
     }
     s.push_str(&format!(
-        "version = 1\ndepartment = \"{id}\"\nkind = \"{kind}\"\nsource-version = \"1\"\nupdate-cycle = \"monthly\"\n\
-         title = \"{name} {kind}\"\ndescription = \"What the export holds, for the resource catalogue.\"\n",
+        "#\n# A draft: `hutong adapter check` checks it when named; the gateway and the other commands leave it\n\
+         # aside until the line `draft = true` is removed (so it never stops the other adapters loading).\n\
+         draft = true\nversion = 1\ndepartment = \"{id}\"\nkind = \"{kind}\"\nsource-version = \"1\"\n\
+         update-cycle = \"monthly\"\ntitle = {title}\ndescription = \"What the export holds, for the resource catalogue.\"\n",
         id = args.id,
         kind = args.kind,
-        name = args.name,
+        title = toml_string(&format!("{} {}", args.name, args.kind)),
     ));
     if let Some(f) = &args.id_field {
         s.push_str(&format!("source-id = {{ from = {} }}\n", toml_string(f)));
@@ -140,6 +142,20 @@ fn skeleton(args: &NewArgs, sample: Option<&str>, fields: &[String]) -> String {
         ));
     }
     s
+}
+
+/// Text for a comment line: control characters (a header cell's Alt+Enter) as spaces.
+fn one_line(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect()
+}
+
+/// A value for a printed shell command: quoted when it holds more than letters, digits, `_-.`.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_alphanumeric() || "_-./".contains(c)) {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 fn toml_string(s: &str) -> String {
@@ -176,7 +192,7 @@ fn add_to_policy(args: &NewArgs) -> anyhow::Result<bool> {
     let block = format!(
         "\n[departments.{id}]  # {name}\ncertificate = \"{id}.departments.hutong.local\"\nkinds = [\"{kind}\"]\n",
         id = args.id,
-        name = args.name,
+        name = one_line(&args.name),
         kind = args.kind
     );
     let mut after = before.clone();
@@ -203,7 +219,16 @@ fn new(args: &NewArgs) -> anyhow::Result<ExitCode> {
         "kind {:?}: lower-case letters, digits and _, starting with a letter (e.g. veteran_registration)",
         args.kind
     );
-    anyhow::ensure!(!args.name.trim().is_empty(), "--name: the department's name in Chinese");
+    anyhow::ensure!(
+        !args.name.trim().is_empty() && !args.name.chars().any(char::is_control),
+        "--name: the department's name in Chinese, on one line"
+    );
+    // Everything is read and checked before anything is written: a missing policy file or code
+    // list leaves no half-made department behind.
+    hutong_config::Policy::load(&args.policy)
+        .with_context(|| format!("the policy file to add the department to (--policy {})", args.policy.display()))?;
+    let codes = args.schemas.join("codes/department.json");
+    anyhow::ensure!(codes.is_file(), "{}: the department code list is missing (--schemas DIR)", codes.display());
     let standard = hutong_standard::Standard::load(&args.schemas)
         .with_context(|| format!("the standard in {} (the schemas folder: --schemas DIR)", args.schemas.display()))?;
     anyhow::ensure!(
@@ -247,8 +272,8 @@ fn new(args: &NewArgs) -> anyhow::Result<ExitCode> {
     let d = dir.display();
     let sample = sample_name.map_or_else(|| format!("{d}/samples/{}.ndjson", args.kind), |s| format!("{d}/{s}"));
     let identity = match (&args.id_field, &args.revision_field) {
-        (Some(i), Some(r)) => format!(" --id-field {i} --revision-field {r}"),
-        (Some(i), None) => format!(" --id-field {i} --revision-field <version or last-modified column>"),
+        (Some(i), Some(r)) => format!(" --id-field {} --revision-field {}", shell_word(i), shell_word(r)),
+        (Some(i), None) => format!(" --id-field {} --revision-field <version or last-modified column>", shell_word(i)),
         _ => " --id-field <id column> --revision-field <version or last-modified column>".to_owned(),
     };
     println!("\nnext:");

@@ -88,6 +88,10 @@ struct Checkpoint {
     file: String,
     kind: String,
     identity: Option<String>,
+    /// How the file was read (format, encoding, sheet, id and revision fields): read another
+    /// way, the same bytes are other records.
+    #[serde(default)]
+    reading: String,
     records: usize,
     /// Records answered, from the first: the load goes on after them.
     answered: usize,
@@ -109,7 +113,7 @@ impl Checkpoint {
 
     /// Written whole or not at all (a temporary file renamed over it).
     fn save(&self, path: &Path) -> anyhow::Result<()> {
-        let tmp = path.with_extension("tmp");
+        let tmp = with_suffix(path, ".tmp");
         std::fs::write(&tmp, serde_json::to_vec_pretty(self)?).with_context(|| format!("writing {}", tmp.display()))?;
         std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
     }
@@ -239,7 +243,18 @@ fn create_private(path: &Path, append: bool) -> anyhow::Result<std::fs::File> {
     }
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-    o.open(path).with_context(|| format!("opening {}", path.display()))
+    let file = o.open(path).with_context(|| format!("opening {}", path.display()))?;
+    // An existing file keeps its mode when opened: made private all the same.
+    #[cfg(unix)]
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(file)
+}
+
+/// `path` with `suffix` after its whole name (`load.ckpt` → `load.ckpt.lock`).
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
 }
 
 /// Ctrl-C or SIGTERM.
@@ -260,7 +275,7 @@ async fn interrupted() {
 
 /// Holds `<checkpoint>.lock` for the load: two runs on one checkpoint would both send the rest.
 fn lock_checkpoint(path: &Path) -> anyhow::Result<std::fs::File> {
-    let lock_path = path.with_extension("lock");
+    let lock_path = with_suffix(path, ".lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -299,6 +314,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                 file: file.clone(),
                 kind: args.kind.clone(),
                 identity: args.connect.identity_name().map(str::to_owned),
+                reading: args.input.reading(declared.as_deref()),
                 records: lines.len(),
                 answered: 0,
                 counts: BTreeMap::new(),
@@ -309,13 +325,14 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                         Checkpoint { answered: 0, counts: BTreeMap::new(), file: fresh.file.clone(), ..c.clone() };
                     anyhow::ensure!(
                         same == fresh && c.answered <= c.records,
-                        "{}: the checkpoint is of another load ({} of kind {} as {}, {} records, SHA-256 {}…): \
-                         a new export starts over with --restart (its records already published are answered \
-                         DUPLICATE), or name another --checkpoint",
+                        "{}: the checkpoint is of another load ({} of kind {} as {}, read as {}, {} records, \
+                         SHA-256 {}…): a new export starts over with --restart (its records already published are \
+                         answered DUPLICATE), or name another --checkpoint",
                         path.display(),
                         c.file,
                         c.kind,
                         c.identity.as_deref().unwrap_or("-"),
+                        c.reading,
                         c.records,
                         &c.sha256[..12.min(c.sha256.len())],
                     );
@@ -414,7 +431,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     anyhow::ensure!(answered == total, "gateway answered {answered} of {total} records");
     if let Some((path, _)) = &books.checkpoint {
         std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
-        let _ = std::fs::remove_file(path.with_extension("lock"));
+        let _ = std::fs::remove_file(with_suffix(path, ".lock"));
     }
 
     let this_run = &lines[start..];

@@ -44,6 +44,19 @@ pub(crate) struct InputArgs {
 }
 
 impl InputArgs {
+    /// How the file is read, in words, for a checkpoint: format, encoding, sheet, id and
+    /// revision fields (`declared_id` when `--id-field` is not given).
+    pub(crate) fn reading(&self, declared_id: Option<&str>) -> String {
+        format!(
+            "format={:?} encoding={} sheet={} id-field={} revision-field={}",
+            self.format,
+            self.encoding.as_deref().unwrap_or("auto"),
+            self.sheet.as_deref().unwrap_or("first"),
+            self.id_field.as_deref().or(declared_id).unwrap_or("-"),
+            self.revision_field.as_deref().unwrap_or("-"),
+        )
+    }
+
     /// The records of the file, of source kind `kind`; `declared_id` is the id field to use when
     /// `--id-field` is not given; `strict` refuses records without a stable id and revision.
     pub(crate) fn read(&self, kind: &str, declared_id: Option<&str>, strict: bool) -> anyhow::Result<Vec<Line>> {

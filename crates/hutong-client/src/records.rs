@@ -208,6 +208,7 @@ fn revision_of(v: &Value) -> Option<u64> {
     let beijing = chrono::FixedOffset::east_opt(8 * 3600)?;
     let t = DateTime::parse_from_rfc3339(s).ok().or_else(|| {
         let naive = chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")
+            .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
             .ok()
             .or_else(|| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").ok()?.and_hms_opt(0, 0, 0))?;
         naive.and_local_timezone(beijing).single()

@@ -83,7 +83,20 @@ pub fn csv_encoding(bytes: &[u8], label: Option<&str>) -> Result<&'static Encodi
     if let Some((enc, _)) = Encoding::for_bom(bytes) {
         return Ok(enc);
     }
-    Ok(if std::str::from_utf8(bytes).is_ok() { encoding_rs::UTF_8 } else { encoding_rs::GB18030 })
+    if std::str::from_utf8(bytes).is_ok() {
+        return Ok(encoding_rs::UTF_8);
+    }
+    // Not UTF-8 throughout: GB18030, unless most lines with non-ASCII text are UTF-8 (a UTF-8
+    // export with a few rows cut inside a character: those rows, not the file, are refused).
+    let (mut utf8, mut other) = (0usize, 0usize);
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_ascii()) {
+        if std::str::from_utf8(line).is_ok() {
+            utf8 += 1;
+        } else {
+            other += 1;
+        }
+    }
+    Ok(if utf8 > other { encoding_rs::UTF_8 } else { encoding_rs::GB18030 })
 }
 
 /// Header names: trimmed, non-empty, unique (empty cells after the last name are not columns).
@@ -144,13 +157,26 @@ fn read_csv(path: &Path, kind: &str, options: &ReadOptions<'_>) -> Result<Vec<Li
     let top = Place { path, sheet: None, number: 1 };
     let encoding = csv_encoding(&bytes, options.encoding)
         .map_err(|message| RecordError::Table { at: top.to_string(), message })?;
-    let body = match Encoding::for_bom(&bytes) {
-        Some((_, bom)) => &bytes[bom..],
-        None => &bytes[..],
+    // UTF-16 (Excel's "Unicode text") is made UTF-8 first: its bytes cannot be split on ASCII.
+    let (encoding, utf8_copy) = if encoding == encoding_rs::UTF_16LE || encoding == encoding_rs::UTF_16BE {
+        let (text, _, _) = encoding.decode(&bytes);
+        (encoding_rs::UTF_8, Some(text.into_owned().into_bytes()))
+    } else {
+        (encoding, None)
     };
-    let delimiter = options
-        .delimiter
-        .unwrap_or_else(|| if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv")) { b'\t' } else { b',' });
+    let body: &[u8] = match &utf8_copy {
+        Some(b) => b,
+        None => match Encoding::for_bom(&bytes) {
+            Some((_, bom)) => &bytes[bom..],
+            None => &bytes[..],
+        },
+    };
+    // `,`; a tab for .tsv, or when the header row has tabs and no comma (Excel's text exports).
+    let delimiter = options.delimiter.unwrap_or_else(|| {
+        let header = body.split(|b| *b == b'\n').next().unwrap_or_default();
+        let tabbed = header.contains(&b'\t') && !header.contains(&b',');
+        if tabbed || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("tsv")) { b'\t' } else { b',' }
+    });
     let mut reader = csv::ReaderBuilder::new().has_headers(false).flexible(true).delimiter(delimiter).from_reader(body);
     let decode = |raw: &[u8]| -> Option<String> {
         let (text, malformed) = encoding.decode_without_bom_handling(raw);
@@ -225,7 +251,13 @@ fn read_csv(path: &Path, kind: &str, options: &ReadOptions<'_>) -> Result<Vec<Li
 fn cell_text(cell: &Data) -> Option<String> {
     let text = match cell {
         Data::Empty => return None,
-        Data::String(s) | Data::DateTimeIso(s) | Data::DurationIso(s) => s.clone(),
+        Data::String(s) | Data::DurationIso(s) => s.clone(),
+        // OpenDocument date-times are ISO text: as the workbook's other dates, `YYYY-MM-DD HH:MM:SS`.
+        Data::DateTimeIso(s) => match chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f") {
+            Ok(t) if t.time() == chrono::NaiveTime::MIN => t.format("%Y-%m-%d").to_string(),
+            Ok(t) => t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            Err(_) => s.clone(),
+        },
         Data::Int(i) => i.to_string(),
         Data::Float(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{f:.0}"),
         Data::Float(f) => f.to_string(),
@@ -235,7 +267,8 @@ fn cell_text(cell: &Data) -> Option<String> {
             Some(t) if dt.is_datetime() => t.format("%Y-%m-%d %H:%M:%S").to_string(),
             _ => dt.as_f64().to_string(),
         },
-        Data::Error(e) => format!("#{e}"),
+        // The error as the sheet shows it (`#DIV/0!`); the standard refuses it where it lands.
+        Data::Error(e) => e.to_string(),
     };
     Some(text)
 }
@@ -349,6 +382,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown encoding"), "{e}");
+    }
+
+    #[test]
+    fn a_utf8_export_with_a_broken_row_stays_utf8_and_utf16_text_exports_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("cut.csv");
+        let mut bytes = "ID,XM,V\n1,李四,1\n2,文三,1\n".as_bytes().to_vec();
+        bytes.extend_from_slice(b"3,\xe6\x9d,1\n"); // 李 cut after two of its three bytes
+        bytes.extend_from_slice("4,王建国,1\n".as_bytes());
+        std::fs::write(&f, &bytes).unwrap();
+        assert_eq!(csv_encoding(&bytes, None).unwrap(), encoding_rs::UTF_8);
+        let lines = read_records(&f, "k", &strict("ID", "V")).unwrap();
+        assert_eq!(payload(&lines[0])["XM"], "李四", "not read as GB18030 mojibake");
+        assert_eq!(lines[2].record.charset, "utf-8", "only the broken row travels as bytes");
+        assert_eq!(payload(&lines[3])["XM"], "王建国");
+        // Excel's "Unicode text": UTF-16LE with a BOM, tab-separated, .txt.
+        let f = dir.path().join("unicode.txt");
+        let mut utf16 = vec![0xff, 0xfe];
+        for u in "编号\t姓名\t版本\r\nA1\t周玉珍\t3\r\n".encode_utf16() {
+            utf16.extend_from_slice(&u.to_le_bytes());
+        }
+        std::fs::write(&f, &utf16).unwrap();
+        let lines = read_records(&f, "k", &strict("编号", "版本")).unwrap();
+        assert_eq!(payload(&lines[0]), serde_json::json!({"编号": "A1", "姓名": "周玉珍", "版本": "3"}));
+        assert_eq!(lines[0].number, 2);
     }
 
     #[test]

@@ -19,12 +19,22 @@ use hutong_proto::{
 };
 use serde_json::{Value, json};
 
+use std::sync::Arc;
+
 use super::IngestService;
 use crate::ErrorCode;
 
 /// The route, with bodies up to `max_bytes` (the gRPC message limit).
 pub(crate) fn router(service: IngestService, max_bytes: usize) -> Router {
-    Router::new().route("/v1/submit", post(submit)).layer(DefaultBodyLimit::max(max_bytes)).with_state(service)
+    Router::new()
+        .route("/v1/submit", post(submit))
+        .layer(DefaultBodyLimit::max(max_bytes))
+        .with_state(Arc::new(Http { service, max_bytes }))
+}
+
+struct Http {
+    service: IngestService,
+    max_bytes: usize,
 }
 
 fn refused(code: ErrorCode, message: String) -> Response {
@@ -58,18 +68,62 @@ fn parse(body: &[u8]) -> Result<SubmitRequest, String> {
                     "records[{i}]: source_id (the record's id in the department's system) is required"
                 ));
             }
+            if !r.get("revision").is_some_and(Value::is_u64) {
+                return Err(format!(
+                    "records[{i}]: revision (a version number, or a last-modified time as Unix seconds) is required"
+                ));
+            }
             source_record(r, &kind, "").map_err(|e| format!("records[{i}]: {e}"))
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(SubmitRequest { batch_id, records })
 }
 
-async fn submit(State(service): State<IngestService>, request: Request) -> Response {
+/// Reads a refused request's body to its end (up to `max` bytes) without keeping it: a client
+/// still sending when the answer comes would see its stream reset, not the answer.
+async fn drain(body: axum::body::Body, max: usize) {
+    use futures::StreamExt as _;
+    let mut chunks = body.into_data_stream();
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = chunks.next().await {
+        seen += chunk.len();
+        if seen > max {
+            break;
+        }
+    }
+}
+
+async fn submit(State(http): State<Arc<Http>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    // The body limit is the route's layer; reading past it is refused there.
-    let body: Bytes = match axum::body::to_bytes(body, usize::MAX).await {
+    // Who is calling, before the body is read: an anonymous caller gets no memory for one.
+    let caller = tonic::Request::from_parts(
+        tonic::metadata::MetadataMap::from_headers(parts.headers.clone()),
+        parts.extensions.clone(),
+        (),
+    );
+    if let Err(status) = http.service.guard.department(&caller, "Submit") {
+        drain(body, http.max_bytes).await;
+        return refused(ErrorCode::of_grpc(status.code()), status.message().to_owned());
+    }
+    // JSON only: a form a browser can post across sites without asking is not a submission.
+    let json = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json")));
+    if !json {
+        drain(body, http.max_bytes).await;
+        let message = "the body must be JSON: send content-type: application/json";
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Json(json!({"code": "InvalidArgument", "message": message})))
+            .into_response();
+    }
+    let body: Bytes = match axum::body::to_bytes(body, http.max_bytes).await {
         Ok(b) => b,
-        Err(e) => return refused(ErrorCode::ResourceExhausted, format!("the body could not be read: {e}")),
+        Err(_) => {
+            let message = format!("the body is larger than limits.max-message-bytes ({} bytes)", http.max_bytes);
+            return (StatusCode::PAYLOAD_TOO_LARGE, Json(json!({"code": "OutOfRange", "message": message})))
+                .into_response();
+        }
     };
     let submit = match parse(&body) {
         Ok(s) => s,
@@ -79,7 +133,7 @@ async fn submit(State(service): State<IngestService>, request: Request) -> Respo
     // headers as its metadata (the bearer token of token mode).
     let call =
         tonic::Request::from_parts(tonic::metadata::MetadataMap::from_headers(parts.headers), parts.extensions, submit);
-    match service.submit(call).await {
+    match http.service.submit(call).await {
         Ok(answer) => {
             let answer = answer.into_inner();
             let results: Vec<Value> = answer.results.iter().map(record_result).collect();
@@ -96,7 +150,7 @@ mod tests {
     #[test]
     fn bodies_mirror_submit_request_and_malformed_ones_say_where() {
         let ok = parse(
-            r#"{"batch_id":"b1","records":[{"kind":"household_registration","source_id":"HJ-1","revision":3,"op":"delete","payload":{"XM":"张三"}},{"kind":"k","source_id":7,"payload_base64":"MTIz","charset":"gbk"}]}"#.as_bytes(),
+            r#"{"batch_id":"b1","records":[{"kind":"household_registration","source_id":"HJ-1","revision":3,"op":"delete","payload":{"XM":"张三"}},{"kind":"k","source_id":7,"revision":1,"payload_base64":"MTIz","charset":"gbk"}]}"#.as_bytes(),
         )
         .unwrap();
         assert_eq!(ok.batch_id, "b1");
@@ -112,11 +166,12 @@ mod tests {
             (br#"{"records":{}}"#, "records must be an array"),
             (br#"{"records":[{"source_id":"a","payload":{}}]}"#, "records[0]: kind"),
             (
-                br#"{"records":[{"kind":"k","source_id":"a","payload":{}},{"kind":"k","payload":{}}]}"#,
+                br#"{"records":[{"kind":"k","source_id":"a","revision":1,"payload":{}},{"kind":"k","payload":{}}]}"#,
                 "records[1]: source_id",
             ),
             (br#"{"records":[{"kind":"k","source_id":"a","revision":-1,"payload":{}}]}"#, "records[0]: revision"),
-            (br#"{"records":[{"kind":"k","source_id":"a","op":"MERGE","payload":{}}]}"#, "records[0]: op"),
+            (br#"{"records":[{"kind":"k","source_id":"a","payload":{}}]}"#, "records[0]: revision"),
+            (br#"{"records":[{"kind":"k","source_id":"a","revision":1,"op":"MERGE","payload":{}}]}"#, "records[0]: op"),
         ] {
             let e = parse(body).unwrap_err();
             assert!(e.contains(says), "{e} should say {says}");
