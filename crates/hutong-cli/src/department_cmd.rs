@@ -9,7 +9,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use hutong_client::{Format, ReadOptions, decoded_payload, read_records};
+use hutong_client::{ReadOptions, decoded_payload, read_records};
 use serde_json::Value;
 
 use crate::input::FormatArg;
@@ -83,16 +83,8 @@ fn is_id(s: &str, extra: &[char]) -> bool {
 
 /// The field names of a sample's records, in the order they first appear.
 fn sample_fields(path: &Path, kind: &str, args: &NewArgs) -> anyhow::Result<Vec<String>> {
-    let options = ReadOptions {
-        format: match args.format {
-            FormatArg::Auto => Format::Auto,
-            FormatArg::Ndjson => Format::Ndjson,
-            FormatArg::Csv => Format::Csv,
-            FormatArg::Excel => Format::Excel,
-        },
-        encoding: args.encoding.as_deref(),
-        ..ReadOptions::default()
-    };
+    let options =
+        ReadOptions { format: args.format.into(), encoding: args.encoding.as_deref(), ..ReadOptions::default() };
     let mut fields: Vec<String> = Vec::new();
     for line in read_records(path, kind, &options)?.iter().take(1000) {
         if let Some(Value::Object(obj)) = decoded_payload(&line.record) {

@@ -18,6 +18,17 @@ pub(crate) enum FormatArg {
     Excel,
 }
 
+impl From<FormatArg> for Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Auto => Format::Auto,
+            FormatArg::Ndjson => Format::Ndjson,
+            FormatArg::Csv => Format::Csv,
+            FormatArg::Excel => Format::Excel,
+        }
+    }
+}
+
 /// The export file and how to read it.
 #[derive(Debug, clap::Args)]
 pub(crate) struct InputArgs {
@@ -66,12 +77,7 @@ impl InputArgs {
                 revision_field: self.revision_field.as_deref(),
                 strict,
             },
-            format: match self.format {
-                FormatArg::Auto => Format::Auto,
-                FormatArg::Ndjson => Format::Ndjson,
-                FormatArg::Csv => Format::Csv,
-                FormatArg::Excel => Format::Excel,
-            },
+            format: self.format.into(),
             encoding: self.encoding.as_deref(),
             sheet: self.sheet.as_deref(),
             delimiter: None,
