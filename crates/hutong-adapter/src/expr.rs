@@ -16,6 +16,60 @@ pub(crate) struct Expr {
     /// The payload fields it reads (`src.NAME`), or `None` when it may read any (it names `src`
     /// otherwise, e.g. `size(src)` or `src['NAME']`).
     src_fields: Option<Vec<String>>,
+    /// The same condition without the interpreter, when it is only presence tests.
+    presence: Option<Vec<Presence>>,
+}
+
+/// One term of a condition made only of presence tests, joined by `&&`: `has(src.F)`, or
+/// `src.F != ''`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Presence {
+    Has(String),
+    NotEmpty(String),
+}
+
+/// The terms of `source` when it is presence tests joined by `&&` (the most common guard of the
+/// shipped adapters: `has(src.F) && src.F != ''`), `None` otherwise.
+fn presence_terms(source: &str) -> Option<Vec<Presence>> {
+    let field = |s: &str| -> Option<String> {
+        let f = s.strip_prefix("src.")?;
+        (!f.is_empty() && f.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')).then(|| f.to_owned())
+    };
+    source
+        .split("&&")
+        .map(|term| {
+            let t: String = term.chars().filter(|c| !c.is_whitespace()).collect();
+            if let Some(inner) = t.strip_prefix("has(").and_then(|r| r.strip_suffix(')')) {
+                return Some(Presence::Has(field(inner)?));
+            }
+            let left = t.strip_suffix("!=''").or_else(|| t.strip_suffix("!=\"\""))?;
+            Some(Presence::NotEmpty(field(left)?))
+        })
+        .collect()
+}
+
+/// A presence condition on `payload` as CEL would answer it; `None` where CEL would have more to
+/// say (a value that is not a string, a field read without `has` that is missing): the
+/// interpreter then answers, errors included.
+fn presence(terms: &[Presence], payload: &Value) -> Option<bool> {
+    let map = payload.as_object()?;
+    let mut unsure = false;
+    for t in terms {
+        let holds = match t {
+            Presence::Has(f) => Some(map.contains_key(f)),
+            Presence::NotEmpty(f) => match map.get(f) {
+                Some(Value::String(s)) => Some(!s.is_empty()),
+                _ => None,
+            },
+        };
+        match holds {
+            // `&&` is false when any term is false, whatever the others (CEL's commutative and).
+            Some(false) => return Some(false),
+            Some(true) => {}
+            None => unsure = true,
+        }
+    }
+    (!unsure).then_some(true)
 }
 
 impl std::fmt::Debug for Expr {
@@ -28,7 +82,8 @@ impl Expr {
     /// Compiles `source`; the error names what did not parse.
     pub(crate) fn compile(source: &str) -> Result<Self, String> {
         let program = cel::Program::compile(source).map_err(|e| format!("invalid CEL {source:?}: {e}"))?;
-        Ok(Self { source: source.into(), program: Arc::new(program), src_fields: src_fields(source) })
+        let presence = presence_terms(source);
+        Ok(Self { source: source.into(), program: Arc::new(program), src_fields: src_fields(source), presence })
     }
 
     /// The payload fields it reads, `None` for any.
@@ -61,6 +116,9 @@ impl Expr {
 
     /// [`Self::test`] with more variables (`item`, `index`, `value`).
     pub(crate) fn test_with(&self, scope: &Scope<'_>, vars: &[(&str, cel::Value)]) -> Result<bool, String> {
+        if let Some(answer) = self.presence.as_deref().and_then(|terms| presence(terms, scope.payload)) {
+            return Ok(answer);
+        }
         match self.eval(scope, vars)? {
             cel::Value::Bool(b) => Ok(b),
             other => Err(format!("{}: a condition must be true or false, got {other:?}", self.source)),
@@ -239,6 +297,54 @@ mod tests {
         assert!(Expr::compile("src.AGE").unwrap().test(&scope).is_err(), "not a boolean");
         assert!(Expr::compile("src.NOPE == 1").unwrap().test(&scope).is_err(), "missing key is an error");
         assert!(Expr::compile("1 +").is_err());
+    }
+
+    /// Presence guards answered without the interpreter answer as the interpreter does.
+    #[test]
+    fn presence_guards_answer_as_cel_does() {
+        let key = PseudonymKey::new(vec![0; 16]).unwrap();
+        let ctx = MapContext { key: &key, source_id: "S1", revision: 3, op: "upsert" };
+        let sources = [
+            "has(src.A)",
+            "has(src.A) && src.A != ''",
+            "has( src.A )&&src.A!=\"\"",
+            "has(src.A) && src.A != '' && has(src.B) && src.B != ''",
+            "src.A != ''",
+        ];
+        let payloads = [
+            json!({}),
+            json!({"A": ""}),
+            json!({"A": "x"}),
+            json!({"A": null}),
+            json!({"A": 1}),
+            json!({"A": "x", "B": ""}),
+            json!({"A": "x", "B": "y"}),
+            json!({"A": "", "B": 2}),
+            json!({"B": "y"}),
+            json!(["not an object"]),
+        ];
+        let mut native = 0;
+        for source in sources {
+            let e = Expr::compile(source).unwrap();
+            assert!(e.presence.is_some(), "{source} is a presence guard");
+            let interpreted = Expr { presence: None, ..e.clone() };
+            for p in &payloads {
+                let scope = Scope::new(p, None, &ctx, "d", "k");
+                let cel = interpreted.test(&scope);
+                let fast = e.test(&scope);
+                assert_eq!(fast.is_ok(), cel.is_ok(), "{source} on {p}: {fast:?} / {cel:?}");
+                if let (Ok(a), Ok(b)) = (&fast, &cel) {
+                    assert_eq!(a, b, "{source} on {p}");
+                }
+                native += usize::from(presence(e.presence.as_deref().unwrap(), p).is_some());
+            }
+        }
+        assert!(native > 20, "most cases answered natively: {native}");
+        for other in
+            ["has(src.A) || src.B != ''", "src.A == 'x'", "has(src.A) && src.A.contains('x')", "src['A'] != ''"]
+        {
+            assert!(Expr::compile(other).unwrap().presence.is_none(), "{other}");
+        }
     }
 
     #[test]
