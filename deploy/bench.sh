@@ -3,7 +3,9 @@
 # storage on 127.0.0.1:19092, the gateway, then `hutong bench` (gateway vs raw
 # producer in the same run), streamed and unary, over mTLS with the audit on
 # (as deployed). Arguments go to every
-# `hutong bench` run (e.g. --records 50000). HUTONG_BIN=path uses that binary
+# `hutong bench` run (e.g. --records 50000, or --mix default for every shipped
+# department in its share, each on its own certificate from the same PKI).
+# HUTONG_BIN=path uses that binary
 # instead of building one (to compare two builds in the same session).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

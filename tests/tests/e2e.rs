@@ -603,3 +603,50 @@ async fn every_department_sample_flows_end_to_end() -> anyhow::Result<()> {
     println!("published per topic: {per_topic:?}; rejected into the DLQ: {rejected}");
     Ok(())
 }
+
+/// `hutong bench --mix default`: every shipped kind in its weight, each department on its own
+/// certificate; the gateway counts each department's records as published under that department,
+/// and the raw baseline publishes the same number of records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_on_the_default_mix_publishes_every_department_as_itself() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let gateway = Gateway::start(&broker.bootstrap).await?;
+    let out = std::process::Command::new(hutong_tests::hutong_bin()?)
+        .args(["bench", "--mix", "default", "--records", "400", "--batch", "20", "--concurrency", "2"])
+        .arg("--config")
+        .arg(gateway.dir.path().join("hutong.toml"))
+        .args(gateway.cli_args("gongan"))
+        .env("HUTONG_PSEUDONYM_KEY", hutong_tests::TEST_KEY)
+        .output()?;
+    let stdout = String::from_utf8(out.stdout)?;
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(": 400 records of"), "all 400 through the gateway: {stdout}");
+    assert!(stdout.contains("raw producer (same canonical records, same producer settings): 400 in"), "{stdout}");
+    let counted = |dept: &str, kind: &str| -> anyhow::Result<f64> {
+        let sample = format!("hutong_records_total{{department=\"{dept}\",kind=\"{kind}\",outcome=\"published\"}}");
+        Ok(gateway.metric(&sample)?.unwrap_or(0.0))
+    };
+    // 30 % of 400 are 12345 tickets, 25 % patrol reports, 1 % building registers.
+    assert_eq!(counted("rexian", "hotline_ticket")?, 120.0);
+    assert_eq!(counted("wangge", "patrol_report")?, 100.0);
+    assert_eq!(counted("zhujian", "building_register")?, 4.0);
+    assert_eq!(counted("gongan", "hotline_ticket")?, 0.0, "no department submits for another");
+    // Without a department's certificate the mix is refused before anything is sent.
+    let lonely = tempfile::tempdir()?;
+    std::fs::copy(gateway.pki.join("ca.pem"), lonely.path().join("ca.pem"))?;
+    for ext in ["pem", "key"] {
+        std::fs::copy(gateway.pki.join(format!("gongan.{ext}")), lonely.path().join(format!("gongan.{ext}")))?;
+    }
+    let out = std::process::Command::new(hutong_tests::hutong_bin()?)
+        .args(["bench", "--mix", "gongan/household_registration=1,rexian/hotline_ticket=1", "--records", "10"])
+        .arg("--config")
+        .arg(gateway.dir.path().join("hutong.toml"))
+        .args(hutong_tests::cli_args(&gateway.endpoint, lonely.path(), "gongan"))
+        .env("HUTONG_PSEUDONYM_KEY", hutong_tests::TEST_KEY)
+        .output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("rexian.pem is missing"), "{stderr}");
+    assert_eq!(counted("gongan", "household_registration")?, 32.0, "nothing more was sent");
+    Ok(())
+}

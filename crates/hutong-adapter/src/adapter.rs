@@ -125,8 +125,16 @@ pub struct Adapter {
     /// Marked `draft = true`: not live (see [`crate::spec::AdapterSpec::draft`]).
     pub draft: bool,
     outputs: Vec<Output>,
-    /// The payload fields its CEL expressions read (`None`: any).
-    cel_fields: Option<Vec<String>>,
+    cel_fields: CelFields,
+}
+
+/// The payload fields its CEL expressions read (`None`: any).
+#[derive(Debug, Clone)]
+struct CelFields {
+    /// Read by any expression.
+    all: Option<Vec<String>>,
+    /// Read by the expressions only the interpreter answers.
+    interpreted: Option<Vec<String>>,
 }
 
 /// The update cycles an adapter may declare.
@@ -214,7 +222,7 @@ impl Adapter {
         if let Some(c) = spec.update_cycle.as_deref().filter(|c| !UPDATE_CYCLES.contains(c)) {
             return Err(check(format!("update-cycle {c:?} is not one of {}", UPDATE_CYCLES.join(", "))));
         }
-        let cel_fields = cel_fields(&outputs);
+        let cel_fields = CelFields { all: cel_fields(&outputs, false), interpreted: cel_fields(&outputs, true) };
         Ok(Self {
             department: spec.department,
             kind: spec.kind,
@@ -248,7 +256,8 @@ impl Adapter {
     pub fn map(&self, payload: &Value, ctx: &MapContext<'_>) -> Result<Vec<Canonical>, Vec<Violation>> {
         let mut violations = Vec::new();
         let mut records = Vec::with_capacity(self.outputs.len());
-        let scope = Scope::new(payload, self.cel_fields.as_deref(), ctx, &self.department, &self.kind);
+        let fields = (self.cel_fields.all.as_deref(), self.cel_fields.interpreted.as_deref());
+        let scope = Scope::new(payload, fields, ctx, &self.department, &self.kind);
         for out in &self.outputs {
             match out.when.as_ref().map(|w| w.test(&scope)) {
                 Some(Ok(false)) => continue,
@@ -277,9 +286,10 @@ impl Adapter {
     }
 }
 
-/// The payload fields every CEL expression of `outputs` reads together, `None` if one may read
-/// any.
-fn cel_fields(outputs: &[Output]) -> Option<Vec<String>> {
+/// The payload fields the CEL expressions of `outputs` read together, `None` if one may read any;
+/// with `interpreted_only`, only the expressions the interpreter always answers (see
+/// [`Scope::new`]).
+fn cel_fields(outputs: &[Output], interpreted_only: bool) -> Option<Vec<String>> {
     fn of_fields(fields: &[Field]) -> impl Iterator<Item = &Expr> {
         fields.iter().flat_map(|f| f.when.iter().chain(f.expr.iter()))
     }
@@ -293,7 +303,7 @@ fn cel_fields(outputs: &[Output]) -> Option<Vec<String>> {
         e
     });
     let mut all = Vec::new();
-    for e in exprs {
+    for e in exprs.filter(|e| !interpreted_only || !e.is_native()) {
         all.extend_from_slice(e.src_fields()?);
     }
     all.sort();
@@ -396,8 +406,9 @@ impl Each {
                 return violations.push(Violation::new(&self.to, "adapter:type", message));
             }
         };
-        // The element is converted for CEL only when an expression may read it.
-        let reads = self.when.is_some() || self.fields.iter().any(|f| f.when.is_some() || f.expr.is_some());
+        // The element is converted for CEL only when an expression reads it.
+        let mut exprs = self.when.iter().chain(self.fields.iter().flat_map(|f| f.when.iter().chain(f.expr.iter())));
+        let reads = exprs.any(|e| e.names("item") || e.names("index"));
         for (i, item) in items.iter().enumerate() {
             let vars = if reads {
                 vec![("item", crate::expr::to_cel(item)), ("index", cel::Value::Int(i as i64))]
@@ -602,7 +613,7 @@ fn build_transform(t: TransformSpec, standard: &Standard) -> Result<Transform, S
             let offset = chrono::DateTime::parse_from_rfc3339(&format!("2000-01-01T00:00:00{}", d.timezone))
                 .map(|t| *t.offset())
                 .map_err(|_| format!("timezone {:?} is not an offset like +08:00", d.timezone))?;
-            Transform::Datetime { formats: d.formats, offset }
+            Transform::Datetime { formats: crate::transform::DateFormat::list(&d.formats), offset }
         }
         TransformSpec::IdBirthDate => Transform::IdBirthDate,
         TransformSpec::IdSex => Transform::IdSex,
@@ -616,7 +627,7 @@ fn build_transform(t: TransformSpec, standard: &Standard) -> Result<Transform, S
             if let Some(problem) = formats.iter().find_map(|f| crate::transform::date_format_problem(f)) {
                 return Err(problem);
             }
-            Transform::Date(formats)
+            Transform::Date(crate::transform::DateFormat::list(&formats))
         }
         TransformSpec::Code(c) => {
             let list = standard.codes().get(&c.list).ok_or_else(|| format!("unknown code list {:?}", c.list))?;

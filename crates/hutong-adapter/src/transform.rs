@@ -16,8 +16,8 @@ pub(crate) enum Transform {
     Nfkc,
     Upper,
     Lower,
-    Date(Vec<String>),
-    Datetime { formats: Vec<String>, offset: FixedOffset },
+    Date(Vec<DateFormat>),
+    Datetime { formats: Vec<DateFormat>, offset: FixedOffset },
     Code { list: Box<CodeList>, unknown: UnknownPolicy },
     Map { table: std::collections::BTreeMap<String, String>, unknown: UnknownPolicy },
     CitizenId(Legacy15Policy),
@@ -29,6 +29,46 @@ pub(crate) enum Transform {
     Gcj02ToWgs84(Coordinate),
     Split { sep: String, index: usize },
     Replace { from: String, to: String },
+}
+
+/// A date or date-time format (`chrono` strftime, or `excel` for spreadsheet serials), parsed
+/// once when the adapter loads rather than for every value.
+#[derive(Debug, Clone)]
+pub(crate) struct DateFormat {
+    text: String,
+    /// The parsed format; `None` for `excel`, or for a format `chrono` cannot parse (the static
+    /// check refuses those for dates; it is read as written then, and fails as before).
+    items: Option<Vec<chrono::format::Item<'static>>>,
+}
+
+impl DateFormat {
+    pub(crate) fn new(text: &str) -> Self {
+        let items = (text != "excel").then(|| chrono::format::StrftimeItems::new(text).parse_to_owned().ok()).flatten();
+        Self { text: text.to_owned(), items }
+    }
+
+    pub(crate) fn list(texts: &[String]) -> Vec<Self> {
+        texts.iter().map(|t| Self::new(t)).collect()
+    }
+
+    fn is_excel(&self) -> bool {
+        self.text == "excel"
+    }
+
+    /// What `value` states in this format, if it is written in it.
+    fn parse(&self, value: &str) -> Option<chrono::format::Parsed> {
+        let mut parsed = chrono::format::Parsed::new();
+        match &self.items {
+            Some(items) => chrono::format::parse(&mut parsed, value, items.iter()).ok()?,
+            None => chrono::format::parse(&mut parsed, value, chrono::format::StrftimeItems::new(&self.text)).ok()?,
+        }
+        Some(parsed)
+    }
+}
+
+/// The formats as written, for messages.
+fn texts(formats: &[DateFormat]) -> Vec<&str> {
+    formats.iter().map(|f| f.text.as_str()).collect()
 }
 
 /// Why a transform failed: a rule name and a message (never a raw identifier).
@@ -56,10 +96,12 @@ impl Transform {
             Self::Lower => some(value.to_ascii_lowercase()),
             Self::Date(formats) => parse_date(&value, formats)
                 .map(|d| Some(d.format("%Y-%m-%d").to_string()))
-                .ok_or_else(|| ("adapter:date", format!("{value:?} is not a date in any of {formats:?}"))),
+                .ok_or_else(|| ("adapter:date", format!("{value:?} is not a date in any of {:?}", texts(formats)))),
             Self::Datetime { formats, offset } => parse_datetime(&value, formats, *offset)
                 .map(|t| Some(t.to_rfc3339_opts(SecondsFormat::AutoSi, true)))
-                .ok_or_else(|| ("adapter:datetime", format!("{value:?} is not a date-time in any of {formats:?}"))),
+                .ok_or_else(|| {
+                    ("adapter:datetime", format!("{value:?} is not a date-time in any of {:?}", texts(formats)))
+                }),
             Self::Code { list, unknown } => match list.lookup(&value) {
                 Some(code) => some(code.code.clone()),
                 None => unknown_value(unknown, value, &format!("code list {}", list.id)),
@@ -128,16 +170,16 @@ fn excel_serial(value: &str) -> Option<NaiveDateTime> {
     excel_epoch().checked_add_signed(Duration::milliseconds(millis))
 }
 
-pub(crate) fn parse_date(value: &str, formats: &[String]) -> Option<NaiveDate> {
+pub(crate) fn parse_date(value: &str, formats: &[DateFormat]) -> Option<NaiveDate> {
     formats.iter().find_map(|f| {
-        if f == "excel" {
+        if f.is_excel() {
             return excel_serial(value).map(|t| t.date());
         }
         // A format without a day (`%Y年%m月`), or without month and day (`%Y`), names a period:
         // the date is its first day. (Looked at only when the plain parse fails: full dates pay
         // nothing for it.)
-        NaiveDate::parse_from_str(value, f).ok().or_else(|| {
-            let p = DatePrecision::of(f);
+        f.parse(value).and_then(|p| p.to_naive_date().ok()).or_else(|| {
+            let (f, p) = (&f.text, DatePrecision::of(&f.text));
             match (p.month, p.day) {
                 (_, true) => None,
                 (true, false) => NaiveDate::parse_from_str(&format!("{value}\u{1}01"), &format!("{f}\u{1}%d")).ok(),
@@ -190,23 +232,30 @@ pub(crate) fn date_format_problem(format: &str) -> Option<String> {
     if std::fmt::Write::write_fmt(&mut written, format_args!("{}", known.format(format))).is_err() {
         return Some(format!("date format {format:?} cannot be written"));
     }
-    let back = parse_date(&written, &[format.to_owned()]);
+    let back = parse_date(&written, &[DateFormat::new(format)]);
     let expected = if p.month || p.day { known } else { NaiveDate::from_ymd_opt(2001, 1, 1)? };
     (back != Some(expected))
         .then(|| format!("date format {format:?} does not read back the date it writes ({written:?})"))
 }
 
-pub(crate) fn parse_datetime(value: &str, formats: &[String], offset: FixedOffset) -> Option<DateTime<FixedOffset>> {
+pub(crate) fn parse_datetime(
+    value: &str,
+    formats: &[DateFormat],
+    offset: FixedOffset,
+) -> Option<DateTime<FixedOffset>> {
     formats.iter().find_map(|f| {
-        if f == "excel" {
+        if f.is_excel() {
             return excel_serial(value).and_then(|t| t.and_local_timezone(offset).single());
         }
-        if f.contains("%z") || f.contains("%:z") {
-            return DateTime::parse_from_str(value, f).ok();
+        let parsed = f.parse(value)?;
+        if f.text.contains("%z") || f.text.contains("%:z") {
+            return parsed.to_datetime().ok();
         }
-        let naive = NaiveDateTime::parse_from_str(value, f)
+        // A date-time, or a date alone at midnight.
+        let naive = parsed
+            .to_naive_datetime_with_offset(0)
             .ok()
-            .or_else(|| NaiveDate::parse_from_str(value, f).ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
+            .or_else(|| parsed.to_naive_date().ok().and_then(|d| d.and_hms_opt(0, 0, 0)))?;
         naive.and_local_timezone(offset).single()
     })
 }
@@ -328,8 +377,8 @@ mod tests {
         assert!(nfkc_stable("朝阳区建国路88号") && !nfkc_stable("１２３") && !nfkc_stable("\u{F900}"));
     }
 
-    fn dates(fs: &[&str]) -> Vec<String> {
-        fs.iter().map(|s| (*s).to_owned()).collect()
+    fn dates(fs: &[&str]) -> Vec<DateFormat> {
+        fs.iter().map(|s| DateFormat::new(s)).collect()
     }
 
     #[test]

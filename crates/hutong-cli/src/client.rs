@@ -91,6 +91,25 @@ impl ConnectArgs {
     pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
         Ok(self.auth().connect(&self.addr).await?)
     }
+
+    /// The identity `identity` of `--pki` (a department's certificate), for a command that
+    /// submits for several departments (`hutong bench --mix`).
+    pub(crate) fn auth_as(&self, identity: &str) -> anyhow::Result<ClientAuth> {
+        let dir = self.identity.pki.as_deref().ok_or_else(|| {
+            anyhow::anyhow!("submitting for {identity} needs --pki (HUTONG_PKI) with a certificate per department")
+        })?;
+        let cert = dir.join(format!("{identity}.pem"));
+        anyhow::ensure!(
+            cert.is_file(),
+            "{} is missing: every department of the mix needs its certificate (`hutong certs init --policy` issues one for every department of the policy)",
+            cert.display()
+        );
+        let mut auth = ClientAuth::from_pki(dir, Some(identity));
+        if self.identity.ca.is_some() {
+            auth.ca.clone_from(&self.identity.ca);
+        }
+        Ok(auth)
+    }
 }
 
 impl IdentityArgs {
