@@ -621,7 +621,7 @@ async fn bench_on_the_default_mix_publishes_every_department_as_itself() -> anyh
     let stdout = String::from_utf8(out.stdout)?;
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(": 400 records of"), "all 400 through the gateway: {stdout}");
-    assert!(stdout.contains("raw producer (same canonical records, same producer settings): 400 in"), "{stdout}");
+    assert!(stdout.contains("raw producer (same canonical records, same producer settings): 400 ("), "{stdout}");
     let counted = |dept: &str, kind: &str| -> anyhow::Result<f64> {
         let sample = format!("hutong_records_total{{department=\"{dept}\",kind=\"{kind}\",outcome=\"published\"}}");
         Ok(gateway.metric(&sample)?.unwrap_or(0.0))
