@@ -19,7 +19,7 @@ else
   HUTONG="$ROOT/target/release/hutong"
 fi
 WORK="$(mktemp -d)"
-trap 'kill $GW $BROKER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+trap 'kill $GW $BROKER 2>/dev/null || true; wait $GW $BROKER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 ( cd "$WORK" && exec "${CARGO_HOME:-$HOME/.cargo}/bin/tansu" broker --listener-url tcp://127.0.0.1:19092 \
     --advertised-listener-url tcp://127.0.0.1:19092 --storage-engine memory://tansu/ >"$WORK/broker.log" 2>&1 ) &
 BROKER=$!
