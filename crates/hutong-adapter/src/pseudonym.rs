@@ -11,6 +11,9 @@ pub struct PseudonymKey {
     keyed: Hmac<Sha256>,
     /// `k` + 8 hex digits.
     id: String,
+    /// This key's number in the process (its clones share it): what remembered pseudonyms are
+    /// filed under, never the id, which two keys may share.
+    instance: u64,
 }
 
 impl PseudonymKey {
@@ -26,8 +29,10 @@ impl PseudonymKey {
     fn keyed(bytes: &[u8]) -> Self {
         // HMAC accepts keys of any length, so this cannot fail.
         let keyed = <Hmac<Sha256> as KeyInit>::new_from_slice(bytes).expect("hmac takes any key length");
-        let mut key = Self { keyed, id: String::new() };
-        key.id = format!("k{}", &key.pseudonym("hutong/key-id")[..8]);
+        static INSTANCES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut key = Self { keyed, id: String::new(), instance };
+        key.id = format!("k{}", &key.mac_hex("hutong/key-id")[..8]);
         key
     }
 
@@ -44,11 +49,40 @@ impl PseudonymKey {
     }
 
     /// Hex HMAC-SHA256 of `value` under this key.
+    ///
+    /// A record asks for the same one twice (its `person_key`, then its citizen ID pseudonymised
+    /// on the topic): the last few answers of the thread are remembered, by key instance and value.
     pub fn pseudonym(&self, value: &str) -> String {
+        RECENT.with_borrow_mut(|recent| {
+            if let Some((_, _, hex)) = recent.iter().find(|(k, v, _)| *k == self.instance && v == value) {
+                return hex.clone();
+            }
+            let hex = self.mac_hex(value);
+            if recent.len() == RECENT_LEN {
+                recent.pop_front();
+            }
+            recent.push_back((self.instance, value.to_owned(), hex.clone()));
+            hex
+        })
+    }
+
+    /// Hex HMAC-SHA256 of `value`, computed.
+    fn mac_hex(&self, value: &str) -> String {
         let mut mac = self.keyed.clone();
         mac.update(value.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        let mut out = [0u8; 64];
+        hex::encode_to_slice(mac.finalize().into_bytes(), &mut out).expect("32 bytes are 64 hex digits");
+        String::from_utf8(out.to_vec()).expect("hex digits are ASCII")
     }
+}
+
+/// How many pseudonyms a thread remembers ([`PseudonymKey::pseudonym`]).
+const RECENT_LEN: usize = 4;
+
+thread_local! {
+    /// (key instance, value, pseudonym), oldest first.
+    static RECENT: std::cell::RefCell<std::collections::VecDeque<(u64, String, String)>> =
+        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
 }
 
 impl std::fmt::Debug for PseudonymKey {
@@ -80,5 +114,21 @@ mod tests {
         assert!(id.len() == 9 && id.starts_with('k'), "{id}");
         assert_ne!(id, other.key_id(), "another key, another id");
         assert_eq!(k.tagged_pseudonym("x"), format!("{id}:{}", k.pseudonym("x")));
+    }
+
+    /// Remembered answers are the key's own: another key, or another value, computes anew.
+    #[test]
+    fn remembered_pseudonyms_are_per_key_and_value() {
+        let (a, b) = (PseudonymKey::keyed(b"Jefe"), PseudonymKey::new(vec![9u8; 32]).unwrap());
+        let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        let text = "what do ya want for nothing?";
+        assert_eq!(a.pseudonym(text), expected);
+        assert_eq!(a.pseudonym(text), expected, "remembered");
+        assert_ne!(b.pseudonym(text), expected, "another key");
+        assert_ne!(a.pseudonym("what do ya want for nothing!"), expected, "another value");
+        for i in 0..10 {
+            a.pseudonym(&i.to_string());
+        }
+        assert_eq!(a.pseudonym(text), expected, "computed again once forgotten");
     }
 }
