@@ -435,9 +435,8 @@ impl Expr {
 
     /// [`Self::test`] with more variables (`item`, `index`, `value`).
     pub(crate) fn test_with(&self, scope: &Scope<'_>, vars: &[(&str, cel::Value)]) -> Result<bool, String> {
-        match self.native.as_deref().and_then(|n| n.eval(scope, None)) {
-            Some(Val::Bool(b)) => return Ok(b),
-            Some(_) | None => {}
+        if let Some(Val::Bool(b)) = self.native.as_deref().and_then(|n| n.eval(scope, None)) {
+            return Ok(b);
         }
         match self.eval(scope, vars)? {
             cel::Value::Bool(b) => Ok(b),
