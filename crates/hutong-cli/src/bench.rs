@@ -439,12 +439,21 @@ async fn connections(args: &BenchArgs, subs: &[Submission]) -> anyhow::Result<Ha
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let run_id = format!("bench{}", chrono::Utc::now().timestamp());
-    let config = args.deployment.load_schemas()?;
-    let key = config.pseudonym.load_key().unwrap_or_else(|_| PseudonymKey::new(vec![7; 32]).expect("key"));
-    let pipeline = Pipeline::load(&config.schemas_dir, key, config.pipeline_settings())?;
-    let subs = match &args.mix {
-        Some(spec) => mix_records(&parse_mix(spec)?, args.records, &run_id, &config.schemas_dir, &pipeline)?,
-        None => synthetic(args.records, args.payload_bytes, &run_id, args.connect.identity_name().unwrap_or("gongan")),
+    // The deployment (schemas, key, Kafka) only where the mix or the raw baseline needs it: a
+    // synthetic run without the baseline needs nothing but the gateway.
+    let deployment = if args.mix.is_some() || !args.skip_raw {
+        let config = args.deployment.load_schemas()?;
+        let key = config.pseudonym.load_key().unwrap_or_else(|_| PseudonymKey::new(vec![7; 32]).expect("key"));
+        let pipeline = Pipeline::load(&config.schemas_dir, key, config.pipeline_settings())?;
+        Some((config, pipeline))
+    } else {
+        None
+    };
+    let subs = match (&args.mix, &deployment) {
+        (Some(spec), Some((config, pipeline))) => {
+            mix_records(&parse_mix(spec)?, args.records, &run_id, &config.schemas_dir, pipeline)?
+        }
+        _ => synthetic(args.records, args.payload_bytes, &run_id, args.connect.identity_name().unwrap_or("gongan")),
     };
     let avg = subs.iter().map(|s| s.record.payload.len()).sum::<usize>() / subs.len().max(1);
     if args.mix.is_some() {
@@ -496,8 +505,8 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             gw.tally.other
         );
     }
-    if !args.skip_raw {
-        let raw = raw(&args, &config, &pipeline, &subs).await?;
+    if let (false, Some((config, pipeline))) = (args.skip_raw, &deployment) {
+        let raw = raw(&args, config, pipeline, &subs).await?;
         let raw_rate = raw.tally.published as f64 / raw.seconds;
         println!(
             "raw producer (same canonical records, same producer settings): {} ({} messages) in {:.2} s = {:.0} records/s",
