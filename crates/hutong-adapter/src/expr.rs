@@ -560,6 +560,12 @@ fn src_fields(source: &str) -> Option<Vec<String>> {
     let mut i = 0;
     while i < b.len() {
         match b[i] {
+            // A comment runs to the end of the line (an apostrophe in it opens no literal).
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            }
             q @ (b'\'' | b'"') => {
                 if b.get(i + 1) == Some(&q) && b.get(i + 2) == Some(&q) {
                     return None;
@@ -579,7 +585,11 @@ fn src_fields(source: &str) -> Option<Vec<String>> {
                     i += 1;
                 }
                 let after_dot = start > 0 && b[start - 1] == b'.';
-                if &source[start..i] == "src" && !after_dot {
+                // `.src.F` names the root `src` too, `x.src` may: all fields, to be safe.
+                if &source[start..i] == "src" && after_dot {
+                    return None;
+                }
+                if &source[start..i] == "src" {
                     let rest = &b[i..];
                     let name_len = rest.iter().skip(1).take_while(|c| ident(**c)).count();
                     if rest.first() != Some(&b'.') || name_len == 0 {
@@ -803,11 +813,22 @@ mod tests {
         assert_eq!(fields("size(src) > 2"), None, "the whole payload");
         assert_eq!(fields("src['HH'] != ''"), None);
         assert_eq!(fields("r'src.X' == src.Y"), None, "raw literals: all, to be safe");
+        assert_eq!(
+            fields("src.A == 1 // it's\n|| src.B == 'y'"),
+            Some(vec!["A".to_owned(), "B".to_owned()]),
+            "an apostrophe in a comment opens no literal"
+        );
+        assert_eq!(fields(".src.B == 'y'"), None, "the root spelled with a leading dot");
         // A scope of the fields read answers as the whole payload would.
         let key = PseudonymKey::new(vec![0; 16]).unwrap();
         let ctx = MapContext { key: &key, source_id: "S1", revision: 3, op: "delete" };
         let payload = json!({"HH": "0021", "XM": "胡金凤", "AGE": 76});
-        for source in ["has(src.HH) && src.HH != ''", "has(src.NOPE)", "src.AGE >= 60 && meta.revision == 3"] {
+        for source in [
+            "has(src.HH) && src.HH != ''",
+            "has(src.NOPE)",
+            "src.AGE >= 60 && meta.revision == 3",
+            "src.AGE > 80 // it's\n|| src.XM == 'x'",
+        ] {
             let e = Expr::compile(source).unwrap();
             let narrow = Scope::with_fields(&payload, e.src_fields(), &ctx, "gongan", "k");
             let whole = Scope::with_fields(&payload, None, &ctx, "gongan", "k");
