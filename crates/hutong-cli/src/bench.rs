@@ -65,7 +65,8 @@ pub(crate) struct BenchArgs {
     /// Records per request.
     #[arg(long, default_value_t = 500)]
     batch: usize,
-    /// Concurrent submitters (each a stream, or a unary caller, per department it sends for).
+    /// Concurrent submitters. Streamed, each keeps at most 4 batches in flight over its streams
+    /// (one per department it sends for); unary, each waits for every answer.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
     /// `stream` (SubmitStream) or `unary` (Submit).
