@@ -92,6 +92,9 @@ struct Each {
     when: Option<Expr>,
     /// The element's fields; their segments are relative to the element.
     fields: Vec<Field>,
+    /// Whether an expression of the block reads `item` or `index` (the element is converted for
+    /// CEL only then).
+    reads_element: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -406,11 +409,8 @@ impl Each {
                 return violations.push(Violation::new(&self.to, "adapter:type", message));
             }
         };
-        // The element is converted for CEL only when an expression reads it.
-        let mut exprs = self.when.iter().chain(self.fields.iter().flat_map(|f| f.when.iter().chain(f.expr.iter())));
-        let reads = exprs.any(|e| e.names("item") || e.names("index"));
         for (i, item) in items.iter().enumerate() {
-            let vars = if reads {
+            let vars = if self.reads_element {
                 vec![("item", crate::expr::to_cel(item)), ("index", cel::Value::Int(i as i64))]
             } else {
                 Vec::new()
@@ -483,7 +483,9 @@ fn build_each(e: crate::spec::EachSpec, entity: &str, standard: &Standard) -> Re
     if fields.is_empty() {
         return Err(format!("each {}: no field", e.to));
     }
-    Ok(Each { over: e.over, to: e.to, segments, when, fields })
+    let mut exprs = when.iter().chain(fields.iter().flat_map(|f| f.when.iter().chain(f.expr.iter())));
+    let reads_element = exprs.any(|x| x.names("item") || x.names("index"));
+    Ok(Each { over: e.over, to: e.to, segments, when, fields, reads_element })
 }
 
 /// The string result of a field as the JSON type its target wants.

@@ -289,15 +289,20 @@ impl Native {
             }
             // CEL filters the whole array (an element it fails on fails it all), then indexes.
             Native::Pick { over, pred, index, field: f } => {
-                let mut kept = Vec::new();
+                let (mut kept, mut picked) = (0, None);
                 for element in scope.payload.as_object()?.get(over)?.as_array()? {
                     match pred.eval(scope, Some(element))? {
-                        Val::Bool(true) => kept.push(element),
+                        Val::Bool(true) => {
+                            if kept == *index {
+                                picked = Some(element);
+                            }
+                            kept += 1;
+                        }
                         Val::Bool(false) => {}
                         _ => return None,
                     }
                 }
-                field(kept.get(*index)?, f)?
+                field(picked?, f)?
             }
             Native::Meta(m) => match m {
                 MetaField::SourceId => Val::Str(scope.ctx.source_id.into()),

@@ -39,20 +39,21 @@ pub(crate) struct DateFormat {
     /// The parsed format; `None` for `excel`, or for a format `chrono` cannot parse (the static
     /// check refuses those for dates; it is read as written then, and fails as before).
     items: Option<Vec<chrono::format::Item<'static>>>,
+    excel: bool,
+    /// It carries its own offset (`%z`, `%:z`).
+    offset: bool,
 }
 
 impl DateFormat {
     pub(crate) fn new(text: &str) -> Self {
-        let items = (text != "excel").then(|| chrono::format::StrftimeItems::new(text).parse_to_owned().ok()).flatten();
-        Self { text: text.to_owned(), items }
+        let excel = text == "excel";
+        let items = (!excel).then(|| chrono::format::StrftimeItems::new(text).parse_to_owned().ok()).flatten();
+        let offset = text.contains("%z") || text.contains("%:z");
+        Self { text: text.to_owned(), items, excel, offset }
     }
 
     pub(crate) fn list(texts: &[String]) -> Vec<Self> {
         texts.iter().map(|t| Self::new(t)).collect()
-    }
-
-    fn is_excel(&self) -> bool {
-        self.text == "excel"
     }
 
     /// What `value` states in this format, if it is written in it.
@@ -172,7 +173,7 @@ fn excel_serial(value: &str) -> Option<NaiveDateTime> {
 
 pub(crate) fn parse_date(value: &str, formats: &[DateFormat]) -> Option<NaiveDate> {
     formats.iter().find_map(|f| {
-        if f.is_excel() {
+        if f.excel {
             return excel_serial(value).map(|t| t.date());
         }
         // A format without a day (`%Y年%m月`), or without month and day (`%Y`), names a period:
@@ -244,11 +245,11 @@ pub(crate) fn parse_datetime(
     offset: FixedOffset,
 ) -> Option<DateTime<FixedOffset>> {
     formats.iter().find_map(|f| {
-        if f.is_excel() {
+        if f.excel {
             return excel_serial(value).and_then(|t| t.and_local_timezone(offset).single());
         }
         let parsed = f.parse(value)?;
-        if f.text.contains("%z") || f.text.contains("%:z") {
+        if f.offset {
             return parsed.to_datetime().ok();
         }
         // A date-time, or a date alone at midnight.
