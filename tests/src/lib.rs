@@ -15,6 +15,7 @@ use std::{
 use anyhow::{Context as _, bail, ensure};
 pub use hutong_client::ClientAuth;
 
+pub mod acl_broker;
 pub mod inproc;
 pub mod pg;
 pub mod profiles;

@@ -266,3 +266,104 @@ fn ingest_refuses_records_without_a_stable_source_id() -> anyhow::Result<()> {
     assert!(err.contains("no source_id"), "{err}");
     Ok(())
 }
+
+/// `hutong access acls --apply` against a broker that keeps ACLs (the test kit's, spoken to by
+/// librdkafka): the dry run changes nothing; the apply creates what the grants call for and
+/// deletes the bindings of a consumer no grant covers any more, leaving every binding that is
+/// not Hutong's; a second apply has nothing to do; once the grant has expired, its bindings go.
+#[test]
+fn access_acls_apply_reconciles_the_brokers_with_the_grants() -> anyhow::Result<()> {
+    use hutong_tests::acl_broker::{AclBroker, StoredAcl};
+    const ZHIHUI: &str = "User:zhihui.consumers.hutong.local";
+    const ZONGZHI: &str = "User:zongzhi.consumers.hutong.local";
+    // Codes of the Kafka protocol: topic 2, group 3; literal 3, prefixed 4; Read 3, Write 4,
+    // Describe 8; Allow 3.
+    let stored = |resource_type, name: &str, pattern_type, principal: &str, operation| StoredAcl {
+        resource_type,
+        name: name.into(),
+        pattern_type,
+        principal: principal.into(),
+        host: "*".into(),
+        operation,
+        permission: 3,
+    };
+    let revoked = stored(2, "hutong.person.v2", 3, ZONGZHI, 3);
+    let foreign =
+        vec![stored(2, "hutong.", 4, "User:gateway.hutong.local", 4), stored(2, "other.team.events", 3, ZHIHUI, 3)];
+    let broker = AclBroker::start([foreign.clone(), vec![revoked.clone()]].concat())?;
+
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("hutong.toml");
+    std::fs::write(
+        &config,
+        format!("[kafka]\nbootstrap-servers = \"{}\"\ntopic-prefix = \"hutong\"\n", broker.bootstrap),
+    )?;
+    let grants = dir.path().join("grants.json");
+    let grant = |id: &str, consumer: &str, status: &str| {
+        serde_json::json!({
+            "id": id, "consumer": consumer, "resource": "gongan.household_registration", "provider": "gongan",
+            "sharing": "conditional", "approver": "provider", "fields": [], "grids": [],
+            "purpose": "为老服务", "scenario": "智慧社区平台", "until": "2026-12-31", "status": status,
+            "requested_at": "2026-12-01T09:00:00+08:00", "due": "2026-12-10",
+            "decided_by": "gongan", "decided_at": "2026-12-02T09:00:00+08:00", "reason": null
+        })
+    };
+    std::fs::write(
+        &grants,
+        serde_json::to_string(&[grant("AR-1", "zhihui", "approved"), grant("AR-2", "zongzhi", "revoked")])?,
+    )?;
+    let args = |on: &'static str, extra: &'static [&'static str]| -> Vec<String> {
+        let mut a: Vec<String> = ["access", "acls", "--grants"].map(String::from).into();
+        a.push(grants.display().to_string());
+        a.extend(["-c".into(), config.display().to_string(), "--policy".into(), "deploy/local/policy.toml".into()]);
+        a.extend(["--on".into(), on.into(), "--apply".into()]);
+        a.extend(extra.iter().map(|s| (*s).to_owned()));
+        a
+    };
+    let run = |a: Vec<String>| -> anyhow::Result<Value> {
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let out = hutong(&refs)?;
+        anyhow::ensure!(out.status.success(), "hutong {}: {}", a.join(" "), String::from_utf8_lossy(&out.stderr));
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    let count = |v: &Value, k: &str| v[k].as_array().map_or(0, Vec::len);
+    // The plan itself: what the grants call for.
+    let plan_args: Vec<String> = args("2026-12-05", &[]).into_iter().filter(|a| a != "--apply").collect();
+    let plan = run(plan_args)?;
+    let wanted = plan["acls"].as_array().unwrap().len();
+    // 公安's register is shared on the person and household topics: Read and Describe on each,
+    // and the platform's own consumer groups.
+    assert_eq!(wanted, 5, "{plan}");
+
+    let dry = run(args("2026-12-05", &["--dry-run"]))?;
+    assert_eq!((dry["dry_run"].as_bool(), dry["found"].as_u64()), (Some(true), Some(3)), "{dry}");
+    assert_eq!((count(&dry, "create"), count(&dry, "delete"), dry["foreign"].as_u64()), (wanted, 1, Some(2)), "{dry}");
+    assert_eq!(dry["delete"][0]["principal"], ZONGZHI);
+    assert_eq!(broker.acls().len(), 3, "a dry run changes nothing");
+
+    let applied = run(args("2026-12-05", &[]))?;
+    assert_eq!(applied["errors"], serde_json::json!([]), "{applied}");
+    let held = broker.acls();
+    assert_eq!(held.len(), 2 + wanted);
+    assert!(!held.contains(&revoked), "the revoked grant's binding is gone");
+    assert!(foreign.iter().all(|f| held.contains(f)), "bindings that are not Hutong's stay");
+    assert!(held.contains(&stored(2, "hutong.person.v2", 3, ZHIHUI, 3)));
+    assert!(held.contains(&stored(2, "hutong.person.v2", 3, ZHIHUI, 8)));
+    assert!(held.contains(&stored(3, "zhihui.", 4, ZHIHUI, 3)));
+
+    let again = run(args("2026-12-05", &[]))?;
+    assert_eq!((count(&again, "create"), count(&again, "delete"), again["kept"].as_u64()), (0, 0, Some(wanted as u64)));
+
+    // The grant expired: its bindings go, the others stay.
+    let expired = run(args("2027-01-05", &[]))?;
+    assert_eq!((count(&expired, "create"), count(&expired, "delete")), (0, wanted), "{expired}");
+    assert_eq!(broker.acls(), {
+        let mut f = foreign.clone();
+        f.sort();
+        f
+    });
+    let seen = broker.seen();
+    use kafka_protocol::messages::ApiKey;
+    assert!([ApiKey::DescribeAcls, ApiKey::CreateAcls, ApiKey::DeleteAcls].iter().all(|k| seen.contains(k)));
+    Ok(())
+}

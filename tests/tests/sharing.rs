@@ -246,6 +246,17 @@ async fn grants_decide_what_a_consumer_sees_and_an_objection_goes_round_the_loop
     assert!(!lag.is_empty(), "{usage}");
     assert!(lag.iter().all(|l| l["topic"] == "hutong.person.v2" || l["topic"] == "hutong.household.v2"), "{usage}");
     assert!(lag.iter().any(|l| l["committed"].as_i64().is_some_and(|c| c > 0)), "{usage}");
+    // --apply against tansu: it lists no ACLs, so the dry run would create the whole plan; the
+    // apply itself fails with the reason (tansu answers CreateAcls without results, which makes
+    // librdkafka abort its worker process), and says what to do instead.
+    let acls_args = ["access", "acls", "-c", &config, "--on", "2026-12-01", "--apply"];
+    let dry = ok(&service, "governance", &[&acls_args[..], &["--dry-run"]].concat())?;
+    assert_eq!(dry["found"], 0, "{dry}");
+    let create = dry["create"].as_array().unwrap();
+    assert!(create.iter().any(|a| a["name"] == "hutong.person.v2" && a["operation"] == "Read"), "{dry}");
+    assert!(create.iter().all(|a| a["principal"] == "User:zhihui.consumers.hutong.local"), "{dry}");
+    let why = refused(&service, "governance", &acls_args)?;
+    assert!(why.contains("tansu") && why.contains("--format kafka-acls"), "{why}");
 
     // 数据异议: 公安 objects to 民政's fact behind the birth-date conflict …
     let conflict = full["conflicts"].as_array().unwrap().iter().find(|c| c["field"] == "birth_date").unwrap().clone();

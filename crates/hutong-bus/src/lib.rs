@@ -3,6 +3,7 @@
 //! ([`KafkaPublisher`]) and an in-memory one for tests ([`MemoryPublisher`]).
 #![warn(missing_docs)]
 
+mod acl;
 mod config;
 mod envelope;
 mod kafka;
@@ -12,6 +13,7 @@ mod reader;
 mod spool;
 mod topics;
 
+pub use acl::{AclAdmin, AclChanges, DeleteOutcome, KafkaAcl, reconcile as reconcile_acls};
 pub use config::{BusConfig, DAY_MS, KEY_FORMAT, TopicNames};
 pub use envelope::{
     CONTENT_TYPE_JSON, CloudEvent, ContentDigest, DEAD_LETTER_ENTITY, DEAD_LETTER_INDEX, DeadLetter, Op, Origin,

@@ -102,6 +102,10 @@ enum Command {
     /// dismiss (a corrected record closes it).
     #[command(subcommand)]
     Objection(sharing_cmd::ObjectionCommand),
+    /// `hutong access acls --apply`'s worker: the brokers' ACL calls, in a process of their own
+    /// (librdkafka aborts the process on some brokers' answers). Reads its request on stdin.
+    #[command(hide = true)]
+    KafkaAclsWorker,
 }
 
 #[derive(Debug, Subcommand)]
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
             Command::Catalog(cmd) => sharing_cmd::catalog(cmd),
             Command::Access(cmd) => sharing_cmd::access(cmd).await,
             Command::Objection(cmd) => sharing_cmd::objection(cmd).await,
+            Command::KafkaAclsWorker => sharing_cmd::kafka_acls_worker(),
             Command::Standard(StandardCommand::Docs { deployment, out }) => standard_docs(&deployment, out.as_deref()),
             Command::Standard(StandardCommand::Rules { out }) => {
                 write_out(&hutong_standard::rules::render_markdown(), out.as_deref())

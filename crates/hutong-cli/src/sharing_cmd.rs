@@ -3,15 +3,21 @@
 //! objections on published facts (数据异议). The catalogue is built locally from `schemas/` and
 //! the config; everything else asks the consumer service (`hutong.v1.Access`), which audits it.
 
-use std::{collections::BTreeMap, path::PathBuf, process::ExitCode};
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::{Context as _, bail};
 use clap::{Subcommand, ValueEnum};
+use hutong_bus::{AclChanges, KafkaAcl};
 use hutong_proto::v1::{
     DecideRequest, FileObjectionRequest, GetCatalogRequest, ListObjectionsRequest, ListRequestsRequest,
     ListUsageRequest, RequestAccessRequest, ResolveObjectionRequest, RevokeRequest, access_client::AccessClient,
 };
-use hutong_sharing::{Catalog, Grant, acl::AclPlan, sharing_name};
+use hutong_sharing::{
+    Catalog, Grant,
+    acl::{Acl, AclPlan},
+    sharing_name,
+};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
@@ -172,6 +178,19 @@ pub(crate) enum AccessCommand {
         /// For `strimzi`: the namespace.
         #[arg(long)]
         namespace: Option<String>,
+        /// Reconcile the brokers (the config's `[kafka]`, with its security settings) with the
+        /// plan: create the missing bindings, delete the bindings of the policy's consumers on
+        /// Hutong's topics and groups that no active grant calls for; every other binding is left
+        /// alone. Prints what it did as JSON; exit status 1 if any change failed. Needs brokers
+        /// with an authorizer and an admin identity allowed to alter the cluster's ACLs.
+        #[arg(long)]
+        apply: bool,
+        /// With `--apply`: read the brokers' ACLs and print the changes, change nothing.
+        #[arg(long, requires = "apply")]
+        dry_run: bool,
+        /// With `--apply`: how long each call to the brokers may take, in seconds.
+        #[arg(long, default_value_t = 30, requires = "apply")]
+        timeout: u64,
         #[command(flatten)]
         deployment: Deployment,
         #[command(flatten)]
@@ -492,7 +511,20 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
                 }
             }
         }
-        AccessCommand::Acls { format, grants, on, policy, bootstrap_server, cluster, namespace, deployment, ask } => {
+        AccessCommand::Acls {
+            format,
+            grants,
+            on,
+            policy,
+            bootstrap_server,
+            cluster,
+            namespace,
+            apply,
+            dry_run,
+            timeout,
+            deployment,
+            ask,
+        } => {
             let catalog = catalog_of(&deployment)?;
             let grants: Vec<Grant> = match grants {
                 Some(path) => serde_json::from_str(
@@ -522,6 +554,10 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
                 None => chrono::Local::now().date_naive(),
             };
             let plan = AclPlan::build(&catalog, &grants, &certificates, today);
+            if apply {
+                let managed = certificates.values().map(|c| format!("User:{c}")).collect();
+                return apply_acls(&deployment, &plan, managed, dry_run, Duration::from_secs(timeout));
+            }
             match format {
                 AclFormat::Json => println!("{}", serde_json::to_string_pretty(&plan)?),
                 AclFormat::KafkaAcls => print!("{}", plan.kafka_acls(&bootstrap_server)),
@@ -530,6 +566,123 @@ pub(crate) async fn access(cmd: AccessCommand) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `hutong access acls --apply` hands its worker.
+#[derive(Serialize, Deserialize)]
+struct AclWork {
+    /// librdkafka's settings: the brokers and their security.
+    client: BTreeMap<String, String>,
+    wanted: Vec<KafkaAcl>,
+    managed: std::collections::BTreeSet<String>,
+    topic_prefix: String,
+    dry_run: bool,
+    timeout_ms: u64,
+}
+
+/// What the worker did.
+#[derive(Serialize, Deserialize)]
+struct AclReport {
+    dry_run: bool,
+    /// Bindings on the brokers before.
+    found: usize,
+    #[serde(flatten)]
+    changes: AclChanges,
+    /// What failed: the binding and the broker's words.
+    errors: Vec<String>,
+}
+
+/// Reconciles the brokers with `plan` in a worker process (a broker whose answer librdkafka
+/// cannot read aborts that process, not this one) and prints its report.
+fn apply_acls(
+    deployment: &Deployment,
+    plan: &AclPlan,
+    managed: std::collections::BTreeSet<String>,
+    dry_run: bool,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write as _;
+    let kafka = deployment.load()?.kafka;
+    let client = kafka.client()?;
+    let work = AclWork {
+        client: client.config_map().into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+        wanted: plan.acls.iter().map(Acl::to_kafka).collect(),
+        managed,
+        topic_prefix: kafka.topic_prefix.clone(),
+        dry_run,
+        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+    };
+    let mut child = std::process::Command::new(std::env::current_exe().context("the hutong executable")?)
+        .arg("kafka-acls-worker")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("starting the ACL worker")?;
+    // The request carries the brokers' credentials: on a pipe, never on the command line.
+    child.stdin.take().context("the worker's stdin")?.write_all(&serde_json::to_vec(&work)?)?;
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let how = out.status.code().map_or_else(|| format!("was killed ({})", out.status), |c| format!("exited {c}"));
+        anyhow::bail!(
+            "the ACL calls to {} failed: the worker {how}. Brokers that answer CreateAcls without a \
+             result per binding (tansu 0.6, which neither stores nor enforces ACLs) make librdkafka abort; \
+             apply the plan with --format kafka-acls or strimzi instead. Worker output: {}",
+            kafka.bootstrap_servers,
+            stderr.trim()
+        );
+    }
+    let report: AclReport = serde_json::from_slice(&out.stdout).context("the ACL worker's report")?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    let c = &report.changes;
+    eprintln!(
+        "{} {} binding(s) on {}: {} to create, {} to delete, {} kept, {} not Hutong's left alone{}",
+        if report.dry_run { "dry run," } else { "applied," },
+        report.found,
+        kafka.bootstrap_servers,
+        c.create.len(),
+        c.delete.len(),
+        c.kept,
+        c.foreign,
+        if report.errors.is_empty() { String::new() } else { format!("; {} failed", report.errors.len()) }
+    );
+    Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// `hutong kafka-acls-worker`: reads an [`AclWork`] on stdin, describes the brokers' ACLs,
+/// reconciles, deletes then creates (unless a dry run), and prints an [`AclReport`].
+pub(crate) fn kafka_acls_worker() -> anyhow::Result<ExitCode> {
+    let work: AclWork = serde_json::from_reader(std::io::stdin().lock()).context("the ACL work on stdin")?;
+    let mut client = rdkafka::ClientConfig::new();
+    for (k, v) in &work.client {
+        client.set(k, v);
+    }
+    let admin = hutong_bus::AclAdmin::new(&client, Duration::from_millis(work.timeout_ms))?;
+    let found = admin.describe()?;
+    let changes = hutong_bus::reconcile_acls(&found, &work.wanted, &work.managed, &work.topic_prefix);
+    let mut errors = Vec::new();
+    if !work.dry_run {
+        for (acl, outcome) in changes.delete.iter().zip(admin.delete(&changes.delete)?) {
+            match outcome {
+                Ok(1) => {}
+                Ok(n) => errors.push(format!("delete {}: the broker matched {n} bindings", acl_words(acl))),
+                Err(e) => errors.push(format!("delete {}: {e}", acl_words(acl))),
+            }
+        }
+        for (acl, outcome) in changes.create.iter().zip(admin.create(&changes.create)?) {
+            if let Some(e) = outcome {
+                errors.push(format!("create {}: {e}", acl_words(acl)));
+            }
+        }
+    }
+    let report = AclReport { dry_run: work.dry_run, found: found.len(), changes, errors };
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn acl_words(a: &KafkaAcl) -> String {
+    format!("{} {} {} {} {} {}", a.permission, a.principal, a.operation, a.resource_type, a.pattern_type, a.name)
 }
 
 /// The Kafka groups of each consumer with an active grant (`<consumer>.` prefixed) and their

@@ -37,6 +37,21 @@ pub struct Acl {
     pub grants: Vec<String>,
 }
 
+impl Acl {
+    /// The binding as the brokers' admin API takes it (any host).
+    pub fn to_kafka(&self) -> hutong_bus::KafkaAcl {
+        hutong_bus::KafkaAcl {
+            principal: self.principal.clone(),
+            resource_type: self.resource_type.to_owned(),
+            pattern_type: self.pattern_type.to_owned(),
+            name: self.name.clone(),
+            operation: self.operation.to_owned(),
+            permission: self.permission.to_owned(),
+            host: "*".to_owned(),
+        }
+    }
+}
+
 /// The ACLs of every consumer, and the consumers' certificate names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AclPlan {
