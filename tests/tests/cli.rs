@@ -365,5 +365,13 @@ fn access_acls_apply_reconciles_the_brokers_with_the_grants() -> anyhow::Result<
     let seen = broker.seen();
     use kafka_protocol::messages::ApiKey;
     assert!([ApiKey::DescribeAcls, ApiKey::CreateAcls, ApiKey::DeleteAcls].iter().all(|k| seen.contains(k)));
+
+    // No broker there: the worker's own error, within the timeout, and nothing about tansu.
+    std::fs::write(&config, format!("[kafka]\nbootstrap-servers = \"127.0.0.1:{}\"\n", hutong_tests::free_port()))?;
+    let a = args("2026-12-05", &["--timeout", "1"]);
+    let out = hutong(&a.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{said}");
+    assert!(said.contains("DescribeAcls") && !said.contains("tansu"), "{said}");
     Ok(())
 }

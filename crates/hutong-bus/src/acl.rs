@@ -7,10 +7,12 @@
 //! path, by the guards below; nothing borrowed from an event outlives it (strings are copied out
 //! before the event is destroyed).
 //!
-//! librdkafka answers a malformed `CreateAcls` response (one with fewer results than requests:
-//! tansu 0.6 answers every `CreateAcls` with none) by failing an internal assertion, which aborts
-//! the process. Callers that may meet such a broker run [`AclAdmin::create`] in a child process
-//! (the CLI does).
+//! librdkafka answers a response to any of the three calls that it cannot parse (a count that
+//! does not match the request's, a truncated answer: tansu 0.6 answers every `CreateAcls` with
+//! no results) by failing an internal assertion (`rd_kafka_admin_response_parse`), which aborts
+//! the process. Callers that may meet such a broker make every call from a child process (the
+//! CLI does). librdkafka also drops DescribeAcls' top-level error (no authorizer, not
+//! authorised): such an answer reads as an empty list.
 #![allow(unsafe_code)]
 
 use std::{
@@ -183,14 +185,15 @@ pub struct AclChanges {
     pub delete: Vec<KafkaAcl>,
     /// Wanted and present.
     pub kept: usize,
-    /// On the brokers but not Hutong's to manage (another principal, or a resource outside
-    /// Hutong's topics and the consumer's groups): left alone.
+    /// On the brokers but not Hutong's to manage (another principal, a topic outside Hutong's
+    /// prefix, or a binding with a word librdkafka does not know): left alone.
     pub foreign: usize,
 }
 
 /// The changes that make the brokers' bindings of `managed` principals on Hutong's resources
 /// (topics named `<topic_prefix>.…`, and groups) equal `wanted`. Bindings of other principals,
-/// and of managed principals on other topics, are never deleted.
+/// of managed principals on other topics, and any binding librdkafka described with a word it
+/// does not know, are never deleted.
 pub fn reconcile(
     current: &[KafkaAcl],
     wanted: &[KafkaAcl],
@@ -199,6 +202,7 @@ pub fn reconcile(
 ) -> AclChanges {
     let ours = |a: &KafkaAcl| {
         managed.contains(&a.principal)
+            && [&a.resource_type, &a.pattern_type, &a.operation, &a.permission].iter().all(|w| *w != "unknown")
             && (a.resource_type == "group"
                 || (a.resource_type == "topic"
                     && a.name.strip_prefix(topic_prefix).is_some_and(|r| r.starts_with('.'))))
@@ -300,10 +304,13 @@ impl AclAdmin {
             }
         };
         let mut err = [0 as c_char; 512];
-        // SAFETY: options is live; err is writable of the size given. The only failure is an
-        // out-of-range timeout, which `millis` is not.
-        unsafe {
-            rd::rd_kafka_AdminOptions_set_request_timeout(call.options, millis, err.as_mut_ptr(), err.len());
+        // SAFETY: options is live; err is writable of the size given.
+        let set =
+            unsafe { rd::rd_kafka_AdminOptions_set_request_timeout(call.options, millis, err.as_mut_ptr(), err.len()) };
+        if set != rd::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            // SAFETY: librdkafka wrote a NUL-terminated message into err.
+            let reason = unsafe { copied(err.as_ptr()) };
+            return Err(BusError::Config { reason: format!("{} timeout {:?}: {reason}", op.name(), self.timeout) });
         }
         start(rk, call.options, call.queue);
         // Admin answers come within the request timeout; the margin covers the queueing.
@@ -328,7 +335,7 @@ impl AclAdmin {
     pub fn describe(&self) -> Result<Vec<KafkaAcl>, BusError> {
         let mut err = [0 as c_char; 512];
         // SAFETY: the match-anything filter; NULL name, principal and host mean any.
-        let filter = Binding(unsafe {
+        let filter = unsafe {
             rd::rd_kafka_AclBindingFilter_new(
                 rd::rd_kafka_ResourceType_t::RD_KAFKA_RESOURCE_ANY,
                 ptr::null(),
@@ -340,7 +347,13 @@ impl AclAdmin {
                 err.as_mut_ptr(),
                 err.len(),
             )
-        });
+        };
+        if filter.is_null() {
+            return Err(BusError::Config {
+                reason: "DescribeAcls: librdkafka refused the match-anything filter".into(),
+            });
+        }
+        let filter = Binding(filter);
         // SAFETY: librdkafka copies the filter before returning.
         let call = self.call(Op::Describe, |rk, options, queue| unsafe {
             rd::rd_kafka_DescribeAcls(rk, filter.0, options, queue)
@@ -357,34 +370,58 @@ impl AclAdmin {
         }
     }
 
-    /// Creates `acls`; per binding, `None` or the broker's error. May abort the process on a
-    /// broker that answers with fewer results than requests (see the module's notes).
+    /// Sends `acls` as bindings (`Op::Create`) or exact filters (`Op::Delete`) and returns the
+    /// answered call with its `acls.len()` answers, read by `items` from the event's result.
+    ///
+    /// SAFETY (callers): `result` and `items` are the accessors of `op`'s result.
+    unsafe fn send<X>(
+        &self,
+        op: Op,
+        acls: &[KafkaAcl],
+        result: unsafe extern "C" fn(*mut rd::rd_kafka_event_t) -> *const rd::rd_kafka_event_t,
+        items: unsafe extern "C" fn(*const rd::rd_kafka_event_t, *mut usize) -> *mut *const X,
+    ) -> Result<(Call, Vec<*const X>), BusError> {
+        let natives = acls.iter().map(|a| a.to_native(matches!(op, Op::Delete))).collect::<Result<Vec<_>, _>>()?;
+        let mut raw: Vec<*mut rd::rd_kafka_AclBinding_t> = natives.iter().map(|b| b.0).collect();
+        // SAFETY: librdkafka copies the bindings before returning; `natives` frees them after.
+        let call = self.call(op, |rk, options, queue| unsafe {
+            match op {
+                Op::Delete => rd::rd_kafka_DeleteAcls(rk, raw.as_mut_ptr(), raw.len(), options, queue),
+                _ => rd::rd_kafka_CreateAcls(rk, raw.as_mut_ptr(), raw.len(), options, queue),
+            }
+        })?;
+        // SAFETY: the result and its items live as long as the event, which `call` holds; the
+        // pointers are handed out with it.
+        unsafe {
+            let r = result(call.event);
+            if r.is_null() {
+                return Err(BusError::Unavailable { reason: format!("{}: no result in the answer", op.name()) });
+            }
+            let mut n = 0;
+            let found = items(r, &mut n);
+            if n != acls.len() {
+                return Err(BusError::Unavailable {
+                    reason: format!("{}: {n} answers for {} bindings", op.name(), acls.len()),
+                });
+            }
+            let answers = (0..n).map(|i| *found.add(i)).collect();
+            Ok((call, answers))
+        }
+    }
+
+    /// Creates `acls`; per binding, `None` or the broker's error.
     pub fn create(&self, acls: &[KafkaAcl]) -> Result<Vec<Option<String>>, BusError> {
         if acls.is_empty() {
             return Ok(Vec::new());
         }
-        let bindings = acls.iter().map(|a| a.to_native(false)).collect::<Result<Vec<_>, _>>()?;
-        let mut raw: Vec<*mut rd::rd_kafka_AclBinding_t> = bindings.iter().map(|b| b.0).collect();
-        // SAFETY: librdkafka copies the bindings before returning; `bindings` frees them after.
-        let call = self.call(Op::Create, |rk, options, queue| unsafe {
-            rd::rd_kafka_CreateAcls(rk, raw.as_mut_ptr(), raw.len(), options, queue)
-        })?;
-        // SAFETY: the results live as long as the event, which `call` holds.
+        // SAFETY: CreateAcls' accessors; the answers are read while `_call` holds the event.
         unsafe {
-            let result = rd::rd_kafka_event_CreateAcls_result(call.event);
-            if result.is_null() {
-                return Err(BusError::Unavailable { reason: "CreateAcls: no result in the answer".into() });
-            }
-            let mut n = 0;
-            let results = rd::rd_kafka_CreateAcls_result_acls(result, &mut n);
-            if n != acls.len() {
-                return Err(BusError::Unavailable {
-                    reason: format!("CreateAcls: {n} results for {} bindings", acls.len()),
-                });
-            }
-            Ok((0..n)
-                .map(|i| {
-                    let e = rd::rd_kafka_acl_result_error(*results.add(i));
+            let (_call, answers) =
+                self.send(Op::Create, acls, rd::rd_kafka_event_CreateAcls_result, rd::rd_kafka_CreateAcls_result_acls)?;
+            Ok(answers
+                .into_iter()
+                .map(|a| {
+                    let e = rd::rd_kafka_acl_result_error(a);
                     (!e.is_null()).then(|| copied(rd::rd_kafka_error_string(e)))
                 })
                 .collect())
@@ -396,35 +433,28 @@ impl AclAdmin {
         if acls.is_empty() {
             return Ok(Vec::new());
         }
-        let filters = acls.iter().map(|a| a.to_native(true)).collect::<Result<Vec<_>, _>>()?;
-        let mut raw: Vec<*mut rd::rd_kafka_AclBinding_t> = filters.iter().map(|b| b.0).collect();
-        // SAFETY: librdkafka copies the filters before returning; `filters` frees them after.
-        let call = self.call(Op::Delete, |rk, options, queue| unsafe {
-            rd::rd_kafka_DeleteAcls(rk, raw.as_mut_ptr(), raw.len(), options, queue)
-        })?;
-        // SAFETY: the responses live as long as the event, which `call` holds.
+        // SAFETY: DeleteAcls' accessors; the answers are read while `_call` holds the event.
         unsafe {
-            let result = rd::rd_kafka_event_DeleteAcls_result(call.event);
-            if result.is_null() {
-                return Err(BusError::Unavailable { reason: "DeleteAcls: no result in the answer".into() });
-            }
-            let mut n = 0;
-            let responses = rd::rd_kafka_DeleteAcls_result_responses(result, &mut n);
-            if n != acls.len() {
-                return Err(BusError::Unavailable {
-                    reason: format!("DeleteAcls: {n} responses for {} filters", acls.len()),
-                });
-            }
-            Ok((0..n)
-                .map(|i| {
-                    let r = *responses.add(i);
+            let (_call, answers) = self.send(
+                Op::Delete,
+                acls,
+                rd::rd_kafka_event_DeleteAcls_result,
+                rd::rd_kafka_DeleteAcls_result_responses,
+            )?;
+            Ok(answers
+                .into_iter()
+                .map(|r| {
                     let e = rd::rd_kafka_DeleteAcls_result_response_error(r);
-                    if e.is_null() {
-                        let mut matched = 0;
-                        rd::rd_kafka_DeleteAcls_result_response_matching_acls(r, &mut matched);
-                        Ok(matched)
-                    } else {
-                        Err(copied(rd::rd_kafka_error_string(e)))
+                    if !e.is_null() {
+                        return Err(copied(rd::rd_kafka_error_string(e)));
+                    }
+                    // Each binding the filter matched carries its own error, if the broker
+                    // could not delete it.
+                    let mut matched = 0;
+                    let found = rd::rd_kafka_DeleteAcls_result_response_matching_acls(r, &mut matched);
+                    match (0..matched).map(|j| rd::rd_kafka_AclBinding_error(*found.add(j))).find(|e| !e.is_null()) {
+                        Some(e) => Err(copied(rd::rd_kafka_error_string(e))),
+                        None => Ok(matched),
                     }
                 })
                 .collect())
@@ -502,6 +532,7 @@ mod tests {
             acl("User:gateway.hutong.local", "topic", "prefixed", "hutong.", "Write"),
             acl(zhihui, "topic", "literal", "other.team.events", "Read"),
             acl(zhihui, "topic", "literal", "hutongx.person", "Read"),
+            acl(zhihui, "topic", "literal", "hutong.person.v2", "unknown"),
         ];
         let wanted = vec![
             acl(zhihui, "topic", "literal", "hutong.person.v2", "Read"),
@@ -517,7 +548,7 @@ mod tests {
                 acl(zongzhi, "topic", "literal", "hutong.person.v2", "Read"),
             ]
         );
-        assert_eq!((changes.kept, changes.foreign), (2, 3));
+        assert_eq!((changes.kept, changes.foreign), (2, 4), "a binding with an unknown word is never deleted");
         // Applied, the next reconcile has nothing to do.
         let after: Vec<KafkaAcl> =
             current.iter().filter(|a| !changes.delete.contains(a)).chain(&changes.create).cloned().collect();

@@ -182,14 +182,16 @@ pub(crate) enum AccessCommand {
         /// plan: create the missing bindings, delete the bindings of the policy's consumers on
         /// Hutong's topics and groups that no active grant calls for; every other binding is left
         /// alone. Prints what it did as JSON; exit status 1 if any change failed. Needs brokers
-        /// with an authorizer and an admin identity allowed to alter the cluster's ACLs.
+        /// with an authorizer and an admin identity allowed to alter the cluster's ACLs. A
+        /// consumer taken out of the policy is no longer managed: revoke its grants and apply
+        /// before removing it.
         #[arg(long)]
         apply: bool,
         /// With `--apply`: read the brokers' ACLs and print the changes, change nothing.
         #[arg(long, requires = "apply")]
         dry_run: bool,
         /// With `--apply`: how long each call to the brokers may take, in seconds.
-        #[arg(long, default_value_t = 30, requires = "apply")]
+        #[arg(long, default_value_t = 30, requires = "apply", value_parser = clap::value_parser!(u64).range(1..=3600))]
         timeout: u64,
         #[command(flatten)]
         deployment: Deployment,
@@ -590,6 +592,8 @@ struct AclReport {
     changes: AclChanges,
     /// What failed: the binding and the broker's words.
     errors: Vec<String>,
+    /// What may be wrong although nothing failed.
+    warnings: Vec<String>,
 }
 
 /// Reconciles the brokers with `plan` in a worker process (a broker whose answer librdkafka
@@ -604,8 +608,11 @@ fn apply_acls(
     use std::io::Write as _;
     let kafka = deployment.load()?.kafka;
     let client = kafka.client()?;
+    // config_map() shows passwords as "[sanitized for safety]": each value is read with get().
+    let settings =
+        client.config_map().into_keys().filter_map(|k| Some((k.to_owned(), client.get(k)?.to_owned()))).collect();
     let work = AclWork {
-        client: client.config_map().into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect(),
+        client: settings,
         wanted: plan.acls.iter().map(Acl::to_kafka).collect(),
         managed,
         topic_prefix: kafka.topic_prefix.clone(),
@@ -619,19 +626,27 @@ fn apply_acls(
         .stderr(std::process::Stdio::piped())
         .spawn()
         .context("starting the ACL worker")?;
-    // The request carries the brokers' credentials: on a pipe, never on the command line.
-    child.stdin.take().context("the worker's stdin")?.write_all(&serde_json::to_vec(&work)?)?;
+    // The request carries the brokers' credentials: on a pipe, never on the command line. A
+    // worker that ends early breaks the pipe; what it said is reported below either way.
+    let sent = child.stdin.take().context("the worker's stdin")?.write_all(&serde_json::to_vec(&work)?);
     let out = child.wait_with_output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() {
-        let how = out.status.code().map_or_else(|| format!("was killed ({})", out.status), |c| format!("exited {c}"));
-        anyhow::bail!(
-            "the ACL calls to {} failed: the worker {how}. Brokers that answer CreateAcls without a \
-             result per binding (tansu 0.6, which neither stores nor enforces ACLs) make librdkafka abort; \
-             apply the plan with --format kafka-acls or strimzi instead. Worker output: {}",
+    match out.status.code() {
+        None => anyhow::bail!(
+            "the ACL calls to {} failed: the worker was killed ({}), having said: {}. librdkafka aborts on \
+             an answer it cannot read; tansu 0.6 answers CreateAcls without a result per binding (and \
+             neither stores nor enforces ACLs). Deletions it reported may have been applied. Apply the plan \
+             with --format kafka-acls or strimzi instead",
             kafka.bootstrap_servers,
+            out.status,
             stderr.trim()
-        );
+        ),
+        Some(0) => sent.context("handing the work to the ACL worker")?,
+        Some(_) => anyhow::bail!(
+            "the ACL calls to {} failed: {}",
+            kafka.bootstrap_servers,
+            stderr.trim().strip_prefix("error: ").unwrap_or(stderr.trim())
+        ),
     }
     let report: AclReport = serde_json::from_slice(&out.stdout).context("the ACL worker's report")?;
     println!("{}", serde_json::to_string_pretty(&report)?);
@@ -647,6 +662,9 @@ fn apply_acls(
         c.foreign,
         if report.errors.is_empty() { String::new() } else { format!("; {} failed", report.errors.len()) }
     );
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
     Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
@@ -662,21 +680,34 @@ pub(crate) fn kafka_acls_worker() -> anyhow::Result<ExitCode> {
     let found = admin.describe()?;
     let changes = hutong_bus::reconcile_acls(&found, &work.wanted, &work.managed, &work.topic_prefix);
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    if found.is_empty() && !work.wanted.is_empty() {
+        // librdkafka drops DescribeAcls' own error: no authorizer, or not authorised, reads as
+        // an empty list.
+        warnings.push(
+            "the brokers listed no ACL at all: if they have no authorizer or this identity may not describe \
+             ACLs, the list is empty too (librdkafka drops that error)"
+                .to_owned(),
+        );
+    }
     if !work.dry_run {
-        for (acl, outcome) in changes.delete.iter().zip(admin.delete(&changes.delete)?) {
+        let deleted = admin.delete(&changes.delete)?;
+        for (acl, outcome) in changes.delete.iter().zip(&deleted) {
             match outcome {
                 Ok(1) => {}
                 Ok(n) => errors.push(format!("delete {}: the broker matched {n} bindings", acl_words(acl))),
                 Err(e) => errors.push(format!("delete {}: {e}", acl_words(acl))),
             }
         }
+        // Said before creating, which a broker's answer can make librdkafka abort.
+        eprintln!("deleted {} of {} binding(s)", deleted.iter().filter(|d| d.is_ok()).count(), deleted.len());
         for (acl, outcome) in changes.create.iter().zip(admin.create(&changes.create)?) {
             if let Some(e) = outcome {
                 errors.push(format!("create {}: {e}", acl_words(acl)));
             }
         }
     }
-    let report = AclReport { dry_run: work.dry_run, found: found.len(), changes, errors };
+    let report = AclReport { dry_run: work.dry_run, found: found.len(), changes, errors, warnings };
     println!("{}", serde_json::to_string(&report)?);
     Ok(ExitCode::SUCCESS)
 }

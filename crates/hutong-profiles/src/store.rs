@@ -1067,7 +1067,6 @@ fn json_text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, StoreErr
 }
 
 /// A stored digest: the first 128 bits of SHA-256, in hex.
-
 pub(crate) fn digest(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     hex::encode(&sha2::Sha256::digest(bytes)[..16])
