@@ -131,6 +131,8 @@ AR2=$("$HUTONG" access request --as zhihui --resource weijian.elderly_health \
 step "usage per consumer and resource, and the Kafka READ ACLs the grants call for (--format strimzi: KafkaUser resources)"
 "$HUTONG" access usage --as governance
 "$HUTONG" access acls --as governance --config deploy/local/hutong.toml --format kafka-acls
+# Reconciling the brokers' ACLs: a dry run here (tansu keeps no ACLs; --apply on a Kafka cluster).
+"$HUTONG" access acls --as governance --config deploy/local/hutong.toml --apply --dry-run > /dev/null
 
 step "数据异议: 公安 objects to 民政's birth date of 胡金凤 (the Excel 1900 slip); it is in 民政's queue and marks her profile"
 CE_ID=$(echo "$answer" | python3 -c 'import json,sys; print(next(c["loser"]["source"]["ce_id"] for c in json.load(sys.stdin)["profile"]["conflicts"] if c["field"] == "birth_date"))')
