@@ -181,3 +181,72 @@ async fn a_lost_produce_response_is_retried_without_a_copy_in_the_log() -> anyho
     );
     Ok(())
 }
+
+/// `hutong ingest --addr g1,g2`: two gateways on one broker share a load (batches round-robin);
+/// one is killed (`kill -9`) in the middle. The load goes on through the other, every record is
+/// answered PUBLISHED or DUPLICATE, and every source record is in Kafka under one event id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_over_two_gateways_rides_out_one_killed() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let mut g1 = Gateway::start(&broker.bootstrap).await?;
+    let g2 = Gateway::start(&broker.bootstrap).await?;
+    let work = tempfile::tempdir()?;
+    let export = work.path().join("load.csv");
+    let total: u32 = 3_000;
+    let mut csv = String::from("GMSFHM,XM,XB,MZ,CSRQ,HJDZ_XZQH,HJDZ_QHNXXDZ,VER\n");
+    for i in 0..total {
+        let id = citizen_id(200_000 + i);
+        let sex = if hutong_tests::sex_of(&id) == "1" { "男" } else { "女" };
+        csv.push_str(&format!("{id},双活{i},{sex},01,{},330106,文三路{i}号,1\n", &id[6..14]));
+    }
+    std::fs::write(&export, csv)?;
+    let checkpoint = work.path().join("load.ckpt");
+    let addr = format!("{},{}", g1.endpoint, g2.endpoint);
+    let mut load = std::process::Command::new(hutong_tests::hutong_bin()?)
+        .args(["ingest", "-k", "household_registration", "--batch-size", "10", "--json"])
+        .args(["--id-field", "GMSFHM", "--revision-field", "VER", "--checkpoint"])
+        .arg(&checkpoint)
+        .arg(&export)
+        .args(hutong_tests::cli_args(&addr, &g1.pki, "gongan"))
+        .current_dir(hutong_tests::repo_root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let answered = || -> u64 {
+        std::fs::read(&checkpoint)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .and_then(|c| c["answered"].as_u64())
+            .unwrap_or(0)
+    };
+    hutong_tests::wait_until("a tenth of the load answered", Duration::from_secs(120), || {
+        if let Some(status) = load.try_wait()? {
+            let mut said = String::new();
+            std::io::Read::read_to_string(load.stderr.as_mut().expect("piped"), &mut said)?;
+            anyhow::bail!("the load ended ({status}) before its first gateway was killed: {said}");
+        }
+        Ok(answered() >= u64::from(total / 10))
+    })?;
+    g1.process.kill9()?;
+    let out = load.wait_with_output()?;
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    // Round-robin comes back to the killed gateway: it fails, and the batch goes to the other.
+    assert!(said.contains(&format!("gateway {} failed", g1.endpoint)), "{said}");
+    let results: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout)?.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(results.len(), total as usize);
+    assert!(
+        results.iter().all(|r| r["status"] == "PUBLISHED" || r["status"] == "DUPLICATE"),
+        "{:?}",
+        results.iter().find(|r| r["status"] != "PUBLISHED" && r["status"] != "DUPLICATE")
+    );
+    let person = consume_all(&broker.bootstrap, "hutong.person.v2")?;
+    let mut ids_by_key: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for m in &person {
+        ids_by_key.entry(m.key.clone().unwrap_or_default()).or_default().insert(m.headers["ce_id"].clone());
+    }
+    assert_eq!(ids_by_key.len(), total as usize, "every source record in Kafka");
+    assert!(ids_by_key.values().all(|ids| ids.len() == 1), "a record sent twice keeps its event id");
+    Ok(())
+}

@@ -10,6 +10,8 @@ use tonic::transport::Channel;
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct ConnectArgs {
     /// Gateway address: `https://…` (TLS; the default) or `http://…` (token mode without TLS).
+    /// Several replicas, comma-separated: `ingest` spreads its batches over them and sends a
+    /// batch again to the next when its gateway fails; other commands ask the first that answers.
     #[arg(long, default_value = "https://127.0.0.1:50051", env = "HUTONG_ADDR")]
     pub(crate) addr: String,
     #[command(flatten)]
@@ -87,9 +89,22 @@ impl ConnectArgs {
         self.identity.auth()
     }
 
-    /// A channel to the gateway.
+    /// The gateways `--addr` names.
+    pub(crate) fn addresses(&self) -> Vec<&str> {
+        self.addr.split(',').map(str::trim).filter(|a| !a.is_empty()).collect()
+    }
+
+    /// A channel to the first gateway of `--addr` that answers.
     pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
-        Ok(self.auth().connect(&self.addr).await?)
+        let auth = self.auth();
+        let mut last = None;
+        for addr in self.addresses() {
+            match auth.connect(addr).await {
+                Ok(channel) => return Ok(channel),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.map_or_else(|| anyhow::anyhow!("--addr names no gateway"), anyhow::Error::from))
     }
 
     /// The identity `identity` of `--pki` (a department's certificate), for a command that

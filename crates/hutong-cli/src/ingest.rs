@@ -204,6 +204,77 @@ impl Books {
 
 /// A rejected record as an NDJSON wrapper (ingestible again once fixed) with its place and
 /// violations.
+/// The gateways a load goes to (`--addr a,b,…`): batches spread round-robin over them. A batch
+/// whose gateway fails (unreachable, killed before answering) goes again to the next one, with the
+/// same records and so the same event ids: a gateway that already published them answers
+/// DUPLICATE, another one publishes them again under the same `ce_id` (consumers de-duplicate on
+/// `ce_id`, docs/consuming.md).
+struct Gateways {
+    all: Vec<(String, IngestClient<tonic::transport::Channel>)>,
+    next: usize,
+    /// When each gateway last failed.
+    down: Vec<Option<Instant>>,
+}
+
+/// How often one batch is sent before the load gives up (its checkpoint keeps what was answered).
+const ATTEMPTS: u32 = 8;
+
+/// How long a failed gateway is passed over while another one is up.
+const DOWN_FOR: Duration = Duration::from_secs(10);
+
+impl Gateways {
+    fn new(connect: &ConnectArgs) -> anyhow::Result<Self> {
+        let auth = connect.auth();
+        let all = connect
+            .addresses()
+            .into_iter()
+            .map(|addr| {
+                // Connected when first used: a gateway that is down at the start is one to fail over.
+                let channel = auth.endpoint(addr)?.connect_lazy();
+                anyhow::Ok((addr.to_owned(), IngestClient::new(channel)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        anyhow::ensure!(!all.is_empty(), "--addr names no gateway");
+        let down = vec![None; all.len()];
+        Ok(Self { all, next: 0, down })
+    }
+
+    /// The next gateway, passing over those that failed lately unless all did.
+    fn pick(&mut self) -> usize {
+        let n = self.all.len();
+        let up = |i: usize| self.down[i].is_none_or(|t| t.elapsed() > DOWN_FOR);
+        let i = (0..n).map(|k| (self.next + k) % n).find(|&i| up(i)).unwrap_or(self.next % n);
+        self.next = i + 1;
+        i
+    }
+
+    fn client(&mut self, i: usize) -> &mut IngestClient<tonic::transport::Channel> {
+        &mut self.all[i].1
+    }
+
+    /// After gateway `i` failed with `status` (the `failures`-th time in a row for this batch):
+    /// an error unless it is worth sending again; else a pause before the next attempt.
+    async fn failed(&mut self, i: usize, status: &tonic::Status, failures: u32) -> anyhow::Result<()> {
+        use tonic::Code;
+        let addr = &self.all[i].0;
+        let again =
+            matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded);
+        if !again || failures >= ATTEMPTS {
+            return Err(anyhow::Error::from(status.clone()).context(format!("gateway {addr}")));
+        }
+        self.down[i] = Some(Instant::now());
+        let pause = Duration::from_millis(100 << failures.min(5));
+        eprintln!(
+            "gateway {addr} failed ({:?}: {}); sending the batch again {} in {pause:?}",
+            status.code(),
+            status.message(),
+            if self.all.len() > 1 { "to the next gateway" } else { "to it" }
+        );
+        tokio::time::sleep(pause).await;
+        Ok(())
+    }
+}
+
 fn reject_line(line: &Line, r: &RecordResult) -> serde_json::Value {
     let rec = &line.record;
     let mut out = serde_json::json!({
@@ -365,7 +436,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let size = args.batch_size.max(1);
     let mut progress = Progress::new(total, start);
     let auth = args.connect.auth();
-    let mut client = IngestClient::new(args.connect.channel().await?);
+    let mut gateways = Gateways::new(&args.connect)?;
     // Kept for the per-record output only (a quiet bulk load keeps counts).
     let keep = !args.quiet;
     let mut answered = start;
@@ -394,23 +465,62 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     };
     let batches = (total - start).div_ceil(size);
     let sending = async {
-        let todo = &lines[start..];
+        let chunks: Vec<&[Line]> = lines[start..].chunks(size).collect();
         if args.stream {
-            // Requests are made as the stream is read, not all at once.
-            let (all, make) = (std::sync::Arc::clone(&lines), batch.clone());
-            let mut req = Request::new(futures::stream::iter(0..batches).map(move |i| make(&all, i)));
-            auth.authorize(&mut req);
-            let mut stream = client.submit_stream(req).await?.into_inner();
-            let mut chunks = todo.chunks(size);
-            while let Some(resp) = stream.next().await {
-                let chunk = chunks.next().context("the gateway answered more batches than were sent")?;
-                answer(chunk, resp?)?;
+            // One stream at a time; when its gateway fails, a new one on the next gateway goes on
+            // from the first batch not answered.
+            let mut next = 0;
+            let mut failures = 0;
+            while next < batches {
+                let g = gateways.pick();
+                // Requests are made as the stream is read, not all at once.
+                let (all, make) = (std::sync::Arc::clone(&lines), batch.clone());
+                let mut req = Request::new(futures::stream::iter(next..batches).map(move |i| make(&all, i)));
+                auth.authorize(&mut req);
+                let failed = match gateways.client(g).submit_stream(req).await {
+                    Ok(stream) => {
+                        let mut stream = stream.into_inner();
+                        let mut failed = None;
+                        while let Some(resp) = stream.next().await {
+                            match resp {
+                                Ok(r) => {
+                                    let chunk =
+                                        chunks.get(next).context("the gateway answered more batches than were sent")?;
+                                    answer(chunk, r)?;
+                                    next += 1;
+                                    failures = 0;
+                                }
+                                Err(s) => {
+                                    failed = Some(s);
+                                    break;
+                                }
+                            }
+                        }
+                        failed
+                    }
+                    Err(s) => Some(s),
+                };
+                if let Some(s) = failed {
+                    failures += 1;
+                    gateways.failed(g, &s, failures).await?;
+                }
             }
         } else {
-            for (i, chunk) in todo.chunks(size).enumerate() {
-                let mut req = Request::new(batch(&lines, i));
-                auth.authorize(&mut req);
-                answer(chunk, client.submit(req).await?.into_inner())?;
+            for (i, chunk) in chunks.iter().enumerate() {
+                let mut failures = 0;
+                let resp = loop {
+                    let g = gateways.pick();
+                    let mut req = Request::new(batch(&lines, i));
+                    auth.authorize(&mut req);
+                    match gateways.client(g).submit(req).await {
+                        Ok(r) => break r.into_inner(),
+                        Err(s) => {
+                            failures += 1;
+                            gateways.failed(g, &s, failures).await?;
+                        }
+                    }
+                };
+                answer(chunk, resp)?;
             }
         }
         anyhow::Ok(())
