@@ -432,7 +432,8 @@ async fn connections(args: &BenchArgs, subs: &[Submission]) -> anyhow::Result<Ha
             continue;
         }
         let auth = if args.mix.is_some() { args.connect.auth_as(&s.department)? } else { args.connect.auth() };
-        let channel = auth.connect(&args.connect.addr).await?;
+        let addr = args.connect.addresses().first().copied().context("--addr names no gateway")?;
+        let channel = auth.connect(addr).await?;
         out.insert(s.department.clone(), Conn { channel, auth: Arc::new(auth) });
     }
     Ok(out)

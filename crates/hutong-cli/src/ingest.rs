@@ -202,9 +202,8 @@ impl Books {
     }
 }
 
-/// A rejected record as an NDJSON wrapper (ingestible again once fixed) with its place and
-/// violations.
-/// The gateways a load goes to (`--addr a,b,…`): batches spread round-robin over them. A batch
+/// The gateways a load goes to (`--addr a,b,…`): batches spread round-robin over them (a
+/// stream, `--stream`, stays on one until it fails). A batch
 /// whose gateway fails (unreachable, killed before answering) goes again to the next one, with the
 /// same records and so the same event ids: a gateway that already published them answers
 /// DUPLICATE, another one publishes them again under the same `ce_id` (consumers de-duplicate on
@@ -223,18 +222,31 @@ const ATTEMPTS: u32 = 8;
 const DOWN_FOR: Duration = Duration::from_secs(10);
 
 impl Gateways {
-    fn new(connect: &ConnectArgs) -> anyhow::Result<Self> {
+    async fn new(connect: &ConnectArgs) -> anyhow::Result<Self> {
         let auth = connect.auth();
-        let all = connect
-            .addresses()
+        let addresses = connect.addresses();
+        anyhow::ensure!(!addresses.is_empty(), "--addr names no gateway");
+        if let [addr] = addresses[..] {
+            // One gateway: one that cannot be reached (or refuses the identity) is said at once.
+            let channel = auth.connect(addr).await?;
+            return Ok(Self { all: vec![(addr.to_owned(), IngestClient::new(channel))], next: 0, down: vec![None] });
+        }
+        let all = addresses
             .into_iter()
             .map(|addr| {
-                // Connected when first used: a gateway that is down at the start is one to fail over.
-                let channel = auth.endpoint(addr)?.connect_lazy();
+                // Connected when first used: a gateway that is down at the start is one to fail
+                // over. A host that does not answer, or a connection that goes silent, fails
+                // within seconds instead of the system's TCP timeouts.
+                let channel = auth
+                    .endpoint(addr)?
+                    .connect_timeout(Duration::from_secs(5))
+                    .http2_keep_alive_interval(Duration::from_secs(15))
+                    .keep_alive_timeout(Duration::from_secs(10))
+                    .keep_alive_while_idle(true)
+                    .connect_lazy();
                 anyhow::Ok((addr.to_owned(), IngestClient::new(channel)))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        anyhow::ensure!(!all.is_empty(), "--addr names no gateway");
         let down = vec![None; all.len()];
         Ok(Self { all, next: 0, down })
     }
@@ -257,17 +269,23 @@ impl Gateways {
     async fn failed(&mut self, i: usize, status: &tonic::Status, failures: u32) -> anyhow::Result<()> {
         use tonic::Code;
         let addr = &self.all[i].0;
-        let again =
-            matches!(status.code(), Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded);
+        // RESOURCE_EXHAUSTED: the gateway refused the batch before publishing anything (its
+        // admission budget, a full producer queue); another replica may take it.
+        let again = matches!(
+            status.code(),
+            Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded | Code::ResourceExhausted
+        );
         if !again || failures >= ATTEMPTS {
             return Err(anyhow::Error::from(status.clone()).context(format!("gateway {addr}")));
         }
         self.down[i] = Some(Instant::now());
         let pause = Duration::from_millis(100 << failures.min(5));
+        let cause = std::error::Error::source(status).map(|e| format!(": {e}")).unwrap_or_default();
         eprintln!(
-            "gateway {addr} failed ({:?}: {}); sending the batch again {} in {pause:?}",
+            "gateway {addr} failed ({:?}: {}{}); sending the batch again {} in {pause:?}",
             status.code(),
             status.message(),
+            cause,
             if self.all.len() > 1 { "to the next gateway" } else { "to it" }
         );
         tokio::time::sleep(pause).await;
@@ -275,6 +293,8 @@ impl Gateways {
     }
 }
 
+/// A rejected record as an NDJSON wrapper (ingestible again once fixed) with its place and
+/// violations.
 fn reject_line(line: &Line, r: &RecordResult) -> serde_json::Value {
     let rec = &line.record;
     let mut out = serde_json::json!({
@@ -436,7 +456,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
     let size = args.batch_size.max(1);
     let mut progress = Progress::new(total, start);
     let auth = args.connect.auth();
-    let mut gateways = Gateways::new(&args.connect)?;
+    let mut gateways = Gateways::new(&args.connect).await?;
     // Kept for the per-record output only (a quiet bulk load keeps counts).
     let keep = !args.quiet;
     let mut answered = start;
@@ -496,7 +516,14 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
                                 }
                             }
                         }
-                        failed
+                        // A stream that ends before every batch is answered is a failure too.
+                        failed.or_else(|| {
+                            (next < batches).then(|| {
+                                tonic::Status::unavailable(format!(
+                                    "the answers ended after {next} of {batches} batches"
+                                ))
+                            })
+                        })
                     }
                     Err(s) => Some(s),
                 };

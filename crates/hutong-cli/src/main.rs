@@ -279,11 +279,11 @@ async fn health(args: HealthArgs) -> anyhow::Result<ExitCode> {
         };
         match answer {
             Ok(s) if s == ServingStatus::Serving as i32 => {
-                println!("{}: serving", args.connect.addr);
+                println!("{}: serving", args.connect.addr.replace(',', " or "));
                 return Ok(ExitCode::SUCCESS);
             }
             other if std::time::Instant::now() >= deadline => {
-                eprintln!("{}: not serving ({other:?})", args.connect.addr);
+                eprintln!("{}: not serving ({other:?})", args.connect.addr.replace(',', " or "));
                 return Ok(ExitCode::from(1));
             }
             _ => tokio::time::sleep(std::time::Duration::from_millis(200)).await,
