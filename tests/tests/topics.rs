@@ -226,3 +226,30 @@ async fn a_spool_of_an_earlier_version_is_named_at_start() -> anyhow::Result<()>
     );
     Ok(())
 }
+
+/// The production example (deploy/production/hutong.toml) reads as `serve` reads it; every topic
+/// of its plan is kept three times, two in sync, and is left to the platform to create.
+#[test]
+fn the_production_example_keeps_every_topic_three_times_two_in_sync() -> anyhow::Result<()> {
+    let config = "deploy/production/hutong.toml";
+    let out = hutong(&["topics", "plan", "-c", config, "--schemas", "schemas", "--format", "json"])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan: Value = serde_json::from_slice(&out.stdout)?;
+    let topics = plan["topics"].as_array().unwrap();
+    assert!(topics.iter().any(|t| t["name"] == "hutong.person.profile.v1"), "the consumer service's topics too");
+    for t in topics {
+        assert_eq!(
+            (t["replication-factor"].as_i64(), t["config"]["min.insync.replicas"].as_str()),
+            (Some(3), Some("2")),
+            "{t}"
+        );
+    }
+    let out = hutong(&["serve", "--print-config", "-c", config])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let effective: Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(effective["kafka"]["create-topics"], false);
+    assert_eq!(effective["profiles"]["ensure-topics"], false);
+    assert_eq!(effective["kafka"]["options"]["security.protocol"], "SSL");
+    assert!(effective["profiles"]["store"].as_str().unwrap().starts_with("postgres://"));
+    Ok(())
+}
