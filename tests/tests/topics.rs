@@ -251,5 +251,32 @@ fn the_production_example_keeps_every_topic_three_times_two_in_sync() -> anyhow:
     assert_eq!(effective["profiles"]["ensure-topics"], false);
     assert_eq!(effective["kafka"]["options"]["security.protocol"], "SSL");
     assert!(effective["profiles"]["store"].as_str().unwrap().starts_with("postgres://"));
+
+    // This build's librdkafka takes its broker security: mTLS as the example sets it (the files
+    // taken from the test PKI), and SASL/SCRAM over TLS as its comment shows.
+    let pki = hutong_tests::shared_pki()?;
+    let file = |name: &str| pki.join(name).display().to_string();
+    let mut mtls = rdkafka::ClientConfig::new();
+    mtls.set("bootstrap.servers", "127.0.0.1:1");
+    for (k, v) in effective["kafka"]["options"].as_object().unwrap() {
+        let v = v.as_str().unwrap();
+        let v = match v.rsplit('/').next() {
+            Some("ca.pem") => file("ca.pem"),
+            Some("client.pem") => file("gongan.pem"),
+            Some("client.key") => file("gongan.key"),
+            _ => v.to_owned(),
+        };
+        mtls.set(k, v);
+    }
+    mtls.create::<rdkafka::producer::BaseProducer>().map_err(|e| anyhow::anyhow!("mTLS options refused: {e}"))?;
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", "127.0.0.1:1")
+        .set("security.protocol", "SASL_SSL")
+        .set("sasl.mechanism", "SCRAM-SHA-512")
+        .set("sasl.username", "hutong-gateway")
+        .set("sasl.password", "not-a-real-password")
+        .set("ssl.ca.location", file("ca.pem"))
+        .create::<rdkafka::producer::BaseProducer>()
+        .map_err(|e| anyhow::anyhow!("SASL/SCRAM options refused: {e}"))?;
     Ok(())
 }
