@@ -447,8 +447,9 @@ pub struct PersonLink {
 pub struct Store {
     pub(crate) db: Box<dyn Sql + Send>,
     /// [`Store::chunked`]'s statements as expanded, by template and chunk size (formatting a
-    /// 64-tuple match anew for every chunk cost 5 % of the apply).
-    expanded: std::collections::HashMap<(String, usize), String>,
+    /// 64-tuple match anew for every chunk cost 5 % of the apply); found by the borrowed
+    /// template, so a hit allocates nothing.
+    expanded: std::collections::HashMap<String, BTreeMap<usize, String>>,
     url: StoreUrl,
     /// The governance consumers, when they run ([`Store::with_governance`]).
     pub(crate) governance: Option<std::sync::Arc<crate::governance::GovernanceRuntime>>,
@@ -655,9 +656,11 @@ impl Store {
             let n = CHUNKS.into_iter().find(|&c| c <= rest.len()).unwrap_or(1);
             let (now, later) = rest.split_at(n);
             let params: Vec<P<'_>> = now.iter().flatten().copied().collect();
-            let how = self.db.tuple_match();
-            let statement = self.expanded.entry((sql.to_owned(), n)).or_insert_with(|| expand(sql, n, width, how));
-            out.extend(self.db.rows(statement, &params)?);
+            if !self.expanded.get(sql).is_some_and(|m| m.contains_key(&n)) {
+                let statement = expand(sql, n, width, self.db.tuple_match());
+                self.expanded.entry(sql.to_owned()).or_default().insert(n, statement);
+            }
+            out.extend(self.db.rows(&self.expanded[sql][&n], &params)?);
             rest = later;
         }
         Ok(out)
