@@ -66,6 +66,10 @@ step "a governance event on hutong.event.v2 (矛盾纠纷, 信访, 12345, 网格
 step "rejected, on hutong.dlq.v1 with the original payload and the reasons (first 3)"
 "$HUTONG" tail hutong.dlq.v1 --from-beginning --max 3 --idle-timeout 5
 
+step "the dead letters counted by department, kind and rule; after an adapter fix, 'hutong dlq replay' sends them again (dry run here)"
+"$HUTONG" dlq list --config deploy/local/hutong.toml
+"$HUTONG" dlq replay --config deploy/local/hutong.toml --department gongan --rule adapter:code --dry-run
+
 step "one department's fact about one entity: the key of a household member's fact on hutong.household.v2"
 "$HUTONG" tail hutong.household.v2 --from-beginning --max 1 --idle-timeout 5 --json | cut -c1-400; echo
 

@@ -126,6 +126,8 @@ pub struct DeadLetter<'a, V> {
     pub source_id: &'a str,
     /// When the gateway received it.
     pub received: DateTime<Utc>,
+    /// When it happened in the source system, if the department said (`occurred_at`).
+    pub occurred: Option<DateTime<Utc>>,
     /// Why it was rejected.
     pub violations: &'a V,
 }
@@ -135,9 +137,16 @@ impl<V: Serialize> DeadLetter<'_, V> {
     pub fn into_message(self, topic: String) -> OutboundMessage {
         use base64::Engine as _;
         let utf8 = self.charset.is_empty() || self.charset.eq_ignore_ascii_case("utf-8");
+        let base64 = || base64::engine::general_purpose::STANDARD.encode(self.payload);
+        // Readable JSON where it parses; the exact bytes as well unless the JSON gives them back
+        // (another spacing, key order or escape): `hutong dlq replay` sends those bytes again, and
+        // the content digest, so the event ids, are of the bytes.
         let payload = match serde_json::from_slice::<serde_json::Value>(self.payload) {
-            Ok(v) if utf8 => serde_json::json!({ "json": v }),
-            _ => serde_json::json!({ "base64": base64::engine::general_purpose::STANDARD.encode(self.payload) }),
+            Ok(v) if utf8 => match serde_json::to_vec(&v) {
+                Ok(again) if again == self.payload => serde_json::json!({ "json": v }),
+                _ => serde_json::json!({ "json": v, "base64": base64() }),
+            },
+            _ => serde_json::json!({ "base64": base64() }),
         };
         let value = serde_json::json!({
             "department": self.origin.department,
@@ -147,6 +156,7 @@ impl<V: Serialize> DeadLetter<'_, V> {
             "op": self.op.name(),
             "charset": self.charset,
             "received_at": self.received.to_rfc3339(),
+            "occurred_at": self.occurred.map(|t| t.to_rfc3339()),
             "payload": payload,
             "violations": self.violations,
         });

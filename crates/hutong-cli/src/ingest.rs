@@ -208,7 +208,7 @@ impl Books {
 /// same records and so the same event ids: a gateway that already published them answers
 /// DUPLICATE, another one publishes them again under the same `ce_id` (consumers de-duplicate on
 /// `ce_id`, docs/consuming.md).
-struct Gateways {
+pub(crate) struct Gateways {
     all: Vec<(String, IngestClient<tonic::transport::Channel>)>,
     next: usize,
     /// When each gateway last failed.
@@ -223,8 +223,11 @@ const DOWN_FOR: Duration = Duration::from_secs(10);
 
 impl Gateways {
     async fn new(connect: &ConnectArgs) -> anyhow::Result<Self> {
-        let auth = connect.auth();
-        let addresses = connect.addresses();
+        Self::connect(connect.addresses(), &connect.auth()).await
+    }
+
+    /// The gateways `addresses`, reached with `auth`.
+    pub(crate) async fn connect(addresses: Vec<&str>, auth: &hutong_client::ClientAuth) -> anyhow::Result<Self> {
         anyhow::ensure!(!addresses.is_empty(), "--addr names no gateway");
         if let [addr] = addresses[..] {
             // One gateway: one that cannot be reached (or refuses the identity) is said at once.
@@ -262,6 +265,28 @@ impl Gateways {
 
     fn client(&mut self, i: usize) -> &mut IngestClient<tonic::transport::Channel> {
         &mut self.all[i].1
+    }
+
+    /// Sends `batch` (authorised by `auth`) to the next gateway, and again to the next while
+    /// one fails in a way worth another try.
+    pub(crate) async fn submit(
+        &mut self,
+        auth: &hutong_client::ClientAuth,
+        batch: &SubmitRequest,
+    ) -> anyhow::Result<SubmitResponse> {
+        let mut failures = 0;
+        loop {
+            let g = self.pick();
+            let mut req = Request::new(batch.clone());
+            auth.authorize(&mut req);
+            match self.client(g).submit(req).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) => {
+                    failures += 1;
+                    self.failed(g, &s, failures).await?;
+                }
+            }
+        }
     }
 
     /// After gateway `i` failed with `status` (the `failures`-th time in a row for this batch):
@@ -534,19 +559,7 @@ pub(crate) async fn run(args: IngestArgs) -> anyhow::Result<ExitCode> {
             }
         } else {
             for (i, chunk) in chunks.iter().enumerate() {
-                let mut failures = 0;
-                let resp = loop {
-                    let g = gateways.pick();
-                    let mut req = Request::new(batch(&lines, i));
-                    auth.authorize(&mut req);
-                    match gateways.client(g).submit(req).await {
-                        Ok(r) => break r.into_inner(),
-                        Err(s) => {
-                            failures += 1;
-                            gateways.failed(g, &s, failures).await?;
-                        }
-                    }
-                };
+                let resp = gateways.submit(&auth, &batch(&lines, i)).await?;
                 answer(chunk, resp)?;
             }
         }

@@ -7,6 +7,7 @@ mod certs;
 mod client;
 mod config;
 mod department_cmd;
+mod dlq;
 mod governance_cmd;
 mod ingest;
 mod input;
@@ -73,6 +74,9 @@ enum Command {
     /// Kafka topics: the declaration of every topic, and a check of the brokers against it.
     #[command(subcommand)]
     Topics(topics_cmd::TopicsCommand),
+    /// The dead-letter topic: rejected records counted by rule, and sent again after a fix.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCommand),
     /// The profile service (一人一档): run it, check its merge rules.
     #[command(subcommand)]
     Profiles(profiles_cmd::ProfilesCommand),
@@ -180,6 +184,7 @@ fn main() -> ExitCode {
             Command::Department(cmd) => department_cmd::run(cmd),
             Command::Audit(cmd) => audit_cmd::run(cmd),
             Command::Topics(cmd) => topics_cmd::run(cmd).await,
+            Command::Dlq(cmd) => dlq::run(cmd).await,
             Command::Profiles(cmd) => profiles_cmd::serve_or_check(cmd, shutdown_signal()).await,
             Command::Profile(cmd) => profiles_cmd::ask(cmd).await,
             Command::Events(args) => governance_cmd::events(args).await,

@@ -193,6 +193,7 @@ impl Pipeline {
                     payload: &rec.payload,
                     source_id: &rec.source_id,
                     received,
+                    occurred: occurred_at(rec),
                     violations: &violations,
                 }
                 .into_message(self.topics.dlq());
@@ -265,7 +266,7 @@ impl Pipeline {
 
     fn map(&self, origin: &Origin<'_>, rec: &SourceRecord, op: Op) -> Result<Vec<Prepared>, Vec<Violation>> {
         let canonical = self.adapt(origin.department, rec)?;
-        let time = rec.occurred_at.as_ref().and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+        let time = occurred_at(rec);
         let mut violations = Vec::new();
         let mut out = Vec::with_capacity(canonical.len());
         for (index, Canonical { entity, key, record }) in canonical.into_iter().enumerate() {
@@ -360,6 +361,11 @@ pub fn normalise_citizen_id(raw: &str) -> Option<String> {
 /// and charset ([`hutong_bus::content_digest`]).
 pub fn record_digest(rec: &SourceRecord) -> ContentDigest {
     hutong_bus::content_digest(op_of(rec), &rec.payload, &rec.charset)
+}
+
+/// When the record says it happened in the source system (`occurred_at`), if it says.
+fn occurred_at(rec: &SourceRecord) -> Option<DateTime<Utc>> {
+    rec.occurred_at.as_ref().and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
 }
 
 /// The record's op as the envelope names it (an unset op is an upsert).

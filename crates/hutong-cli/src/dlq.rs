@@ -1,0 +1,361 @@
+//! `hutong dlq`: the dead letters on `<prefix>.dlq.v1`, counted (`list`) and, once an adapter or
+//! the standard is fixed, sent through the gateways again (`replay`).
+//!
+//! A replayed record is the rejected original as it was received (payload bytes, charset, source
+//! id, revision, op, occurred_at), submitted as its own department with that department's
+//! certificate: the gateway's authorisation is the one every submission meets, and a record that
+//! passes now is published with the event ids it would have had (they derive from department,
+//! kind, source id, revision and the content digest).
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    process::ExitCode,
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use hutong_proto::{
+    json::status_name,
+    v1::{Op as WireOp, SourceRecord, Status, SubmitRequest},
+};
+use rdkafka::message::Message as _;
+use serde::Deserialize;
+
+use crate::{client::ConnectArgs, config::Deployment, ingest::Gateways};
+
+/// The dead-letter topic: what was rejected, and sending it again after a fix.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum DlqCommand {
+    /// Count the dead letters by department, kind and rule (one line each; `--json` for all).
+    List(ListArgs),
+    /// Send the selected dead letters through the gateways again, each as its own department:
+    /// after an adapter fix, what passes now is published with the event ids it would have had.
+    #[command(after_help = "After fixing the 民政 adapter's date format:\n  \
+        hutong dlq replay -c hutong.toml --pki pki --department minzheng --rule adapter:date --since 7d --dry-run\n  \
+        hutong dlq replay -c hutong.toml --pki pki --department minzheng --rule adapter:date --since 7d\n\
+        A record sent again that the gateway published lately is answered DUPLICATE; later, it is published again \
+        with the same ce_id, which consumers de-duplicate. An old revision sent again after a newer one changes no \
+        profile: consumers keep the highest revision of a fact.")]
+    Replay(ReplayArgs),
+}
+
+/// Which dead letters.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Select {
+    /// The deployment: its brokers (with their security settings) and topic prefix.
+    #[command(flatten)]
+    deployment: Deployment,
+    /// Only this department's records (e.g. `minzheng`).
+    #[arg(long)]
+    department: Option<String>,
+    /// Only records of this source kind (e.g. `social_assistance`).
+    #[arg(long)]
+    kind: Option<String>,
+    /// Only records with a violation of this rule (e.g. `format:gb11643`, `adapter:date`; see
+    /// docs/rules.md).
+    #[arg(long)]
+    rule: Option<String>,
+    /// Only records received since: an RFC 3339 time (`2026-12-01T00:00:00+08:00`) or a
+    /// duration back from now (`24h`, `7d`).
+    #[arg(long, value_parser = since)]
+    since: Option<DateTime<Utc>>,
+    /// Give up reading the topic after this many seconds.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    timeout: u64,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListArgs {
+    #[command(flatten)]
+    select: Select,
+    /// Print the counts as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReplayArgs {
+    #[command(flatten)]
+    select: Select,
+    /// The gateways (`--addr a,b`: spread and failed over as `hutong ingest` does) and the PKI
+    /// holding `<department>.pem` / `.key` for every department replayed.
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// Records per request.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    batch_size: u64,
+    /// Say what would be sent, send nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn since(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let back = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is neither an RFC 3339 time nor a duration like 24h or 7d ({e})"))?;
+    let back = chrono::Duration::from_std(back).map_err(|e| format!("{text:?}: {e}"))?;
+    Utc::now().checked_sub_signed(back).ok_or_else(|| format!("{text:?} goes back before any date"))
+}
+
+/// A dead letter as `DeadLetter::into_message` writes it.
+#[derive(Debug, Clone, Deserialize)]
+struct DeadLetter {
+    department: String,
+    kind: String,
+    source_id: String,
+    revision: u64,
+    op: String,
+    #[serde(default)]
+    charset: String,
+    received_at: DateTime<Utc>,
+    #[serde(default)]
+    occurred_at: Option<DateTime<Utc>>,
+    payload: Payload,
+    violations: Vec<Violation>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Payload {
+    #[serde(default)]
+    json: Option<serde_json::Value>,
+    #[serde(default)]
+    base64: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+struct Violation {
+    rule: String,
+}
+
+impl DeadLetter {
+    /// The original as it was submitted: the exact bytes where the topic keeps them.
+    fn source_record(&self) -> anyhow::Result<SourceRecord> {
+        use base64::Engine as _;
+        let payload = match (&self.payload.base64, &self.payload.json) {
+            (Some(b), _) => base64::engine::general_purpose::STANDARD.decode(b).context("payload.base64")?,
+            (None, Some(v)) => serde_json::to_vec(v)?,
+            (None, None) => anyhow::bail!("no payload"),
+        };
+        let op = match self.op.as_str() {
+            "delete" => WireOp::Delete,
+            "event" => WireOp::Event,
+            "upsert" => WireOp::Upsert,
+            other => anyhow::bail!("unknown op {other:?}"),
+        };
+        Ok(SourceRecord {
+            kind: self.kind.clone(),
+            source_id: self.source_id.clone(),
+            revision: self.revision,
+            op: op as i32,
+            occurred_at: self
+                .occurred_at
+                .map(|t| prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }),
+            payload,
+            charset: self.charset.clone(),
+        })
+    }
+
+    fn rules(&self) -> impl Iterator<Item = &str> {
+        self.violations.iter().map(|v| v.rule.as_str())
+    }
+}
+
+/// The dead letters `select` names, oldest first, each once (a record rejected again unchanged
+/// has the same event id, the message key: the latest is kept). Messages that are not dead
+/// letters of this version are counted, not fatal.
+async fn read(select: &Select) -> anyhow::Result<(String, Vec<DeadLetter>, usize)> {
+    let file = select.deployment.load()?;
+    let topic = file.kafka.topics().dlq();
+    let client = file.kafka.client()?;
+    let (name, timeout) = (topic.clone(), Duration::from_secs(select.timeout));
+    let messages = tokio::task::spawn_blocking(move || hutong_bus::read_to_end(&client, &[&name], timeout))
+        .await?
+        .with_context(|| format!("reading {topic} on {}", file.kafka.bootstrap_servers))?;
+    let mut unreadable = 0;
+    let mut seen = HashSet::new();
+    let mut letters = Vec::new();
+    // Newest first, so the latest of each event id is the one kept.
+    for m in messages.iter().rev() {
+        let Some(letter) = m.payload().and_then(|p| serde_json::from_slice::<DeadLetter>(p).ok()) else {
+            unreadable += 1;
+            continue;
+        };
+        let id = m.key().map(<[u8]>::to_vec).unwrap_or_default();
+        if !id.is_empty() && !seen.insert(id) {
+            continue;
+        }
+        let wanted = select.department.as_ref().is_none_or(|d| *d == letter.department)
+            && select.kind.as_ref().is_none_or(|k| *k == letter.kind)
+            && select.rule.as_ref().is_none_or(|r| letter.rules().any(|x| x == r))
+            && select.since.is_none_or(|t| letter.received_at >= t);
+        if wanted {
+            letters.push(letter);
+        }
+    }
+    letters.sort_by_key(|l| l.received_at);
+    Ok((topic, letters, unreadable))
+}
+
+pub(crate) async fn run(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        DlqCommand::List(args) => list(args).await,
+        DlqCommand::Replay(args) => replay(args).await,
+    }
+}
+
+async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
+    let (topic, letters, unreadable) = read(&args.select).await?;
+    // (department, kind, rule) → records; a record with two rules counts under each.
+    let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
+    for l in &letters {
+        let rules: std::collections::BTreeSet<&str> = l.rules().collect();
+        for r in rules {
+            *counts.entry((l.department.clone(), l.kind.clone(), r.to_owned())).or_default() += 1;
+        }
+    }
+    if args.json {
+        let rows: Vec<serde_json::Value> = counts
+            .iter()
+            .map(|((d, k, r), n)| serde_json::json!({"department": d, "kind": k, "rule": r, "records": n}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"topic": topic, "records": letters.len(), "unreadable": unreadable, "by_rule": rows})
+        );
+    } else {
+        println!("{topic}: {} dead letter(s) selected", letters.len());
+        if !counts.is_empty() {
+            println!("  {:<12} {:<26} {:<34} {:>7}", "department", "kind", "rule", "records");
+        }
+        for ((d, k, r), n) in &counts {
+            println!("  {d:<12} {k:<26} {r:<34} {n:>7}");
+        }
+        if unreadable > 0 {
+            println!("  {unreadable} message(s) on the topic are not dead letters Hutong can read; left out");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let (topic, letters, unreadable) = read(&args.select).await?;
+    let mut by_department: BTreeMap<&str, Vec<&DeadLetter>> = BTreeMap::new();
+    for l in &letters {
+        by_department.entry(&l.department).or_default().push(l);
+    }
+    if unreadable > 0 {
+        eprintln!("{unreadable} message(s) on {topic} are not dead letters Hutong can read; left out");
+    }
+    // Every certificate is there before anything is sent: a replay stops at no department.
+    let mut auths = BTreeMap::new();
+    for department in by_department.keys() {
+        auths.insert(*department, args.connect.auth_as(department)?);
+    }
+    // department → status → records; rules of the records rejected again.
+    let mut outcome: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut still: BTreeMap<String, u64> = BTreeMap::new();
+    for (department, mine) in &by_department {
+        let counts = outcome.entry((*department).to_owned()).or_default();
+        if args.dry_run {
+            counts.insert("to send".to_owned(), mine.len() as u64);
+            continue;
+        }
+        let records: Vec<SourceRecord> = mine
+            .iter()
+            .map(|l| l.source_record().with_context(|| format!("a dead letter of {department}/{}", l.kind)))
+            .collect::<Result<_, _>>()?;
+        let auth = &auths[department];
+        let mut gateways = Gateways::connect(args.connect.addresses(), auth).await?;
+        for (i, chunk) in records.chunks(args.batch_size as usize).enumerate() {
+            let batch = SubmitRequest { batch_id: format!("dlq-replay-{department}#{i}"), records: chunk.to_vec() };
+            let resp = gateways.submit(auth, &batch).await.with_context(|| format!("replaying {department}"))?;
+            anyhow::ensure!(
+                resp.results.len() == chunk.len(),
+                "gateway answered {} of {} records of a batch",
+                resp.results.len(),
+                chunk.len()
+            );
+            for r in &resp.results {
+                *counts.entry(status_name(r.status).to_owned()).or_default() += 1;
+                if r.status == Status::Rejected as i32 {
+                    let rules: std::collections::BTreeSet<&str> =
+                        r.violations.iter().map(|v| v.rule.as_str()).collect();
+                    for rule in rules {
+                        *still.entry(rule.to_owned()).or_default() += 1;
+                    }
+                }
+            }
+        }
+    }
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({"topic": topic, "records": letters.len(), "dry_run": args.dry_run,
+                "by_department": outcome, "rejected_again_by_rule": still})
+        );
+    } else {
+        let verb = if args.dry_run { "dry run, would send" } else { "sent" };
+        println!("{topic}: {verb} {} dead letter(s) again", letters.len());
+        for (department, counts) in &outcome {
+            let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            println!("  {department:<12} {}", parts.join(", "));
+        }
+        if !still.is_empty() {
+            let parts: Vec<String> = still.iter().map(|(r, n)| format!("{r} ×{n}")).collect();
+            println!("  rejected again, by rule: {}", parts.join(", "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_time_or_a_duration_back() {
+        let t = since("2026-12-01T08:00:00+08:00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-12-01T00:00:00+00:00");
+        let day = since("24h").unwrap();
+        let back = Utc::now() - day;
+        assert!((back.num_seconds() - 86_400).abs() < 60, "{back}");
+        assert!(since("7d").unwrap() < day);
+        let e = since("yesterday").unwrap_err();
+        assert!(e.contains("RFC 3339") && e.contains("7d"), "{e}");
+    }
+
+    #[test]
+    fn a_dead_letter_gives_back_the_bytes_it_was_sent_with() {
+        use base64::Engine as _;
+        let original = br#"{ "XM": "\u5f20\u4e09",  "b": 1.50 }"#;
+        let letter: DeadLetter = serde_json::from_value(serde_json::json!({
+            "department": "gongan", "kind": "household_registration", "source_id": "R1", "revision": 3,
+            "op": "delete", "charset": "", "received_at": "2026-12-01T00:00:00Z",
+            "occurred_at": "2026-11-30T12:00:00Z",
+            "payload": {"json": {"XM": "张三", "b": 1.5},
+                        "base64": base64::engine::general_purpose::STANDARD.encode(original)},
+            "violations": [{"pointer": "/x", "rule": "required", "message": "m"}],
+        }))
+        .unwrap();
+        let rec = letter.source_record().unwrap();
+        assert_eq!(rec.payload, original);
+        assert_eq!(rec.op, WireOp::Delete as i32);
+        assert_eq!(rec.revision, 3);
+        assert_eq!(rec.occurred_at.unwrap().seconds, 1_796_040_000);
+        // An older letter without the bytes: the JSON as written.
+        let mut older = letter.clone();
+        older.payload.base64 = None;
+        older.occurred_at = None;
+        let rec = older.source_record().unwrap();
+        assert_eq!(rec.payload, r#"{"XM":"张三","b":1.5}"#.as_bytes());
+        assert!(rec.occurred_at.is_none());
+        older.op = "merge".into();
+        assert!(older.source_record().unwrap_err().to_string().contains("merge"));
+    }
+}
