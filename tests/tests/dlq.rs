@@ -1,8 +1,9 @@
 //! `hutong dlq` against a real broker and gateway, on the demo's 公安 export and a few records of
 //! its own: records rejected by an adapter are counted by rule, a dry run sends nothing, and after
 //! the adapter is fixed a replay publishes them with the event ids their original bytes give (the
-//! dead letter keeps the exact bytes); a record the fix does not cure is rejected again, a second
-//! replay is answered DUPLICATE, a record of another rule is left alone.
+//! dead letter keeps the exact bytes); a record the fix does not cure is rejected again, a fact
+//! the department has since sent corrected is not sent over it, a second replay sends nothing
+//! already published, a record of another rule is left alone.
 
 use std::{process::Command, time::Duration};
 
@@ -70,6 +71,10 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
         json!({"source_id": "R2", "revision": 1, "payload": r2}),
         json!({"source_id": "R3", "revision": 1, "payload": {"GMSFHM": "330106198505050035", "XM": "赵刚", "XB": "男"}}),
         json!({"source_id": "R4", "revision": 1, "payload": {"GMSFHM": "330106198505050036", "XM": "钱进", "XB": "男"}}),
+        // R5 and R6 are rejected like R1 and R2, then the department corrects them itself: R5
+        // at revision 2, R6 at the same revision with other content.
+        json!({"source_id": "R5", "revision": 1, "payload": {"GMSFHM": "330106198001010021", "XM": "李梅", "XB": "F"}}),
+        json!({"source_id": "R6", "revision": 1, "payload": {"GMSFHM": "330106198001010013", "XM": "王强", "XB": "M"}}),
     ];
     let export = work.path().join("export.ndjson");
     std::fs::write(&export, lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
@@ -82,7 +87,23 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).map(|v| v["status"].as_str().unwrap_or_default().to_owned()))
         .collect::<Result<_, _>>()?;
-    assert_eq!(statuses, ["REJECTED", "REJECTED", "PUBLISHED", "REJECTED"], "{stdout}");
+    assert_eq!(statuses, ["REJECTED", "REJECTED", "PUBLISHED", "REJECTED", "REJECTED", "REJECTED"], "{stdout}");
+    let corrected = work.path().join("corrected.ndjson");
+    std::fs::write(
+        &corrected,
+        [
+            json!({"source_id": "R5", "revision": 2, "payload": {"GMSFHM": "330106198001010021", "XM": "李梅", "XB": "女"}}),
+            json!({"source_id": "R6", "revision": 1, "payload": {"GMSFHM": "330106198001010013", "XM": "王强", "XB": "男"}}),
+        ]
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>(),
+    )?;
+    let mut again = strings(&["ingest", "-k", KIND, "--quiet"]);
+    again.push(corrected.display().to_string());
+    again.extend(gateway.cli_args("gongan"));
+    let (ok, stdout, stderr) = run(&again)?;
+    assert!(ok && stdout.contains(" 2 published"), "{stdout}{stderr}");
     // The demo's 公安 export as README command 1 sends it: four of its rows are rejected, one
     // (330106197511060526) because its system writes the relation to the head in words (户主之妻).
     let sample = hutong_tests::repo_root().join("schemas/departments/gongan/samples/household_registration.ndjson");
@@ -99,20 +120,20 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
         json_of(&a)
     };
     let mut all = Value::Null;
-    wait_until("seven dead letters", Duration::from_secs(30), || {
+    wait_until("nine dead letters", Duration::from_secs(30), || {
         all = list(&[])?;
-        Ok(all["records"] == 7)
+        Ok(all["records"] == 9)
     })?;
     let by_rule = all["by_rule"].as_array().cloned().unwrap_or_default();
     let code_row = by_rule.iter().find(|r| r["rule"] == "adapter:code").expect("an adapter:code row");
     assert_eq!(
         (&code_row["department"], &code_row["kind"], &code_row["records"]),
-        (&json!("gongan"), &json!(KIND), &json!(4)),
+        (&json!("gongan"), &json!(KIND), &json!(6)),
         "{all}"
     );
     let gb11643 = by_rule.iter().find(|r| r["rule"] == "format:gb11643").expect("R4's rule is listed");
     assert_eq!(gb11643["records"], 2, "{all}");
-    assert_eq!(list(&["--rule", "adapter:code", "--since", "1h"])?["records"], 4);
+    assert_eq!(list(&["--rule", "adapter:code", "--since", "1h"])?["records"], 6);
     assert_eq!(list(&["--department", "minzheng"])?["records"], 0);
     assert_eq!(list(&["--since", "2099-01-01T00:00:00Z"])?["records"], 0);
 
@@ -143,6 +164,7 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
     // A dry run sends nothing.
     let dry = json_of(&replay(&pki, &["--dry-run"]))?;
     assert_eq!(dry["by_department"]["gongan"]["to send"], 4, "{dry}");
+    assert_eq!(dry["by_department"]["gongan"]["superseded"], 2, "R5 and R6, corrected since: {dry}");
     // Replayed before the fix, they are rejected again by the same rule.
     let again = json_of(&replay(&pki, &[]))?;
     assert_eq!(again["by_department"]["gongan"]["REJECTED"], 4, "{again}");
@@ -177,7 +199,8 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
     })?;
 
     let replayed = json_of(&replay(&pki, &[]))?;
-    assert_eq!(replayed["records"], 4, "R4 (another rule) is not replayed: {replayed}");
+    assert_eq!(replayed["records"], 6, "R4 (another rule) is not replayed: {replayed}");
+    assert_eq!(replayed["by_department"]["gongan"]["superseded"], 2, "{replayed}");
     assert_eq!(replayed["by_department"]["gongan"]["PUBLISHED"], 3, "{replayed}");
     // 110105198001010315 has an unknown sex X, a 13th month and an unknown 民族 99: still refused.
     assert_eq!(replayed["by_department"]["gongan"]["REJECTED"], 1, "{replayed}");
@@ -221,9 +244,25 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
         .expect("the 户主之妻 row's household, published");
     assert_eq!(household.value.as_ref().unwrap()["members"][0]["relation"], "12");
 
-    // Once more: the gateway published them lately, so they are duplicates.
+    // R5 and R6 stay as the department corrected them: still one message each, its own.
+    for (source, revision) in [("R5", "2"), ("R6", "1")] {
+        let travelling = letters
+            .iter()
+            .find(|m| m.value.as_ref().is_some_and(|v| v["source_id"] == source))
+            .and_then(|m| m.headers.get("ce_sourceid").cloned())
+            .unwrap();
+        let person: Vec<_> = published_of(&broker.bootstrap, &travelling)?
+            .into_iter()
+            .filter(|m| m.topic.starts_with("hutong.person."))
+            .collect();
+        assert_eq!(person.len(), 1, "{source}: {person:?}");
+        assert_eq!(person[0].headers["ce_revision"], revision);
+    }
+
+    // Once more: nothing already published is sent again.
     let twice = json_of(&replay(&pki, &[]))?;
-    assert_eq!(twice["by_department"]["gongan"]["DUPLICATE"], 3, "{twice}");
+    assert_eq!(twice["by_department"]["gongan"]["already published"], 3, "{twice}");
+    assert_eq!(twice["by_department"]["gongan"]["superseded"], 2, "{twice}");
     assert_eq!(twice["by_department"]["gongan"]["REJECTED"], 1, "{twice}");
     Ok(())
 }

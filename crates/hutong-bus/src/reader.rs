@@ -9,7 +9,7 @@ use rdkafka::{
     ClientConfig, ClientContext, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer as _, ConsumerContext},
     error::{KafkaError, RDKafkaErrorCode},
-    message::{Message as _, OwnedMessage},
+    message::{BorrowedMessage, Message as _, OwnedMessage},
 };
 use tracing::warn;
 
@@ -21,9 +21,21 @@ use crate::BusError;
 /// the bootstrap servers and any security settings; no consumer group offsets are committed.
 /// Gives up after `timeout`.
 pub fn read_to_end(client: &ClientConfig, topics: &[&str], timeout: Duration) -> Result<Vec<OwnedMessage>, BusError> {
+    scan_to_end(client, topics, timeout, |m| Some(m.detach()))
+}
+
+/// [`read_to_end`] keeping only what `keep` makes of each message: a scan of large topics for a
+/// few messages holds those few, not the topics.
+pub fn scan_to_end<T: Send>(
+    client: &ClientConfig,
+    topics: &[&str],
+    timeout: Duration,
+    keep: impl Fn(&BorrowedMessage<'_>) -> Option<T> + Sync,
+) -> Result<Vec<T>, BusError> {
     let deadline = Instant::now() + timeout;
-    let read: Vec<Result<Vec<OwnedMessage>, BusError>> = std::thread::scope(|s| {
-        let readers: Vec<_> = topics.iter().map(|t| s.spawn(move || read_topic(client, t, deadline))).collect();
+    let keep = &keep;
+    let read: Vec<Result<Vec<T>, BusError>> = std::thread::scope(|s| {
+        let readers: Vec<_> = topics.iter().map(|t| s.spawn(move || read_topic(client, t, deadline, keep))).collect();
         readers
             .into_iter()
             .map(|r| r.join().unwrap_or_else(|_| Err(BusError::unavailable("a reader panicked"))))
@@ -36,7 +48,12 @@ pub fn read_to_end(client: &ClientConfig, topics: &[&str], timeout: Duration) ->
     Ok(out)
 }
 
-fn read_topic(client: &ClientConfig, topic: &str, deadline: Instant) -> Result<Vec<OwnedMessage>, BusError> {
+fn read_topic<T>(
+    client: &ClientConfig,
+    topic: &str,
+    deadline: Instant,
+    keep: &impl Fn(&BorrowedMessage<'_>) -> Option<T>,
+) -> Result<Vec<T>, BusError> {
     let err = |e: KafkaError| BusError::unavailable(format!("reading {topic}: {e}"));
     let mut config = client.clone();
     config
@@ -58,13 +75,10 @@ fn read_topic(client: &ClientConfig, topic: &str, deadline: Instant) -> Result<V
     }
     consumer.assign(&tpl).map_err(err)?;
     let mut at_end = BTreeSet::new();
-    let mut out = Vec::new();
+    let (mut out, mut read) = (Vec::new(), 0u64);
     while at_end.len() < partitions.len() {
         if Instant::now() >= deadline {
-            return Err(BusError::unavailable(format!(
-                "{topic}: read {} message(s), not to the end in time",
-                out.len()
-            )));
+            return Err(BusError::unavailable(format!("{topic}: read {read} message(s), not to the end in time")));
         }
         match consumer.poll(Duration::from_millis(100)) {
             None => {}
@@ -79,7 +93,8 @@ fn read_topic(client: &ClientConfig, topic: &str, deadline: Instant) -> Result<V
             Some(Err(e)) => return Err(err(e)),
             Some(Ok(m)) => {
                 at_end.remove(&m.partition());
-                out.push(m.detach());
+                read += 1;
+                out.extend(keep(&m));
             }
         }
     }

@@ -31,12 +31,15 @@ pub(crate) enum DlqCommand {
     List(ListArgs),
     /// Send the selected dead letters through the gateways again, each as its own department:
     /// after an adapter fix, what passes now is published with the event ids it would have had.
+    /// A dead letter whose fact the entity topics already hold at a higher revision (or at the
+    /// same revision with other content: the department sent it corrected) is not sent: on a
+    /// compacted topic the last message of a fact stays, so the old one would replace the new.
     #[command(after_help = "After fixing the 民政 adapter's date format:\n  \
         hutong dlq replay -c hutong.toml --pki pki --department minzheng --rule adapter:date --since 7d --dry-run\n  \
         hutong dlq replay -c hutong.toml --pki pki --department minzheng --rule adapter:date --since 7d\n\
-        A record sent again that the gateway published lately is answered DUPLICATE; later, it is published again \
-        with the same ce_id, which consumers de-duplicate. An old revision sent again after a newer one changes no \
-        profile: consumers keep the highest revision of a fact.")]
+        The entity topics are read to their end first (only the selected facts are kept): a fact already published \
+        at the dead letter's revision or later is counted `superseded`, or `already published` when it is this very \
+        record (a replay done before). A record the gateway answers DUPLICATE was published by it lately.")]
     Replay(ReplayArgs),
 }
 
@@ -101,6 +104,15 @@ fn since(text: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("{text:?} is neither an RFC 3339 time nor a duration like 24h or 7d ({e})"))?;
     let back = chrono::Duration::from_std(back).map_err(|e| format!("{text:?}: {e}"))?;
     Utc::now().checked_sub_signed(back).ok_or_else(|| format!("{text:?} goes back before any date"))
+}
+
+/// A dead letter as read from the topic: its value, its own event id (the key) and the source id
+/// as it travels on the bus (`ce_sourceid`: pseudonymised where it is personal).
+#[derive(Debug, Clone)]
+struct Letter {
+    value: DeadLetter,
+    id: String,
+    travelling: String,
 }
 
 /// A dead letter as `DeadLetter::into_message` writes it.
@@ -169,7 +181,7 @@ impl DeadLetter {
 /// The dead letters `select` names, oldest first, each once (a record rejected again unchanged
 /// has the same event id, the message key: the latest is kept). Messages that are not dead
 /// letters of this version are counted, not fatal.
-async fn read(select: &Select) -> anyhow::Result<(String, Vec<DeadLetter>, usize)> {
+async fn read(select: &Select) -> anyhow::Result<(String, Vec<Letter>, usize)> {
     let file = select.deployment.load()?;
     let topic = file.kafka.topics().dlq();
     let client = file.kafka.client()?;
@@ -182,12 +194,14 @@ async fn read(select: &Select) -> anyhow::Result<(String, Vec<DeadLetter>, usize
     let mut letters = Vec::new();
     // Newest first, so the latest of each event id is the one kept.
     for m in messages.iter().rev() {
-        let Some(letter) = m.payload().and_then(|p| serde_json::from_slice::<DeadLetter>(p).ok()) else {
+        let letter = m.payload().and_then(|p| serde_json::from_slice::<DeadLetter>(p).ok());
+        let (Some(letter), Some(id), Some(travelling)) =
+            (letter, m.key().and_then(|k| std::str::from_utf8(k).ok()), header(m, "ce_sourceid"))
+        else {
             unreadable += 1;
             continue;
         };
-        let id = m.key().map(<[u8]>::to_vec).unwrap_or_default();
-        if !id.is_empty() && !seen.insert(id) {
+        if !seen.insert(id.to_owned()) {
             continue;
         }
         let wanted = select.department.as_ref().is_none_or(|d| *d == letter.department)
@@ -195,10 +209,10 @@ async fn read(select: &Select) -> anyhow::Result<(String, Vec<DeadLetter>, usize
             && select.rule.as_ref().is_none_or(|r| letter.rules().any(|x| x == r))
             && select.since.is_none_or(|t| letter.received_at >= t);
         if wanted {
-            letters.push(letter);
+            letters.push(Letter { value: letter, id: id.to_owned(), travelling: travelling.to_owned() });
         }
     }
-    letters.sort_by_key(|l| l.received_at);
+    letters.sort_by_key(|l| l.value.received_at);
     Ok((topic, letters, unreadable))
 }
 
@@ -213,7 +227,7 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     let (topic, letters, unreadable) = read(&args.select).await?;
     // (department, kind, rule) → records; a record with two rules counts under each.
     let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
-    for l in &letters {
+    for Letter { value: l, .. } in &letters {
         let rules: std::collections::BTreeSet<&str> = l.rules().collect();
         for r in rules {
             *counts.entry((l.department.clone(), l.kind.clone(), r.to_owned())).or_default() += 1;
@@ -243,24 +257,112 @@ async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The value of header `name` of `m`, as text.
+fn header<'a>(m: &'a impl rdkafka::message::Message, name: &str) -> Option<&'a str> {
+    use rdkafka::message::Headers as _;
+    m.headers()?.iter().find(|h| h.key == name).and_then(|h| std::str::from_utf8(h.value?).ok())
+}
+
+/// A fact as the bus names it: `ce_source` (`/departments/<department>/<kind>`) and `ce_sourceid`.
+type FactName = (String, String);
+
+/// What the entity topics hold of the facts of `letters`: per fact, each published message's
+/// revision and event id. Every entity topic is read to its end; only these facts are kept.
+async fn published(select: &Select, letters: &[&Letter]) -> anyhow::Result<BTreeMap<FactName, Vec<(u64, String)>>> {
+    let (file, plan) = crate::topics_cmd::load(&select.deployment)?;
+    let topics: Vec<String> = plan
+        .topics
+        .iter()
+        .filter(|t| matches!(t.role, hutong_bus::TopicRole::Entity { .. }))
+        .map(|t| t.name.clone())
+        .collect();
+    let wanted: HashSet<FactName> = letters.iter().map(|l| fact_of(l)).collect();
+    let client = file.kafka.client()?;
+    let timeout = Duration::from_secs(select.timeout);
+    let found = tokio::task::spawn_blocking(move || {
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        hutong_bus::scan_to_end(&client, &names, timeout, |m| {
+            let fact = (header(m, "ce_source")?.to_owned(), header(m, "ce_sourceid")?.to_owned());
+            if !wanted.contains(&fact) {
+                return None;
+            }
+            Some((fact, header(m, "ce_revision")?.parse::<u64>().ok()?, header(m, "ce_id")?.to_owned()))
+        })
+    })
+    .await?
+    .context("reading the entity topics for what is already published")?;
+    let mut out: BTreeMap<FactName, Vec<(u64, String)>> = BTreeMap::new();
+    for (fact, revision, id) in found {
+        out.entry(fact).or_default().push((revision, id));
+    }
+    Ok(out)
+}
+
+fn fact_of(l: &Letter) -> FactName {
+    (format!("/departments/{}/{}", l.value.department, l.value.kind), l.travelling.clone())
+}
+
+/// Whether a dead letter is worth sending, given what the bus holds of its fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Nothing of its revision or later: send it.
+    Send,
+    /// A higher revision, or its revision with other content (corrected by the department).
+    Superseded,
+    /// This very record: published by an earlier replay.
+    AlreadyPublished,
+}
+
+fn standing(l: &Letter, on_bus: Option<&Vec<(u64, String)>>) -> anyhow::Result<Standing> {
+    let v = &l.value;
+    let on_bus = on_bus.map(Vec::as_slice).unwrap_or_default();
+    if on_bus.iter().any(|(r, _)| *r > v.revision) {
+        return Ok(Standing::Superseded);
+    }
+    let same: HashSet<&str> = on_bus.iter().filter(|(r, _)| *r == v.revision).map(|(_, id)| id.as_str()).collect();
+    if same.is_empty() {
+        return Ok(Standing::Send);
+    }
+    // The ids this record's outputs get (output index 0, 1, …): all of them, it is this record.
+    let rec = v.source_record()?;
+    let op = match WireOp::try_from(rec.op) {
+        Ok(WireOp::Delete) => hutong_bus::Op::Delete,
+        Ok(WireOp::Event) => hutong_bus::Op::Event,
+        _ => hutong_bus::Op::Upsert,
+    };
+    let digest = hutong_bus::content_digest(op, &rec.payload, &rec.charset);
+    let mine = same.iter().all(|id| {
+        (0..same.len())
+            .any(|i| hutong_bus::event_id(&v.department, &v.kind, &l.travelling, v.revision, &digest, i) == *id)
+    });
+    Ok(if mine { Standing::AlreadyPublished } else { Standing::Superseded })
+}
+
 async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let (topic, letters, unreadable) = read(&args.select).await?;
-    let mut by_department: BTreeMap<&str, Vec<&DeadLetter>> = BTreeMap::new();
-    for l in &letters {
-        by_department.entry(&l.department).or_default().push(l);
-    }
     if unreadable > 0 {
         eprintln!("{unreadable} message(s) on {topic} are not dead letters Hutong can read; left out");
     }
+    let all: Vec<&Letter> = letters.iter().collect();
+    let on_bus = if all.is_empty() { BTreeMap::new() } else { published(&args.select, &all).await? };
+    // department → outcome → records; rules of the records rejected again.
+    let mut outcome: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut to_send: BTreeMap<&str, Vec<&Letter>> = BTreeMap::new();
+    for l in &letters {
+        let counts = outcome.entry(l.value.department.clone()).or_default();
+        match standing(l, on_bus.get(&fact_of(l)))? {
+            Standing::Send => to_send.entry(&l.value.department).or_default().push(l),
+            Standing::Superseded => *counts.entry("superseded".to_owned()).or_default() += 1,
+            Standing::AlreadyPublished => *counts.entry("already published".to_owned()).or_default() += 1,
+        }
+    }
     // Every certificate is there before anything is sent: a replay stops at no department.
     let mut auths = BTreeMap::new();
-    for department in by_department.keys() {
+    for department in to_send.keys() {
         auths.insert(*department, args.connect.auth_as(department)?);
     }
-    // department → status → records; rules of the records rejected again.
-    let mut outcome: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut still: BTreeMap<String, u64> = BTreeMap::new();
-    for (department, mine) in &by_department {
+    for (department, mine) in &to_send {
         let counts = outcome.entry((*department).to_owned()).or_default();
         if args.dry_run {
             counts.insert("to send".to_owned(), mine.len() as u64);
@@ -268,7 +370,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
         }
         let records: Vec<SourceRecord> = mine
             .iter()
-            .map(|l| l.source_record().with_context(|| format!("a dead letter of {department}/{}", l.kind)))
+            .map(|l| l.value.source_record().with_context(|| format!("dead letter {} of {department}", l.id)))
             .collect::<Result<_, _>>()?;
         let auth = &auths[department];
         let mut gateways = Gateways::connect(args.connect.addresses(), auth).await?;
@@ -300,8 +402,8 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
                 "by_department": outcome, "rejected_again_by_rule": still})
         );
     } else {
-        let verb = if args.dry_run { "dry run, would send" } else { "sent" };
-        println!("{topic}: {verb} {} dead letter(s) again", letters.len());
+        let verb = if args.dry_run { "dry run" } else { "replayed" };
+        println!("{topic}: {verb}, {} dead letter(s) selected", letters.len());
         for (department, counts) in &outcome {
             let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
             println!("  {department:<12} {}", parts.join(", "));

@@ -71,7 +71,7 @@ pub(crate) async fn run(cmd: TopicsCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(deployment: &Deployment) -> anyhow::Result<(hutong_config::ConfigFile, TopicPlan)> {
+pub(crate) fn load(deployment: &Deployment) -> anyhow::Result<(hutong_config::ConfigFile, TopicPlan)> {
     let file = deployment.load_schemas()?;
     file.validate_topics()?;
     let standard = Standard::load(&file.schemas_dir)
