@@ -16,6 +16,8 @@ pub struct Postgres {
     bin: PathBuf,
     port: u16,
     running: bool,
+    /// The server's certificate and key when it offers TLS.
+    tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The server binaries: `HUTONG_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`.
@@ -59,9 +61,35 @@ impl Postgres {
             &["-D", data.to_str().unwrap_or_default(), "-A", "trust", "-U", "postgres", "--no-sync"],
         )?;
         ensure!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
-        let mut pg = Self { dir, bin, port: crate::free_port(), running: false };
+        let mut pg = Self { dir, bin, port: crate::free_port(), running: false, tls: None };
         pg.start_again()?;
         Ok(pg)
+    }
+
+    /// The same, offering TLS (`ssl = on`) with `pki`'s server certificate (`server.pem`,
+    /// `server.key`: localhost and 127.0.0.1), which the server wants owned by it and private.
+    pub fn start_tls(pki: &Path) -> anyhow::Result<Self> {
+        let mut pg = Self::start()?;
+        pg.stop()?;
+        let (cert, key) = (pg.dir.path().join("server.pem"), pg.dir.path().join("server.key"));
+        std::fs::copy(pki.join("server.pem"), &cert)?;
+        std::fs::copy(pki.join("server.key"), &key)?;
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let _ = Command::new("chown").arg("postgres:postgres").arg(&cert).arg(&key).status();
+        pg.tls = Some((cert, key));
+        pg.start_again()?;
+        Ok(pg)
+    }
+
+    /// Runs `sql` with psql (without TLS, so it is not one of the connections it counts) and
+    /// gives the unaligned answer.
+    pub fn psql(&self, sql: &str) -> anyhow::Result<String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-At", "-c", sql])
+            .env("PGSSLMODE", "disable")
+            .output()?;
+        ensure!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        Ok(String::from_utf8(out.stdout)?.trim().to_owned())
     }
 
     /// `postgres://postgres@127.0.0.1:PORT/postgres`.
@@ -95,7 +123,10 @@ impl Postgres {
     pub fn start_again(&mut self) -> anyhow::Result<()> {
         let data = self.dir.path().join("data");
         let sockets = self.dir.path().to_str().unwrap_or_default().to_owned();
-        let opts = format!("-p {} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off", self.port);
+        let mut opts = format!("-p {} -k {sockets} -c listen_addresses=127.0.0.1 -c fsync=off", self.port);
+        if let Some((cert, key)) = &self.tls {
+            opts.push_str(&format!(" -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}", cert.display(), key.display()));
+        }
         let log = self.dir.path().join("server.log");
         let out = run_as_postgres(
             &self.bin.join("pg_ctl"),

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use hutong_profiles::{Fact, Rules, Source, Store, StoreUrl};
-use hutong_tests::{pg::Postgres, repo_root};
+use hutong_tests::{pg::Postgres, repo_root, shared_pki};
 use serde_json::{Value, json};
 
 fn rules() -> Rules {
@@ -531,5 +531,31 @@ fn a_store_of_layout_1_is_brought_to_layout_2() -> anyhow::Result<()> {
         "relations written after the migration"
     );
     assert_eq!(store.people_of("household", "gongan:3301060040530021", 10)?.1, 0, "the old link gone");
+    Ok(())
+}
+
+/// In production the store is on a PostgreSQL across the network: the connection is TLS when the
+/// server offers it, `sslmode=require` insists, and the server's certificate is checked (against
+/// `sslrootcert` here; the system's CAs do not know the test CA).
+#[test]
+fn the_store_reaches_postgresql_over_tls_and_checks_its_certificate() -> anyhow::Result<()> {
+    let pki = shared_pki()?;
+    let pg = Postgres::start_tls(pki)?;
+    let require = format!("{}?sslmode=require", pg.url());
+    let trusted: StoreUrl = format!("{require}&sslrootcert={}", pki.join("ca.pem").display()).parse()?;
+    let store = Store::open(&trusted)?;
+    assert_eq!(pg.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl")?, "1", "the store's connection is encrypted");
+    drop(store);
+    // rust-postgres's default (prefer) takes TLS when offered, and checks the server all the same.
+    let prefer: StoreUrl = format!("{}?sslrootcert={}", pg.url(), pki.join("ca.pem").display()).parse()?;
+    let store = Store::open(&prefer)?;
+    assert_eq!(pg.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl")?, "1");
+    drop(store);
+    let unknown = Store::open(&require.parse()?).err().map(|e| format!("{e:?}"));
+    assert!(unknown.as_deref().is_some_and(|e| e.contains("certificate verify failed")), "{unknown:?}");
+    // A server without TLS: `require` refuses it.
+    let plain = Postgres::start()?;
+    let refused = Store::open(&format!("{}?sslmode=require", plain.url()).parse()?).err().map(|e| format!("{e:?}"));
+    assert!(refused.is_some(), "sslmode=require on a server without TLS");
     Ok(())
 }

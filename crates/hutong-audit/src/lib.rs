@@ -280,7 +280,7 @@ impl AuditLog {
         Ok(entry)
     }
 
-    /// fsync of the current file (the gateway calls it at shutdown and periodically).
+    /// fsync of the current file (the gateway calls it every second and at shutdown).
     ///
     /// Also syncs the directory (on Unix) when day files were created or deleted since the last call. Appends are
     /// not blocked while the disk flushes.

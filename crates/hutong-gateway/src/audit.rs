@@ -105,6 +105,9 @@ pub struct Answered {
     pub event_ids: Vec<String>,
 }
 
+/// How often the audit file is made durable while serving (and once more at shutdown).
+pub const SYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Appends audit events; cheap to share.
 pub struct Auditor {
     log: Option<AuditLog>,
@@ -181,6 +184,22 @@ impl Auditor {
         {
             error!(error = %e, "audit fsync failed");
         }
+    }
+
+    /// Makes the file durable every `every` until the task is aborted (the server does at
+    /// shutdown, then syncs once more): a node lost loses at most that much of the file (the
+    /// topic copy may have it).
+    pub fn sync_every(self: &Arc<Self>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        let auditor = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let a = Arc::clone(&auditor);
+                let _ = tokio::task::spawn_blocking(move || a.sync()).await;
+            }
+        })
     }
 }
 

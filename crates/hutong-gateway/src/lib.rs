@@ -23,7 +23,7 @@ mod registry_api;
 mod server;
 
 pub use admin::AdminService;
-pub use audit::{Answered, AuditEvent, Auditor};
+pub use audit::{Answered, AuditEvent, Auditor, SYNC_EVERY as AUDIT_SYNC_EVERY};
 pub use auth::{Guard, Security, SecurityError};
 pub use error::{ErrorCode, GatewayError};
 /// The configuration and policy files (`hutong-config`), as the gateway reads them.

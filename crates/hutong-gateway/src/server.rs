@@ -143,6 +143,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         None
     };
     let guard = Arc::clone(&security.guard);
+    let audit_sync = guard.auditor().sync_every(crate::audit::SYNC_EVERY);
     let stop = async {
         tokio::select! {
             () = shutdown => {}
@@ -151,6 +152,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     };
     serve_on(listener, reloader, publisher, metrics, spool, security, &config, stop).await?;
     hup_task.abort();
+    audit_sync.abort();
     guard.auditor().sync();
     if let Some(t) = replay_task {
         t.abort();

@@ -282,7 +282,9 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
             r = &mut done_rx => consumer_result = Some(r.unwrap_or(Ok(()))),
         }
     };
+    let audit_sync = security.guard.auditor().sync_every(hutong_gateway::AUDIT_SYNC_EVERY);
     let served = hutong_gateway::serve_router(router, listener, &security, stopping).await;
+    audit_sync.abort();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     health_task.abort();
     let _ = consumer.join();

@@ -92,6 +92,36 @@ impl std::fmt::Display for StoreUrl {
     }
 }
 
+/// `sslrootcert=PATH` of a PostgreSQL URL's query (libpq's name; rust-postgres takes no such
+/// option): the URL without it, and the path (taken as written, not percent-decoded).
+fn root_cert(url: &str) -> (String, Option<PathBuf>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut ca = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("sslrootcert=") {
+            Some(path) => {
+                ca = Some(PathBuf::from(path));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    (if rest.is_empty() { base.to_owned() } else { format!("{base}?{}", rest.join("&")) }, ca)
+}
+
+/// The TLS connector to PostgreSQL: the system's CAs, and `ca` when given.
+fn tls_to(ca: Option<&std::path::Path>) -> Result<postgres_openssl::MakeTlsConnector, StoreError> {
+    let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client())
+        .map_err(|e| StoreError::Url(format!("TLS to PostgreSQL: {e}")))?;
+    if let Some(ca) = ca {
+        builder.set_ca_file(ca).map_err(|e| StoreError::Url(format!("sslrootcert {}: {e}", ca.display())))?;
+    }
+    Ok(postgres_openssl::MakeTlsConnector::new(builder.build()))
+}
+
 /// A parameter of a statement.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum P<'a> {
@@ -537,7 +567,11 @@ impl Store {
                 Box::new(c)
             }
             StoreUrl::Postgres(conn) => {
-                let client = postgres::Client::connect(conn, postgres::NoTls)?;
+                // TLS when the server offers it (rust-postgres's default `sslmode=prefer`), or
+                // always (`require`); the server's certificate is checked against the system's CAs
+                // and `sslrootcert`, and its name against the host (stricter than libpq's `require`).
+                let (conn, ca) = root_cert(conn);
+                let client = postgres::Client::connect(&conn, tls_to(ca.as_deref())?)?;
                 Box::new(Pg { client, prepared: BTreeMap::new() })
             }
         };
@@ -1106,6 +1140,18 @@ pub(crate) fn parse(text: &str) -> Result<Value, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sslrootcert_is_taken_out_of_the_url_for_the_connector() {
+        let (url, ca) = root_cert("postgres://h@db:5432/hutong?sslmode=require&sslrootcert=/etc/pg/ca.pem");
+        assert_eq!(url, "postgres://h@db:5432/hutong?sslmode=require");
+        assert_eq!(ca, Some(PathBuf::from("/etc/pg/ca.pem")));
+        let (url, ca) = root_cert("postgres://h@db/hutong?sslrootcert=ca.pem");
+        assert_eq!((url.as_str(), ca.as_deref()), ("postgres://h@db/hutong", Some(std::path::Path::new("ca.pem"))));
+        assert_eq!(root_cert("postgres://h@db/hutong").1, None);
+        let missing = tls_to(Some(std::path::Path::new("/nonexistent/ca.pem"))).err().map(|e| e.to_string());
+        assert!(missing.is_some_and(|e| e.contains("/nonexistent/ca.pem")));
+    }
 
     #[test]
     fn chunks_expand_to_tuples_and_index_friendly_matches() {

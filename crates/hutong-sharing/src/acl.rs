@@ -143,10 +143,12 @@ impl AclPlan {
                  spec:\n  authentication:\n    type: tls\n  authorization:\n    type: simple\n    acls:\n"
             ));
             for a in self.acls.iter().filter(|a| a.principal == principal) {
+                // Strimzi names Kafka's `prefixed` pattern `prefix`.
+                let pattern = if a.pattern_type == "prefixed" { "prefix" } else { a.pattern_type };
                 out.push_str(&format!(
                     "      - resource:\n          type: {}\n          name: {}\n          patternType: {}\n        \
                      operations: [{}]\n        host: \"*\"\n",
-                    a.resource_type, a.name, a.pattern_type, a.operation
+                    a.resource_type, a.name, pattern, a.operation
                 ));
             }
         }
@@ -291,5 +293,17 @@ mod tests {
         let yaml = plan.strimzi("hutong", Some("city"));
         assert_eq!(yaml.matches("kind: KafkaUser").count(), 1);
         assert_eq!(yaml.matches("- resource:").count(), 7);
+        // Every patternType is one Strimzi's KafkaUser CRD takes (the schema vendored for the
+        // offline check of the deployment files).
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../../tests/python/strimzi_kafkauser_v1beta2.schema.json")).unwrap();
+        let allowed = &schema.pointer(
+            "/properties/spec/properties/authorization/properties/acls/items/properties/resource/properties/patternType/enum",
+        );
+        let allowed: Vec<&str> = allowed.unwrap().as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        let used: Vec<&str> = yaml.lines().filter_map(|l| l.trim().strip_prefix("patternType: ")).collect();
+        assert_eq!(used.len(), 7);
+        assert!(used.iter().all(|p| allowed.contains(p)), "{used:?} not all in {allowed:?}");
+        assert!(used.contains(&"prefix"), "the consumer's groups by prefix");
     }
 }
