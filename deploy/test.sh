@@ -15,11 +15,13 @@ export TANSU_BIN="${CARGO_HOME:-$HOME/.cargo}/bin/tansu"
 # and the consuming guide's example, PyYAML + jsonschema for the Strimzi resources,
 # kubernetes-validate (Kubernetes' JSON schemas, bundled) for deploy/k8s and deploy/compose.yaml
 # (tests/python/check_manifests.py), grpcio for the Python department client of examples/python
-# (its requirements.txt pins the same).
+# (its requirements.txt pins the same), Playwright's client for the console's browser tests (it
+# drives Debian's chromium below; no browser is downloaded).
 VENV="$ROOT/.hutong/venv"
 PY_PACKAGES=("confluent-kafka[schemaregistry]==2.16.1" "PyYAML==6.0.3" "jsonschema==4.25.1"
-  "grpcio==1.85.4" "grpcio-tools==1.85.4" "protobuf==7.36.2" "kubernetes-validate==1.37.0")
-if ! "$VENV/bin/python" -c 'import confluent_kafka.schema_registry, yaml, jsonschema, grpc, grpc_tools, kubernetes_validate' >/dev/null 2>&1; then
+  "grpcio==1.85.4" "grpcio-tools==1.85.4" "protobuf==7.36.2" "kubernetes-validate==1.37.0"
+  "playwright==1.65.2")
+if ! "$VENV/bin/python" -c 'import confluent_kafka.schema_registry, yaml, jsonschema, grpc, grpc_tools, kubernetes_validate, playwright.sync_api' >/dev/null 2>&1; then
   echo "[test] installing ${PY_PACKAGES[*]} into .hutong/venv" >&2
   mkdir -p "$ROOT/.hutong"
   [ -x "$VENV/bin/pip" ] || python3 -m venv "$VENV" || { apt-get install -y -qq python3-venv && python3 -m venv "$VENV"; }

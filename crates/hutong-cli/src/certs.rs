@@ -19,7 +19,8 @@ use time::{Duration, OffsetDateTime};
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum CertsCommand {
     /// Create the CA (unless it exists), the gateway's certificate and a client certificate for every identity of
-    /// the policy that lacks one; writes an empty revocation list if none exists.
+    /// the policy that lacks one; writes an empty revocation list if none exists. Each client identity also gets
+    /// `<identity>.p12` for a browser (the console; password `hutong`).
     Init {
         /// Output directory (keys are written mode 0600).
         #[arg(long, default_value = ".hutong/pki")]
@@ -71,6 +72,35 @@ fn write(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
+/// The password of the development bundles (`<identity>.p12`): a browser asks for one on import.
+pub(crate) const BUNDLE_PASSWORD: &str = "hutong";
+
+/// A PKCS#12 bundle of an identity's certificate, key and the CA, for a browser (the console).
+fn browser_bundle(name: &str, cert: &str, key: &str, ca: &str) -> anyhow::Result<Vec<u8>> {
+    use openssl::{pkcs12::Pkcs12, pkey::PKey, stack::Stack, x509::X509};
+    let mut chain = Stack::new()?;
+    chain.push(X509::from_pem(ca.as_bytes())?)?;
+    let (key, cert) = (PKey::private_key_from_pem(key.as_bytes())?, X509::from_pem(cert.as_bytes())?);
+    let bundle = Pkcs12::builder()
+        .name(name)
+        .pkey(&key)
+        .cert(&cert)
+        .ca(chain)
+        .build2(BUNDLE_PASSWORD)
+        .with_context(|| format!("the PKCS#12 bundle of {name}"))?;
+    Ok(bundle.to_der()?)
+}
+
+/// [`write`] for binary content, always private (a bundle holds a key).
+fn write_bytes(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, b"").with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
 /// A fresh positive serial number.
 fn serial(name: &str) -> SerialNumber {
     use sha2::{Digest as _, Sha256};
@@ -114,17 +144,30 @@ pub(crate) fn init(out: &Path, policy: &Path, server_names: &[String], days: i64
         eprintln!("created the CA: {}", out.join("ca.pem").display());
     }
     let ca = load_ca(out)?;
+    let ca_pem = std::fs::read_to_string(out.join("ca.pem")).context("reading ca.pem")?;
     let issue = |file: &str, mut p: CertificateParams, usage: ExtendedKeyUsagePurpose| -> anyhow::Result<()> {
         let path = out.join(format!("{file}.pem"));
+        let bundle = out.join(format!("{file}.p12"));
+        let client = usage == ExtendedKeyUsagePurpose::ClientAuth;
         if path.exists() && !force {
+            // A PKI made before the bundles were: the browser's bundle from the files there.
+            if client && !bundle.exists() {
+                let (cert, key) =
+                    (std::fs::read_to_string(&path)?, std::fs::read_to_string(out.join(format!("{file}.key")))?);
+                write_bytes(&bundle, &browser_bundle(file, &cert, &key, &ca_pem)?)?;
+            }
             return Ok(());
         }
         p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         p.extended_key_usages = vec![usage];
         p.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
-        write(&path, &p.signed_by(&key, &ca)?.pem(), false)?;
+        let cert = p.signed_by(&key, &ca)?.pem();
+        write(&path, &cert, false)?;
         write(&out.join(format!("{file}.key")), &key.serialize_pem(), true)?;
+        if client {
+            write_bytes(&bundle, &browser_bundle(file, &cert, &key.serialize_pem(), &ca_pem)?)?;
+        }
         eprintln!("issued {}", path.display());
         Ok(())
     };
@@ -208,4 +251,31 @@ fn revoke(dir: &Path, identity: &str) -> anyhow::Result<()> {
         serials.len()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_client_identity_gets_a_bundle_a_browser_can_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/local/policy.toml");
+        init(dir.path(), &policy, &[], 30, false).unwrap();
+        let der = std::fs::read(dir.path().join("gongan.p12")).unwrap();
+        let parsed = openssl::pkcs12::Pkcs12::from_der(&der).unwrap().parse2(BUNDLE_PASSWORD).unwrap();
+        let cert = parsed.cert.unwrap();
+        let cn = cert.subject_name().entries_by_nid(openssl::nid::Nid::COMMONNAME).next().unwrap();
+        assert_eq!(String::from_utf8_lossy(cn.data().as_slice()), "gongan");
+        assert!(parsed.pkey.unwrap().public_eq(&cert.public_key().unwrap()), "the key of the certificate");
+        assert_eq!(parsed.ca.map_or(0, |c| c.len()), 1, "with the CA");
+        assert!(openssl::pkcs12::Pkcs12::from_der(&der).unwrap().parse2("wrong").is_err());
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(dir.path().join("gongan.p12")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!dir.path().join("server.p12").exists(), "the server has no browser bundle");
+        // A PKI made before bundles existed gets them on the next init.
+        std::fs::remove_file(dir.path().join("gongan.p12")).unwrap();
+        init(dir.path(), &policy, &[], 30, false).unwrap();
+        assert!(dir.path().join("gongan.p12").exists());
+    }
 }

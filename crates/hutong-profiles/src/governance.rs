@@ -58,6 +58,46 @@ CREATE TABLE IF NOT EXISTS gov_rejects (
   event_id TEXT PRIMARY KEY, department TEXT NOT NULL, kind TEXT NOT NULL, received_at TEXT NOT NULL, rules TEXT NOT NULL);
 ";
 
+/// A dead letter as the service keeps it ([`Store::rejects`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RejectRow {
+    /// Its event id (the DLQ message's key).
+    pub event_id: String,
+    /// The department that sent it.
+    pub department: String,
+    /// Its source kind.
+    pub kind: String,
+    /// When the gateway received it (RFC 3339 UTC).
+    pub received_at: String,
+    /// The rules it broke.
+    pub rules: Vec<String>,
+}
+
+/// What one department sent of one kind lately ([`Store::activity`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Activity {
+    /// The department.
+    pub department: String,
+    /// Its source kind.
+    pub kind: String,
+    /// Records published in the last hour, day, and all the store holds.
+    pub published_hour: i64,
+    /// See `published_hour`.
+    pub published_day: i64,
+    /// See `published_hour`.
+    pub published_all: i64,
+    /// Records refused (dead letters) in the last hour, day, and all the store holds.
+    pub rejected_hour: i64,
+    /// See `rejected_hour`.
+    pub rejected_day: i64,
+    /// See `rejected_hour`.
+    pub rejected_all: i64,
+    /// When its last record was published (RFC 3339 UTC).
+    pub last_published: Option<String>,
+    /// When its last record was refused.
+    pub last_rejected: Option<String>,
+}
+
 /// The clock deadlines are measured against.
 #[derive(Debug, Clone, Copy)]
 pub enum Clock {
@@ -402,6 +442,70 @@ impl Store {
             .flat_map(|d| d["record"]["special_population"].as_array().cloned().unwrap_or_default())
             .filter_map(|t| t["tag"].as_str().map(str::to_owned))
             .collect())
+    }
+
+    /// What each department sent lately (the console's overview): per department and kind,
+    /// records published and refused since `hour` and since `day` (RFC 3339 UTC, as stored), and
+    /// the last of each; `department` narrows it to one.
+    pub fn activity(&mut self, hour: &str, day: &str, department: Option<&str>) -> Result<Vec<Activity>, StoreError> {
+        let only = department.unwrap_or("");
+        let mut out: BTreeMap<(String, String), Activity> = BTreeMap::new();
+        for (table, at, published) in [("gov_submissions", "published_at", true), ("gov_rejects", "received_at", false)]
+        {
+            let sql = format!(
+                "SELECT department, kind, CAST(SUM(CASE WHEN {at} >= $1 THEN 1 ELSE 0 END) AS BIGINT), \
+                 CAST(SUM(CASE WHEN {at} >= $2 THEN 1 ELSE 0 END) AS BIGINT), CAST(COUNT(*) AS BIGINT), MAX({at}) \
+                 FROM {table} WHERE ($3 = '' OR department = $3) GROUP BY department, kind"
+            );
+            for r in self.db.rows(&sql, &[P::T(hour), P::T(day), P::T(only)])? {
+                let mut c = r.into_iter();
+                let mut next = || c.next().unwrap_or(Cell::N);
+                let (d, k) = (next().text().unwrap_or_default(), next().text().unwrap_or_default());
+                let (h, dy, all, last) = (next().int(), next().int(), next().int(), next().text());
+                let a = out.entry((d.clone(), k.clone())).or_insert_with(|| Activity {
+                    department: d,
+                    kind: k,
+                    ..Activity::default()
+                });
+                if published {
+                    (a.published_hour, a.published_day, a.published_all, a.last_published) = (h, dy, all, last);
+                } else {
+                    (a.rejected_hour, a.rejected_day, a.rejected_all, a.last_rejected) = (h, dy, all, last);
+                }
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
+    /// The dead letters the service has seen, newest first, at most `limit`, and how many match:
+    /// of `department` and `kind` (empty: any), with a violation of `rule` (empty: any).
+    pub fn rejects(
+        &mut self,
+        department: &str,
+        kind: &str,
+        rule: &str,
+        limit: usize,
+    ) -> Result<(Vec<RejectRow>, usize), StoreError> {
+        let rows = self.db.rows(
+            "SELECT event_id, department, kind, received_at, rules FROM gov_rejects \
+             WHERE ($1 = '' OR department = $1) AND ($2 = '' OR kind = $2) ORDER BY received_at DESC, event_id",
+            &[P::T(department), P::T(kind)],
+        )?;
+        let mut out = Vec::new();
+        let mut total = 0;
+        for r in rows {
+            let mut t = text_of(r);
+            let (event_id, department, kind, received_at, rules) = (t(), t(), t(), t(), t());
+            let rules: Vec<String> = serde_json::from_str(&rules).unwrap_or_default();
+            if !rule.is_empty() && !rules.iter().any(|r| r == rule) {
+                continue;
+            }
+            total += 1;
+            if out.len() < limit {
+                out.push(RejectRow { event_id, department, kind, received_at, rules });
+            }
+        }
+        Ok((out, total))
     }
 
     /// Records what reached the bus and what was refused (idempotent: a replay changes nothing).

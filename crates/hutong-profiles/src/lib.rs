@@ -9,6 +9,7 @@
 pub mod access;
 pub mod access_service;
 pub mod bench;
+pub mod console;
 pub mod consumer;
 pub mod governance;
 pub mod governance_service;
@@ -212,12 +213,16 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         &standard,
         Arc::clone(&sharing),
     );
-    let access = access_service::AccessService::new(queries.clone(), Arc::clone(&security.guard), Arc::clone(&sharing));
+    let access = Arc::new(access_service::AccessService::new(
+        queries.clone(),
+        Arc::clone(&security.guard),
+        Arc::clone(&sharing),
+    ));
+    let adapters = Adapters::load(&config.schemas_dir.join("departments"), &standard)
+        .map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+    let catalogue = Arc::new(governance_service::Catalogue::of(&adapters, &standard));
     let governance_service = match &governance {
         Some(rt) => {
-            let adapters = Adapters::load(&config.schemas_dir.join("departments"), &standard)
-                .map_err(|e| ProfilesError::Schemas(e.to_string()))?;
-            let catalogue = Arc::new(governance_service::Catalogue::of(&adapters, &standard));
             if !g.metrics_listen.trim().is_empty() {
                 let router = governance_service::metrics_router(
                     queries.clone(),
@@ -236,13 +241,13 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
                     }
                 });
             }
-            Some(governance_service::GovernanceService::new(
+            Some(Arc::new(governance_service::GovernanceService::new(
                 queries.clone(),
                 Arc::clone(&security.guard),
                 Arc::clone(rt),
-                catalogue,
+                Arc::clone(&catalogue),
                 Arc::clone(&sharing),
-            ))
+            )))
         }
         None => None,
     };
@@ -270,11 +275,24 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         .await
         .map_err(|e| ProfilesError::Serve(format!("binding {}: {e}", p.listen)))?;
     info!(addr = %p.listen, "profiles listening");
-    let router = tonic::transport::Server::builder()
-        .add_service(health)
+    // The console's pages (docs/console.md) on the same port: the same TLS, identities and
+    // services, over HTTP/1.1 or HTTP/2.
+    let console = console::router(Arc::new(console::Console {
+        access: Arc::clone(&access),
+        governance: governance_service.clone(),
+        queries: queries.clone(),
+        guard: Arc::clone(&security.guard),
+        catalogue: Arc::clone(&catalogue),
+    }));
+    let mut routes = tonic::service::Routes::new(health)
         .add_service(ProfilesServer::new(service))
-        .add_service(hutong_proto::v1::access_server::AccessServer::new(access))
-        .add_optional_service(governance_service.map(hutong_proto::v1::governance_server::GovernanceServer::new));
+        .add_service(hutong_proto::v1::access_server::AccessServer::from_arc(access));
+    if let Some(g) = governance_service {
+        routes = routes.add_service(hutong_proto::v1::governance_server::GovernanceServer::from_arc(g));
+    }
+    let router = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(routes.into_axum_router().merge(console).into());
     let mut consumer_result = None;
     let stopping = async {
         tokio::select! {

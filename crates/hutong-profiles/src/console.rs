@@ -1,0 +1,666 @@
+//! 管理控制台, the admin console: pages served on the consumer service's own HTTPS port, behind
+//! the same mTLS identities and policy as its gRPC services. Every page is the RPCs the CLI calls
+//! (`hutong access list`, `hutong events` …), called in process with the browser's connection —
+//! its verified client certificate and address — as the caller: a viewer sees what its identity
+//! may see, and every read and action is audited by the code that audits the RPC. Pages are
+//! rendered on the server (askama, checked at compile time) and read without JavaScript; a
+//! decision is a plain form post.
+//!
+//! Who may open it: department and admin identities. A consumer (an integrator) is refused: it
+//! has the APIs its grants cover.
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use askama::Template;
+use axum::{
+    Router,
+    extract::{Query, Request, State},
+    http::{StatusCode, header, request::Parts},
+    response::{Html, IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use chrono::{DateTime, Duration, FixedOffset, SecondsFormat, Utc};
+use hutong_config::Principal;
+use hutong_gateway::Guard;
+use hutong_proto::v1::{
+    DecideRequest, GetReportRequest, ListAlertsRequest, ListEventsRequest, ListObjectionsRequest, ListRequestsRequest,
+    access_server::Access, governance_server::Governance,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::{
+    access_service::AccessService,
+    governance::Activity,
+    governance_service::{Catalogue, GovernanceService},
+    service::{Queries, audit_read},
+};
+
+/// What the console calls: the services of the port it is served on, and the store for the
+/// overview's counts.
+pub struct Console {
+    /// The Access service (申请审批).
+    pub access: Arc<AccessService>,
+    /// The Governance service, when `[governance]` is enabled.
+    pub governance: Option<Arc<GovernanceService>>,
+    /// The store.
+    pub queries: Queries,
+    /// The guard of the port.
+    pub guard: Arc<Guard>,
+    /// Department names and each kind's declared update cycle.
+    pub catalogue: Arc<Catalogue>,
+}
+
+/// The console's routes, under `/console`.
+pub fn router(console: Arc<Console>) -> Router {
+    Router::new()
+        .route("/console", get(overview))
+        .route("/console/rejects", get(rejects))
+        .route("/console/sharing", get(sharing))
+        .route("/console/sharing/decide", post(decide))
+        .route("/console/governance", get(governance))
+        .route("/console/report", get(report))
+        .with_state(console)
+}
+
+#[derive(Template)]
+#[template(path = "console.html")]
+struct Page {
+    title: String,
+    viewer: String,
+    nav: Vec<(&'static str, &'static str, bool)>,
+    notice: Option<String>,
+    error: Option<String>,
+    /// (element id, label, value).
+    cards: Vec<(String, String, String)>,
+    sections: Vec<Section>,
+}
+
+#[derive(Default)]
+struct Section {
+    id: String,
+    title: String,
+    note: Option<String>,
+    /// A GET form of (name, label, value) fields posting to `filter_action`.
+    filters: Vec<(String, String, String)>,
+    filter_action: String,
+    headers: Vec<String>,
+    rows: Vec<Row>,
+    /// Approve / deny forms on rows with a key.
+    actions: bool,
+    frame: Option<String>,
+}
+
+#[derive(Default)]
+struct Row {
+    /// (text, numeric).
+    cells: Vec<(String, bool)>,
+    class: &'static str,
+    key: String,
+}
+
+impl Row {
+    fn of(cells: impl IntoIterator<Item = String>) -> Self {
+        Row { cells: cells.into_iter().map(|c| (c, false)).collect(), ..Row::default() }
+    }
+}
+
+const NAV: [(&str, &str); 4] = [
+    ("/console", "总览 Overview"),
+    ("/console/rejects", "拒收 Rejects"),
+    ("/console/sharing", "共享审批 Sharing"),
+    ("/console/governance", "治理 Governance"),
+];
+
+/// The RPC request a page makes for the browser: its connection (the verified client certificate
+/// and address the tonic port put in the extensions) and its headers as metadata.
+fn call<T>(parts: &Parts, message: T) -> tonic::Request<T> {
+    tonic::Request::from_parts(
+        tonic::metadata::MetadataMap::from_headers(parts.headers.clone()),
+        parts.extensions.clone(),
+        message,
+    )
+}
+
+/// A page's answer when the RPC refused or failed: its status as HTTP, the message in words.
+fn refused(status: &tonic::Status) -> Response {
+    let code = hutong_gateway::ErrorCode::of_grpc(status.code()).http();
+    (
+        code,
+        Html(format!(
+            "<!DOCTYPE html><meta charset=\"utf-8\"><title>拒绝 Refused</title><p id=\"error\">{}: {}</p>",
+            escape(&format!("{:?}", status.code())),
+            escape(status.message())
+        )),
+    )
+        .into_response()
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+impl Console {
+    /// Who is looking: a department or an admin of the policy. Consumers and anonymous callers
+    /// are refused (and audited by the guard).
+    fn viewer(&self, parts: &Parts, page: &'static str) -> Result<Principal, tonic::Status> {
+        let probe = call(parts, ());
+        let who = self.guard.reader(&probe, page)?;
+        if let Principal::Consumer(c) = &who {
+            let status = tonic::Status::permission_denied(format!(
+                "consumer {c}: the console is for departments and admins; a consumer reads through the APIs its grants cover"
+            ));
+            audit_read(&self.guard, &probe, &who, "Console", serde_json::json!({"page": page}), "PermissionDenied");
+            return Err(status);
+        }
+        Ok(who)
+    }
+
+    fn page(&self, who: &Principal, at: &str, title: &str) -> Page {
+        let name = match who {
+            Principal::Department(d) => {
+                format!("{} {d}（部门 department）", self.catalogue.names.get(d).map_or("", String::as_str))
+            }
+            other => format!("{}（{}）", other.name(), other.role()),
+        };
+        Page {
+            title: title.to_owned(),
+            viewer: name,
+            nav: NAV.iter().map(|(href, label)| (*href, *label, *href == at)).collect(),
+            notice: None,
+            error: None,
+            cards: Vec::new(),
+            sections: Vec::new(),
+        }
+    }
+
+    fn department_name(&self, code: &str) -> String {
+        match self.catalogue.names.get(code) {
+            Some(n) => format!("{n} {code}"),
+            None => code.to_owned(),
+        }
+    }
+}
+
+fn render(page: &Page) -> Response {
+    match page.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("rendering the page: {e}")).into_response(),
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        Value::Array(a) => a.iter().map(text).collect::<Vec<_>>().join(", "),
+        other => other.to_string(),
+    }
+}
+
+fn docs(list: &[String]) -> Vec<Value> {
+    list.iter().filter_map(|d| serde_json::from_str(d).ok()).collect()
+}
+
+fn pct(part: i64, whole: i64) -> String {
+    if whole == 0 { "–".to_owned() } else { format!("{:.1}%", part as f64 * 100.0 / whole as f64) }
+}
+
+/// 总览: per department and kind, what it sent in the last hour and day, what was refused,
+/// when it last sent against its declared update cycle. A department sees its own rows.
+async fn overview(State(c): State<Arc<Console>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let who = match c.viewer(&parts, "ConsoleOverview") {
+        Ok(w) => w,
+        Err(s) => return refused(&s),
+    };
+    let now = Utc::now();
+    let (hour, day) = (stamp(now - Duration::hours(1)), stamp(now - Duration::days(1)));
+    let only = match &who {
+        Principal::Department(d) => Some(d.clone()),
+        _ => None,
+    };
+    let found = c.queries.run(move |s| s.activity(&hour, &day, only.as_deref())).await;
+    let activity: Vec<Activity> = match found {
+        Ok(a) => a,
+        Err(s) => return refused(&s),
+    };
+    audit_read(&c.guard, &call(&parts, ()), &who, "Console", serde_json::json!({"page": "overview"}), "Ok");
+    let at: DateTime<FixedOffset> = now.with_timezone(&hutong_governance::beijing());
+    let sum = |f: fn(&Activity) -> i64| activity.iter().map(f).sum::<i64>();
+    let mut page = c.page(&who, "/console", "总览 Overview");
+    let departments: std::collections::BTreeSet<&str> =
+        activity.iter().filter(|a| a.published_all > 0).map(|a| a.department.as_str()).collect();
+    page.cards = vec![
+        ("departments".into(), "上报部门 Departments sending".into(), departments.len().to_string()),
+        ("published-hour".into(), "近1小时发布 Published, 1 h".into(), sum(|a| a.published_hour).to_string()),
+        ("published-day".into(), "近24小时发布 Published, 24 h".into(), sum(|a| a.published_day).to_string()),
+        ("rejected-day".into(), "近24小时拒收 Rejected, 24 h".into(), sum(|a| a.rejected_day).to_string()),
+        (
+            "reject-rate".into(),
+            "拒收率 Reject rate, 24 h".into(),
+            pct(sum(|a| a.rejected_day), sum(|a| a.rejected_day) + sum(|a| a.published_day)),
+        ),
+    ];
+    let rows = activity
+        .iter()
+        .map(|a| {
+            let cycle = c.catalogue.cycles.get(&(a.department.clone(), a.kind.clone())).cloned().flatten();
+            let last = a.last_published.as_deref().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+            let freshness =
+                hutong_governance::report::KindFreshness { kind: a.kind.clone(), cycle: cycle.clone(), last };
+            let fresh = freshness.fresh(at);
+            let state = match fresh {
+                Some(true) => "按期 on time",
+                Some(false) => "逾期 late",
+                None => "–",
+            };
+            let mut row = Row::of([
+                c.department_name(&a.department),
+                a.kind.clone(),
+                cycle.unwrap_or_else(|| "–".into()),
+                a.last_published.clone().unwrap_or_else(|| "–".into()),
+                state.to_owned(),
+            ]);
+            for n in
+                [a.published_hour, a.rejected_hour, a.published_day, a.rejected_day, a.published_all, a.rejected_all]
+            {
+                row.cells.push((n.to_string(), true));
+            }
+            row.cells.push((pct(a.rejected_all, a.rejected_all + a.published_all), true));
+            row.class = if fresh == Some(false) { "late" } else { "" };
+            row.key = format!("{}/{}", a.department, a.kind);
+            row
+        })
+        .collect();
+    page.sections.push(Section {
+        id: "departments".into(),
+        title: "各部门上报 What each department sends".into(),
+        note: Some(format!(
+            "时间 UTC；更新周期取自适配器声明 Update cycles as the adapters declare them; now {}",
+            stamp(now)
+        )),
+        headers: [
+            "部门 Department",
+            "类别 Kind",
+            "更新周期 Cycle",
+            "最近发布 Last published",
+            "新鲜度 Freshness",
+            "1h 发布 published",
+            "1h 拒收 rejected",
+            "24h 发布 published",
+            "24h 拒收 rejected",
+            "累计发布 All published",
+            "累计拒收 All rejected",
+            "拒收率 Reject rate",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows,
+        ..Section::default()
+    });
+    render(&page)
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RejectFilter {
+    #[serde(default)]
+    department: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    rule: String,
+}
+
+/// 拒收: the dead letters the service has seen, newest first, with their rules; a department
+/// sees its own.
+async fn rejects(State(c): State<Arc<Console>>, Query(f): Query<RejectFilter>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let who = match c.viewer(&parts, "ConsoleRejects") {
+        Ok(w) => w,
+        Err(s) => return refused(&s),
+    };
+    let department = match &who {
+        Principal::Department(d) => d.clone(),
+        _ => f.department.trim().to_owned(),
+    };
+    let (kind, rule) = (f.kind.trim().to_owned(), f.rule.trim().to_owned());
+    let (d, k, r) = (department.clone(), kind.clone(), rule.clone());
+    let found = c.queries.run(move |s| s.rejects(&d, &k, &r, 500)).await;
+    let (list, total) = match found {
+        Ok(x) => x,
+        Err(s) => return refused(&s),
+    };
+    let detail = serde_json::json!({"page": "rejects", "department": department, "kind": kind, "rule": rule, "rows": list.len()});
+    audit_read(&c.guard, &call(&parts, ()), &who, "Console", detail, "Ok");
+    let mut page = c.page(&who, "/console/rejects", "拒收 Rejects");
+    page.cards = vec![("rejects-total".into(), "拒收记录 Rejected records".into(), total.to_string())];
+    let mut filters = Vec::new();
+    if !matches!(who, Principal::Department(_)) {
+        filters.push(("department".into(), "部门 Department".into(), department.clone()));
+    }
+    filters.push(("kind".into(), "类别 Kind".into(), kind));
+    filters.push(("rule".into(), "规则 Rule".into(), rule));
+    page.sections.push(Section {
+        id: "rejects".into(),
+        title: "死信 Dead letters (hutong.dlq.v1)".into(),
+        note: Some(
+            "每条的违规规则见 docs/rules.md；修正适配器后用 hutong dlq replay 重新提交 Rules in docs/rules.md; after an \
+             adapter fix, `hutong dlq replay` sends them again"
+                .into(),
+        ),
+        filters,
+        filter_action: "/console/rejects".into(),
+        headers: ["收到 Received", "部门 Department", "类别 Kind", "规则 Rules", "事件 Event id"].map(str::to_owned).to_vec(),
+        rows: list
+            .into_iter()
+            .map(|x| {
+                let mut row = Row::of([x.received_at, c.department_name(&x.department), x.kind, x.rules.join(", "), x.event_id.clone()]);
+                row.key = x.event_id;
+                row
+            })
+            .collect(),
+        ..Section::default()
+    });
+    render(&page)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Done {
+    #[serde(default)]
+    done: String,
+    #[serde(default)]
+    error: String,
+}
+
+/// 共享审批: the requests the viewer may see (a department those for its resources), the pending
+/// ones with approve / deny (the Decide RPC), and objections on its facts.
+async fn sharing(State(c): State<Arc<Console>>, Query(done): Query<Done>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let who = match c.viewer(&parts, "ConsoleSharing") {
+        Ok(w) => w,
+        Err(s) => return refused(&s),
+    };
+    let requests = match c.access.list_requests(call(&parts, ListRequestsRequest { pending: false })).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return refused(&s),
+    };
+    let mine = matches!(who, Principal::Department(_));
+    let objections = match c.access.list_objections(call(&parts, ListObjectionsRequest { mine, all: false })).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return refused(&s),
+    };
+    let mut page = c.page(&who, "/console/sharing", "共享审批 Sharing");
+    page.notice = (!done.done.is_empty()).then(|| format!("已处理 Decided: {}", done.done));
+    page.error = (!done.error.is_empty()).then(|| done.error.clone());
+    let all = docs(&requests.requests_json);
+    let (pending, decided): (Vec<&Value>, Vec<&Value>) = all.iter().partition(|r| r["status"] == "pending");
+    page.cards = vec![
+        ("pending".into(), "待审批 Pending".into(), pending.len().to_string()),
+        (
+            "approved".into(),
+            "已批准 Approved".into(),
+            all.iter().filter(|r| r["status"] == "approved").count().to_string(),
+        ),
+    ];
+    let request_row = |r: &Value, with_key: bool| {
+        let mut row = Row::of(
+            ["id", "consumer", "resource", "purpose", "scenario", "until", "due", "status"].map(|k| text(&r[k])),
+        );
+        if with_key {
+            row.key = text(&r["id"]);
+        }
+        row
+    };
+    let headers = [
+        "编号 Id",
+        "申请方 Consumer",
+        "资源 Resource",
+        "用途 Purpose",
+        "场景 Scenario",
+        "期限 Until",
+        "审批时限 Due",
+        "状态 Status",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    page.sections.push(Section {
+        id: "pending".into(),
+        title: "待审批申请 Requests waiting for a decision".into(),
+        note: Some("批准或拒绝经 Decide 接口并记入审计 Approving or denying calls Decide, audited".into()),
+        headers: headers.clone(),
+        rows: pending.iter().map(|r| request_row(r, true)).collect(),
+        actions: true,
+        ..Section::default()
+    });
+    page.sections.push(Section {
+        id: "decided".into(),
+        title: "已决定 Decided, grants".into(),
+        headers,
+        rows: decided.iter().map(|r| request_row(r, false)).collect(),
+        ..Section::default()
+    });
+    page.sections.push(Section {
+        id: "objections".into(),
+        title: "数据异议 Open objections".into(),
+        headers: ["编号 Id", "部门 Department", "类别 Kind", "字段 Pointer", "理由 Reason", "时限 Due", "状态 Status"]
+            .map(str::to_owned)
+            .to_vec(),
+        rows: docs(&objections.objections_json)
+            .iter()
+            .map(|o| Row::of(["id", "department", "kind", "pointer", "reason", "due", "status"].map(|k| text(&o[k]))))
+            .collect(),
+        ..Section::default()
+    });
+    render(&page)
+}
+
+#[derive(Debug, Deserialize)]
+struct Decision {
+    id: String,
+    approve: bool,
+    #[serde(default)]
+    reason: String,
+}
+
+/// A decision from the page's form: the Decide RPC with the browser's identity. Only a form of
+/// this console may post one (`Origin` or `Sec-Fetch-Site`): a page elsewhere cannot make the
+/// browser's certificate decide.
+async fn decide(State(c): State<Arc<Console>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if !same_origin(&parts) {
+        return (StatusCode::FORBIDDEN, "a decision is posted from the console's own page").into_response();
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "the form is too large").into_response();
+    };
+    let form: Decision = match serde_urlencoded::from_bytes(&bytes) {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("the form: {e}")).into_response(),
+    };
+    let message = DecideRequest { id: form.id.clone(), approve: form.approve, reason: form.reason };
+    let to = match c.access.decide(call(&parts, message)).await {
+        Ok(_) => format!(
+            "/console/sharing?done={}",
+            urlencode(&format!("{} {}", form.id, if form.approve { "approved" } else { "denied" }))
+        ),
+        Err(s) => format!("/console/sharing?error={}", urlencode(&format!("{:?}: {}", s.code(), s.message()))),
+    };
+    Redirect::to(&to).into_response()
+}
+
+fn urlencode(text: &str) -> String {
+    serde_urlencoded::to_string([("", text)]).map(|s| s.trim_start_matches('=').to_owned()).unwrap_or_default()
+}
+
+/// Whether a POST comes from a page of this console: the browser's `Sec-Fetch-Site`, else its
+/// `Origin` against the `Host` it asked.
+fn same_origin(parts: &Parts) -> bool {
+    let h = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = h("sec-fetch-site") {
+        return site == "same-origin";
+    }
+    let host = h(header::HOST.as_str()).map(str::to_owned).or_else(|| parts.uri.authority().map(|a| a.to_string()));
+    match (h(header::ORIGIN.as_str()), host) {
+        (Some(origin), Some(host)) => origin.split("://").nth(1) == Some(host.as_str()),
+        _ => false,
+    }
+}
+
+/// 治理: open events with their deadline status, alerts by level, and the month's report.
+async fn governance(State(c): State<Arc<Console>>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let who = match c.viewer(&parts, "ConsoleGovernance") {
+        Ok(w) => w,
+        Err(s) => return refused(&s),
+    };
+    let mut page = c.page(&who, "/console/governance", "治理 Governance");
+    let Some(g) = &c.governance else {
+        page.error = Some("治理消费者未启用 The governance consumers are not enabled ([governance] enabled)".into());
+        return render(&page);
+    };
+    let events = match g.list_events(call(&parts, ListEventsRequest { limit: 200, ..Default::default() })).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return refused(&s),
+    };
+    let alerts = match g.list_alerts(call(&parts, ListAlertsRequest { limit: 200, ..Default::default() })).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return refused(&s),
+    };
+    let events_docs = docs(&events.events_json);
+    let overdue = events_docs.iter().filter(|e| e["deadline_status"] == "overdue").count();
+    page.cards = vec![
+        ("open-events".into(), "在办事件 Open events".into(), events.total.to_string()),
+        ("overdue".into(), "超期 Overdue".into(), overdue.to_string()),
+    ];
+    let per_level: BTreeMap<String, u64> = alerts.per_level.into_iter().collect();
+    for (level, n) in &per_level {
+        page.cards.push((format!("alerts-{level}"), format!("预警 Alerts {level}"), n.to_string()));
+    }
+    page.sections.push(Section {
+        id: "events".into(),
+        title: "在办事件 Open events".into(),
+        headers: [
+            "事件 Event",
+            "部门 Department",
+            "网格 Grid",
+            "状态 Status",
+            "期限 Deadline",
+            "工作日 Age (wd)",
+            "标题 Title",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows: events_docs
+            .iter()
+            .map(|e| {
+                let mut row = Row::of(
+                    ["event_key", "department", "grid_code", "status", "deadline_status", "age_working_days", "title"]
+                        .map(|k| text(&e[k])),
+                );
+                row.class = if e["deadline_status"] == "overdue" { "bad" } else { "" };
+                row.key = text(&e["event_key"]);
+                row
+            })
+            .collect(),
+        ..Section::default()
+    });
+    page.sections.push(Section {
+        id: "alerts".into(),
+        title: "督办预警 Alerts".into(),
+        headers: ["级别 Level", "条件 Condition", "时间 At", "网格 Grid", "部门 Departments"]
+            .map(str::to_owned)
+            .to_vec(),
+        rows: docs(&alerts.alerts_json)
+            .iter()
+            .map(|a| {
+                Row::of(["level_name", "condition", "condition_at", "grid_code", "departments"].map(|k| text(&a[k])))
+            })
+            .collect(),
+        ..Section::default()
+    });
+    let period = Utc::now().with_timezone(&hutong_governance::beijing()).format("%Y-%m").to_string();
+    page.sections.push(Section {
+        id: "report".into(),
+        title: format!("成效评估 The month's report, {period}"),
+        frame: Some(format!("/console/report?period={period}")),
+        ..Section::default()
+    });
+    render(&page)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Period {
+    #[serde(default)]
+    period: String,
+}
+
+/// The month's effectiveness report as its own page (GetReport, rendered as `hutong report`).
+async fn report(State(c): State<Arc<Console>>, Query(p): Query<Period>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    if let Err(s) = c.viewer(&parts, "ConsoleReport") {
+        return refused(&s);
+    }
+    let Some(g) = &c.governance else {
+        return (StatusCode::NOT_FOUND, "the governance consumers are not enabled").into_response();
+    };
+    let answer = match g.get_report(call(&parts, GetReportRequest { period: p.period, ..Default::default() })).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return refused(&s),
+    };
+    match serde_json::from_str::<hutong_governance::report::Report>(&answer.report_json) {
+        Ok(report) => Html(report.to_html()).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the report: {e}")).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(headers: &[(&str, &str)]) -> Parts {
+        let mut b = axum::http::Request::builder().method("POST").uri("/console/sharing/decide");
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn only_the_consoles_own_pages_may_post() {
+        assert!(same_origin(&parts(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&parts(&[("sec-fetch-site", "cross-site"), ("origin", "https://a"), ("host", "a")])));
+        assert!(same_origin(&parts(&[("origin", "https://127.0.0.1:50061"), ("host", "127.0.0.1:50061")])));
+        assert!(!same_origin(&parts(&[("origin", "https://evil.example"), ("host", "127.0.0.1:50061")])));
+        assert!(!same_origin(&parts(&[("host", "127.0.0.1:50061")])), "no Origin, no Sec-Fetch-Site: refused");
+    }
+
+    #[test]
+    fn a_page_escapes_what_it_shows() {
+        let page = Page {
+            title: "t".into(),
+            viewer: "v".into(),
+            nav: vec![("/console", "x", true)],
+            notice: Some("<script>".into()),
+            error: None,
+            cards: vec![],
+            sections: vec![Section {
+                id: "s".into(),
+                title: "s".into(),
+                headers: vec!["h".into()],
+                rows: vec![Row::of(["<b>x</b>".to_owned()])],
+                ..Section::default()
+            }],
+        };
+        let html = page.render().unwrap();
+        // askama writes `<` and `>` as `&#60;` and `&#62;`.
+        assert!(!html.contains("<script>") && html.contains("&#60;script&#62;"), "{html}");
+        assert!(!html.contains("<b>x</b>") && html.contains("&#60;b&#62;x&#60;/b&#62;"));
+        assert_eq!(escape("<a href=\"x\">&"), "&lt;a href=&quot;x&quot;&gt;&amp;");
+        assert_eq!(urlencode("AR-1 approved"), "AR-1+approved");
+    }
+}

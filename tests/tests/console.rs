@@ -1,0 +1,193 @@
+//! The admin console in headless Chromium (Debian's `chromium`, driven by Playwright's client,
+//! tests/python/console_browser.py) against real processes: tansu, `hutong serve` with every
+//! department's sample, `hutong profiles serve`. Each page loads for an admin and shows the
+//! figures the CLI reports for the same data; a department sees only its own rejects; approving
+//! a request in the page changes the grant the API reports, and is audited as the department's;
+//! a consumer is refused; the overview's screenshot is written.
+
+use std::{collections::BTreeMap, path::Path, time::Duration};
+
+use hutong_tests::{
+    Broker, Gateway, hutong,
+    profiles::{ProfileService, caught_up, ingest_samples},
+    repo_root, run_python, wait_until,
+};
+use serde_json::{Value, json};
+
+const TOPICS: [&str; 6] = [
+    "hutong.building.v2",
+    "hutong.grid.v2",
+    "hutong.household.v2",
+    "hutong.organization.v2",
+    "hutong.person.v2",
+    "hutong.dlq.v1",
+];
+
+/// Records each shipped sample publishes and rejects, per (department, kind), as `hutong
+/// validate` (the CLI's dry run, no service) says.
+fn expected_by_kind() -> anyhow::Result<BTreeMap<(String, String), (u64, u64)>> {
+    let mut out = BTreeMap::new();
+    for dept in std::fs::read_dir(repo_root().join("schemas/departments"))? {
+        let dept = dept?.path();
+        let Ok(samples) = std::fs::read_dir(dept.join("samples")) else { continue };
+        for f in samples {
+            let f = f?.path();
+            if f.extension().and_then(|e| e.to_str()) != Some("ndjson") {
+                continue;
+            }
+            let d = dept.file_name().unwrap().to_string_lossy().into_owned();
+            let k = f.file_stem().unwrap().to_string_lossy().into_owned();
+            let schemas = repo_root().join("schemas").display().to_string();
+            let file = f.display().to_string();
+            let o = hutong(&["validate", "--schemas", &schemas, "-d", &d, "-k", &k, &file])?;
+            let text = String::from_utf8(o.stdout)?;
+            let valid = text.lines().filter(|l| l.contains("\"status\":\"VALID\"")).count() as u64;
+            let rejected = text.lines().filter(|l| l.contains("\"status\":\"REJECTED\"")).count() as u64;
+            out.insert((d, k), (valid, rejected));
+        }
+    }
+    Ok(out)
+}
+
+fn browse(base: &str, pki: &Path, steps: Value, dir: &Path) -> anyhow::Result<Vec<Value>> {
+    let spec = dir.join("spec.json");
+    std::fs::write(&spec, serde_json::to_vec(&json!({"base": base, "pki": pki, "steps": steps}))?)?;
+    let out = run_python("tests/python/console_browser.py", &[&spec.display().to_string()])?;
+    anyhow::ensure!(
+        out.status.success(),
+        "the browser run failed (needs Debian's chromium and Playwright's client, which deploy/test.sh installs):\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+fn cell(row: &Value, i: usize) -> String {
+    row["cells"][i].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_through_the_api() -> anyhow::Result<()> {
+    let broker = Broker::start()?;
+    let gateway = Gateway::start(&broker.bootstrap).await?;
+    assert!(ingest_samples(&gateway)? > 150);
+    let dir = tempfile::tempdir()?;
+    let store = format!("sqlite:{}", dir.path().join("profiles.db").display());
+    let extra = "\n[governance]\nenabled = true\nnow = \"2026-12-01T09:00:00+08:00\"\n";
+    let service = ProfileService::start(&gateway, "console", &store, "hutong-profiles", extra).await?;
+    wait_until("the service to catch up", Duration::from_secs(120), || {
+        caught_up(&broker.bootstrap, "hutong-profiles", &TOPICS)
+    })?;
+    let expected = expected_by_kind()?;
+    let (published, rejected): (u64, u64) = expected.values().fold((0, 0), |(p, r), (v, x)| (p + v, r + x));
+
+    // A request for 公安's resource, pending, for 公安 to decide in the page.
+    let mut args: Vec<String> =
+        ["access", "request", "--resource", "gongan.household_registration", "--field", "person.name"]
+            .iter()
+            .chain(&[
+                "--purpose",
+                "为老服务上门探访名单",
+                "--scenario",
+                "智慧社区平台",
+                "--until",
+                "2026-12-31",
+                "--json",
+            ])
+            .map(|s| (*s).to_owned())
+            .collect();
+    args.extend(service.cli_args("zhihui"));
+    let out = hutong(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let id = serde_json::from_slice::<Value>(&out.stdout)?["id"].as_str().unwrap().to_owned();
+
+    let shot = dir.path().join("overview.png");
+    let pages = browse(
+        &service.endpoint,
+        &gateway.pki,
+        json!([
+            {"as": "governance", "goto": "/console", "screenshot": shot},
+            {"as": "governance", "goto": "/console/rejects"},
+            {"as": "minzheng", "goto": "/console/rejects"},
+            {"as": "minzheng", "goto": "/console/rejects?department=gongan"},
+            {"as": "gongan", "goto": "/console/sharing", "click": format!("tr[data-key=\"{id}\"] button.approve")},
+            {"as": "minzheng", "goto": "/console/sharing"},
+            {"as": "governance", "goto": "/console/governance"},
+            {"as": "zhihui", "goto": "/console"},
+        ]),
+        dir.path(),
+    )?;
+    let [overview, all_rejects, own_rejects, asked_for_other, decided, other_dept, governance, consumer] =
+        <[Value; 8]>::try_from(pages).map_err(|p| anyhow::anyhow!("{} pages", p.len()))?;
+
+    // 总览 as an admin: every department, each kind's counts as the dry run of its sample says.
+    assert_eq!(overview["status"], 200, "{overview}");
+    assert!(overview["viewer"].as_str().unwrap_or_default().contains("governance"), "{overview}");
+    let rows = overview["sections"]["departments"].as_array().cloned().unwrap_or_default();
+    for ((d, k), (valid, bad)) in &expected {
+        let row = rows.iter().find(|r| r["key"] == format!("{d}/{k}")).unwrap_or_else(|| panic!("no row {d}/{k}"));
+        // Columns: department, kind, cycle, last, freshness, 1h pub, 1h rej, 24h pub, 24h rej, all pub, all rej, rate.
+        assert_eq!((cell(row, 9), cell(row, 10)), (valid.to_string(), bad.to_string()), "{d}/{k}: {row}");
+        assert_eq!((cell(row, 5), cell(row, 7)), (valid.to_string(), valid.to_string()), "sent within the hour: {row}");
+    }
+    assert_eq!(overview["cards"]["published-day"], published.to_string());
+    assert_eq!(overview["cards"]["rejected-day"], rejected.to_string());
+    let png = std::fs::read(&shot)?;
+    assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"), "a screenshot of the overview ({} bytes)", png.len());
+
+    // 拒收: an admin sees them all, 民政 its own only, whatever it asks for.
+    assert_eq!(all_rejects["cards"]["rejects-total"], rejected.to_string());
+    let minzheng: u64 = expected.iter().filter(|((d, _), _)| d == "minzheng").map(|(_, (_, r))| r).sum();
+    for page in [&own_rejects, &asked_for_other] {
+        assert_eq!(page["cards"]["rejects-total"], minzheng.to_string(), "{page}");
+        let rows = page["sections"]["rejects"].as_array().cloned().unwrap_or_default();
+        assert_eq!(rows.len() as u64, minzheng);
+        assert!(rows.iter().all(|r| cell(r, 1).ends_with("minzheng")), "{page}");
+    }
+
+    // 共享审批: 公安 approved in the page; the API says so, and the audit trail has 公安's Decide.
+    assert_eq!(decided["status"], 200, "{decided}");
+    assert!(decided["notice"].as_str().unwrap_or_default().contains(&format!("{id} approved")), "{decided}");
+    let mut list: Vec<String> = ["access", "list", "--json"].map(str::to_owned).to_vec();
+    list.extend(service.cli_args("gongan"));
+    let out = hutong(&list.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let requests: Value = serde_json::from_slice(&out.stdout)?;
+    let mine = requests.as_array().unwrap().iter().find(|r| r["id"] == id.as_str()).cloned().unwrap_or_default();
+    assert_eq!(mine["status"], "approved", "{requests}");
+    let audit = gateway.dir.path().join("audit-profiles-console");
+    let events: Vec<Value> = std::fs::read_dir(&audit)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .flat_map(|p| std::fs::read_to_string(p).unwrap_or_default().lines().map(str::to_owned).collect::<Vec<_>>())
+        .filter_map(|l| serde_json::from_str::<Value>(&l).ok().map(|mut e| e["event"].take()))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["principal"] == "gongan"
+            && e["operation"] == "Approve"
+            && e["outcome"] == "Ok"
+            && e["detail"]["id"] == id.as_str()),
+        "the decision is in the audit trail as 公安's: {events:?}"
+    );
+    // The pages' reads are audited as their viewers' too.
+    assert!(events.iter().any(|e| e["principal"] == "minzheng" && e["operation"] == "Console"));
+    // 民政 sees no request of 公安's resource, so nothing to decide.
+    assert!(other_dept["sections"]["pending"].as_array().is_none_or(|r| r.is_empty()), "{other_dept}");
+
+    // 治理: the open events as `hutong events` counts them, and the month's report embedded.
+    let mut events: Vec<String> = ["events", "--json"].map(str::to_owned).to_vec();
+    events.extend(service.cli_args("governance"));
+    let out = hutong(&events.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let listed: Value = serde_json::from_slice(&out.stdout)?;
+    let open = listed["total"].as_u64().or_else(|| listed.as_array().map(|a| a.len() as u64)).unwrap_or(0);
+    assert!(open > 0, "{listed}");
+    assert_eq!(governance["cards"]["open-events"], open.to_string(), "{governance}");
+    assert!(
+        governance["frames"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|s| s.as_str().unwrap_or("").starts_with("/console/report")))
+    );
+
+    // A consumer has the APIs its grants cover, not the console.
+    assert_eq!(consumer["status"], 403, "{consumer}");
+    Ok(())
+}
