@@ -9,8 +9,19 @@
 # corrected record), the governance consumers (one matter's thread
 # across departments, deadlines, alerts, matches, the month's report), and
 # checks every topic against its declaration with its message count (none may
-# be empty).
+# be empty), and ends with the admin console's address (管理控制台, in a browser).
 set -euo pipefail
+# Run from a terminal, it ends with the console running until Ctrl-C; --keep does so anywhere,
+# --no-keep never.
+KEEP=0; [ -t 0 ] && [ -t 1 ] && KEEP=1
+for arg in "$@"; do
+  case "$arg" in
+    --keep) KEEP=1 ;;
+    --no-keep) KEEP=0 ;;
+    -h|--help) echo "usage: deploy/demo.sh [--keep|--no-keep]"; exit 0 ;;
+    *) echo "unknown argument $arg (usage: deploy/demo.sh [--keep|--no-keep])" >&2; exit 2 ;;
+  esac
+done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 source deploy/prereqs.sh
@@ -192,4 +203,19 @@ tail -n 1 "$STATE"/audit/audit-*.jsonl | cut -c1-300; echo
 step "the schema registry (Confluent-compatible REST) serves the standard behind every topic"
 curl -s http://127.0.0.1:8081/subjects; echo
 
-step "done: the profile service, the gateway and the broker stop now (deploy/broker.sh start keeps a broker running)"
+step "管理控制台: the admin console, in a browser, on the consumer service's port (docs/console.md)"
+CONSOLE=https://127.0.0.1:50061/console
+"$HUTONG" health --addr https://127.0.0.1:50061 --service hutong.v1.Profiles >/dev/null
+curl -s -o /dev/null -w "GET /console with 大数据局's certificate (admin governance): HTTP %{http_code}\n" \
+  --cacert "$STATE/pki/ca.pem" --cert "$STATE/pki/governance.pem" --key "$STATE/pki/governance.key" "$CONSOLE"
+echo "console: $CONSOLE"
+echo "  import $ROOT/$STATE/pki/governance.p12 (password: hutong) into the browser as your certificate,"
+echo "  or a department's (gongan.p12, minzheng.p12 …) to see what that department sees;"
+echo "  trust $ROOT/$STATE/pki/ca.pem as a certificate authority for websites."
+
+if [ "$KEEP" = 1 ]; then
+  step "running until Ctrl-C: the console at $CONSOLE, the gateway at https://127.0.0.1:50051, the broker at 127.0.0.1:9092"
+  wait $PROFILES
+else
+  step "done: the profile service, the gateway and the broker stop now (deploy/demo.sh --keep, or a terminal, keeps them running)"
+fi

@@ -73,8 +73,12 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
     assert!(ingest_samples(&gateway)? > 150);
     let dir = tempfile::tempdir()?;
     let store = format!("sqlite:{}", dir.path().join("profiles.db").display());
-    let extra = "\n[governance]\nenabled = true\nnow = \"2026-12-01T09:00:00+08:00\"\n";
-    let service = ProfileService::start(&gateway, "console", &store, "hutong-profiles", extra).await?;
+    let extra = format!(
+        "\n[governance]\nenabled = true\nnow = \"2026-12-01T09:00:00+08:00\"\n\n[console]\ngateways = [{:?}, \"https://127.0.0.1:1\"]\n\
+         gateway-metrics = [\"{}/metrics\"]\n",
+        gateway.endpoint, gateway.registry_url
+    );
+    let service = ProfileService::start(&gateway, "console", &store, "hutong-profiles", &extra).await?;
     wait_until("the service to catch up", Duration::from_secs(120), || {
         caught_up(&broker.bootstrap, "hutong-profiles", &TOPICS)
     })?;
@@ -132,6 +136,22 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
     }
     assert_eq!(overview["cards"]["published-day"], published.to_string());
     assert_eq!(overview["cards"]["rejected-day"], rejected.to_string());
+    // The gateways: the running one serving, one that is not there said so; its queues and
+    // adapter generation as its /metrics says.
+    let health = overview["sections"]["gateways"].as_array().cloned().unwrap_or_default();
+    assert_eq!(health.len(), 2, "{overview}");
+    assert_eq!(
+        (cell(&health[0], 0), cell(&health[1], 0)),
+        (gateway.endpoint.clone(), "https://127.0.0.1:1".to_owned())
+    );
+    assert!(cell(&health[0], 1).contains("serving") && !cell(&health[0], 1).contains("not"), "{overview}");
+    assert!(cell(&health[1], 1).starts_with('✗'), "{overview}");
+    let metrics = &overview["sections"]["gateway-metrics"][0];
+    let generation = gateway.metric("hutong_reload_generation")?.expect("the gateway's generation");
+    assert_eq!(cell(metrics, 4), format!("{generation}"), "{metrics}");
+    assert_eq!(cell(metrics, 5), "0", "no reload refused: {metrics}");
+    let lag = overview["sections"]["lag"].as_array().cloned().unwrap_or_default();
+    assert!(lag.iter().any(|r| cell(r, 0) == "hutong.person.v2"), "the service's topics with their lag: {overview}");
     let png = std::fs::read(&shot)?;
     assert!(png.len() > 10_000 && png.starts_with(b"\x89PNG"), "a screenshot of the overview ({} bytes)", png.len());
 

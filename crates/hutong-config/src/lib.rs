@@ -96,6 +96,8 @@ pub struct ConfigFile {
     pub governance: GovernanceConfig,
     /// What the consumer service allows a consumer identity on its APIs (docs/sharing.md).
     pub sharing: SharingConfig,
+    /// The admin console on the consumer service's port (docs/console.md).
+    pub console: ConsoleConfig,
 }
 
 impl Default for ConfigFile {
@@ -116,6 +118,7 @@ impl Default for ConfigFile {
             profiles: ProfilesConfig::default(),
             governance: GovernanceConfig::default(),
             sharing: SharingConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -605,6 +608,30 @@ impl Default for GovernanceConfig {
             tick_seconds: 30,
             now: None,
             metrics_listen: "127.0.0.1:9465".to_owned(),
+        }
+    }
+}
+
+/// `[console]`: the admin console (管理控制台), served at `/console` on `profiles.listen`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Serve it.
+    pub enabled: bool,
+    /// The gateways whose health the overview shows (gRPC health over TLS with `auth.ca-file`;
+    /// no client certificate).
+    pub gateways: Vec<String>,
+    /// Their Prometheus endpoints (`/metrics` on the registry port): producer queue, spool,
+    /// records in flight, the adapters' reload generation.
+    pub gateway_metrics: Vec<String>,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            gateways: vec!["https://127.0.0.1:50051".to_owned()],
+            gateway_metrics: vec!["http://127.0.0.1:8081/metrics".to_owned()],
         }
     }
 }

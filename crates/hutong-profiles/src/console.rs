@@ -49,6 +49,105 @@ pub struct Console {
     pub guard: Arc<Guard>,
     /// Department names and each kind's declared update cycle.
     pub catalogue: Arc<Catalogue>,
+    /// The gateways to ask for health, and their `/metrics` (`[console]`).
+    pub gateways: Vec<String>,
+    /// See `gateways`.
+    pub gateway_metrics: Vec<String>,
+    /// The CA the gateways' certificates chain to.
+    pub ca: Option<std::path::PathBuf>,
+    /// The brokers, for the service's own lag.
+    pub kafka: hutong_bus::BusConfig,
+    /// The service's consumer group and the topics it reads.
+    pub group: String,
+    /// See `group`.
+    pub topics: Vec<String>,
+}
+
+/// The samples of a gateway's Prometheus text the overview shows.
+const GATEWAY_SAMPLES: [(&str, &str); 5] = [
+    ("hutong_producer_queue_messages", "生产队列 Producer queue"),
+    ("hutong_records_in_flight", "处理中 In flight"),
+    ("hutong_spool_messages", "暂存 Spool"),
+    ("hutong_reload_generation", "适配器版本 Adapter generation"),
+    ("hutong_reload_failed", "重载失败 Reload failed"),
+];
+
+impl Console {
+    /// Each gateway: serving or why not (gRPC health, no client certificate).
+    async fn gateway_health(&self) -> Vec<(String, String)> {
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+        let auth = hutong_client::ClientAuth { ca: self.ca.clone(), ..Default::default() };
+        let mut out = Vec::new();
+        for addr in &self.gateways {
+            let asked = async {
+                let endpoint =
+                    auth.endpoint(addr).map_err(|e| e.to_string())?.connect_timeout(std::time::Duration::from_secs(2));
+                let channel = endpoint.connect().await.map_err(|e| format!("unreachable: {e}"))?;
+                let service = hutong_proto::v1::ingest_server::SERVICE_NAME.to_owned();
+                let answer = HealthClient::new(channel)
+                    .check(HealthCheckRequest { service })
+                    .await
+                    .map_err(|e| e.message().to_owned())?;
+                Ok::<_, String>(answer.into_inner().status == ServingStatus::Serving as i32)
+            };
+            let state = match tokio::time::timeout(std::time::Duration::from_secs(3), asked).await {
+                Ok(Ok(true)) => "服务中 serving".to_owned(),
+                Ok(Ok(false)) => "未服务 not serving".to_owned(),
+                Ok(Err(e)) => format!("✗ {e}"),
+                Err(_) => "✗ no answer in 3 s".to_owned(),
+            };
+            out.push((addr.clone(), state));
+        }
+        out
+    }
+
+    /// Each gateway's samples of [`GATEWAY_SAMPLES`], or why they could not be read.
+    async fn gateway_metrics(&self) -> Vec<(String, Result<BTreeMap<&'static str, String>, String>)> {
+        use http_body_util::BodyExt as _;
+        let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http::<http_body_util::Empty<axum::body::Bytes>>();
+        let mut out = Vec::new();
+        for url in &self.gateway_metrics {
+            let read = async {
+                let uri: axum::http::Uri = url.parse().map_err(|e| format!("{e}"))?;
+                let answer = client.get(uri).await.map_err(|e| format!("unreachable: {e}"))?;
+                let body = answer.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+                let text = String::from_utf8_lossy(&body).into_owned();
+                let mut found = BTreeMap::new();
+                for (name, _) in GATEWAY_SAMPLES {
+                    let value = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ').map(str::trim))
+                        .unwrap_or("–");
+                    found.insert(name, value.to_owned());
+                }
+                Ok::<_, String>(found)
+            };
+            let got = tokio::time::timeout(std::time::Duration::from_secs(3), read)
+                .await
+                .unwrap_or_else(|_| Err("no answer in 3 s".to_owned()));
+            out.push((url.clone(), got));
+        }
+        out
+    }
+
+    /// The service's consumer group's lag per topic (messages not applied yet).
+    async fn lag(&self) -> Result<Vec<(String, i64)>, String> {
+        let client = self.kafka.client().map_err(|e| e.to_string())?;
+        let (group, topics) = (self.group.clone(), self.topics.clone());
+        let lags = tokio::task::spawn_blocking(move || {
+            let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+            hutong_bus::group_lag(&client, &group, &names, std::time::Duration::from_secs(5))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+        let mut per_topic: BTreeMap<String, i64> = BTreeMap::new();
+        for l in lags.iter().filter(|l| l.group == self.group) {
+            *per_topic.entry(l.topic.clone()).or_default() += l.lag.max(0);
+        }
+        Ok(per_topic.into_iter().collect())
+    }
 }
 
 /// The console's routes, under `/console`.
@@ -299,6 +398,64 @@ async fn overview(State(c): State<Arc<Console>>, request: Request) -> Response {
         rows,
         ..Section::default()
     });
+    // The gateways and the service itself: admins only (a department's officer sees its own data).
+    if matches!(who, Principal::Admin(_)) {
+        let (health, metrics, lag) = tokio::join!(c.gateway_health(), c.gateway_metrics(), c.lag());
+        page.sections.push(Section {
+            id: "gateways".into(),
+            title: "网关 Gateways".into(),
+            headers: ["网关 Gateway", "健康 Health"].map(str::to_owned).to_vec(),
+            rows: health.into_iter().map(|(a, h)| Row::of([a, h])).collect(),
+            ..Section::default()
+        });
+        let mut headers = vec!["指标 Metrics".to_owned()];
+        headers.extend(GATEWAY_SAMPLES.iter().map(|(_, label)| (*label).to_owned()));
+        page.sections.push(Section {
+            id: "gateway-metrics".into(),
+            title: "网关运行 Gateway queues and reloads".into(),
+            headers,
+            rows: metrics
+                .into_iter()
+                .map(|(url, got)| {
+                    let mut row = Row::of([url]);
+                    match got {
+                        Ok(found) => {
+                            row.class =
+                                if found.get("hutong_reload_failed").is_some_and(|v| v == "1") { "bad" } else { "" };
+                            row.cells.extend(GATEWAY_SAMPLES.iter().map(|(n, _)| (found[n].clone(), true)));
+                        }
+                        Err(e) => {
+                            row.class = "bad";
+                            row.cells.push((format!("✗ {e}"), false));
+                        }
+                    }
+                    row
+                })
+                .collect(),
+            ..Section::default()
+        });
+        let (rows, note) = match lag {
+            Ok(l) => (
+                l.into_iter()
+                    .map(|(t, n)| {
+                        let mut row = Row::of([t]);
+                        row.cells.push((n.to_string(), true));
+                        row
+                    })
+                    .collect(),
+                format!("消费组 Consumer group {}", c.group),
+            ),
+            Err(e) => (Vec::new(), format!("✗ {e}")),
+        };
+        page.sections.push(Section {
+            id: "lag".into(),
+            title: "消费滞后 The consumer service's lag".into(),
+            note: Some(note),
+            headers: ["主题 Topic", "未处理 Not applied yet"].map(str::to_owned).to_vec(),
+            rows,
+            ..Section::default()
+        });
+    }
     render(&page)
 }
 

@@ -191,6 +191,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         tick: Duration::from_secs(g.tick_seconds.max(1)),
         objections_from_conflicts: config.file.sharing.objections_from_conflicts,
     };
+    let intake_topics: Vec<String> = intake.topics().into_iter().map(str::to_owned).collect();
     let (status_c, stop_c) = (Arc::clone(&status), Arc::clone(&stop));
     let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<Result<(), ProfilesError>>();
     let consumer = std::thread::Builder::new()
@@ -277,13 +278,21 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     info!(addr = %p.listen, "profiles listening");
     // The console's pages (docs/console.md) on the same port: the same TLS, identities and
     // services, over HTTP/1.1 or HTTP/2.
+    let c = &config.file.console;
     let console = console::router(Arc::new(console::Console {
         access: Arc::clone(&access),
         governance: governance_service.clone(),
         queries: queries.clone(),
         guard: Arc::clone(&security.guard),
         catalogue: Arc::clone(&catalogue),
+        gateways: c.gateways.clone(),
+        gateway_metrics: c.gateway_metrics.clone(),
+        ca: config.auth.ca_file.clone(),
+        kafka: config.kafka.clone(),
+        group: p.group_id.clone(),
+        topics: intake_topics,
     }));
+    let console = if c.enabled { console } else { axum::Router::new() };
     let mut routes = tonic::service::Routes::new(health)
         .add_service(ProfilesServer::new(service))
         .add_service(hutong_proto::v1::access_server::AccessServer::from_arc(access));
