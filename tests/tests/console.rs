@@ -118,11 +118,23 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
             {"as": "minzheng", "goto": "/console/sharing"},
             {"as": "governance", "goto": "/console/governance"},
             {"as": "zhihui", "goto": "/console"},
+            {"as": "auditor", "goto": "/console/audit?principal=gongan&operation=Approve"},
+            {"as": "minzheng", "goto": "/console/audit"},
         ]),
         dir.path(),
     )?;
-    let [overview, all_rejects, own_rejects, asked_for_other, decided, other_dept, governance, consumer] =
-        <[Value; 8]>::try_from(pages).map_err(|p| anyhow::anyhow!("{} pages", p.len()))?;
+    let [
+        overview,
+        all_rejects,
+        own_rejects,
+        asked_for_other,
+        decided,
+        other_dept,
+        governance,
+        consumer,
+        audit_page,
+        no_audit,
+    ] = <[Value; 10]>::try_from(pages).map_err(|p| anyhow::anyhow!("{} pages", p.len()))?;
 
     // 总览 as an admin: every department, each kind's counts as the dry run of its sample says.
     assert_eq!(overview["status"], 200, "{overview}");
@@ -209,5 +221,18 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
 
     // A consumer has the APIs its grants cover, not the console.
     assert_eq!(consumer["status"], 403, "{consumer}");
+
+    // 审计: both trails' chains intact (the service's own and the gateway's), and the search finds
+    // 公安's approval; a department may not read the trail.
+    assert_eq!(audit_page["status"], 200, "{audit_page}");
+    assert_eq!(audit_page["cards"]["chain-0"], "完整 intact", "{audit_page}");
+    assert_eq!(audit_page["cards"]["chain-1"], "完整 intact", "{audit_page}");
+    let found = audit_page["sections"]["trail-0"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !found.is_empty() && found.iter().all(|r| cell(r, 3) == "gongan department" && cell(r, 4) == "Approve"),
+        "{audit_page}"
+    );
+    assert!(found.iter().any(|r| cell(r, 7).contains(&id)), "{audit_page}");
+    assert_eq!(no_audit["status"], 403, "{no_audit}");
     Ok(())
 }

@@ -61,6 +61,8 @@ pub struct Console {
     pub group: String,
     /// See `group`.
     pub topics: Vec<String>,
+    /// The audit trails it can read: its own, and the gateway's when on the same machine.
+    pub audit_dirs: Vec<(String, std::path::PathBuf)>,
 }
 
 /// The samples of a gateway's Prometheus text the overview shows.
@@ -159,6 +161,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/sharing/decide", post(decide))
         .route("/console/governance", get(governance))
         .route("/console/report", get(report))
+        .route("/console/audit", get(audit))
         .with_state(console)
 }
 
@@ -204,11 +207,12 @@ impl Row {
     }
 }
 
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 5] = [
     ("/console", "总览 Overview"),
     ("/console/rejects", "拒收 Rejects"),
     ("/console/sharing", "共享审批 Sharing"),
     ("/console/governance", "治理 Governance"),
+    ("/console/audit", "审计 Audit"),
 ];
 
 /// The RPC request a page makes for the browser: its connection (the verified client certificate
@@ -747,6 +751,137 @@ async fn governance(State(c): State<Arc<Console>>, request: Request) -> Response
         frame: Some(format!("/console/report?period={period}")),
         ..Section::default()
     });
+    render(&page)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AuditSearch {
+    #[serde(default)]
+    principal: String,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    outcome: String,
+    /// Any text of the entry.
+    #[serde(default)]
+    q: String,
+}
+
+/// How many of the newest day files a search reads.
+const AUDIT_DAYS: usize = 7;
+
+/// The newest entries of the day files in `dir` matching `search`, newest first, at most `limit`.
+fn audit_entries(dir: &std::path::Path, search: &AuditSearch, limit: usize) -> std::io::Result<Vec<Value>> {
+    let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("audit-") && n.ends_with(".jsonl"))
+        })
+        .collect();
+    files.sort();
+    let field = |e: &Value, k: &str| text(&e["event"][k]);
+    let wanted = |want: &str, got: String| want.trim().is_empty() || got == want.trim();
+    let mut out = Vec::new();
+    for f in files.iter().rev().take(AUDIT_DAYS) {
+        let text_of_file = std::fs::read_to_string(f)?;
+        for line in text_of_file.lines().rev() {
+            if !search.q.trim().is_empty() && !line.contains(search.q.trim()) {
+                continue;
+            }
+            let Ok(e) = serde_json::from_str::<Value>(line) else { continue };
+            let operation =
+                if e["event"]["operation"].is_null() { field(&e, "action") } else { field(&e, "operation") };
+            let outcome = if e["event"]["outcome"].is_null() { field(&e, "code") } else { field(&e, "outcome") };
+            if wanted(&search.principal, field(&e, "principal"))
+                && wanted(&search.operation, operation)
+                && wanted(&search.outcome, outcome)
+            {
+                out.push(e);
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// 审计: each trail's hash chain verified, and a search over its newest entries. Admins only.
+async fn audit(State(c): State<Arc<Console>>, Query(search): Query<AuditSearch>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let who = match c.viewer(&parts, "ConsoleAudit") {
+        Ok(w) => w,
+        Err(s) => return refused(&s),
+    };
+    if !matches!(who, Principal::Admin(_)) {
+        let probe = call(&parts, ());
+        audit_read(&c.guard, &probe, &who, "Console", serde_json::json!({"page": "audit"}), "PermissionDenied");
+        return refused(&tonic::Status::permission_denied(format!(
+            "{} {}: the audit trail is for admins (the auditor); a department's reads and refusals are in it",
+            who.role(),
+            who.name()
+        )));
+    }
+    let mut page = c.page(&who, "/console/audit", "审计 Audit");
+    let detail = serde_json::json!({"page": "audit", "principal": search.principal, "operation": search.operation,
+        "outcome": search.outcome, "q": search.q});
+    audit_read(&c.guard, &call(&parts, ()), &who, "Console", detail, "Ok");
+    let search = Arc::new(search);
+    for (i, (label, dir)) in c.audit_dirs.iter().enumerate() {
+        let (d, s) = (dir.clone(), Arc::clone(&search));
+        let checked = tokio::task::spawn_blocking(move || (hutong_audit::verify(&d), audit_entries(&d, &s, 200))).await;
+        let (verified, entries) = match checked {
+            Ok(x) => x,
+            Err(e) => return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+        };
+        let (state, ok) = match &verified {
+            Ok(v) => (
+                format!("完整 intact: {} entries, seq {}..{}, {} file(s)", v.entries, v.first_seq, v.last_seq, v.files),
+                true,
+            ),
+            Err(e @ hutong_audit::AuditError::Tampered { .. }) => (format!("✗ 被篡改 TAMPERED: {e}"), false),
+            Err(e) => (format!("✗ {e}"), false),
+        };
+        page.cards.push((format!("chain-{i}"), label.clone(), if ok { "完整 intact".into() } else { "✗".into() }));
+        let rows = entries
+            .unwrap_or_default()
+            .iter()
+            .map(|e| {
+                let ev = &e["event"];
+                let op = if ev["operation"].is_null() { text(&ev["action"]) } else { text(&ev["operation"]) };
+                let outcome = if ev["outcome"].is_null() { text(&ev["code"]) } else { text(&ev["outcome"]) };
+                let mut row = Row::of([
+                    text(&e["time"]),
+                    text(&e["seq"]),
+                    text(&ev["type"]),
+                    format!("{} {}", text(&ev["principal"]), text(&ev["role"])).trim().to_owned(),
+                    op,
+                    outcome,
+                    text(&ev["peer"]),
+                    ev.get("detail").or(ev.get("reason")).map(|d| text(d)).unwrap_or_default(),
+                ]);
+                row.key = text(&e["seq"]);
+                row
+            })
+            .collect();
+        page.sections.push(Section {
+            id: format!("trail-{i}"),
+            title: format!("{label}: {}", dir.display()),
+            note: Some(format!("{state}; 最近{AUDIT_DAYS}天内最新200条 the newest 200 matching entries of the last {AUDIT_DAYS} day files")),
+            filters: vec![
+                ("principal".into(), "身份 Principal".into(), search.principal.clone()),
+                ("operation".into(), "操作 Operation".into(), search.operation.clone()),
+                ("outcome".into(), "结果 Outcome".into(), search.outcome.clone()),
+                ("q".into(), "包含 Text".into(), search.q.clone()),
+            ],
+            filter_action: "/console/audit".into(),
+            headers: ["时间 Time", "序号 Seq", "类型 Type", "身份 Principal", "操作 Operation", "结果 Outcome", "来源 Peer", "详情 Detail"]
+                .map(str::to_owned)
+                .to_vec(),
+            rows,
+            ..Section::default()
+        });
+    }
     render(&page)
 }
 

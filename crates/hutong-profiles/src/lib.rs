@@ -291,6 +291,14 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         kafka: config.kafka.clone(),
         group: p.group_id.clone(),
         topics: intake_topics,
+        audit_dirs: [
+            ("本服务审计 This service's trail", security_config.audit.dir.clone()),
+            ("网关审计 The gateway's trail", config.audit.dir.clone()),
+        ]
+        .into_iter()
+        .filter(|(_, d)| d.join("audit.lock").exists() || std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_some()))
+        .map(|(l, d)| (l.to_owned(), d))
+        .collect(),
     }));
     let console = if c.enabled { console } else { axum::Router::new() };
     let mut routes = tonic::service::Routes::new(health)
