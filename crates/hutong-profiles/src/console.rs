@@ -858,7 +858,7 @@ async fn audit(State(c): State<Arc<Console>>, Query(search): Query<AuditSearch>,
                     op,
                     outcome,
                     text(&ev["peer"]),
-                    ev.get("detail").or(ev.get("reason")).map(|d| text(d)).unwrap_or_default(),
+                    ev.get("detail").or(ev.get("reason")).map(text).unwrap_or_default(),
                 ]);
                 row.key = text(&e["seq"]);
                 row
