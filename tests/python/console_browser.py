@@ -5,8 +5,8 @@ pages showed as JSON, for tests/tests/console.rs to assert on.
 usage: console_browser.py SPEC.json
 
 SPEC: {"base": "https://127.0.0.1:PORT", "pki": DIR, "steps": [STEP, …]}; a STEP is
-  {"as": IDENTITY, "goto": PATH, "click": CSS (optional: a button whose form navigates),
-   "screenshot": PNG (optional)}.
+  {"as": IDENTITY, "goto": PATH, "fill": {CSS: TEXT} (optional: form fields to fill),
+   "click": CSS (optional: a button whose form navigates), "screenshot": PNG (optional)}.
 Each step prints {"status", "url", "viewer", "notice", "error", "cards": {id: value},
 "sections": {id: [{"key", "cells": [...]}]}, "frames": [src]} in order.
 
@@ -75,6 +75,8 @@ with sync_playwright() as p:
         page = contexts[who].new_page()
         page.set_default_timeout(30000)
         response = page.goto(base + step["goto"])
+        for selector, value in step.get("fill", {}).items():
+            page.fill(selector, value)
         if "click" in step:
             with page.expect_navigation() as nav:
                 page.click(step["click"])

@@ -14,6 +14,9 @@ use hutong_tests::{
 };
 use serde_json::{Value, json};
 
+/// A 公安 row its adapter refuses: an unknown sex code and a date that is not one.
+const DRY_RUN: &str = r#"{"GMSFHM": "330106198001010021", "XM": "李梅", "XB": "X", "CSRQ": "1980-13-45"}"#;
+
 const TOPICS: [&str; 6] = [
     "hutong.building.v2",
     "hutong.grid.v2",
@@ -105,6 +108,31 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let id = serde_json::from_slice::<Value>(&out.stdout)?["id"].as_str().unwrap().to_owned();
 
+    // A schema for the compatibility check: the person topic's with a new required field.
+    let mut new_schema: Value = serde_json::from_str(&std::fs::read_to_string(
+        repo_root().join("schemas/registry/hutong.person.v2-value/1.json"),
+    )?)?;
+    new_schema["properties"]["nickname"] = json!({"type": "string"});
+    new_schema["required"].as_array_mut().unwrap().push(json!("nickname"));
+    let new_file = dir.path().join("new.json");
+    std::fs::write(&new_file, new_schema.to_string())?;
+    let schemas = repo_root().join("schemas").display().to_string();
+    let cli_check =
+        hutong(&["schema", "check", "--schemas", &schemas, "hutong.person.v2-value", &new_file.display().to_string()])?;
+    let dry_file = dir.path().join("dry.ndjson");
+    std::fs::write(&dry_file, format!("{DRY_RUN}\n"))?;
+    let cli_dry = hutong(&[
+        "validate",
+        "--schemas",
+        &schemas,
+        "-d",
+        "gongan",
+        "-k",
+        "household_registration",
+        &dry_file.display().to_string(),
+    ])?;
+    let cli_dry: Value = serde_json::from_slice(&cli_dry.stdout)?;
+
     let shot = dir.path().join("overview.png");
     let pages = browse(
         &service.endpoint,
@@ -120,6 +148,21 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
             {"as": "zhihui", "goto": "/console"},
             {"as": "auditor", "goto": "/console/audit?principal=gongan&operation=Approve"},
             {"as": "minzheng", "goto": "/console/audit"},
+            {"as": "governance", "goto": "/console/adapters?list=gb-t-4761"},
+            {"as": "governance", "goto": "/console/adapters", "fill": {
+                "#dry-run-form input[name=department]": "gongan",
+                "#dry-run-form input[name=kind]": "household_registration",
+                "#dry-run-form textarea[name=payload]": DRY_RUN,
+            }, "click": "#dry-run-form button[type=submit]"},
+            {"as": "governance", "goto": "/console/adapters", "fill": {
+                "#subjects input[name=subject]": "hutong.person.v2-value",
+                "#subjects textarea[name=schema]": new_schema.to_string(),
+            }, "click": "#subjects button[type=submit]"},
+            {"as": "auditor", "goto": "/console/adapters", "fill": {
+                "#dry-run-form input[name=department]": "gongan",
+                "#dry-run-form input[name=kind]": "household_registration",
+                "#dry-run-form textarea[name=payload]": DRY_RUN,
+            }, "click": "#dry-run-form button[type=submit]"},
         ]),
         dir.path(),
     )?;
@@ -134,7 +177,11 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
         consumer,
         audit_page,
         no_audit,
-    ] = <[Value; 10]>::try_from(pages).map_err(|p| anyhow::anyhow!("{} pages", p.len()))?;
+        adapters,
+        dry_run,
+        compatibility,
+        auditor_dry_run,
+    ] = <[Value; 14]>::try_from(pages).map_err(|p| anyhow::anyhow!("{} pages", p.len()))?;
 
     // 总览 as an admin: every department, each kind's counts as the dry run of its sample says.
     assert_eq!(overview["status"], 200, "{overview}");
@@ -234,5 +281,37 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
     );
     assert!(found.iter().any(|r| cell(r, 7).contains(&id)), "{audit_page}");
     assert_eq!(no_audit["status"], 403, "{no_audit}");
+
+    // 适配器与标准: every shipped kind's adapter, a code list browsed; the dry run's rules and the
+    // compatibility answer are those of `hutong validate` and `hutong schema check`.
+    let listed = adapters["sections"]["adapters"].as_array().cloned().unwrap_or_default();
+    for (d, k) in expected.keys() {
+        assert!(listed.iter().any(|r| r["key"] == format!("{d}/{k}")), "no adapter {d}/{k}: {adapters}");
+    }
+    let wife = adapters["sections"]["codes"].as_array().cloned().unwrap_or_default();
+    assert!(wife.iter().any(|r| cell(r, 0) == "12" && cell(r, 1) == "妻"), "{adapters}");
+    let page_rules: Vec<String> = dry_run["sections"]["dry-run"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| cell(r, 0).contains("violation"))
+        .map(|r| cell(r, 2))
+        .collect();
+    let cli_rules: Vec<String> = cli_dry["violations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|v| v["rule"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(!cli_rules.is_empty(), "{cli_dry}");
+    assert_eq!(page_rules, cli_rules, "the page's dry run says what hutong validate says: {dry_run}");
+    let changes = compatibility["sections"]["compatibility"].as_array().cloned().unwrap_or_default();
+    assert_eq!(cli_check.status.code(), Some(1), "the CLI finds the new required field incompatible");
+    assert!(
+        changes.iter().any(|r| cell(r, 0).starts_with("REQUIRED_PROPERTY_ADDED") && cell(r, 2) == "false"),
+        "{compatibility}"
+    );
+    // The auditor may list adapters but not dry-run records (its operations in the policy).
+    assert_eq!(auditor_dry_run["status"], 403, "{auditor_dry_run}");
     Ok(())
 }

@@ -63,6 +63,10 @@ pub struct Console {
     pub topics: Vec<String>,
     /// The audit trails it can read: its own, and the gateway's when on the same machine.
     pub audit_dirs: Vec<(String, std::path::PathBuf)>,
+    /// The admin service over this deployment's schemas (adapters, dry run, registry subjects).
+    pub admin: Arc<hutong_gateway::AdminService>,
+    /// The standard's code lists, to browse.
+    pub standard: Arc<hutong_standard::Standard>,
 }
 
 /// The samples of a gateway's Prometheus text the overview shows.
@@ -162,6 +166,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/governance", get(governance))
         .route("/console/report", get(report))
         .route("/console/audit", get(audit))
+        .route("/console/adapters", get(adapters).post(adapters_post))
         .with_state(console)
 }
 
@@ -191,6 +196,16 @@ struct Section {
     /// Approve / deny forms on rows with a key.
     actions: bool,
     frame: Option<String>,
+    /// A POST form: fields and a text area.
+    post: Option<PostForm>,
+}
+
+struct PostForm {
+    action: String,
+    /// (name, label, value).
+    fields: Vec<(String, String, String)>,
+    area: (String, String, String),
+    button: String,
 }
 
 #[derive(Default)]
@@ -207,9 +222,10 @@ impl Row {
     }
 }
 
-const NAV: [(&str, &str); 5] = [
+const NAV: [(&str, &str); 6] = [
     ("/console", "总览 Overview"),
     ("/console/rejects", "拒收 Rejects"),
+    ("/console/adapters", "适配器与标准 Adapters"),
     ("/console/sharing", "共享审批 Sharing"),
     ("/console/governance", "治理 Governance"),
     ("/console/audit", "审计 Audit"),
@@ -879,6 +895,273 @@ async fn audit(State(c): State<Arc<Console>>, Query(search): Query<AuditSearch>,
                 .map(str::to_owned)
                 .to_vec(),
             rows,
+            ..Section::default()
+        });
+    }
+    render(&page)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct AdaptersQuery {
+    /// A code list to show.
+    #[serde(default)]
+    list: String,
+}
+
+/// What the page's two forms post: a dry run (`department`, `kind`, `payload`) or a compatibility
+/// check (`subject`, `schema`, `mode`).
+#[derive(Debug, Default, Deserialize)]
+struct AdaptersForm {
+    #[serde(default)]
+    department: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    payload: String,
+    #[serde(default)]
+    subject: String,
+    #[serde(default)]
+    schema: String,
+    #[serde(default)]
+    mode: String,
+}
+
+/// 适配器与标准: every adapter (ListAdapters), a dry run of a pasted record (ValidateRecord),
+/// the registry's subjects (ListSchemas) with a compatibility check of a pasted schema
+/// (CheckCompatibility, the changes in words), and the code lists. The admin RPCs, as the CLI's
+/// `hutong adapter`/`schema` verbs call them: the policy decides who may.
+async fn adapters(State(c): State<Arc<Console>>, Query(q): Query<AdaptersQuery>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    adapters_page(&c, &parts, &q.list, &AdaptersForm::default(), Vec::new()).await
+}
+
+async fn adapters_post(State(c): State<Arc<Console>>, request: Request) -> Response {
+    use hutong_proto::v1::admin_server::Admin;
+    let (parts, body) = request.into_parts();
+    if !same_origin(&parts) {
+        return (StatusCode::FORBIDDEN, "a dry run is posted from the console's own page").into_response();
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, 1024 * 1024).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "the form is larger than 1 MiB").into_response();
+    };
+    let form: AdaptersForm = match serde_urlencoded::from_bytes(&bytes) {
+        Ok(f) => f,
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("the form: {e}")).into_response(),
+    };
+    let mut results = Vec::new();
+    if !form.subject.trim().is_empty() {
+        let ask = hutong_proto::v1::CheckCompatibilityRequest {
+            subject: form.subject.trim().to_owned(),
+            schema_json: form.schema.clone(),
+            mode: form.mode.trim().to_owned(),
+        };
+        match c.admin.check_compatibility(call(&parts, ask)).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                results.push(Section {
+                    id: "compatibility".into(),
+                    title: format!(
+                        "兼容性 Compatibility of {}: {} ({})",
+                        form.subject.trim(),
+                        if r.compatible { "兼容 compatible" } else { "✗ 不兼容 not compatible" },
+                        r.mode
+                    ),
+                    headers: ["变化 Change", "位置 Pointer", "兼容 Compatible", "说明 In words"]
+                        .map(str::to_owned)
+                        .to_vec(),
+                    rows: r
+                        .changes
+                        .into_iter()
+                        .map(|ch| {
+                            let mut row = Row::of([ch.kind, ch.pointer, ch.compatible.to_string(), ch.description]);
+                            row.class = if ch.compatible { "" } else { "bad" };
+                            row
+                        })
+                        .collect(),
+                    ..Section::default()
+                });
+            }
+            Err(s) => return refused(&s),
+        }
+    } else {
+        let record = hutong_proto::v1::SourceRecord {
+            kind: form.kind.trim().to_owned(),
+            source_id: "console-dry-run".to_owned(),
+            revision: 1,
+            op: hutong_proto::v1::Op::Upsert as i32,
+            occurred_at: None,
+            payload: form.payload.clone().into_bytes(),
+            charset: String::new(),
+        };
+        let ask = hutong_proto::v1::ValidateRecordRequest {
+            department: form.department.trim().to_owned(),
+            record: Some(record),
+        };
+        match c.admin.validate_record(call(&parts, ask)).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                let mut rows: Vec<Row> = r
+                    .violations
+                    .into_iter()
+                    .map(|v| {
+                        let mut row = Row::of(["✗ 违规 violation".to_owned(), v.pointer, v.rule, v.message]);
+                        row.class = "bad";
+                        row
+                    })
+                    .collect();
+                rows.extend(
+                    r.records.into_iter().map(|x| Row::of([format!("✓ {}", x.entity), x.topic, x.key, x.json])),
+                );
+                results.push(Section {
+                    id: "dry-run".into(),
+                    title: format!("试运行 Dry run: {}", if r.valid { "✓ 通过 valid" } else { "✗ 拒收 rejected" }),
+                    note: Some("不发布、不记录载荷 Nothing is published; the payload is not logged".into()),
+                    headers: [
+                        "结果 Result",
+                        "位置 / 主题 Pointer / topic",
+                        "规则 / 键 Rule / key",
+                        "说明 / 记录 Message / record",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
+                    rows,
+                    ..Section::default()
+                });
+            }
+            Err(s) => return refused(&s),
+        }
+    }
+    adapters_page(&c, &parts, "", &form, results).await
+}
+
+async fn adapters_page(c: &Console, parts: &Parts, list: &str, form: &AdaptersForm, results: Vec<Section>) -> Response {
+    use hutong_proto::v1::{ListAdaptersRequest, ListSchemasRequest, admin_server::Admin};
+    let who = match c.viewer(parts, "ConsoleAdapters") {
+        Ok(w) => w,
+        Err(s) => return refused(&s),
+    };
+    let adapters = match c.admin.list_adapters(call(parts, ListAdaptersRequest {})).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return refused(&s),
+    };
+    let subjects = match c.admin.list_schemas(call(parts, ListSchemasRequest {})).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return refused(&s),
+    };
+    let mut page = c.page(&who, "/console/adapters", "适配器与标准 Adapters and the standard");
+    page.cards = vec![
+        ("adapters".into(), "适配器 Adapters".into(), adapters.adapters.len().to_string()),
+        ("generation".into(), "版本 Generation (this service)".into(), adapters.reload_generation.to_string()),
+        ("subjects".into(), "模式主题 Schema subjects".into(), subjects.subjects.len().to_string()),
+    ];
+    page.error = (!adapters.reload_error.is_empty())
+        .then(|| format!("上次重载被拒 The last reload was refused: {}", adapters.reload_error));
+    page.sections.extend(results);
+    page.sections.push(Section {
+        id: "adapters".into(),
+        title: "适配器 Adapters (schemas/departments)".into(),
+        note: Some("网关的重载版本见总览 Each gateway's reload generation is on the overview".into()),
+        headers: ["部门 Department", "类别 Kind", "源版本 Source version", "名称 Title", "实体 Entities", "文件 File"]
+            .map(str::to_owned)
+            .to_vec(),
+        rows: adapters
+            .adapters
+            .into_iter()
+            .map(|a| {
+                let mut row = Row::of([
+                    c.department_name(&a.department),
+                    a.kind.clone(),
+                    a.source_version,
+                    a.title,
+                    a.entities.join(", "),
+                    a.path,
+                ]);
+                row.key = format!("{}/{}", a.department, a.kind);
+                row
+            })
+            .collect(),
+        ..Section::default()
+    });
+    page.sections.push(Section {
+        id: "dry-run-form".into(),
+        title: "试运行 Dry run of a record (ValidateRecord)".into(),
+        post: Some(PostForm {
+            action: "/console/adapters".into(),
+            fields: vec![
+                ("department".into(), "部门 Department".into(), form.department.clone()),
+                ("kind".into(), "类别 Kind".into(), form.kind.clone()),
+            ],
+            area: ("payload".into(), "记录 The record as the department sends it (JSON)".into(), form.payload.clone()),
+            button: "试运行 Dry run".into(),
+        }),
+        ..Section::default()
+    });
+    page.sections.push(Section {
+        id: "subjects".into(),
+        title: "模式主题 Schema subjects (the registry)".into(),
+        headers: ["主题 Subject", "版本 Versions", "兼容模式 Compatibility", "最新编号 Latest id"]
+            .map(str::to_owned)
+            .to_vec(),
+        rows: subjects
+            .subjects
+            .into_iter()
+            .map(|x| {
+                let versions = x.versions.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+                Row::of([x.subject, versions, x.compatibility, x.latest_id.to_string()])
+            })
+            .collect(),
+        post: Some(PostForm {
+            action: "/console/adapters".into(),
+            fields: vec![
+                ("subject".into(), "主题 Subject".into(), form.subject.clone()),
+                ("mode".into(), "模式 Mode (empty: the subject's)".into(), form.mode.clone()),
+            ],
+            area: ("schema".into(), "新模式 The new schema (JSON Schema)".into(), form.schema.clone()),
+            button: "检查兼容性 Check compatibility".into(),
+        }),
+        ..Section::default()
+    });
+    let lists = c.standard.codes();
+    page.sections.push(Section {
+        id: "code-lists".into(),
+        title: "代码表 Code lists".into(),
+        headers: ["代码表 List", "名称 Title", "标准 Standard", "代码数 Codes"].map(str::to_owned).to_vec(),
+        rows: lists
+            .iter()
+            .map(|l| {
+                let mut row = Row::of([
+                    l.id.clone(),
+                    format!("{} {}", l.title, l.title_en.clone().unwrap_or_default()).trim().to_owned(),
+                    l.standard.clone(),
+                ]);
+                row.cells.push((l.codes().len().to_string(), true));
+                row.key = l.id.clone();
+                row
+            })
+            .collect(),
+        filters: vec![("list".into(), "查看 Show list".into(), list.to_owned())],
+        filter_action: "/console/adapters".into(),
+        ..Section::default()
+    });
+    if let Some(l) = lists.get(list.trim()) {
+        page.sections.push(Section {
+            id: "codes".into(),
+            title: format!("{} {}", l.id, l.title),
+            note: (l.codes().len() > 500).then(|| format!("前500条 the first 500 of {}", l.codes().len())),
+            headers: ["代码 Code", "名称 Name", "English", "别名 Aliases"].map(str::to_owned).to_vec(),
+            rows: l
+                .codes()
+                .iter()
+                .take(500)
+                .map(|x| {
+                    Row::of([
+                        x.code.clone(),
+                        x.name.clone(),
+                        x.name_en.clone().unwrap_or_default(),
+                        x.aliases.join(", "),
+                    ])
+                })
+                .collect(),
             ..Section::default()
         });
     }

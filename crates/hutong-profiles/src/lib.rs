@@ -210,7 +210,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     let service = service::ProfilesService::new(
         queries.clone(),
         Arc::clone(&security.guard),
-        key,
+        key.clone(),
         &standard,
         Arc::clone(&sharing),
     );
@@ -279,6 +279,11 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     // The console's pages (docs/console.md) on the same port: the same TLS, identities and
     // services, over HTTP/1.1 or HTTP/2.
     let c = &config.file.console;
+    // The admin service over the same schemas, for the console's adapters page (the gateway's
+    // own reload generation is read from its /metrics).
+    let reloader = hutong_pipeline::Reloader::new(config.schemas_dir.clone(), key, config.pipeline_settings())
+        .map_err(|e| ProfilesError::Schemas(e.to_string()))?;
+    let admin = Arc::new(hutong_gateway::AdminService::new(Arc::new(reloader), Arc::clone(&security.guard)));
     let console = console::router(Arc::new(console::Console {
         access: Arc::clone(&access),
         governance: governance_service.clone(),
@@ -299,6 +304,8 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         .filter(|(_, d)| d.join("audit.lock").exists() || std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_some()))
         .map(|(l, d)| (l.to_owned(), d))
         .collect(),
+        admin,
+        standard: Arc::new(standard),
     }));
     let console = if c.enabled { console } else { axum::Router::new() };
     let mut routes = tonic::service::Routes::new(health)
