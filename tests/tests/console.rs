@@ -224,6 +224,37 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
         assert!(rows.iter().all(|r| cell(r, 1).ends_with("minzheng")), "{page}");
     }
 
+    // One dead letter in full: 民政's elderly-care row with 1948/2/30 for a birthday. 民政 sees it as
+    // sent; an admin the fields with their values masked; 公安 nothing. Each view is audited.
+    let rows = own_rejects["sections"]["rejects"].as_array().cloned().unwrap_or_default();
+    let letter = rows
+        .iter()
+        .find(|r| cell(r, 2) == "elderly_care" && cell(r, 3).contains("adapter:date"))
+        .map(|r| r["key"].as_str().unwrap_or_default().to_owned())
+        .expect("民政's elderly-care date reject");
+    let path = format!("/console/rejects/{letter}");
+    let views = browse(
+        &service.endpoint,
+        &gateway.pki,
+        json!([{"as": "minzheng", "goto": path}, {"as": "governance", "goto": path}, {"as": "gongan", "goto": path}]),
+        dir.path(),
+    )?;
+    let field = |page: &Value, name: &str| {
+        page["sections"]["payload"].as_array().into_iter().flatten().find(|r| cell(r, 0) == name).map(|r| cell(r, 1))
+    };
+    assert_eq!(field(&views[0], "birthday").as_deref(), Some("1948/2/30"), "{}", views[0]);
+    let rules: Vec<String> =
+        views[0]["sections"]["violations"].as_array().into_iter().flatten().map(|r| cell(r, 1)).collect();
+    assert_eq!(rules, ["adapter:date"], "{}", views[0]);
+    assert_eq!(field(&views[1], "birthday").as_deref(), Some("1********"), "{}", views[1]);
+    let message = cell(&views[1]["sections"]["violations"][0], 2);
+    assert!(
+        message.contains("\"1********\"") && !message.contains("1948/2/30"),
+        "the admin's message masked: {message}"
+    );
+    assert_eq!(field(&views[1], "gender").as_deref(), Some("*"), "{}", views[1]);
+    assert_eq!(views[2]["status"], 404, "{}", views[2]);
+
     // 共享审批: 公安 approved in the page; the API says so, and the audit trail has 公安's Decide.
     assert_eq!(decided["status"], 200, "{decided}");
     assert!(decided["notice"].as_str().unwrap_or_default().contains(&format!("{id} approved")), "{decided}");
@@ -247,6 +278,18 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
             && e["detail"]["id"] == id.as_str()),
         "the decision is in the audit trail as 公安's: {events:?}"
     );
+    for (who, outcome, masked) in
+        [("minzheng", "Ok", Some(false)), ("governance", "Ok", Some(true)), ("gongan", "PermissionDenied", None)]
+    {
+        assert!(
+            events.iter().any(|e| e["principal"] == who
+                && e["operation"] == "ViewPayload"
+                && e["outcome"] == outcome
+                && e["detail"]["event_id"] == letter.as_str()
+                && masked.is_none_or(|m| e["detail"]["masked"] == m)),
+            "{who}'s view of the dead letter is audited"
+        );
+    }
     // The pages' reads are audited as their viewers' too.
     assert!(events.iter().any(|e| e["principal"] == "minzheng" && e["operation"] == "Console"));
     // 民政 sees no request of 公安's resource, so nothing to decide.

@@ -161,6 +161,7 @@ pub fn router(console: Arc<Console>) -> Router {
     Router::new()
         .route("/console", get(overview))
         .route("/console/rejects", get(rejects))
+        .route("/console/rejects/{id}", get(reject))
         .route("/console/sharing", get(sharing))
         .route("/console/sharing/decide", post(decide))
         .route("/console/governance", get(governance))
@@ -193,6 +194,8 @@ struct Section {
     filter_action: String,
     headers: Vec<String>,
     rows: Vec<Row>,
+    /// A link per row (its `href`).
+    links: bool,
     /// Approve / deny forms on rows with a key.
     actions: bool,
     frame: Option<String>,
@@ -214,6 +217,7 @@ struct Row {
     cells: Vec<(String, bool)>,
     class: &'static str,
     key: String,
+    href: String,
 }
 
 impl Row {
@@ -533,14 +537,162 @@ async fn rejects(State(c): State<Arc<Console>>, Query(f): Query<RejectFilter>, r
         filters,
         filter_action: "/console/rejects".into(),
         headers: ["收到 Received", "部门 Department", "类别 Kind", "规则 Rules", "事件 Event id"].map(str::to_owned).to_vec(),
+        links: true,
         rows: list
             .into_iter()
             .map(|x| {
                 let mut row = Row::of([x.received_at, c.department_name(&x.department), x.kind, x.rules.join(", "), x.event_id.clone()]);
+                row.href = format!("/console/rejects/{}", x.event_id);
                 row.key = x.event_id;
                 row
             })
             .collect(),
+        ..Section::default()
+    });
+    render(&page)
+}
+
+/// A value masked: its first character kept when it has more than two, the rest `*`.
+fn mask(s: &str) -> String {
+    let n = s.chars().count();
+    let keep = usize::from(n > 2);
+    s.chars().take(keep).chain(std::iter::repeat_n('*', n - keep)).collect()
+}
+
+/// Every string value in `v`.
+fn strings_of(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if !s.is_empty() => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| strings_of(x, out)),
+        Value::Object(o) => o.values().for_each(|x| strings_of(x, out)),
+        _ => {}
+    }
+}
+
+/// `message` with every quoted value of the record masked (a violation quotes what it found).
+fn masked_message(message: &str, values: &[String]) -> String {
+    let mut out = message.to_owned();
+    for v in values {
+        out = out.replace(&format!("\"{v}\""), &format!("\"{}\"", mask(v)));
+    }
+    out
+}
+
+/// Every value of `v` masked (the first character kept, the rest `*`), keys kept: what the record
+/// looked like without what it says.
+fn masked(v: &Value) -> Value {
+    match v {
+        Value::String(s) => Value::String(mask(s)),
+        Value::Number(_) | Value::Bool(_) => Value::String("*".into()),
+        Value::Array(a) => Value::Array(a.iter().map(masked).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), masked(v))).collect()),
+        Value::Null => Value::Null,
+    }
+}
+
+/// One dead letter: its violations (pointer, rule, message) and the record as it was sent, read
+/// from the dead-letter topic. The sending department sees its record as sent; an admin sees it
+/// with every value masked (the shape of what was wrong, not the resident's data); another
+/// department nothing. Every view is audited (`ViewPayload`).
+async fn reject(
+    State(c): State<Arc<Console>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    let who = match c.viewer(&parts, "ConsoleReject") {
+        Ok(w) => w,
+        Err(s) => return refused(&s),
+    };
+    let probe = call(&parts, ());
+    let client = match c.kafka.client() {
+        Ok(client) => client,
+        Err(e) => return refused(&tonic::Status::unavailable(e.to_string())),
+    };
+    let (topic, wanted) = (c.kafka.topics().dlq(), id.clone());
+    let found = tokio::task::spawn_blocking(move || {
+        hutong_bus::scan_to_end(&client, &[&topic], std::time::Duration::from_secs(30), |m| {
+            use rdkafka::message::Message as _;
+            (m.key() == Some(wanted.as_bytes()))
+                .then(|| m.payload().and_then(|p| serde_json::from_slice::<Value>(p).ok()))?
+        })
+    })
+    .await;
+    let letter = match found {
+        Ok(Ok(mut list)) => list.pop(),
+        Ok(Err(e)) => return refused(&tonic::Status::unavailable(e.to_string())),
+        Err(e) => return refused(&tonic::Status::internal(e.to_string())),
+    };
+    let detail = serde_json::json!({"event_id": id});
+    let Some(letter) = letter else {
+        audit_read(&c.guard, &probe, &who, "ViewPayload", detail, "NotFound");
+        return refused(&tonic::Status::not_found(format!(
+            "no dead letter {id} on the dead-letter topic (kept 30 days)"
+        )));
+    };
+    let department = text(&letter["department"]);
+    let as_sent = match &who {
+        Principal::Department(d) if *d == department => true,
+        Principal::Admin(_) => false,
+        _ => {
+            audit_read(&c.guard, &probe, &who, "ViewPayload", detail, "PermissionDenied");
+            return refused(&tonic::Status::not_found(format!("no dead letter {id} of yours")));
+        }
+    };
+    let mut detail = detail;
+    detail["masked"] = (!as_sent).into();
+    audit_read(&c.guard, &probe, &who, "ViewPayload", detail, "Ok");
+    let mut page = c.page(&who, "/console/rejects", &format!("拒收记录 Dead letter {id}"));
+    page.cards = vec![
+        ("department".into(), "部门 Department".into(), c.department_name(&department)),
+        ("kind".into(), "类别 Kind".into(), text(&letter["kind"])),
+        ("received".into(), "收到 Received".into(), text(&letter["received_at"])),
+        ("revision".into(), "版本 Revision".into(), text(&letter["revision"])),
+    ];
+    // The record's values, longest first (a value inside another is masked with it).
+    let mut values = Vec::new();
+    strings_of(&letter["payload"]["json"], &mut values);
+    values.sort_by_key(|v| std::cmp::Reverse(v.chars().count()));
+    page.sections.push(Section {
+        id: "violations".into(),
+        title: "违规 Violations".into(),
+        headers: ["位置 Pointer", "规则 Rule", "说明 Message"].map(str::to_owned).to_vec(),
+        rows: letter["violations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                let message = text(&v["message"]);
+                Row::of([
+                    text(&v["pointer"]),
+                    text(&v["rule"]),
+                    if as_sent { message } else { masked_message(&message, &values) },
+                ])
+            })
+            .collect(),
+        ..Section::default()
+    });
+    let payload = &letter["payload"];
+    let (rows, note) = match payload.get("json").filter(|j| j.is_object()) {
+        Some(Value::Object(fields)) => (
+            fields
+                .iter()
+                .map(|(k, v)| Row::of([k.clone(), if as_sent { text(v) } else { text(&masked(v)) }]))
+                .collect(),
+            if as_sent {
+                "本部门报送的原始记录 The record as your department sent it".to_owned()
+            } else {
+                "值已遮盖 Values masked: the record's fields, not the resident's data".to_owned()
+            },
+        ),
+        _ => (Vec::new(), format!("非 UTF-8 JSON（{}）Not UTF-8 JSON: kept as bytes", text(&letter["charset"]))),
+    };
+    page.sections.push(Section {
+        id: "payload".into(),
+        title: "原始记录 The record as sent".into(),
+        note: Some(note),
+        headers: ["字段 Field", "值 Value"].map(str::to_owned).to_vec(),
+        rows,
         ..Section::default()
     });
     render(&page)
@@ -1203,6 +1355,23 @@ mod tests {
             b = b.header(*k, *v);
         }
         b.body(()).unwrap().into_parts().0
+    }
+
+    #[test]
+    fn an_admin_sees_the_shape_of_a_record_not_its_values() {
+        assert_eq!(mask("1948/2/30"), "1********");
+        assert_eq!(mask("曹丽华"), "曹**");
+        assert_eq!(mask("F"), "*");
+        assert_eq!(mask("男女"), "**");
+        let v = serde_json::json!({"idCard": "330105194802300021", "age": 76, "tags": ["独居"], "none": null});
+        assert_eq!(
+            masked(&v),
+            serde_json::json!({"idCard": "3*****************", "age": "*", "tags": ["**"], "none": null})
+        );
+        let mut values = Vec::new();
+        strings_of(&v, &mut values);
+        let m = masked_message(r#"source field idCard: "330105194802300021" is not in ["excel"]"#, &values);
+        assert_eq!(m, r#"source field idCard: "3*****************" is not in ["excel"]"#);
     }
 
     #[test]
