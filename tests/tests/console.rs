@@ -146,6 +146,7 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
             {"as": "minzheng", "goto": "/console/sharing"},
             {"as": "governance", "goto": "/console/governance"},
             {"as": "zhihui", "goto": "/console"},
+            {"as": "governance", "goto": "/console/governance", "click": "#events a.detail"},
             {"as": "auditor", "goto": "/console/audit?principal=gongan&operation=Approve"},
             {"as": "minzheng", "goto": "/console/audit"},
             {"as": "governance", "goto": "/console/adapters?list=gb-t-4761"},
@@ -175,13 +176,14 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
         other_dept,
         governance,
         consumer,
+        thread,
         audit_page,
         no_audit,
         adapters,
         dry_run,
         compatibility,
         auditor_dry_run,
-    ] = <[Value; 14]>::try_from(pages).map_err(|p| anyhow::anyhow!("{} pages", p.len()))?;
+    ] = <[Value; 15]>::try_from(pages).map_err(|p| anyhow::anyhow!("{} pages", p.len()))?;
 
     // 总览 as an admin: every department, each kind's counts as the dry run of its sample says.
     assert_eq!(overview["status"], 200, "{overview}");
@@ -308,6 +310,26 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
             .as_array()
             .is_some_and(|f| f.iter().any(|s| s.as_str().unwrap_or("").starts_with("/console/report")))
     );
+
+    // 供需对接: the unmatched needs as `hutong matches --unmatched` lists them.
+    let mut matches: Vec<String> = ["matches", "--unmatched", "--json"].map(str::to_owned).to_vec();
+    matches.extend(service.cli_args("governance"));
+    let out = hutong(&matches.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let unmatched: Value = serde_json::from_slice(&out.stdout)?;
+    let unmatched = unmatched["matches"].as_array().cloned().unwrap_or_default();
+    assert_eq!(governance["cards"]["unmatched"], unmatched.len().to_string(), "{governance}");
+    // 交办反馈: an event's thread, the same steps as `hutong thread`.
+    let key = governance["sections"]["events"][0]["key"].as_str().unwrap_or_default().to_owned();
+    let mut ask: Vec<String> = vec!["thread".into(), key.clone(), "--json".into()];
+    ask.extend(service.cli_args("governance"));
+    let out = hutong(&ask.iter().map(String::as_str).collect::<Vec<_>>())?;
+    anyhow::ensure!(out.status.success(), "hutong thread {key}: {}", String::from_utf8_lossy(&out.stderr));
+    let cli_thread: Value = serde_json::from_slice(&out.stdout)?;
+    let cli_steps: usize =
+        cli_thread["events"].as_array().into_iter().flatten().map(|e| e["steps"].as_array().map_or(0, Vec::len)).sum();
+    assert!(cli_steps > 0, "{cli_thread}");
+    assert_eq!(thread["cards"]["steps"], cli_steps.to_string(), "{thread}");
+    assert_eq!(thread["sections"]["timeline"].as_array().map_or(0, Vec::len), cli_steps);
 
     // A consumer has the APIs its grants cover, not the console.
     assert_eq!(consumer["status"], 403, "{consumer}");

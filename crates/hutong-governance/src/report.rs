@@ -688,10 +688,12 @@ struct Charts {
 }
 
 /// One bar of a grouped horizontal bar chart: label, then (value, class) per series.
-type Bar = (String, Vec<(f64, &'static str)>);
+pub type Bar = (String, Vec<(f64, &'static str)>);
 
-/// A horizontal bar chart of `bars` (each a label and its series), with a legend.
-fn bar_chart(title: &str, legend: &[(&str, &str)], bars: &[Bar]) -> String {
+/// A horizontal bar chart of `bars` (each a label and its series), with a legend, as SVG markup
+/// (classes `s1`, `s2`, `s3` colour the series; the report's and the console's style sheets
+/// define them).
+pub fn bar_chart(title: &str, legend: &[(&str, &str)], bars: &[Bar]) -> String {
     use std::fmt::Write as _;
     let max = bars.iter().flat_map(|(_, s)| s.iter().map(|(v, _)| *v)).fold(0.0_f64, f64::max).max(1.0);
     let series = bars.first().map_or(1, |(_, s)| s.len().max(1));
@@ -752,7 +754,8 @@ fn trim_number(v: f64) -> String {
     if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.2}") }
 }
 
-fn escape(s: &str) -> String {
+/// `s` escaped for HTML text and attribute values.
+pub fn escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

@@ -165,6 +165,7 @@ pub fn router(console: Arc<Console>) -> Router {
         .route("/console/sharing", get(sharing))
         .route("/console/sharing/decide", post(decide))
         .route("/console/governance", get(governance))
+        .route("/console/thread/{key}", get(thread))
         .route("/console/report", get(report))
         .route("/console/audit", get(audit))
         .route("/console/adapters", get(adapters).post(adapters_post))
@@ -182,6 +183,8 @@ struct Page {
     /// (element id, label, value).
     cards: Vec<(String, String, String)>,
     sections: Vec<Section>,
+    /// Refresh the numbers in place (progressive enhancement; the page reads without it).
+    live: bool,
 }
 
 #[derive(Default)]
@@ -199,6 +202,8 @@ struct Section {
     /// Approve / deny forms on rows with a key.
     actions: bool,
     frame: Option<String>,
+    /// A chart (SVG markup made by [`hutong_governance::report::bar_chart`], which escapes its text).
+    svg: Option<String>,
     /// A POST form: fields and a text area.
     post: Option<PostForm>,
 }
@@ -259,9 +264,7 @@ fn refused(status: &tonic::Status) -> Response {
         .into_response()
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
+use hutong_governance::report::escape;
 
 impl Console {
     /// Who is looking: a department or an admin of the policy. Consumers and anonymous callers
@@ -294,6 +297,7 @@ impl Console {
             error: None,
             cards: Vec::new(),
             sections: Vec::new(),
+            live: false,
         }
     }
 
@@ -352,6 +356,7 @@ async fn overview(State(c): State<Arc<Console>>, request: Request) -> Response {
     let at: DateTime<FixedOffset> = now.with_timezone(&hutong_governance::beijing());
     let sum = |f: fn(&Activity) -> i64| activity.iter().map(f).sum::<i64>();
     let mut page = c.page(&who, "/console", "总览 Overview");
+    page.live = true;
     let departments: std::collections::BTreeSet<&str> =
         activity.iter().filter(|a| a.published_all > 0).map(|a| a.department.as_str()).collect();
     page.cards = vec![
@@ -396,6 +401,26 @@ async fn overview(State(c): State<Arc<Console>>, request: Request) -> Response {
             row
         })
         .collect();
+    let mut per_department: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for a in &activity {
+        let e = per_department.entry(a.department.as_str()).or_default();
+        e.0 += a.published_all as f64;
+        e.1 += a.rejected_all as f64;
+    }
+    let bars: Vec<hutong_governance::report::Bar> =
+        per_department.iter().map(|(d, (p, r))| (c.department_name(d), vec![(*p, "s1"), (*r, "s2")])).collect();
+    page.sections.push(Section {
+        id: "chart".into(),
+        title: "发布与拒收 Published and rejected, per department".into(),
+        svg: (!bars.is_empty()).then(|| {
+            hutong_governance::report::bar_chart(
+                "累计 All the store holds",
+                &[("发布 published", "s1"), ("拒收 rejected", "s2")],
+                &bars,
+            )
+        }),
+        ..Section::default()
+    });
     page.sections.push(Section {
         id: "departments".into(),
         title: "各部门上报 What each department sends".into(),
@@ -884,6 +909,7 @@ async fn governance(State(c): State<Arc<Console>>, request: Request) -> Response
         ]
         .map(str::to_owned)
         .to_vec(),
+        links: true,
         rows: events_docs
             .iter()
             .map(|e| {
@@ -893,6 +919,7 @@ async fn governance(State(c): State<Arc<Console>>, request: Request) -> Response
                 );
                 row.class = if e["deadline_status"] == "overdue" { "bad" } else { "" };
                 row.key = text(&e["event_key"]);
+                row.href = format!("/console/thread/{}", urlencode(&row.key));
                 row
             })
             .collect(),
@@ -908,6 +935,34 @@ async fn governance(State(c): State<Arc<Console>>, request: Request) -> Response
             .iter()
             .map(|a| {
                 Row::of(["level_name", "condition", "condition_at", "grid_code", "departments"].map(|k| text(&a[k])))
+            })
+            .collect(),
+        ..Section::default()
+    });
+    let needs = match g
+        .list_matches(call(
+            &parts,
+            hutong_proto::v1::ListMatchesRequest { unmatched_only: true, limit: 200, ..Default::default() },
+        ))
+        .await
+    {
+        Ok(r) => r.into_inner(),
+        Err(s) => return refused(&s),
+    };
+    let unmatched = docs(&needs.matches_json);
+    page.cards.push(("unmatched".into(), "未对接需求 Unmatched needs".into(), unmatched.len().to_string()));
+    page.sections.push(Section {
+        id: "needs".into(),
+        title: "未对接需求 Needs without a resource (供需对接)".into(),
+        headers: ["需求 Need", "类别 Category", "网格 Grid", "状态 Status", "候选 Candidates"]
+            .map(str::to_owned)
+            .to_vec(),
+        rows: unmatched
+            .iter()
+            .map(|m| {
+                let mut row = Row::of(["request_key", "category", "grid_code", "status"].map(|k| text(&m[k])));
+                row.cells.push((m["candidates"].as_array().map_or(0, Vec::len).to_string(), true));
+                row
             })
             .collect(),
         ..Section::default()
@@ -1320,6 +1375,67 @@ async fn adapters_page(c: &Console, parts: &Parts, list: &str, form: &AdaptersFo
     render(&page)
 }
 
+/// 交办反馈: one matter's thread across departments (GetThread), step by step.
+async fn thread(
+    State(c): State<Arc<Console>>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    request: Request,
+) -> Response {
+    let (parts, _) = request.into_parts();
+    let who = match c.viewer(&parts, "ConsoleThread") {
+        Ok(w) => w,
+        Err(s) => return refused(&s),
+    };
+    let Some(g) = &c.governance else {
+        return (StatusCode::NOT_FOUND, "the governance consumers are not enabled").into_response();
+    };
+    let answer = match g.get_thread(call(&parts, hutong_proto::v1::GetThreadRequest { event_key: key.clone() })).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return refused(&s),
+    };
+    let mut page = c.page(&who, "/console/governance", &format!("事件线索 The thread of {key}"));
+    let events = docs(&answer.events_json);
+    let mut steps: Vec<(String, Row)> = Vec::new();
+    for e in &events {
+        for s in e["steps"].as_array().into_iter().flatten() {
+            let at = text(&s["at"]);
+            let row = Row::of([
+                at.clone(),
+                text(&e["event_key"]),
+                text(&s["status"]),
+                text(&s["department"]),
+                text(&s["note"]),
+            ]);
+            steps.push((at, row));
+        }
+    }
+    steps.sort_by(|a, b| a.0.cmp(&b.0));
+    page.cards = vec![
+        ("events".into(), "相关事件 Events".into(), events.len().to_string()),
+        ("steps".into(), "步骤 Steps".into(), steps.len().to_string()),
+    ];
+    page.error = (!answer.missing_keys.is_empty())
+        .then(|| format!("尚未收到 Not received yet: {}", answer.missing_keys.join(", ")));
+    page.sections.push(Section {
+        id: "timeline".into(),
+        title: "时间线 One timeline across departments".into(),
+        headers: ["时间 At", "事件 Event", "状态 Status", "部门 Department", "说明 Note"].map(str::to_owned).to_vec(),
+        rows: steps.into_iter().map(|(_, r)| r).collect(),
+        ..Section::default()
+    });
+    page.sections.push(Section {
+        id: "links".into(),
+        title: "关联 Links".into(),
+        headers: ["从 From", "关系 Relation", "到 To"].map(str::to_owned).to_vec(),
+        rows: docs(&answer.links_json)
+            .iter()
+            .map(|l| Row::of(["from", "relation", "to"].map(|k| text(&l[k]))))
+            .collect(),
+        ..Section::default()
+    });
+    render(&page)
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct Period {
     #[serde(default)]
@@ -1392,6 +1508,7 @@ mod tests {
             notice: Some("<script>".into()),
             error: None,
             cards: vec![],
+            live: false,
             sections: vec![Section {
                 id: "s".into(),
                 title: "s".into(),
