@@ -164,6 +164,9 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
                 "#dry-run-form input[name=kind]": "household_registration",
                 "#dry-run-form textarea[name=payload]": DRY_RUN,
             }, "click": "#dry-run-form button[type=submit]"},
+            {"as": "governance", "goto": "/console/rejects?since=1h"},
+            {"as": "governance", "goto": "/console/rejects?since=2099-01-01T00:00:00Z"},
+            {"as": "governance", "goto": "/console/rejects?since=yesterday"},
         ]),
         dir.path(),
     )?;
@@ -183,7 +186,10 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
         dry_run,
         compatibility,
         auditor_dry_run,
-    ] = <[Value; 15]>::try_from(pages).map_err(|p| anyhow::anyhow!("{} pages", p.len()))?;
+        since_hour,
+        since_later,
+        since_bad,
+    ] = <[Value; 18]>::try_from(pages).map_err(|p| anyhow::anyhow!("{} pages", p.len()))?;
 
     // 总览 as an admin: every department, each kind's counts as the dry run of its sample says.
     assert_eq!(overview["status"], 200, "{overview}");
@@ -257,6 +263,11 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
     assert_eq!(field(&views[1], "gender").as_deref(), Some("*"), "{}", views[1]);
     assert_eq!(views[2]["status"], 404, "{}", views[2]);
 
+    // Rejects by time: all within the hour, none after 2099; a time that is none is refused.
+    assert_eq!(since_hour["cards"]["rejects-total"], rejected.to_string(), "{since_hour}");
+    assert_eq!(since_later["cards"]["rejects-total"], "0", "{since_later}");
+    assert_eq!(since_bad["status"], 422, "InvalidArgument, as the HTTP submit answers it: {since_bad}");
+
     // 共享审批: 公安 approved in the page; the API says so, and the audit trail has 公安's Decide.
     assert_eq!(decided["status"], 200, "{decided}");
     assert!(decided["notice"].as_str().unwrap_or_default().contains(&format!("{id} approved")), "{decided}");
@@ -294,6 +305,14 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
     }
     // The pages' reads are audited as their viewers' too.
     assert!(events.iter().any(|e| e["principal"] == "minzheng" && e["operation"] == "Console"));
+    // The catalogue, 公安's own resources marked as its own.
+    let catalog = decided["sections"]["catalog"].as_array().cloned().unwrap_or_default();
+    let own = catalog
+        .iter()
+        .find(|r| r["key"] == "gongan.household_registration")
+        .expect("公安's registration in the catalogue");
+    assert_eq!(cell(own, 7), "✓", "{own}");
+    assert!(catalog.len() >= 16, "every resource: {}", catalog.len());
     // 民政 sees no request of 公安's resource, so nothing to decide.
     assert!(other_dept["sections"]["pending"].as_array().is_none_or(|r| r.is_empty()), "{other_dept}");
 

@@ -97,13 +97,7 @@ pub(crate) struct ReplayArgs {
 }
 
 fn since(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    let back = humantime::parse_duration(text)
-        .map_err(|e| format!("{text:?} is neither an RFC 3339 time nor a duration like 24h or 7d ({e})"))?;
-    let back = chrono::Duration::from_std(back).map_err(|e| format!("{text:?}: {e}"))?;
-    Utc::now().checked_sub_signed(back).ok_or_else(|| format!("{text:?} goes back before any date"))
+    hutong_governance::since(text, Utc::now())
 }
 
 /// A dead letter as read from the topic: its value, its own event id (the key) and the source id

@@ -59,6 +59,19 @@ pub fn beijing() -> chrono::FixedOffset {
     chrono::FixedOffset::east_opt(8 * 3600).expect("a valid offset")
 }
 
+/// A point in time a person writes when narrowing a search (`--since`, a console filter): an RFC
+/// 3339 time (`2026-12-01T00:00:00+08:00`) or a duration back from `now` (`24h`, `7d`).
+pub fn since(text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let text = text.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(t.with_timezone(&chrono::Utc));
+    }
+    let back = humantime::parse_duration(text)
+        .map_err(|e| format!("{text:?} is neither an RFC 3339 time nor a duration like 24h or 7d ({e})"))?;
+    let back = chrono::Duration::from_std(back).map_err(|e| format!("{text:?}: {e}"))?;
+    now.checked_sub_signed(back).ok_or_else(|| format!("{text:?} goes back before any date"))
+}
+
 /// Every governance rule, loaded and checked together.
 #[derive(Debug)]
 pub struct Governance {

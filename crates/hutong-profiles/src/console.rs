@@ -508,12 +508,24 @@ async fn overview(State(c): State<Arc<Console>>, request: Request) -> Response {
     render(&page)
 }
 
+/// `since` as the store compares it (RFC 3339 UTC seconds): a time, or a duration back from now;
+/// empty: from the beginning.
+fn since_of(since: &str) -> Result<String, String> {
+    if since.trim().is_empty() {
+        return Ok(String::new());
+    }
+    hutong_governance::since(since, Utc::now()).map(stamp).map_err(|e| format!("since: {e}"))
+}
+
 fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 #[derive(Debug, Default, Deserialize)]
 struct RejectFilter {
+    /// Received since: an RFC 3339 time or a duration back from now (`24h`, `7d`).
+    #[serde(default)]
+    since: String,
     #[serde(default)]
     department: String,
     #[serde(default)]
@@ -535,8 +547,12 @@ async fn rejects(State(c): State<Arc<Console>>, Query(f): Query<RejectFilter>, r
         _ => f.department.trim().to_owned(),
     };
     let (kind, rule) = (f.kind.trim().to_owned(), f.rule.trim().to_owned());
-    let (d, k, r) = (department.clone(), kind.clone(), rule.clone());
-    let found = c.queries.run(move |s| s.rejects(&d, &k, &r, 500)).await;
+    let since = match since_of(&f.since) {
+        Ok(t) => t,
+        Err(e) => return refused(&tonic::Status::invalid_argument(e)),
+    };
+    let (d, k, r, t) = (department.clone(), kind.clone(), rule.clone(), since.clone());
+    let found = c.queries.run(move |s| s.rejects(&d, &k, &r, &t, 500)).await;
     let (list, total) = match found {
         Ok(x) => x,
         Err(s) => return refused(&s),
@@ -551,6 +567,7 @@ async fn rejects(State(c): State<Arc<Console>>, Query(f): Query<RejectFilter>, r
     }
     filters.push(("kind".into(), "类别 Kind".into(), kind));
     filters.push(("rule".into(), "规则 Rule".into(), rule));
+    filters.push(("since".into(), "自 Since (24h, 7d, RFC 3339)".into(), f.since.trim().to_owned()));
     page.sections.push(Section {
         id: "rejects".into(),
         title: "死信 Dead letters (hutong.dlq.v1)".into(),
@@ -748,6 +765,10 @@ async fn sharing(State(c): State<Arc<Console>>, Query(done): Query<Done>, reques
         Ok(r) => r.into_inner(),
         Err(s) => return refused(&s),
     };
+    let catalog = match c.access.get_catalog(call(&parts, hutong_proto::v1::GetCatalogRequest {})).await {
+        Ok(r) => r.into_inner(),
+        Err(s) => return refused(&s),
+    };
     let mut page = c.page(&who, "/console/sharing", "共享审批 Sharing");
     page.notice = (!done.done.is_empty()).then(|| format!("已处理 Decided: {}", done.done));
     page.error = (!done.error.is_empty()).then(|| done.error.clone());
@@ -796,6 +817,35 @@ async fn sharing(State(c): State<Arc<Console>>, Query(done): Query<Done>, reques
         title: "已决定 Decided, grants".into(),
         headers,
         rows: decided.iter().map(|r| request_row(r, false)).collect(),
+        ..Section::default()
+    });
+    page.sections.push(Section {
+        id: "catalog".into(),
+        title: "共享目录 The resource catalogue".into(),
+        headers: [
+            "编码 Code",
+            "资源 Resource",
+            "提供方 Provider",
+            "共享类型 Sharing",
+            "审批 Approver",
+            "更新周期 Cycle",
+            "信息项 Items",
+            "本方 Yours",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows: docs(&catalog.resources_json)
+            .iter()
+            .map(|r| {
+                let mut row = Row::of(
+                    ["code", "name", "provider_name", "sharing", "approver", "update_cycle"].map(|k| text(&r[k])),
+                );
+                row.cells.push((r["items"].as_array().map_or(0, Vec::len).to_string(), true));
+                row.cells.push((if r["standing"]["provider"] == true { "✓".into() } else { String::new() }, false));
+                row.key = text(&r["id"]);
+                row
+            })
+            .collect(),
         ..Section::default()
     });
     page.sections.push(Section {

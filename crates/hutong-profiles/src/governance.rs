@@ -478,18 +478,21 @@ impl Store {
     }
 
     /// The dead letters the service has seen, newest first, at most `limit`, and how many match:
-    /// of `department` and `kind` (empty: any), with a violation of `rule` (empty: any).
+    /// of `department` and `kind` (empty: any), with a violation of `rule` (empty: any), received
+    /// at or after `since` (RFC 3339 UTC as stored; empty: any).
     pub fn rejects(
         &mut self,
         department: &str,
         kind: &str,
         rule: &str,
+        since: &str,
         limit: usize,
     ) -> Result<(Vec<RejectRow>, usize), StoreError> {
         let rows = self.db.rows(
             "SELECT event_id, department, kind, received_at, rules FROM gov_rejects \
-             WHERE ($1 = '' OR department = $1) AND ($2 = '' OR kind = $2) ORDER BY received_at DESC, event_id",
-            &[P::T(department), P::T(kind)],
+             WHERE ($1 = '' OR department = $1) AND ($2 = '' OR kind = $2) AND received_at >= $3 \
+             ORDER BY received_at DESC, event_id",
+            &[P::T(department), P::T(kind), P::T(since)],
         )?;
         let mut out = Vec::new();
         let mut total = 0;
