@@ -84,7 +84,7 @@ with sync_playwright() as p:
         result = {"status": response.status if response else None, "url": page.url}
         result.update(page.evaluate(EXTRACT))
         if "screenshot" in step:
-            page.screenshot(path=step["screenshot"], full_page=True)
+            page.screenshot(path=step["screenshot"], full_page=step.get("full_page", True))
         out.append(result)
         page.close()
     browser.close()
