@@ -876,15 +876,9 @@ struct Decision {
 /// browser's certificate decide.
 async fn decide(State(c): State<Arc<Console>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    if !same_origin(&parts) {
-        return (StatusCode::FORBIDDEN, "a decision is posted from the console's own page").into_response();
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "the form is too large").into_response();
-    };
-    let form: Decision = match serde_urlencoded::from_bytes(&bytes) {
+    let form: Decision = match form_of(&parts, body, 64 * 1024).await {
         Ok(f) => f,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("the form: {e}")).into_response(),
+        Err(r) => return r,
     };
     let message = DecideRequest { id: form.id.clone(), approve: form.approve, reason: form.reason };
     let to = match c.access.decide(call(&parts, message)).await {
@@ -899,6 +893,22 @@ async fn decide(State(c): State<Arc<Console>>, request: Request) -> Response {
 
 fn urlencode(text: &str) -> String {
     serde_urlencoded::to_string([("", text)]).map(|s| s.trim_start_matches('=').to_owned()).unwrap_or_default()
+}
+
+/// A posted form of at most `limit` bytes, from a page of this console only ([`same_origin`]).
+async fn form_of<T: serde::de::DeserializeOwned>(
+    parts: &Parts,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<T, Response> {
+    if !same_origin(parts) {
+        return Err((StatusCode::FORBIDDEN, "a form is posted from the console's own pages").into_response());
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
+        return Err((StatusCode::PAYLOAD_TOO_LARGE, format!("the form is larger than {limit} bytes")).into_response());
+    };
+    serde_urlencoded::from_bytes(&bytes)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("the form: {e}")).into_response())
 }
 
 /// Whether a POST comes from a page of this console: the browser's `Sec-Fetch-Site`, else its
@@ -1195,15 +1205,9 @@ async fn adapters(State(c): State<Arc<Console>>, Query(q): Query<AdaptersQuery>,
 async fn adapters_post(State(c): State<Arc<Console>>, request: Request) -> Response {
     use hutong_proto::v1::admin_server::Admin;
     let (parts, body) = request.into_parts();
-    if !same_origin(&parts) {
-        return (StatusCode::FORBIDDEN, "a dry run is posted from the console's own page").into_response();
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, 1024 * 1024).await else {
-        return (StatusCode::PAYLOAD_TOO_LARGE, "the form is larger than 1 MiB").into_response();
-    };
-    let form: AdaptersForm = match serde_urlencoded::from_bytes(&bytes) {
+    let form: AdaptersForm = match form_of(&parts, body, 1024 * 1024).await {
         Ok(f) => f,
-        Err(e) => return (StatusCode::BAD_REQUEST, format!("the form: {e}")).into_response(),
+        Err(r) => return r,
     };
     let mut results = Vec::new();
     if !form.subject.trim().is_empty() {
