@@ -149,7 +149,7 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
             {"as": "governance", "goto": "/console/governance", "click": "#events a.detail"},
             {"as": "auditor", "goto": "/console/audit?principal=gongan&operation=Approve"},
             {"as": "minzheng", "goto": "/console/audit"},
-            {"as": "governance", "goto": "/console/adapters?list=gb-t-4761"},
+            {"as": "governance", "goto": "/console/adapters?list=gb-t-4761&entity=person"},
             {"as": "governance", "goto": "/console/adapters", "fill": {
                 "#dry-run-form input[name=department]": "gongan",
                 "#dry-run-form input[name=kind]": "household_registration",
@@ -372,6 +372,11 @@ async fn the_console_shows_what_the_cli_reports_to_whom_it_may_and_decides_throu
     for (d, k) in expected.keys() {
         assert!(listed.iter().any(|r| r["key"] == format!("{d}/{k}")), "no adapter {d}/{k}: {adapters}");
     }
+    let entities = adapters["sections"]["entities"].as_array().cloned().unwrap_or_default();
+    assert!(entities.iter().any(|r| r["key"] == "person") && entities.len() >= 8, "{adapters}");
+    let fields = adapters["sections"]["fields"].as_array().cloned().unwrap_or_default();
+    let citizen_id = fields.iter().find(|r| cell(r, 0) == "citizen_id").expect("person.citizen_id");
+    assert!(cell(citizen_id, 3).starts_with("citizen-id"), "its x-pii shown: {citizen_id}");
     let wife = adapters["sections"]["codes"].as_array().cloned().unwrap_or_default();
     assert!(wife.iter().any(|r| cell(r, 0) == "12" && cell(r, 1) == "妻"), "{adapters}");
     let page_rules: Vec<String> = dry_run["sections"]["dry-run"]

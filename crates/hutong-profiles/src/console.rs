@@ -1173,6 +1173,9 @@ struct AdaptersQuery {
     /// A code list to show.
     #[serde(default)]
     list: String,
+    /// An entity of the standard to show.
+    #[serde(default)]
+    entity: String,
 }
 
 /// What the page's two forms post: a dry run (`department`, `kind`, `payload`) or a compatibility
@@ -1199,7 +1202,7 @@ struct AdaptersForm {
 /// `hutong adapter`/`schema` verbs call them: the policy decides who may.
 async fn adapters(State(c): State<Arc<Console>>, Query(q): Query<AdaptersQuery>, request: Request) -> Response {
     let (parts, _) = request.into_parts();
-    adapters_page(&c, &parts, &q.list, &AdaptersForm::default(), Vec::new()).await
+    adapters_page(&c, &parts, &q, &AdaptersForm::default(), Vec::new()).await
 }
 
 async fn adapters_post(State(c): State<Arc<Console>>, request: Request) -> Response {
@@ -1292,10 +1295,17 @@ async fn adapters_post(State(c): State<Arc<Console>>, request: Request) -> Respo
             Err(s) => return refused(&s),
         }
     }
-    adapters_page(&c, &parts, "", &form, results).await
+    adapters_page(&c, &parts, &AdaptersQuery::default(), &form, results).await
 }
 
-async fn adapters_page(c: &Console, parts: &Parts, list: &str, form: &AdaptersForm, results: Vec<Section>) -> Response {
+async fn adapters_page(
+    c: &Console,
+    parts: &Parts,
+    q: &AdaptersQuery,
+    form: &AdaptersForm,
+    results: Vec<Section>,
+) -> Response {
+    let list = q.list.as_str();
     use hutong_proto::v1::{ListAdaptersRequest, ListSchemasRequest, admin_server::Admin};
     let who = match c.viewer(parts, "ConsoleAdapters") {
         Ok(w) => w,
@@ -1382,6 +1392,53 @@ async fn adapters_page(c: &Console, parts: &Parts, list: &str, form: &AdaptersFo
         }),
         ..Section::default()
     });
+    page.sections.push(Section {
+        id: "entities".into(),
+        title: "统一标准 The standard's entities".into(),
+        headers: ["实体 Entity", "名称 Title", "主版本 Major", "主键 Key", "字段 Fields", "个人信息 Personal"]
+            .map(str::to_owned)
+            .to_vec(),
+        rows: c
+            .standard
+            .entities()
+            .map(|e| {
+                let fields = e.dereferenced["properties"].as_object().map_or(0, serde_json::Map::len);
+                let personal = hutong_standard::privacy::personal_fields(&e.dereferenced).len();
+                let mut row = Row::of([e.name.clone(), e.title.clone(), e.major.to_string(), e.key.clone()]);
+                row.cells.push((fields.to_string(), true));
+                row.cells.push((personal.to_string(), true));
+                row.key = e.name.clone();
+                row
+            })
+            .collect(),
+        filters: vec![("entity".into(), "查看 Show entity".into(), q.entity.clone())],
+        filter_action: "/console/adapters".into(),
+        ..Section::default()
+    });
+    if let Some(e) = c.standard.entity(q.entity.trim()) {
+        let personal: BTreeMap<String, String> = hutong_standard::privacy::personal_fields(&e.dereferenced)
+            .into_iter()
+            .map(|f| (f.path, format!("{} {}", f.pii, f.sharing.unwrap_or_default()).trim().to_owned()))
+            .collect();
+        page.sections.push(Section {
+            id: "fields".into(),
+            title: format!("{} {}", e.name, e.title),
+            headers: ["字段 Field", "类型 Type", "名称 Title", "个人信息 Personal (x-pii, x-sharing)"]
+                .map(str::to_owned)
+                .to_vec(),
+            rows: e.dereferenced["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, f)| {
+                    let kind = if f["type"].is_null() { text(&f["$ref"]) } else { text(&f["type"]) };
+                    let title = text(if f["title"].is_null() { &f["description"] } else { &f["title"] });
+                    Row::of([name.clone(), kind, title, personal.get(&format!("/{name}")).cloned().unwrap_or_default()])
+                })
+                .collect(),
+            ..Section::default()
+        });
+    }
     let lists = c.standard.codes();
     page.sections.push(Section {
         id: "code-lists".into(),
