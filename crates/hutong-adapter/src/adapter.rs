@@ -246,6 +246,22 @@ impl Adapter {
         self.outputs.iter().map(|o| o.entity.as_str())
     }
 
+    /// Where the payload's top-level fields land: (source field, entity, canonical pointer) of
+    /// every field mapped from one (an array's elements land under its pointer with `/*`). A
+    /// field only an expression reads is not listed.
+    pub fn sources(&self) -> Vec<(String, String, String)> {
+        let mut out = Vec::new();
+        for o in &self.outputs {
+            for f in &o.fields {
+                out.extend(f.from.iter().map(|from| (from.clone(), o.entity.clone(), f.to.clone())));
+            }
+            for e in &o.each {
+                out.push((e.over.clone(), o.entity.clone(), format!("{}/*", e.to)));
+            }
+        }
+        out
+    }
+
     /// The top-level fields this adapter fills in its `entity` records (none if it produces
     /// no such record).
     pub fn fields_of<'s>(&'s self, entity: &'s str) -> impl Iterator<Item = &'s str> + 's {

@@ -67,6 +67,8 @@ pub struct Console {
     pub admin: Arc<hutong_gateway::AdminService>,
     /// The standard's code lists, to browse.
     pub standard: Arc<hutong_standard::Standard>,
+    /// The adapters, to mask a rejected record's personal fields as the topics do.
+    pub adapters: Arc<hutong_adapter::Adapters>,
 }
 
 /// The samples of a gateway's Prometheus text the overview shows.
@@ -79,6 +81,35 @@ const GATEWAY_SAMPLES: [(&str, &str); 5] = [
 ];
 
 impl Console {
+    /// What each payload field of (`department`, `kind`) becomes, as far as masking goes: the
+    /// `x-pii` of a personal field it lands in (`Some(pii)`), `None` for a field it maps only to
+    /// fields that are not personal; fields the adapter does not map are absent.
+    fn source_treatment(&self, department: &str, kind: &str) -> BTreeMap<String, Option<String>> {
+        let mut out: BTreeMap<String, Option<String>> = BTreeMap::new();
+        let Some(adapter) = self.adapters.get(department, kind) else { return out };
+        let mut personal: BTreeMap<String, Vec<hutong_standard::privacy::PersonalField>> = BTreeMap::new();
+        for (from, entity, to) in adapter.sources() {
+            let fields = personal.entry(entity.clone()).or_insert_with(|| {
+                self.standard
+                    .entity(&entity)
+                    .map(|e| hutong_standard::privacy::personal_fields(&e.dereferenced))
+                    .unwrap_or_default()
+            });
+            // `/members/0/relation` is the schema's `/members/*/relation`.
+            let path: String =
+                to.split('/').map(|s| if s.parse::<usize>().is_ok() { "*" } else { s }).collect::<Vec<_>>().join("/");
+            let pii = fields
+                .iter()
+                .find(|f| f.path == path || path.starts_with(&format!("{}/", f.path)))
+                .map(|f| f.pii.clone());
+            let entry = out.entry(from).or_insert(None);
+            if pii.is_some() {
+                *entry = pii;
+            }
+        }
+        out
+    }
+
     /// Each gateway: serving or why not (gRPC health, no client certificate).
     async fn gateway_health(&self) -> Vec<(String, String)> {
         use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
@@ -594,13 +625,6 @@ async fn rejects(State(c): State<Arc<Console>>, Query(f): Query<RejectFilter>, r
     render(&page)
 }
 
-/// A value masked: its first character kept when it has more than two, the rest `*`.
-fn mask(s: &str) -> String {
-    let n = s.chars().count();
-    let keep = usize::from(n > 2);
-    s.chars().take(keep).chain(std::iter::repeat_n('*', n - keep)).collect()
-}
-
 /// Every string value in `v`.
 fn strings_of(v: &Value, out: &mut Vec<String>) {
     match v {
@@ -611,24 +635,22 @@ fn strings_of(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// `message` with every quoted value of the record masked (a violation quotes what it found).
-fn masked_message(message: &str, values: &[String]) -> String {
+/// `message` with every quoted hidden value replaced by its mask (a violation quotes what it
+/// found); `hidden` is (value, mask), longest first.
+fn masked_message(message: &str, hidden: &[(String, String)]) -> String {
     let mut out = message.to_owned();
-    for v in values {
-        out = out.replace(&format!("\"{v}\""), &format!("\"{}\"", mask(v)));
+    for (v, m) in hidden {
+        out = out.replace(&format!("\"{v}\""), &format!("\"{m}\""));
     }
     out
 }
 
-/// Every value of `v` masked (the first character kept, the rest `*`), keys kept: what the record
-/// looked like without what it says.
-fn masked(v: &Value) -> Value {
+/// A source value shown as the shared topics show a `pii` field (`hutong_standard::privacy::mask`);
+/// a number or a list as its text.
+fn masked_as(pii: &str, v: &Value) -> String {
     match v {
-        Value::String(s) => Value::String(mask(s)),
-        Value::Number(_) | Value::Bool(_) => Value::String("*".into()),
-        Value::Array(a) => Value::Array(a.iter().map(masked).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), masked(v))).collect()),
-        Value::Null => Value::Null,
+        Value::Null => String::new(),
+        other => hutong_standard::privacy::mask(pii, &text(other)),
     }
 }
 
@@ -691,10 +713,35 @@ async fn reject(
         ("received".into(), "收到 Received".into(), text(&letter["received_at"])),
         ("revision".into(), "版本 Revision".into(), text(&letter["revision"])),
     ];
-    // The record's values, longest first (a value inside another is masked with it).
-    let mut values = Vec::new();
-    strings_of(&letter["payload"]["json"], &mut values);
-    values.sort_by_key(|v| std::cmp::Reverse(v.chars().count()));
+    // For an admin, each field masked as the shared topics mask what it becomes: a field the
+    // adapter maps to a personal field (x-pii) by that field's rule, a field it does not map by
+    // the strictest ("***"), the rest in clear.
+    let fields = letter["payload"]["json"].as_object().cloned().unwrap_or_default();
+    let treatment = c.source_treatment(&department, &text(&letter["kind"]));
+    let shown = |name: &str, v: &Value| -> String {
+        match (as_sent, treatment.get(name)) {
+            (true, _) | (false, Some(None)) => text(v),
+            (false, Some(Some(pii))) => masked_as(pii, v),
+            (false, None) => masked_as("other", v),
+        }
+    };
+    // The values hidden, longest first (a value inside another is masked with it): a violation
+    // quotes what it found.
+    let mut hidden: Vec<(String, String)> = Vec::new();
+    for (name, v) in &fields {
+        let mut found = Vec::new();
+        strings_of(v, &mut found);
+        let pii = match treatment.get(name.as_str()) {
+            Some(None) => continue,
+            Some(Some(pii)) => pii.as_str(),
+            None => "other",
+        };
+        hidden.extend(found.into_iter().map(|f| {
+            let m = hutong_standard::privacy::mask(pii, &f);
+            (f, m)
+        }));
+    }
+    hidden.sort_by_key(|(v, _)| std::cmp::Reverse(v.chars().count()));
     page.sections.push(Section {
         id: "violations".into(),
         title: "违规 Violations".into(),
@@ -708,26 +755,25 @@ async fn reject(
                 Row::of([
                     text(&v["pointer"]),
                     text(&v["rule"]),
-                    if as_sent { message } else { masked_message(&message, &values) },
+                    if as_sent { message } else { masked_message(&message, &hidden) },
                 ])
             })
             .collect(),
         ..Section::default()
     });
-    let payload = &letter["payload"];
-    let (rows, note) = match payload.get("json").filter(|j| j.is_object()) {
-        Some(Value::Object(fields)) => (
-            fields
-                .iter()
-                .map(|(k, v)| Row::of([k.clone(), if as_sent { text(v) } else { text(&masked(v)) }]))
-                .collect(),
+    let (rows, note) = if letter["payload"]["json"].is_object() {
+        (
+            fields.iter().map(|(k, v)| Row::of([k.clone(), shown(k, v)])).collect(),
             if as_sent {
                 "本部门报送的原始记录 The record as your department sent it".to_owned()
             } else {
-                "值已遮盖 Values masked: the record's fields, not the resident's data".to_owned()
+                "个人信息已遮盖 Personal fields masked as on the shared topics; fields the adapter does not map masked \
+                 entirely"
+                    .to_owned()
             },
-        ),
-        _ => (Vec::new(), format!("非 UTF-8 JSON（{}）Not UTF-8 JSON: kept as bytes", text(&letter["charset"]))),
+        )
+    } else {
+        (Vec::new(), format!("非 UTF-8 JSON（{}）Not UTF-8 JSON: kept as bytes", text(&letter["charset"])))
     };
     page.sections.push(Section {
         id: "payload".into(),
@@ -1585,20 +1631,12 @@ mod tests {
     }
 
     #[test]
-    fn an_admin_sees_the_shape_of_a_record_not_its_values() {
-        assert_eq!(mask("1948/2/30"), "1********");
-        assert_eq!(mask("曹丽华"), "曹**");
-        assert_eq!(mask("F"), "*");
-        assert_eq!(mask("男女"), "**");
-        let v = serde_json::json!({"idCard": "330105194802300021", "age": 76, "tags": ["独居"], "none": null});
-        assert_eq!(
-            masked(&v),
-            serde_json::json!({"idCard": "3*****************", "age": "*", "tags": ["**"], "none": null})
-        );
-        let mut values = Vec::new();
-        strings_of(&v, &mut values);
-        let m = masked_message(r#"source field idCard: "330105194802300021" is not in ["excel"]"#, &values);
-        assert_eq!(m, r#"source field idCard: "3*****************" is not in ["excel"]"#);
+    fn a_quoted_hidden_value_is_masked_in_a_message() {
+        let hidden = vec![("330105194802300021".to_owned(), "330105********0021".to_owned())];
+        let m = masked_message(r#"source field idCard: "330105194802300021" is not in ["excel"]"#, &hidden);
+        assert_eq!(m, r#"source field idCard: "330105********0021" is not in ["excel"]"#);
+        assert_eq!(masked_as("birth-date", &serde_json::json!("1948/2/30")), "1948/*/**");
+        assert_eq!(masked_as("other", &serde_json::json!(76)), "***");
     }
 
     #[test]

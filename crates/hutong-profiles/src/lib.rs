@@ -222,6 +222,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     let adapters = Adapters::load(&config.schemas_dir.join("departments"), &standard)
         .map_err(|e| ProfilesError::Schemas(e.to_string()))?;
     let catalogue = Arc::new(governance_service::Catalogue::of(&adapters, &standard));
+    let adapters = Arc::new(adapters);
     let governance_service = match &governance {
         Some(rt) => {
             if !g.metrics_listen.trim().is_empty() {
@@ -306,6 +307,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         .collect(),
         admin,
         standard: Arc::new(standard),
+        adapters: Arc::clone(&adapters),
     }));
     let console = if c.enabled { console } else { axum::Router::new() };
     let mut routes = tonic::service::Routes::new(health)
