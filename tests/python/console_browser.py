@@ -7,7 +7,7 @@ usage: console_browser.py SPEC.json
 SPEC: {"base": "https://127.0.0.1:PORT", "pki": DIR, "steps": [STEP, …]}; a STEP is
   {"as": IDENTITY, "goto": PATH, "fill": {CSS: TEXT} (optional: form fields to fill),
    "click": CSS (optional: a button whose form navigates), "screenshot": PNG (optional)}.
-Each step prints {"status", "url", "viewer", "notice", "error", "cards": {id: value},
+Each step prints {"status", "url", "frame_options" (the X-Frame-Options answered), "viewer", "notice", "error", "cards": {id: value},
 "sections": {id: [{"key", "cells": [...]}]}, "frames": [src]} in order.
 
 The browser presents `<pki>/<identity>.pem` / `.key` to the server: Playwright's
@@ -81,7 +81,11 @@ with sync_playwright() as p:
             with page.expect_navigation() as nav:
                 page.click(step["click"])
             response = nav.value
-        result = {"status": response.status if response else None, "url": page.url}
+        result = {
+            "status": response.status if response else None,
+            "url": page.url,
+            "frame_options": response.headers.get("x-frame-options") if response else None,
+        }
         result.update(page.evaluate(EXTRACT))
         if "screenshot" in step:
             page.screenshot(path=step["screenshot"], full_page=step.get("full_page", True))

@@ -246,17 +246,32 @@ impl Adapter {
         self.outputs.iter().map(|o| o.entity.as_str())
     }
 
-    /// Where the payload's top-level fields land: (source field, entity, canonical pointer) of
-    /// every field mapped from one (an array's elements land under its pointer with `/*`). A
-    /// field only an expression reads is not listed.
-    pub fn sources(&self) -> Vec<(String, String, String)> {
+    /// Where the payload's top-level fields land: (source field, entity, canonical pointer, what
+    /// its transforms say it is) of every field mapped from one. An array of `[[output.each]]`
+    /// lands under its pointer with `/*`. A field only an expression reads is not listed. The
+    /// last element is `Some("citizen-id")` when a transform reads a citizen ID (`citizen-id`,
+    /// `pseudonym`, `id-birth-date`, `id-sex`, `id-division`) or `Some("phone")` for `phone`,
+    /// whatever the target's own annotation: a pseudonymised key is personal at its source.
+    pub fn sources(&self) -> Vec<(String, String, String, Option<&'static str>)> {
+        let reveals = |f: &Field| {
+            f.transforms.iter().find_map(|t| match t {
+                Transform::CitizenId(_)
+                | Transform::Pseudonym
+                | Transform::IdBirthDate
+                | Transform::IdSex
+                | Transform::IdDivision => Some("citizen-id"),
+                Transform::Phone => Some("phone"),
+                _ => None,
+            })
+        };
         let mut out = Vec::new();
         for o in &self.outputs {
             for f in &o.fields {
-                out.extend(f.from.iter().map(|from| (from.clone(), o.entity.clone(), f.to.clone())));
+                out.extend(f.from.iter().map(|from| (from.clone(), o.entity.clone(), f.to.clone(), reveals(f))));
             }
             for e in &o.each {
-                out.push((e.over.clone(), o.entity.clone(), format!("{}/*", e.to)));
+                let inner = e.fields.iter().find_map(|f| reveals(f));
+                out.push((e.over.clone(), o.entity.clone(), format!("{}/*", e.to), inner));
             }
         }
         out

@@ -22,7 +22,7 @@ pub use envelope::{
 pub use kafka::{EntityPartitioner, KafkaPublisher, check_topics, ensure_topics};
 pub use partition::{fact_key, murmur2, partition_for};
 pub use publisher::{BusError, MemoryPublisher, PublishFuture, Publisher, Receipt};
-pub use reader::{GroupLag, group_lag, read_to_end, scan_to_end};
+pub use reader::{GroupLag, group_lag, lag_of, read_to_end, scan_to_end};
 pub use spool::{Spool, SpoolError};
 pub use topics::{
     DerivedTopics, ENTITY_KEY, EntityTopic, MismatchPolicy, TopicCheck, TopicMismatch, TopicPlan, TopicRole, TopicSpec,

@@ -152,6 +152,19 @@ pub fn group_lag(
         .map(|g| g.name().to_owned())
         .filter(|g| g.starts_with(prefix))
         .collect();
+    lag_of(client, &groups, topics, timeout)
+}
+
+/// How far each of `groups` is behind on each partition of `topics` (no group listing: for a
+/// caller that knows its group, and brokers that cannot list groups).
+pub fn lag_of(
+    client: &ClientConfig,
+    groups: &[String],
+    topics: &[&str],
+    timeout: Duration,
+) -> Result<Vec<GroupLag>, BusError> {
+    let err = |what: &str, e: KafkaError| BusError::unavailable(format!("{what}: {e}"));
+    let admin: BaseConsumer = client.create().map_err(|e| err("a client", e))?;
     let mut partitions = Vec::new();
     for topic in topics {
         let metadata = admin.fetch_metadata(Some(topic), timeout).map_err(|e| err(topic, e))?;
@@ -166,15 +179,15 @@ pub fn group_lag(
     for group in groups {
         let consumer: BaseConsumer = client
             .clone()
-            .set("group.id", &group)
+            .set("group.id", group)
             .set("enable.auto.commit", "false")
             .create()
-            .map_err(|e| err(&group, e))?;
+            .map_err(|e| err(group, e))?;
         let mut tpl = TopicPartitionList::new();
         for (topic, partition, _) in &partitions {
             tpl.add_partition(topic, *partition);
         }
-        let committed = consumer.committed_offsets(tpl, timeout).map_err(|e| err(&group, e))?;
+        let committed = consumer.committed_offsets(tpl, timeout).map_err(|e| err(group, e))?;
         for (topic, partition, end) in &partitions {
             let at = committed.find_partition(topic, *partition).and_then(|p| match p.offset() {
                 Offset::Offset(o) => Some(o),

@@ -37,9 +37,17 @@ pub enum PolicyError {
     },
 }
 
-/// The admin operations a policy may grant (the `hutong.v1.Admin` RPCs).
-pub const ADMIN_OPERATIONS: &[&str] =
-    &["ValidateRecord", "ListSchemas", "GetSchema", "CheckCompatibility", "ListAdapters"];
+/// The admin operations a policy may grant: the `hutong.v1.Admin` RPCs, and the console's reads
+/// that have no RPC (a rejected record, masked: `ViewDeadLetter`; the audit trails: `ReadAudit`).
+pub const ADMIN_OPERATIONS: &[&str] = &[
+    "ValidateRecord",
+    "ListSchemas",
+    "GetSchema",
+    "CheckCompatibility",
+    "ListAdapters",
+    "ViewDeadLetter",
+    "ReadAudit",
+];
 
 /// A verified caller.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

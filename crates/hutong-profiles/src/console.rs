@@ -69,6 +69,8 @@ pub struct Console {
     pub standard: Arc<hutong_standard::Standard>,
     /// The adapters, to mask a rejected record's personal fields as the topics do.
     pub adapters: Arc<hutong_adapter::Adapters>,
+    /// Dead-letter reads at once (each scans the dead-letter topic).
+    pub scans: tokio::sync::Semaphore,
 }
 
 /// The samples of a gateway's Prometheus text the overview shows.
@@ -88,7 +90,7 @@ impl Console {
         let mut out: BTreeMap<String, Option<String>> = BTreeMap::new();
         let Some(adapter) = self.adapters.get(department, kind) else { return out };
         let mut personal: BTreeMap<String, Vec<hutong_standard::privacy::PersonalField>> = BTreeMap::new();
-        for (from, entity, to) in adapter.sources() {
+        for (from, entity, to, reveals) in adapter.sources() {
             let fields = personal.entry(entity.clone()).or_insert_with(|| {
                 self.standard
                     .entity(&entity)
@@ -101,11 +103,18 @@ impl Console {
             let pii = fields
                 .iter()
                 .find(|f| f.path == path || path.starts_with(&format!("{}/", f.path)))
-                .map(|f| f.pii.clone());
+                .map(|f| f.pii.clone())
+                // A container with personal fields inside (an array of `[[output.each]]`): all hidden.
+                .or_else(|| fields.iter().any(|f| f.path.starts_with(&format!("{path}/"))).then(|| "other".to_owned()))
+                // A value a transform pseudonymises or reads a citizen ID from is personal at its source.
+                .or_else(|| reveals.map(str::to_owned));
             let entry = out.entry(from).or_insert(None);
-            if pii.is_some() {
-                *entry = pii;
-            }
+            *entry = match (entry.take(), pii) {
+                (None, p) | (p, None) => p,
+                (Some(a), Some(b)) if a == b => Some(a),
+                // Two kinds of personal data: the strictest mask.
+                (Some(_), Some(_)) => Some("other".to_owned()),
+            };
         }
         out
     }
@@ -114,8 +123,8 @@ impl Console {
     async fn gateway_health(&self) -> Vec<(String, String)> {
         use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
         let auth = hutong_client::ClientAuth { ca: self.ca.clone(), ..Default::default() };
-        let mut out = Vec::new();
-        for addr in &self.gateways {
+        // Every gateway at once: one that does not answer costs its 3 s, not the others'.
+        futures::future::join_all(self.gateways.iter().map(|addr| async {
             let asked = async {
                 let endpoint =
                     auth.endpoint(addr).map_err(|e| e.to_string())?.connect_timeout(std::time::Duration::from_secs(2));
@@ -133,9 +142,9 @@ impl Console {
                 Ok(Err(e)) => format!("✗ {e}"),
                 Err(_) => "✗ no answer in 3 s".to_owned(),
             };
-            out.push((addr.clone(), state));
-        }
-        out
+            (addr.clone(), state)
+        }))
+        .await
     }
 
     /// Each gateway's samples of [`GATEWAY_SAMPLES`], or why they could not be read.
@@ -143,8 +152,7 @@ impl Console {
         use http_body_util::BodyExt as _;
         let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build_http::<http_body_util::Empty<axum::body::Bytes>>();
-        let mut out = Vec::new();
-        for url in &self.gateway_metrics {
+        futures::future::join_all(self.gateway_metrics.iter().map(|url| async {
             let read = async {
                 let uri: axum::http::Uri = url.parse().map_err(|e| format!("{e}"))?;
                 let answer = client.get(uri).await.map_err(|e| format!("unreachable: {e}"))?;
@@ -163,28 +171,70 @@ impl Console {
             let got = tokio::time::timeout(std::time::Duration::from_secs(3), read)
                 .await
                 .unwrap_or_else(|_| Err("no answer in 3 s".to_owned()));
-            out.push((url.clone(), got));
-        }
-        out
+            (url.clone(), got)
+        }))
+        .await
     }
 
     /// The service's consumer group's lag per topic (messages not applied yet).
     async fn lag(&self) -> Result<Vec<(String, i64)>, String> {
         let client = self.kafka.client().map_err(|e| e.to_string())?;
         let (group, topics) = (self.group.clone(), self.topics.clone());
-        let lags = tokio::task::spawn_blocking(move || {
+        // librdkafka's calls block (each with its own timeout); the whole is bounded too.
+        let asked = tokio::task::spawn_blocking(move || {
             let names: Vec<&str> = topics.iter().map(String::as_str).collect();
-            hutong_bus::group_lag(&client, &group, &names, std::time::Duration::from_secs(5))
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+            hutong_bus::lag_of(&client, std::slice::from_ref(&group), &names, std::time::Duration::from_secs(2))
+        });
+        let lags = tokio::time::timeout(std::time::Duration::from_secs(8), asked)
+            .await
+            .map_err(|_| "no answer from the brokers in 8 s".to_owned())?
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())?;
         let mut per_topic: BTreeMap<String, i64> = BTreeMap::new();
         for l in lags.iter().filter(|l| l.group == self.group) {
             *per_topic.entry(l.topic.clone()).or_default() += l.lag.max(0);
         }
         Ok(per_topic.into_iter().collect())
     }
+}
+
+/// What a browser may do on the service's port, put in front of every route (the console's and
+/// the gRPC services'). A browser that holds a client certificate sends it with any page's
+/// request, so:
+/// - a request to a gRPC service must be gRPC (`content-type: application/grpc…`) and come from
+///   no web page (no `Origin`, no `Sec-Fetch-Site`): a hostile page cannot call `Decide` with the
+///   viewer's certificate;
+/// - a console page is refused when another site asked for it (`Sec-Fetch-Site: cross-site` or
+///   `same-site`), so no other page makes the browser read, and audit, a record;
+/// - no other site may frame a console page (`X-Frame-Options`, `frame-ancestors`).
+pub async fn browsers(request: Request, next: axum::middleware::Next) -> Response {
+    // Read before any await: the request's body is not `Sync`, so no borrow of it may live across one.
+    let (site, origin, content_type, console) = {
+        let h = |name: &str| request.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        (h("sec-fetch-site"), h("origin"), h("content-type"), request.uri().path().starts_with("/console"))
+    };
+    if console {
+        if matches!(site.as_deref(), Some("cross-site" | "same-site")) {
+            return (StatusCode::FORBIDDEN, "the console answers its own pages and typed addresses only")
+                .into_response();
+        }
+        let mut response = next.run(request).await;
+        let headers = response.headers_mut();
+        headers.insert("x-frame-options", axum::http::HeaderValue::from_static("SAMEORIGIN"));
+        headers.insert("content-security-policy", axum::http::HeaderValue::from_static("frame-ancestors 'self'"));
+        headers.insert("x-content-type-options", axum::http::HeaderValue::from_static("nosniff"));
+        return response;
+    }
+    let grpc = content_type.is_some_and(|t| t.starts_with("application/grpc"));
+    if !grpc {
+        return (StatusCode::FORBIDDEN, "gRPC only").into_response();
+    }
+    if site.is_some() || origin.is_some() {
+        // Said in gRPC, so a client reads PERMISSION_DENIED.
+        return tonic::Status::permission_denied("a gRPC call from a web page (Origin, Sec-Fetch-Site) is refused")
+            .into_http::<axum::body::Body>();
+    }
+    next.run(request).await
 }
 
 /// The console's routes, under `/console`.
@@ -635,13 +685,53 @@ fn strings_of(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// `message` with every quoted hidden value replaced by its mask (a violation quotes what it
-/// found); `hidden` is (value, mask), longest first.
-fn masked_message(message: &str, hidden: &[(String, String)]) -> String {
-    let mut out = message.to_owned();
-    for (v, m) in hidden {
-        out = out.replace(&format!("\"{v}\""), &format!("\"{m}\""));
+/// `message` for an admin: every double-quoted literal hidden (`"***"`) unless it is in `clear`,
+/// and every run of six or more digits outside them (an ID, a phone, a date quoted bare).
+fn masked_message(message: &str, clear: &std::collections::HashSet<String>) -> String {
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(i) = rest.find('"') {
+        out.push_str(&masked_digits(&rest[..i]));
+        let after = &rest[i + 1..];
+        match after.find('"') {
+            Some(j) => {
+                let literal = &after[..j];
+                out.push('"');
+                out.push_str(if clear.contains(literal) { literal } else { "***" });
+                out.push('"');
+                rest = &after[j + 1..];
+            }
+            None => {
+                out.push('"');
+                rest = after;
+            }
+        }
     }
+    out.push_str(&masked_digits(rest));
+    out
+}
+
+/// Runs of six or more ASCII digits replaced by as many `*`.
+fn masked_digits(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 6 {
+            out.extend(std::iter::repeat_n('*', run.len()));
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
     out
 }
 
@@ -669,6 +759,10 @@ async fn reject(
         Err(s) => return refused(&s),
     };
     let probe = call(&parts, ());
+    // Each view reads the dead-letter topic: two at a time, the rest told to come back.
+    let Ok(_scan) = c.scans.try_acquire() else {
+        return refused(&tonic::Status::resource_exhausted("two dead letters are being read; try again in a moment"));
+    };
     let client = match c.kafka.client() {
         Ok(client) => client,
         Err(e) => return refused(&tonic::Status::unavailable(e.to_string())),
@@ -697,7 +791,13 @@ async fn reject(
     let department = text(&letter["department"]);
     let as_sent = match &who {
         Principal::Department(d) if *d == department => true,
-        Principal::Admin(_) => false,
+        Principal::Admin(_) => {
+            // Admins the policy lets read rejected records (`ViewDeadLetter`), masked.
+            if let Err(s) = c.guard.admin(&probe, "ViewDeadLetter") {
+                return refused(&s);
+            }
+            false
+        }
         _ => {
             audit_read(&c.guard, &probe, &who, "ViewPayload", detail, "PermissionDenied");
             return refused(&tonic::Status::not_found(format!("no dead letter {id} of yours")));
@@ -725,23 +825,17 @@ async fn reject(
             (false, None) => masked_as("other", v),
         }
     };
-    // The values hidden, longest first (a value inside another is masked with it): a violation
-    // quotes what it found.
-    let mut hidden: Vec<(String, String)> = Vec::new();
+    // A violation quotes what it found, often after a transform (trimmed, NFKC, upper, an ID
+    // made 18 digits): for an admin every quoted value is hidden but those of fields that are not
+    // personal, and every run of six digits or more.
+    let mut clear = std::collections::HashSet::new();
     for (name, v) in &fields {
-        let mut found = Vec::new();
-        strings_of(v, &mut found);
-        let pii = match treatment.get(name.as_str()) {
-            Some(None) => continue,
-            Some(Some(pii)) => pii.as_str(),
-            None => "other",
-        };
-        hidden.extend(found.into_iter().map(|f| {
-            let m = hutong_standard::privacy::mask(pii, &f);
-            (f, m)
-        }));
+        if matches!(treatment.get(name.as_str()), Some(None)) {
+            let mut found = Vec::new();
+            strings_of(v, &mut found);
+            clear.extend(found);
+        }
     }
-    hidden.sort_by_key(|(v, _)| std::cmp::Reverse(v.chars().count()));
     page.sections.push(Section {
         id: "violations".into(),
         title: "违规 Violations".into(),
@@ -755,7 +849,7 @@ async fn reject(
                 Row::of([
                     text(&v["pointer"]),
                     text(&v["rule"]),
-                    if as_sent { message } else { masked_message(&message, &hidden) },
+                    if as_sent { message } else { masked_message(&message, &clear) },
                 ])
             })
             .collect(),
@@ -791,7 +885,11 @@ struct Done {
     #[serde(default)]
     done: String,
     #[serde(default)]
-    error: String,
+    decision: String,
+    #[serde(default)]
+    failed: String,
+    #[serde(default)]
+    code: String,
 }
 
 /// 共享审批: the requests the viewer may see (a department those for its resources), the pending
@@ -816,8 +914,19 @@ async fn sharing(State(c): State<Arc<Console>>, Query(done): Query<Done>, reques
         Err(s) => return refused(&s),
     };
     let mut page = c.page(&who, "/console/sharing", "共享审批 Sharing");
-    page.notice = (!done.done.is_empty()).then(|| format!("已处理 Decided: {}", done.done));
-    page.error = (!done.error.is_empty()).then(|| done.error.clone());
+    let an_id =
+        |id: &str| !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    page.notice = (an_id(&done.done) && matches!(done.decision.as_str(), "approved" | "denied"))
+        .then(|| format!("已处理 Decided: {} {}", done.done, done.decision));
+    let code = match done.code.as_str() {
+        "PermissionDenied" => Some("无权决定 not yours to decide"),
+        "NotFound" => Some("没有此申请 no such request"),
+        "FailedPrecondition" => Some("已决定或已过期 already decided or expired"),
+        "InvalidArgument" => Some("拒绝需说明理由 a denial needs a reason"),
+        "" => None,
+        _ => Some("未能处理 not done"),
+    };
+    page.error = code.filter(|_| an_id(&done.failed)).map(|c| format!("未处理 Not decided: {}: {c}", done.failed));
     let all = docs(&requests.requests_json);
     let (pending, decided): (Vec<&Value>, Vec<&Value>) = all.iter().partition(|r| r["status"] == "pending");
     page.cards = vec![
@@ -927,12 +1036,12 @@ async fn decide(State(c): State<Arc<Console>>, request: Request) -> Response {
         Err(r) => return r,
     };
     let message = DecideRequest { id: form.id.clone(), approve: form.approve, reason: form.reason };
+    // The page after it says what happened from an id and a word, never from text a link could
+    // carry (a crafted link must not show a made-up notice).
+    let id = urlencode(&form.id);
     let to = match c.access.decide(call(&parts, message)).await {
-        Ok(_) => format!(
-            "/console/sharing?done={}",
-            urlencode(&format!("{} {}", form.id, if form.approve { "approved" } else { "denied" }))
-        ),
-        Err(s) => format!("/console/sharing?error={}", urlencode(&format!("{:?}: {}", s.code(), s.message()))),
+        Ok(_) => format!("/console/sharing?done={id}&decision={}", if form.approve { "approved" } else { "denied" }),
+        Err(s) => format!("/console/sharing?failed={id}&code={}", urlencode(&format!("{:?}", s.code()))),
     };
     Redirect::to(&to).into_response()
 }
@@ -1142,14 +1251,9 @@ async fn audit(State(c): State<Arc<Console>>, Query(search): Query<AuditSearch>,
         Ok(w) => w,
         Err(s) => return refused(&s),
     };
-    if !matches!(who, Principal::Admin(_)) {
-        let probe = call(&parts, ());
-        audit_read(&c.guard, &probe, &who, "Console", serde_json::json!({"page": "audit"}), "PermissionDenied");
-        return refused(&tonic::Status::permission_denied(format!(
-            "{} {}: the audit trail is for admins (the auditor); a department's reads and refusals are in it",
-            who.role(),
-            who.name()
-        )));
+    // Admins the policy lets read the trails (`ReadAudit`); anyone else is refused, audited.
+    if let Err(s) = c.guard.admin(&call(&parts, ()), "ReadAudit") {
+        return refused(&s);
     }
     let mut page = c.page(&who, "/console/audit", "审计 Audit");
     let detail = serde_json::json!({"page": "audit", "principal": search.principal, "operation": search.operation,
@@ -1172,6 +1276,7 @@ async fn audit(State(c): State<Arc<Console>>, Query(search): Query<AuditSearch>,
             Err(e) => (format!("✗ {e}"), false),
         };
         page.cards.push((format!("chain-{i}"), label.clone(), if ok { "完整 intact".into() } else { "✗".into() }));
+        let read_error = entries.as_ref().err().map(|e| format!("; ✗ reading the day files: {e}"));
         let rows = entries
             .unwrap_or_default()
             .iter()
@@ -1196,7 +1301,10 @@ async fn audit(State(c): State<Arc<Console>>, Query(search): Query<AuditSearch>,
         page.sections.push(Section {
             id: format!("trail-{i}"),
             title: format!("{label}: {}", dir.display()),
-            note: Some(format!("{state}; 最近{AUDIT_DAYS}天内最新200条 the newest 200 matching entries of the last {AUDIT_DAYS} day files")),
+            note: Some(format!(
+                "{state}; 最近{AUDIT_DAYS}天内最新200条 the newest 200 matching entries of the last {AUDIT_DAYS} day files{}",
+                read_error.unwrap_or_default()
+            )),
             filters: vec![
                 ("principal".into(), "身份 Principal".into(), search.principal.clone()),
                 ("operation".into(), "操作 Operation".into(), search.operation.clone()),
@@ -1631,10 +1739,15 @@ mod tests {
     }
 
     #[test]
-    fn a_quoted_hidden_value_is_masked_in_a_message() {
-        let hidden = vec![("330105194802300021".to_owned(), "330105********0021".to_owned())];
-        let m = masked_message(r#"source field idCard: "330105194802300021" is not in ["excel"]"#, &hidden);
-        assert_eq!(m, r#"source field idCard: "330105********0021" is not in ["excel"]"#);
+    fn an_admins_message_hides_quoted_values_and_long_digit_runs() {
+        let clear: std::collections::HashSet<String> = ["F".to_owned()].into();
+        let m =
+            masked_message(r#"source field XB: "F" is fine, idCard: "330105194802300021" is not in ["excel"]"#, &clear);
+        assert_eq!(m, r#"source field XB: "F" is fine, idCard: "***" is not in ["***"]"#);
+        let bare = masked_message("birth date 19480230 is not a real date (GB 11643)", &clear);
+        assert_eq!(bare, "birth date ******** is not a real date (GB 11643)");
+        let open = masked_message(r#"unterminated "quote 13800138000"#, &clear);
+        assert_eq!(open, r#"unterminated "quote ***********"#);
         assert_eq!(masked_as("birth-date", &serde_json::json!("1948/2/30")), "1948/*/**");
         assert_eq!(masked_as("other", &serde_json::json!(76)), "***");
     }

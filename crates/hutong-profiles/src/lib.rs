@@ -308,6 +308,7 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
         admin,
         standard: Arc::new(standard),
         adapters: Arc::clone(&adapters),
+        scans: tokio::sync::Semaphore::new(2),
     }));
     let console = if c.enabled { console } else { axum::Router::new() };
     let mut routes = tonic::service::Routes::new(health)
@@ -316,9 +317,8 @@ pub async fn serve(config: GatewayConfig, shutdown: impl Future<Output = ()> + S
     if let Some(g) = governance_service {
         routes = routes.add_service(hutong_proto::v1::governance_server::GovernanceServer::from_arc(g));
     }
-    let router = tonic::transport::Server::builder()
-        .accept_http1(true)
-        .add_routes(routes.into_axum_router().merge(console).into());
+    let routes = routes.into_axum_router().merge(console).layer(axum::middleware::from_fn(console::browsers));
+    let router = tonic::transport::Server::builder().accept_http1(c.enabled).add_routes(routes.into());
     let mut consumer_result = None;
     let stopping = async {
         tokio::select! {
