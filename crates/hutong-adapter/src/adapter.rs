@@ -270,7 +270,7 @@ impl Adapter {
                 out.extend(f.from.iter().map(|from| (from.clone(), o.entity.clone(), f.to.clone(), reveals(f))));
             }
             for e in &o.each {
-                let inner = e.fields.iter().find_map(|f| reveals(f));
+                let inner = e.fields.iter().find_map(&reveals);
                 out.push((e.over.clone(), o.entity.clone(), format!("{}/*", e.to), inner));
             }
         }
