@@ -75,6 +75,11 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
         // at revision 2, R6 at the same revision with other content.
         json!({"source_id": "R5", "revision": 1, "payload": {"GMSFHM": "330106198001010021", "XM": "李梅", "XB": "F"}}),
         json!({"source_id": "R6", "revision": 1, "payload": {"GMSFHM": "330106198001010013", "XM": "王强", "XB": "M"}}),
+        // R7 is rejected twice, at revisions 1 and 2: only the newest may be sent. R8 passes at
+        // revision 1; then its system sends revision 1 again with other content, rejected.
+        json!({"source_id": "R7", "revision": 1, "payload": {"GMSFHM": "330106198202020023", "XM": "孙丽", "XB": "F"}}),
+        json!({"source_id": "R7", "revision": 2, "payload": {"GMSFHM": "330106198202020023", "XM": "孙丽娟", "XB": "F"}}),
+        json!({"source_id": "R8", "revision": 1, "payload": {"GMSFHM": "330106198303030036", "XM": "周平", "XB": "男"}}),
     ];
     let export = work.path().join("export.ndjson");
     std::fs::write(&export, lines.iter().map(|l| format!("{l}\n")).collect::<String>())?;
@@ -87,13 +92,18 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
         .lines()
         .map(|l| serde_json::from_str::<Value>(l).map(|v| v["status"].as_str().unwrap_or_default().to_owned()))
         .collect::<Result<_, _>>()?;
-    assert_eq!(statuses, ["REJECTED", "REJECTED", "PUBLISHED", "REJECTED", "REJECTED", "REJECTED"], "{stdout}");
+    assert_eq!(
+        statuses,
+        ["REJECTED", "REJECTED", "PUBLISHED", "REJECTED", "REJECTED", "REJECTED", "REJECTED", "REJECTED", "PUBLISHED"],
+        "{stdout}"
+    );
     let corrected = work.path().join("corrected.ndjson");
     std::fs::write(
         &corrected,
         [
             json!({"source_id": "R5", "revision": 2, "payload": {"GMSFHM": "330106198001010021", "XM": "李梅", "XB": "女"}}),
             json!({"source_id": "R6", "revision": 1, "payload": {"GMSFHM": "330106198001010013", "XM": "王强", "XB": "男"}}),
+            json!({"source_id": "R8", "revision": 1, "payload": {"GMSFHM": "330106198303030036", "XM": "周平安", "XB": "M"}}),
         ]
         .iter()
         .map(|l| format!("{l}\n"))
@@ -103,7 +113,7 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
     again.push(corrected.display().to_string());
     again.extend(gateway.cli_args("gongan"));
     let (ok, stdout, stderr) = run(&again)?;
-    assert!(ok && stdout.contains(" 2 published"), "{stdout}{stderr}");
+    assert!(ok && stdout.contains(" 2 published") && stdout.contains(" 1 rejected"), "{stdout}{stderr}");
     // The demo's 公安 export as README command 1 sends it: four of its rows are rejected, one
     // (330106197511060526) because its system writes the relation to the head in words (户主之妻).
     let sample = hutong_tests::repo_root().join("schemas/departments/gongan/samples/household_registration.ndjson");
@@ -113,27 +123,27 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
     let (ok, stdout, stderr) = run(&demo)?;
     assert!(ok && stdout.contains(" 4 rejected"), "{stdout}{stderr}");
 
-    // The dead letters, counted by rule. The topic is read to its end: wait until all three are there.
+    // The dead letters, counted by rule. The topic is read to its end: wait until all are there.
     let list = |extra: &[&str]| {
         let mut a = strings(&["dlq", "list", "-c", &config, "--json"]);
         a.extend(strings(extra));
         json_of(&a)
     };
     let mut all = Value::Null;
-    wait_until("nine dead letters", Duration::from_secs(30), || {
+    wait_until("twelve dead letters", Duration::from_secs(30), || {
         all = list(&[])?;
-        Ok(all["records"] == 9)
+        Ok(all["records"] == 12)
     })?;
     let by_rule = all["by_rule"].as_array().cloned().unwrap_or_default();
     let code_row = by_rule.iter().find(|r| r["rule"] == "adapter:code").expect("an adapter:code row");
     assert_eq!(
         (&code_row["department"], &code_row["kind"], &code_row["records"]),
-        (&json!("gongan"), &json!(KIND), &json!(6)),
+        (&json!("gongan"), &json!(KIND), &json!(9)),
         "{all}"
     );
     let gb11643 = by_rule.iter().find(|r| r["rule"] == "format:gb11643").expect("R4's rule is listed");
     assert_eq!(gb11643["records"], 2, "{all}");
-    assert_eq!(list(&["--rule", "adapter:code", "--since", "1h"])?["records"], 6);
+    assert_eq!(list(&["--rule", "adapter:code", "--since", "1h"])?["records"], 9);
     assert_eq!(list(&["--department", "minzheng"])?["records"], 0);
     assert_eq!(list(&["--since", "2099-01-01T00:00:00Z"])?["records"], 0);
 
@@ -163,12 +173,12 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
 
     // A dry run sends nothing.
     let dry = json_of(&replay(&pki, &["--dry-run"]))?;
-    assert_eq!(dry["by_department"]["gongan"]["to send"], 4, "{dry}");
-    assert_eq!(dry["by_department"]["gongan"]["superseded"], 2, "R5 and R6, corrected since: {dry}");
+    assert_eq!(dry["by_department"]["gongan"]["to send"], 6, "R1, R2, two demo rows, R7's second, R8: {dry}");
+    assert_eq!(dry["by_department"]["gongan"]["superseded"], 3, "R5 and R6 corrected since, R7's first: {dry}");
     // Replayed before the fix, they are rejected again by the same rule.
     let again = json_of(&replay(&pki, &[]))?;
-    assert_eq!(again["by_department"]["gongan"]["REJECTED"], 4, "{again}");
-    assert_eq!(again["rejected_again_by_rule"]["adapter:code"], 4, "{again}");
+    assert_eq!(again["by_department"]["gongan"]["REJECTED"], 6, "{again}");
+    assert_eq!(again["rejected_again_by_rule"]["adapter:code"], 6, "{again}");
     let r1_source_id = r1_letter.headers.get("ce_sourceid").cloned().expect("ce_sourceid on the dead letter");
     assert!(published_of(&broker.bootstrap, &r1_source_id)?.is_empty());
 
@@ -199,9 +209,9 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
     })?;
 
     let replayed = json_of(&replay(&pki, &[]))?;
-    assert_eq!(replayed["records"], 6, "R4 (another rule) is not replayed: {replayed}");
-    assert_eq!(replayed["by_department"]["gongan"]["superseded"], 2, "{replayed}");
-    assert_eq!(replayed["by_department"]["gongan"]["PUBLISHED"], 3, "{replayed}");
+    assert_eq!(replayed["records"], 9, "R4 (another rule) is not replayed: {replayed}");
+    assert_eq!(replayed["by_department"]["gongan"]["superseded"], 3, "{replayed}");
+    assert_eq!(replayed["by_department"]["gongan"]["PUBLISHED"], 5, "{replayed}");
     // 110105198001010315 has an unknown sex X, a 13th month and an unknown 民族 99: still refused.
     assert_eq!(replayed["by_department"]["gongan"]["REJECTED"], 1, "{replayed}");
     assert_eq!(replayed["rejected_again_by_rule"]["adapter:date"], 1, "{replayed}");
@@ -259,10 +269,31 @@ async fn dlq_replay_after_an_adapter_fix_publishes_the_rejected_originals_with_t
         assert_eq!(person[0].headers["ce_revision"], revision);
     }
 
+    // R7: only its second revision, replayed; R8: the rejected content, newer than the published.
+    for (source, revision, name, sex) in [("R7", "2", "孙丽娟", "2"), ("R8", "1", "周平安", "1")] {
+        let travelling = letters
+            .iter()
+            .find(|m| m.value.as_ref().is_some_and(|v| v["source_id"] == source))
+            .and_then(|m| m.headers.get("ce_sourceid").cloned())
+            .unwrap();
+        let mut person = Vec::new();
+        wait_until(&format!("{source} replayed"), Duration::from_secs(30), || {
+            person = published_of(&broker.bootstrap, &travelling)?
+                .into_iter()
+                .filter(|m| m.topic.starts_with("hutong.person."))
+                .collect();
+            Ok(person.iter().any(|m| m.value.as_ref().is_some_and(|v| v["name"] == name)))
+        })?;
+        let revisions: Vec<&str> = person.iter().map(|m| m.headers["ce_revision"].as_str()).collect();
+        assert!(revisions.iter().all(|r| *r == revision), "{source}: {revisions:?}");
+        let last = person.last().and_then(|m| m.value.as_ref()).unwrap();
+        assert_eq!((&last["name"], &last["sex"]), (&json!(name), &json!(sex)), "{source}: the newest content last");
+    }
+
     // Once more: nothing already published is sent again.
     let twice = json_of(&replay(&pki, &[]))?;
-    assert_eq!(twice["by_department"]["gongan"]["already published"], 3, "{twice}");
-    assert_eq!(twice["by_department"]["gongan"]["superseded"], 2, "{twice}");
+    assert_eq!(twice["by_department"]["gongan"]["already published"], 5, "{twice}");
+    assert_eq!(twice["by_department"]["gongan"]["superseded"], 3, "{twice}");
     assert_eq!(twice["by_department"]["gongan"]["REJECTED"], 1, "{twice}");
     Ok(())
 }

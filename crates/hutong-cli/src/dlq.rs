@@ -32,14 +32,17 @@ pub(crate) enum DlqCommand {
     /// Send the selected dead letters through the gateways again, each as its own department:
     /// after an adapter fix, what passes now is published with the event ids it would have had.
     /// A dead letter whose fact the entity topics already hold at a higher revision (or at the
-    /// same revision with other content: the department sent it corrected) is not sent: on a
-    /// compacted topic the last message of a fact stays, so the old one would replace the new.
+    /// same revision with other content sent after the rejection: the department corrected it),
+    /// or that a newer dead letter of the same fact follows, is not sent: on a compacted topic the
+    /// last message of a fact stays, so the old one would replace the new.
     #[command(after_help = "After fixing the 民政 adapter's date format:\n  \
         hutong dlq replay -c hutong.toml --pki pki --department minzheng --rule adapter:date --since 7d --dry-run\n  \
         hutong dlq replay -c hutong.toml --pki pki --department minzheng --rule adapter:date --since 7d\n\
-        The entity topics are read to their end first (only the selected facts are kept): a fact already published \
-        at the dead letter's revision or later is counted `superseded`, or `already published` when it is this very \
-        record (a replay done before). A record the gateway answers DUPLICATE was published by it lately.")]
+        The entity topics are read to their end first (only the selected facts are kept). Counted `superseded`: a \
+        dead letter of a fact published since at a higher revision, or at its revision with other content after it \
+        was rejected, or rejected again in a newer version (only the newest of a fact is sent, even when the newer \
+        one is not selected). `already published`: this very record, sent by a replay before. A record the gateway \
+        answers DUPLICATE was published by it lately.")]
     Replay(ReplayArgs),
 }
 
@@ -172,9 +175,18 @@ impl DeadLetter {
     }
 }
 
-/// The dead letters `select` names, oldest first, each once (a record rejected again unchanged
-/// has the same event id, the message key: the latest is kept). Messages that are not dead
-/// letters of this version are counted, not fatal.
+impl Select {
+    fn wants(&self, letter: &DeadLetter) -> bool {
+        self.department.as_ref().is_none_or(|d| *d == letter.department)
+            && self.kind.as_ref().is_none_or(|k| *k == letter.kind)
+            && self.rule.as_ref().is_none_or(|r| letter.rules().any(|x| x == r))
+            && self.since.is_none_or(|t| letter.received_at >= t)
+    }
+}
+
+/// Every dead letter on the topic, oldest first, each once (a record rejected again unchanged
+/// has the same event id, the message key: the latest is kept); `Select::wants` picks among them.
+/// Messages that are not dead letters of this version are counted, not fatal.
 async fn read(select: &Select) -> anyhow::Result<(String, Vec<Letter>, usize)> {
     let file = select.deployment.load()?;
     let topic = file.kafka.topics().dlq();
@@ -195,14 +207,7 @@ async fn read(select: &Select) -> anyhow::Result<(String, Vec<Letter>, usize)> {
             unreadable += 1;
             continue;
         };
-        if !seen.insert(id.to_owned()) {
-            continue;
-        }
-        let wanted = select.department.as_ref().is_none_or(|d| *d == letter.department)
-            && select.kind.as_ref().is_none_or(|k| *k == letter.kind)
-            && select.rule.as_ref().is_none_or(|r| letter.rules().any(|x| x == r))
-            && select.since.is_none_or(|t| letter.received_at >= t);
-        if wanted {
+        if seen.insert(id.to_owned()) {
             letters.push(Letter { value: letter, id: id.to_owned(), travelling: travelling.to_owned() });
         }
     }
@@ -218,7 +223,8 @@ pub(crate) async fn run(cmd: DlqCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
-    let (topic, letters, unreadable) = read(&args.select).await?;
+    let (topic, mut letters, unreadable) = read(&args.select).await?;
+    letters.retain(|l| args.select.wants(&l.value));
     // (department, kind, rule) → records; a record with two rules counts under each.
     let mut counts: BTreeMap<(String, String, String), u64> = BTreeMap::new();
     for Letter { value: l, .. } in &letters {
@@ -260,9 +266,19 @@ fn header<'a>(m: &'a impl rdkafka::message::Message, name: &str) -> Option<&'a s
 /// A fact as the bus names it: `ce_source` (`/departments/<department>/<kind>`) and `ce_sourceid`.
 type FactName = (String, String);
 
-/// What the entity topics hold of the facts of `letters`: per fact, each published message's
-/// revision and event id. Every entity topic is read to its end; only these facts are kept.
-async fn published(select: &Select, letters: &[&Letter]) -> anyhow::Result<BTreeMap<FactName, Vec<(u64, String)>>> {
+/// One message of a fact on an entity topic.
+#[derive(Debug, Clone)]
+struct OnBus {
+    revision: u64,
+    /// `ce_id`.
+    id: String,
+    /// When it was produced (the message's timestamp), in milliseconds since the epoch.
+    at: i64,
+}
+
+/// What the entity topics hold of the facts of `letters`: per fact, each published message.
+/// Every entity topic is read to its end; only these facts are kept.
+async fn published(select: &Select, letters: &[&Letter]) -> anyhow::Result<BTreeMap<FactName, Vec<OnBus>>> {
     let (file, plan) = crate::topics_cmd::load(&select.deployment)?;
     let topics: Vec<String> = plan
         .topics
@@ -280,14 +296,19 @@ async fn published(select: &Select, letters: &[&Letter]) -> anyhow::Result<BTree
             if !wanted.contains(&fact) {
                 return None;
             }
-            Some((fact, header(m, "ce_revision")?.parse::<u64>().ok()?, header(m, "ce_id")?.to_owned()))
+            let on_bus = OnBus {
+                revision: header(m, "ce_revision")?.parse().ok()?,
+                id: header(m, "ce_id")?.to_owned(),
+                at: m.timestamp().to_millis()?,
+            };
+            Some((fact, on_bus))
         })
     })
     .await?
     .context("reading the entity topics for what is already published")?;
-    let mut out: BTreeMap<FactName, Vec<(u64, String)>> = BTreeMap::new();
-    for (fact, revision, id) in found {
-        out.entry(fact).or_default().push((revision, id));
+    let mut out: BTreeMap<FactName, Vec<OnBus>> = BTreeMap::new();
+    for (fact, on_bus) in found {
+        out.entry(fact).or_default().push(on_bus);
     }
     Ok(out)
 }
@@ -299,25 +320,30 @@ fn fact_of(l: &Letter) -> FactName {
 /// Whether a dead letter is worth sending, given what the bus holds of its fact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Standing {
-    /// Nothing of its revision or later: send it.
+    /// Nothing of its revision or later, or only older content at its revision: send it.
     Send,
-    /// A higher revision, or its revision with other content (corrected by the department).
+    /// A higher revision, or its revision with other content sent after it was rejected
+    /// (corrected by the department).
     Superseded,
     /// This very record: published by an earlier replay.
     AlreadyPublished,
 }
 
-fn standing(l: &Letter, on_bus: Option<&Vec<(u64, String)>>) -> anyhow::Result<Standing> {
+/// Where `l` stands against the bus's messages of its fact. At its revision the last message
+/// produced is the one a compacted topic keeps: this record's own (already published), or
+/// other content produced after `l` was rejected (superseded), or before it (`l` is the newer
+/// content: send it).
+fn standing(l: &Letter, on_bus: Option<&Vec<OnBus>>) -> anyhow::Result<Standing> {
     let v = &l.value;
     let on_bus = on_bus.map(Vec::as_slice).unwrap_or_default();
-    if on_bus.iter().any(|(r, _)| *r > v.revision) {
+    if on_bus.iter().any(|m| m.revision > v.revision) {
         return Ok(Standing::Superseded);
     }
-    let same: HashSet<&str> = on_bus.iter().filter(|(r, _)| *r == v.revision).map(|(_, id)| id.as_str()).collect();
-    if same.is_empty() {
+    let same: Vec<&OnBus> = on_bus.iter().filter(|m| m.revision == v.revision).collect();
+    let Some(last) = same.iter().max_by_key(|m| m.at) else {
         return Ok(Standing::Send);
-    }
-    // The ids this record's outputs get (output index 0, 1, …): all of them, it is this record.
+    };
+    // The ids this record's outputs get (output index 0, 1, …).
     let rec = v.source_record()?;
     let op = match WireOp::try_from(rec.op) {
         Ok(WireOp::Delete) => hutong_bus::Op::Delete,
@@ -325,11 +351,38 @@ fn standing(l: &Letter, on_bus: Option<&Vec<(u64, String)>>) -> anyhow::Result<S
         _ => hutong_bus::Op::Upsert,
     };
     let digest = hutong_bus::content_digest(op, &rec.payload, &rec.charset);
-    let mine = same.iter().all(|id| {
-        (0..same.len())
-            .any(|i| hutong_bus::event_id(&v.department, &v.kind, &l.travelling, v.revision, &digest, i) == *id)
-    });
-    Ok(if mine { Standing::AlreadyPublished } else { Standing::Superseded })
+    let mine = (0..same.len())
+        .any(|i| hutong_bus::event_id(&v.department, &v.kind, &l.travelling, v.revision, &digest, i) == last.id);
+    Ok(if mine {
+        Standing::AlreadyPublished
+    } else if last.at >= v.received_at.timestamp_millis() {
+        Standing::Superseded
+    } else {
+        Standing::Send
+    })
+}
+
+/// Per fact, the (revision, received at) of its newest dead letter.
+fn newest_by_fact(letters: &[Letter]) -> BTreeMap<FactName, (u64, DateTime<Utc>)> {
+    let mut newest: BTreeMap<FactName, (u64, DateTime<Utc>)> = BTreeMap::new();
+    for l in letters {
+        let this = (l.value.revision, l.value.received_at);
+        let n = newest.entry(fact_of(l)).or_insert(this);
+        *n = (*n).max(this);
+    }
+    newest
+}
+
+/// Whether `l` is the newest dead letter of its fact (by revision, then by when it was
+/// received): of several rejected versions of one fact only the newest may be sent.
+fn newest_of_its_fact(l: &Letter, newest: &BTreeMap<FactName, (u64, DateTime<Utc>)>) -> bool {
+    newest.get(&fact_of(l)).is_none_or(|n| *n <= (l.value.revision, l.value.received_at))
+}
+
+/// Whether `name` is a department name as the PKI names its files (`[a-z0-9_]+`): a dead
+/// letter is data, never a path to a certificate.
+fn is_department_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
@@ -337,14 +390,21 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if unreadable > 0 {
         eprintln!("{unreadable} message(s) on {topic} are not dead letters Hutong can read; left out");
     }
-    let all: Vec<&Letter> = letters.iter().collect();
-    let on_bus = if all.is_empty() { BTreeMap::new() } else { published(&args.select, &all).await? };
+    // The newest dead letter of every fact, selected or not.
+    let newest = newest_by_fact(&letters);
+    let selected: Vec<&Letter> = letters.iter().filter(|l| args.select.wants(&l.value)).collect();
+    let on_bus = if selected.is_empty() { BTreeMap::new() } else { published(&args.select, &selected).await? };
     // department → outcome → records; rules of the records rejected again.
     let mut outcome: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     let mut to_send: BTreeMap<&str, Vec<&Letter>> = BTreeMap::new();
-    for l in &letters {
+    for l in selected.iter().copied() {
         let counts = outcome.entry(l.value.department.clone()).or_default();
-        match standing(l, on_bus.get(&fact_of(l)))? {
+        let standing =
+            if newest_of_its_fact(l, &newest) { standing(l, on_bus.get(&fact_of(l)))? } else { Standing::Superseded };
+        match standing {
+            Standing::Send if !is_department_name(&l.value.department) => {
+                *counts.entry("not a department name".to_owned()).or_default() += 1
+            }
             Standing::Send => to_send.entry(&l.value.department).or_default().push(l),
             Standing::Superseded => *counts.entry("superseded".to_owned()).or_default() += 1,
             Standing::AlreadyPublished => *counts.entry("already published".to_owned()).or_default() += 1,
@@ -392,12 +452,12 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"topic": topic, "records": letters.len(), "dry_run": args.dry_run,
+            serde_json::json!({"topic": topic, "records": selected.len(), "dry_run": args.dry_run,
                 "by_department": outcome, "rejected_again_by_rule": still})
         );
     } else {
         let verb = if args.dry_run { "dry run" } else { "replayed" };
-        println!("{topic}: {verb}, {} dead letter(s) selected", letters.len());
+        println!("{topic}: {verb}, {} dead letter(s) selected", selected.len());
         for (department, counts) in &outcome {
             let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
             println!("  {department:<12} {}", parts.join(", "));
@@ -453,5 +513,69 @@ mod tests {
         assert!(rec.occurred_at.is_none());
         older.op = "merge".into();
         assert!(older.source_record().unwrap_err().to_string().contains("merge"));
+    }
+
+    fn letter(revision: u64, received_at: &str, payload: serde_json::Value) -> Letter {
+        let value = serde_json::from_value(serde_json::json!({
+            "department": "gongan", "kind": "household_registration", "source_id": "R1", "revision": revision,
+            "op": "upsert", "received_at": received_at, "payload": {"json": payload},
+            "violations": [{"rule": "adapter:code"}],
+        }))
+        .unwrap();
+        Letter { value, id: format!("dl-{revision}"), travelling: "R1".into() }
+    }
+
+    fn ids_of(l: &Letter) -> Vec<String> {
+        let rec = l.value.source_record().unwrap();
+        let digest = hutong_bus::content_digest(hutong_bus::Op::Upsert, &rec.payload, "");
+        (0..2)
+            .map(|i| hutong_bus::event_id("gongan", "household_registration", "R1", l.value.revision, &digest, i))
+            .collect()
+    }
+
+    #[test]
+    fn a_dead_letter_stands_against_the_last_message_of_its_revision() {
+        let l = letter(2, "2026-12-01T00:00:10Z", serde_json::json!({"XB": "F"}));
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).unwrap().timestamp_millis();
+        let msg = |revision, id: &str, t: &str| OnBus { revision, id: id.to_owned(), at: at(t) };
+        let mine = ids_of(&l);
+        assert_eq!(standing(&l, None).unwrap(), Standing::Send);
+        // Older revisions only: send.
+        let older = vec![msg(1, "x", "2026-12-01T00:00:20Z")];
+        assert_eq!(standing(&l, Some(&older)).unwrap(), Standing::Send);
+        // A higher revision, whenever: superseded.
+        let higher = vec![msg(3, "x", "2026-12-01T00:00:00Z")];
+        assert_eq!(standing(&l, Some(&higher)).unwrap(), Standing::Superseded);
+        // Its revision with other content, produced before the rejection: this is the newer content.
+        let before = vec![msg(2, "x", "2026-12-01T00:00:05Z")];
+        assert_eq!(standing(&l, Some(&before)).unwrap(), Standing::Send);
+        // … produced after it: corrected by the department.
+        let after = vec![msg(2, "x", "2026-12-01T00:00:15Z")];
+        assert_eq!(standing(&l, Some(&after)).unwrap(), Standing::Superseded);
+        // Its own ids, last: already published (even over older other content at its revision).
+        let own = vec![msg(2, "x", "2026-12-01T00:00:05Z"), msg(2, &mine[0], "2026-12-01T00:01:00Z")];
+        assert_eq!(standing(&l, Some(&own)).unwrap(), Standing::AlreadyPublished);
+        // Its own, then other content after: superseded.
+        let then = vec![msg(2, &mine[0], "2026-12-01T00:01:00Z"), msg(2, "x", "2026-12-01T00:02:00Z")];
+        assert_eq!(standing(&l, Some(&then)).unwrap(), Standing::Superseded);
+    }
+
+    #[test]
+    fn only_the_newest_dead_letter_of_a_fact_is_sent() {
+        let first = letter(1, "2026-12-01T00:00:00Z", serde_json::json!({"XB": "F"}));
+        let second = letter(2, "2026-12-01T00:00:00Z", serde_json::json!({"XB": "M"}));
+        let again = letter(2, "2026-12-02T00:00:00Z", serde_json::json!({"XB": "X"}));
+        let newest = newest_by_fact(&[first.clone(), second.clone(), again.clone()]);
+        assert!(!newest_of_its_fact(&first, &newest));
+        assert!(!newest_of_its_fact(&second, &newest));
+        assert!(newest_of_its_fact(&again, &newest));
+    }
+
+    #[test]
+    fn a_department_name_is_never_a_path() {
+        assert!(is_department_name("minzheng") && is_department_name("dept_12"));
+        for bad in ["", "../etc/passwd", "Gongan", "a/b", "a.b", "公安"] {
+            assert!(!is_department_name(bad), "{bad}");
+        }
     }
 }
