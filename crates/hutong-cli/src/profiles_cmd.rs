@@ -39,9 +39,9 @@ pub(crate) enum ProfilesCommand {
         /// Persons to load (4 facts each).
         #[arg(long, default_value_t = 100_000)]
         persons: usize,
-        /// Facts per transaction (`profiles.batch-size`).
-        #[arg(long, default_value_t = 5000)]
-        batch: usize,
+        /// Facts per transaction (default: the config's `profiles.batch-size`, 20,000).
+        #[arg(long)]
+        batch: Option<usize>,
         /// Queries of each kind.
         #[arg(long, default_value_t = 2_000)]
         queries: usize,
@@ -165,7 +165,8 @@ pub(crate) async fn serve_or_check(
                 };
                 // The PostgreSQL client blocks on a runtime of its own: off the async threads.
                 let report = tokio::task::block_in_place(|| {
-                    hutong_profiles::bench::run(&url, &rules, persons, batch.max(1), queries.max(1), &progress)
+                    let batch = batch.unwrap_or(file.profiles.batch_size).max(1);
+                    hutong_profiles::bench::run(&url, &rules, persons, batch, queries.max(1), &progress)
                 })?;
                 if json {
                     println!("{}", serde_json::to_string_pretty(&report)?);

@@ -567,7 +567,7 @@ impl Default for ProfilesConfig {
             rules_dir: None,
             entities: ["building", "grid", "household", "organization", "person"].map(str::to_owned).to_vec(),
             publish: true,
-            batch_size: 5000,
+            batch_size: 20_000,
             audit_dir: None,
             session_timeout_ms: 10_000,
             ensure_topics: true,

@@ -623,7 +623,6 @@ impl Store {
     pub fn ping(&mut self) -> Result<(), StoreError> {
         self.db.rows("SELECT 1", &[]).map(drop)
     }
-
     /// Applies `facts` (in log order) in one transaction, then merges every entity they touched
     /// under `rules`. Per source record (department, kind, source id) only the highest
     /// revision counts: a lower one changes nothing; a higher one retires the record's facts of
@@ -969,7 +968,8 @@ impl Store {
         // How, only for the people returned: their relations to the entity or to what links
         // them to it, every link once per person (member of the household and naming it).
         let mut via: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
-        for (k, (e, o)) in &found {
+        let last = keys.last().copied().unwrap_or_default();
+        for (k, (e, o)) in found.iter().take_while(|(k, _)| k.as_str() <= last) {
             let (e, o) = if e.is_empty() { (entity, key) } else { (e.as_str(), o.as_str()) };
             via.entry(k.as_str()).or_default().insert((e, o));
         }
