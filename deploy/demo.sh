@@ -91,24 +91,28 @@ PROFILES=$!
 trap 'kill $PROFILES $GATEWAY 2>/dev/null || true; wait $PROFILES $GATEWAY 2>/dev/null || true; deploy/broker.sh stop >/dev/null 2>&1 || true' EXIT
 "$HUTONG" health --addr https://127.0.0.1:50061 --service hutong.v1.Profiles --wait 60 || { cat "$STATE/profiles.log"; exit 1; }
 export HUTONG_PROFILES_ADDR=https://127.0.0.1:50061
-# 胡金凤 is known to 公安, 民政, 卫健 and 人社: wait until all four departments' facts are merged.
+# 胡金凤 is known to 公安, 民政, 卫健 and 人社: wait until all four departments' facts are merged,
+# and her household and building (other topics, which the service may reach a moment later).
 RESIDENT=330106194803080242
+BUILDING=zhujian:LD330106004053-05
 for _ in $(seq 1 120); do
   answer=$(HUTONG_CITIZEN_ID=$RESIDENT "$HUTONG" profile person --as minzheng --json 2>/dev/null || true)
+  HOUSEHOLD=$(echo "$answer" | grep -o '"household_key": "[^"]*"' | head -1 | cut -d'"' -f4 || true)
   if echo "$answer" | grep -q '"gongan"' && echo "$answer" | grep -q '"renshe"' && echo "$answer" | grep -q '"weijian"' \
-     && echo "$answer" | grep -q '"minzheng"'; then break; fi
+     && echo "$answer" | grep -q '"minzheng"' && [ -n "$HOUSEHOLD" ] \
+     && "$HUTONG" profile household "$HOUSEHOLD" --as minzheng >/dev/null 2>&1 \
+     && "$HUTONG" profile building "$BUILDING" --as minzheng >/dev/null 2>&1; then break; fi
   sleep 0.5
 done
 
 step "one resident's profile, as 民政 sees it: every field with its source, a conflict (公安's 不予共享 citizen ID withheld)"
 HUTONG_CITIZEN_ID=$RESIDENT "$HUTONG" profile person --as minzheng
-HOUSEHOLD=$(echo "$answer" | grep -o '"household_key": "[^"]*"' | head -1 | cut -d'"' -f4)
 
 step "her household (户) with its members and their relation to the head (与户主关系)"
 "$HUTONG" profile household "$HOUSEHOLD" --as minzheng
 
 step "her building (楼栋) with its residents and rooms (人房关联)"
-"$HUTONG" profile building zhujian:LD330106004053-05 --as minzheng
+"$HUTONG" profile building "$BUILDING" --as minzheng
 
 step "her grid (网格 330106004053001): everyone living there, directly or through a building or household"
 "$HUTONG" profile grid 330106004053001 --as wangge --people 8
