@@ -503,34 +503,67 @@ fn a_store_of_another_layout_is_refused() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[test]
-fn a_store_of_layout_1_is_brought_to_layout_2() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let path = dir.path().join("p.db");
-    let url = StoreUrl::Sqlite(path.clone());
+/// What older layouts were, made from a current store: layout 1 had no `profiles.digest`, and
+/// layouts 1 and 2 indexed relations by object without their detail.
+const OLD_LAYOUTS: [(&str, &str); 2] = [
+    (
+        "1",
+        "ALTER TABLE profiles DROP COLUMN digest; DROP INDEX relations_by_object; \
+         CREATE INDEX relations_by_object ON relations (object_entity, object_key, subject_entity, subject_key)",
+    ),
+    (
+        "2",
+        "DROP INDEX relations_by_object; \
+         CREATE INDEX relations_by_object ON relations (object_entity, object_key, subject_entity, subject_key)",
+    ),
+];
+
+/// A store of `layout`, made by `made` from a current one, is brought to the current layout on
+/// open and keeps working; `sql` runs a statement on the database behind the store's back (the
+/// first value of a `SELECT`), `index` reads the definition of `relations_by_object`.
+fn migrates(url: &StoreUrl, layout: &str, made: &str, sql: &dyn Fn(&str) -> anyhow::Result<String>, index: &str) {
     let rules = rules();
-    Store::open(&url)?.apply(&[gongan_person(1, "gongan:3301060040530021")], &rules)?;
-    // What layout 1 was: no profiles.digest.
-    rusqlite::Connection::open(&path)?.execute_batch(
-        "ALTER TABLE profiles DROP COLUMN digest; UPDATE hutong_meta SET value = '1' WHERE name = 'layout'",
-    )?;
-    let mut store = Store::open(&url)?;
-    let layout: String = rusqlite::Connection::open(&path)?.query_row(
-        "SELECT value FROM hutong_meta WHERE name = 'layout'",
-        [],
-        |r| r.get(0),
-    )?;
-    assert_eq!(layout, "2");
-    let before = store.profile("person", P)?.expect("kept");
-    store.apply(&[gongan_person(2, "gongan:3301060040530022")], &rules)?;
-    let after = store.profile("person", P)?.expect("merged again");
+    Store::open(url).unwrap().apply(&[gongan_person(1, "gongan:3301060040530021")], &rules).unwrap();
+    sql(&format!("{made}; UPDATE hutong_meta SET value = '{layout}' WHERE name = 'layout'")).unwrap();
+    let mut store = Store::open(url).unwrap();
+    assert_eq!(sql("SELECT value FROM hutong_meta WHERE name = 'layout'").unwrap(), "3", "from layout {layout}");
+    let index = sql(index).unwrap();
+    assert!(index.contains("subject_key, detail)"), "from layout {layout}: {index}");
+    let before = store.profile("person", P).unwrap().expect("kept");
+    let (people, total) = store.people_of("household", "gongan:3301060040530021", 10).unwrap();
+    assert_eq!((people.len(), total), (1, 1), "from layout {layout}: relations kept");
+    assert_eq!(people[0].link[0]["via"], "person", "from layout {layout}: {:?}", people[0].link);
+    store.apply(&[gongan_person(2, "gongan:3301060040530022")], &rules).unwrap();
+    let after = store.profile("person", P).unwrap().expect("merged again");
     assert_ne!(before["record"]["household_key"], after["record"]["household_key"]);
     assert_eq!(
-        store.people_of("household", "gongan:3301060040530022", 10)?.1,
+        store.people_of("household", "gongan:3301060040530022", 10).unwrap().1,
         1,
-        "relations written after the migration"
+        "from layout {layout}: relations written after the migration"
     );
-    assert_eq!(store.people_of("household", "gongan:3301060040530021", 10)?.1, 0, "the old link gone");
+    assert_eq!(store.people_of("household", "gongan:3301060040530021", 10).unwrap().1, 0, "the old link gone");
+}
+
+#[test]
+fn a_store_of_an_older_layout_is_brought_to_the_current_one() -> anyhow::Result<()> {
+    for (layout, made) in OLD_LAYOUTS {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("p.db");
+        let sql = |sql: &str| -> anyhow::Result<String> {
+            let db = rusqlite::Connection::open(&path)?;
+            if sql.starts_with("SELECT") {
+                return Ok(db.query_row(sql, [], |r| r.get(0))?);
+            }
+            db.execute_batch(sql)?;
+            Ok(String::new())
+        };
+        let index = "SELECT sql FROM sqlite_master WHERE name = 'relations_by_object'";
+        migrates(&StoreUrl::Sqlite(path.clone()), layout, made, &sql, index);
+    }
+    // PostgreSQL from layout 2 (layout 1 differs only by the column it adds, as on SQLite).
+    let pg = Postgres::start()?;
+    let index = "SELECT indexdef FROM pg_indexes WHERE indexname = 'relations_by_object'";
+    migrates(&pg.url().parse()?, OLD_LAYOUTS[1].0, OLD_LAYOUTS[1].1, &|sql| pg.psql(sql), index);
     Ok(())
 }
 

@@ -324,7 +324,7 @@ CREATE TABLE IF NOT EXISTS relations (
   subject_entity TEXT NOT NULL, subject_key TEXT NOT NULL,
   object_entity TEXT NOT NULL, object_key TEXT NOT NULL, detail TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS relations_by_owner ON relations (owner_entity, owner_key);
-CREATE INDEX IF NOT EXISTS relations_by_object ON relations (object_entity, object_key, subject_entity, subject_key);
+CREATE INDEX IF NOT EXISTS relations_by_object ON relations (object_entity, object_key, subject_entity, subject_key, detail);
 CREATE INDEX IF NOT EXISTS relations_by_subject ON relations (subject_entity, subject_key);
 CREATE TABLE IF NOT EXISTS conflicts (
   entity TEXT NOT NULL, entity_key TEXT NOT NULL, field TEXT NOT NULL, what TEXT NOT NULL,
@@ -334,8 +334,21 @@ CREATE INDEX IF NOT EXISTS conflicts_by_department ON conflicts (department);
 ";
 
 /// The store's layout version, kept in `hutong_meta`; a store of an unknown layout is refused.
-/// Layout 1 (before `profiles.digest`) is brought to 2 on open.
-const LAYOUT: &str = "2";
+/// Older layouts are brought to this one on open ([`MIGRATIONS`]).
+const LAYOUT: &str = "3";
+
+/// From each older layout to the next, in order: a store of layout `from` runs its step and
+/// every later one, in one transaction.
+const MIGRATIONS: [(&str, &str); 2] = [
+    // An empty digest matches no profile: each is rewritten when next touched.
+    ("1", "ALTER TABLE profiles ADD COLUMN digest TEXT NOT NULL DEFAULT ''"),
+    // The people of an entity, and how they are linked, are found from the index alone.
+    (
+        "2",
+        "DROP INDEX relations_by_object; \
+         CREATE INDEX relations_by_object ON relations (object_entity, object_key, subject_entity, subject_key, detail)",
+    ),
+];
 
 /// What applying a batch changed: the merged profiles to publish (`None`: deleted).
 #[derive(Debug, Default)]
@@ -587,19 +600,17 @@ impl Store {
                 )?;
             }
             Some(l) if l == LAYOUT => {}
-            Some(l) if l == "1" => {
+            Some(l) if MIGRATIONS.iter().any(|(from, _)| *from == l) => {
                 // One instance migrates: the others wait on the row and then find it done.
                 db.batch("BEGIN")?;
-                let migrating = db
-                    .exec("UPDATE hutong_meta SET value = $1 WHERE name = 'layout' AND value = '1'", &[P::T(LAYOUT)])?;
+                let migrating = db.exec(
+                    "UPDATE hutong_meta SET value = $1 WHERE name = 'layout' AND value = $2",
+                    &[P::T(LAYOUT), P::T(&l)],
+                )?;
                 if migrating == 1 {
-                    // An empty digest matches no profile: each is rewritten when next touched.
-                    db.batch("ALTER TABLE profiles ADD COLUMN digest TEXT NOT NULL DEFAULT ''")?;
-                    // The people of an entity are found from the index alone.
-                    db.batch(
-                        "DROP INDEX relations_by_object; \
-                         CREATE INDEX relations_by_object ON relations (object_entity, object_key, subject_entity, subject_key)",
-                    )?;
+                    for (_, step) in MIGRATIONS.iter().skip_while(|(from, _)| *from != l) {
+                        db.batch(step)?;
+                    }
                 }
                 db.batch("COMMIT")?;
             }
@@ -940,63 +951,41 @@ impl Store {
     /// (its residents) or a grid (who lives there directly, or through a building or household
     /// of the grid), with their profiles; at most `limit`, and how many there are.
     pub fn people_of(&mut self, entity: &str, key: &str, limit: usize) -> Result<(Vec<PersonLink>, u64), StoreError> {
-        // Who, from the index alone (relations_by_object covers it): the people linked to the
-        // entity directly, and those linked to a building or household that is in it (`via`).
-        // No ORDER BY: with one, SQLite merged the two halves by walking every person's
-        // relations in key order (81 ms for a grid of 2,000 among 20,000 persons, 4 ms without).
-        let sql = "SELECT subject_key, '', '' FROM relations \
+        // Who and how, from the index alone (relations_by_object covers it, `detail` included):
+        // the people linked to the entity directly, and those linked to a building or household
+        // that is in it, each with the link's detail. No ORDER BY: with one, SQLite merged the
+        // two halves by walking every person's relations in key order (81 ms for a grid of 2,000
+        // among 20,000 persons, 4 ms without).
+        let sql = "SELECT subject_key, detail FROM relations \
                 WHERE object_entity = $1 AND object_key = $2 AND subject_entity = 'person' \
                UNION ALL \
-               SELECT r.subject_key, g.subject_entity, g.subject_key FROM relations g JOIN relations r \
+               SELECT r.subject_key, r.detail FROM relations g JOIN relations r \
                  ON r.object_entity = g.subject_entity AND r.object_key = g.subject_key AND r.subject_entity = 'person' \
                 WHERE g.object_entity = $1 AND g.object_key = $2 AND g.subject_entity IN ('building', 'household')";
-        let mut found: Vec<(String, (String, String))> = self
+        let mut found: Vec<(String, String)> = self
             .db
             .rows(sql, &[P::T(entity), P::T(key)])?
             .into_iter()
             .map(|r| {
                 let mut text = text_of(r);
-                (text(), (text(), text()))
+                (text(), text())
             })
             .collect();
+        // By person, and every link once per person (a member of the household who also names
+        // it, through two buildings of the grid …).
         found.sort_unstable();
         found.dedup();
         let mut keys: Vec<&str> = found.iter().map(|(k, _)| k.as_str()).collect();
         keys.dedup();
         let total = keys.len() as u64;
         keys.truncate(limit);
-        // How, only for the people returned: their relations to the entity or to what links
-        // them to it, every link once per person (member of the household and naming it).
-        let mut via: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
-        let last = keys.last().copied().unwrap_or_default();
-        for (k, (e, o)) in found.iter().take_while(|(k, _)| k.as_str() <= last) {
-            let (e, o) = if e.is_empty() { (entity, key) } else { (e.as_str(), o.as_str()) };
-            via.entry(k.as_str()).or_default().insert((e, o));
-        }
-        let params: Vec<Vec<P<'_>>> = keys.iter().map(|k| vec![P::T(k)]).collect();
-        let rows = self.chunked(
-            "SELECT subject_key, object_entity, object_key, detail FROM relations \
-             WHERE subject_entity = 'person' AND {in subject_key}",
-            1,
-            &params,
-        )?;
-        let mut links: BTreeMap<String, Vec<(String, String, String)>> = BTreeMap::new();
-        for r in rows {
-            let mut text = text_of(r);
-            let (person, object_entity, object_key, detail) = (text(), text(), text(), text());
-            links.entry(person).or_default().push((object_entity, object_key, detail));
-        }
         let mut people: Vec<PersonLink> = Vec::with_capacity(keys.len());
+        let mut links = found.iter().peekable();
         for k in keys {
-            let mut of_person: Vec<&(String, String, String)> = links
-                .get(k)
-                .into_iter()
-                .flatten()
-                .filter(|(e, o, _)| via.get(k).is_some_and(|v| v.contains(&(e.as_str(), o.as_str()))))
-                .collect();
-            of_person.sort_by(|a, b| a.2.cmp(&b.2));
-            of_person.dedup_by(|a, b| a.2 == b.2);
-            let link = of_person.iter().map(|(_, _, d)| parse(d)).collect::<Result<Vec<_>, _>>()?;
+            let mut link = Vec::new();
+            while let Some((_, detail)) = links.next_if(|(p, _)| p == k) {
+                link.push(parse(detail)?);
+            }
             people.push(PersonLink { person_key: k.to_owned(), link: Value::Array(link), profile: None });
         }
         // Profiles only of the people returned (a grid has thousands), read at once.
