@@ -50,7 +50,7 @@ impl Outcome {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// The record as the topic carries it, personal fields protected (also the message
-    /// value, unless a tombstone).
+    /// value, unless a tombstone); `Null` from [`Pipeline::prepare_for_bus`].
     pub record: Value,
     /// The message; it names its entity and topic.
     pub message: OutboundMessage,
@@ -165,25 +165,39 @@ impl Pipeline {
     }
 
     /// Runs one source record of `department` through adapter and standard (its content digest
-    /// computed here; see [`Self::prepare_with`]).
+    /// computed here).
     pub fn prepare(&self, department: &str, rec: &SourceRecord, received: DateTime<Utc>) -> Outcome {
-        self.prepare_with(department, rec, &record_digest(rec), received)
+        self.run(department, rec, &record_digest(rec), received, Views::Keep)
     }
 
-    /// Runs one source record of `department`, whose content digest is `digest`, through adapter
-    /// and standard.
-    pub fn prepare_with(
+    /// As [`Self::prepare`], for a record bound for the bus, whose content digest is `digest`
+    /// (computed once for the dedupe window): each topic's view is
+    /// dropped as soon as it is serialised into its message (`Prepared::record` is `Null`).
+    /// Its memory is freed while still in cache, and the next record's allocations reuse it,
+    /// instead of a batch's worth of views waiting, cold, for the batch's delivery reports.
+    pub fn prepare_for_bus(
         &self,
         department: &str,
         rec: &SourceRecord,
         digest: &ContentDigest,
         received: DateTime<Utc>,
     ) -> Outcome {
+        self.run(department, rec, digest, received, Views::Drop)
+    }
+
+    fn run(
+        &self,
+        department: &str,
+        rec: &SourceRecord,
+        digest: &ContentDigest,
+        received: DateTime<Utc>,
+        views: Views,
+    ) -> Outcome {
         let op = op_of(rec);
         let source_id = self.travelling_source_id(department, rec);
         let origin =
             Origin { department, kind: &rec.kind, source_id: &source_id, revision: rec.revision, digest: *digest };
-        match self.map(&origin, rec, op) {
+        match self.map(&origin, rec, op, views) {
             Ok(prepared) => Outcome::Publish(prepared),
             Err(violations) => {
                 let dlq = DeadLetter {
@@ -264,7 +278,13 @@ impl Pipeline {
         if violations.is_empty() { Ok(out) } else { Err(violations) }
     }
 
-    fn map(&self, origin: &Origin<'_>, rec: &SourceRecord, op: Op) -> Result<Vec<Prepared>, Vec<Violation>> {
+    fn map(
+        &self,
+        origin: &Origin<'_>,
+        rec: &SourceRecord,
+        op: Op,
+        views: Views,
+    ) -> Result<Vec<Prepared>, Vec<Violation>> {
         let canonical = self.adapt(origin.department, rec)?;
         let time = occurred_at(rec);
         let mut violations = Vec::new();
@@ -321,11 +341,22 @@ impl Pipeline {
                     key: key.as_deref().map(|k| fact_key(k, origin.department, origin.kind, origin.source_id)),
                     value,
                 };
-                out.push(Prepared { record: view, message, flags: flags.clone() });
+                let record = match views {
+                    Views::Keep => view,
+                    Views::Drop => Value::Null,
+                };
+                out.push(Prepared { record, message, flags: flags.clone() });
             }
         }
         if violations.is_empty() { Ok(out) } else { Err(violations) }
     }
+}
+
+/// Whether [`Prepared::record`] keeps each topic's view of the record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Views {
+    Keep,
+    Drop,
 }
 
 /// The normalised form of a source id that is personal data, `None` when it is not. Personal is
@@ -405,6 +436,59 @@ pub fn topic_plan(
 #[cfg(test)]
 mod tests {
     use super::personal_source_id;
+    use crate::{Outcome, Pipeline, PipelineSettings};
+
+    /// The gateway's way (`prepare_for_bus`) hands Kafka exactly the messages of the dry run's
+    /// way (`prepare`), without the views; a rejected record is rejected alike.
+    #[test]
+    fn a_record_for_the_bus_is_the_same_messages_without_its_views() {
+        let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schemas");
+        let key = hutong_adapter::PseudonymKey::new(b"pipeline-unit-test-key-0123".to_vec()).unwrap();
+        let pipeline = Pipeline::load(&schemas, key, PipelineSettings::default()).unwrap();
+        let record = |sex: &str| hutong_proto::v1::SourceRecord {
+            kind: "household_registration".into(),
+            source_id: "330106196203150314".into(),
+            revision: 3,
+            op: hutong_proto::v1::Op::Upsert as i32,
+            occurred_at: Some(hutong_proto::Timestamp { seconds: 1_733_000_000, nanos: 0 }),
+            payload: serde_json::to_vec(&serde_json::json!({
+                "GMSFHM": "330106196203150314", "XM": "陈建国", "XB": sex, "MZ": "01", "CSRQ": "19620315",
+                "HJDZ_XZQH": "330106004053", "HJDZ_QHNXXDZ": "石灰桥新村3幢2单元501",
+                "HH": "3301060040530001", "HB": "1", "YHZGX": "02", "HZ_GMSFHM": "330106196203150314"
+            }))
+            .unwrap(),
+            charset: String::new(),
+        };
+        let now = chrono::Utc::now();
+        let ok = record("男");
+        let (Outcome::Publish(kept), Outcome::Publish(bus)) = (
+            pipeline.prepare("gongan", &ok, now),
+            pipeline.prepare_for_bus("gongan", &ok, &super::record_digest(&ok), now),
+        ) else {
+            panic!("the record is valid");
+        };
+        assert_eq!(kept.len(), 2, "a person and a household");
+        assert_eq!(kept.len(), bus.len());
+        for (k, b) in kept.iter().zip(&bus) {
+            assert_eq!(k.message, b.message);
+            assert_eq!(k.flags, b.flags);
+            assert!(k.record.is_object(), "the dry run keeps the view");
+            assert!(b.record.is_null(), "the bus's view is dropped");
+            assert_eq!(
+                serde_json::to_vec(&k.record).unwrap(),
+                k.message.value.clone().unwrap(),
+                "the view is the value"
+            );
+        }
+        let bad = record("X");
+        let (Outcome::Reject { violations: v1, dlq: d1 }, Outcome::Reject { violations: v2, dlq: d2 }) = (
+            pipeline.prepare("gongan", &bad, now),
+            pipeline.prepare_for_bus("gongan", &bad, &super::record_digest(&bad), now),
+        ) else {
+            panic!("X is no sex code");
+        };
+        assert_eq!((v1, d1), (v2, d2));
+    }
 
     #[test]
     fn personal_source_ids_are_normalised_as_their_field_and_found_where_undeclared() {

@@ -82,7 +82,7 @@ impl IngestService {
                     vec![],
                 ))),
                 None => {
-                    let outcome = pipeline.prepare_with(department, rec, &digest, received);
+                    let outcome = pipeline.prepare_for_bus(department, rec, &digest, received);
                     sent.push((index, digest, outcome.outputs()));
                     work.push(Ok((index, rec, outcome, (key, digest))));
                 }
