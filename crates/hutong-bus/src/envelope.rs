@@ -1,3 +1,5 @@
+use std::borrow::Cow;
+
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -235,30 +237,29 @@ pub struct CloudEvent {
 }
 
 impl CloudEvent {
-    /// The Kafka headers of this event, `content-type` included.
-    pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut h = vec![
-            ("ce_specversion", "1.0".to_owned()),
-            ("ce_id", self.id.clone()),
-            ("ce_source", self.source.clone()),
-            ("ce_type", self.ty.clone()),
-            ("ce_time", self.time.to_rfc3339_opts(SecondsFormat::Millis, true)),
-            ("content-type", CONTENT_TYPE_JSON.to_owned()),
+    /// The Kafka headers of this event, `content-type` included, borrowed where the event
+    /// holds them (librdkafka copies them anyway).
+    pub fn headers(&self) -> Vec<(&'static str, Cow<'_, str>)> {
+        let mut h = Vec::with_capacity(11);
+        h.extend([
+            ("ce_specversion", Cow::Borrowed("1.0")),
+            ("ce_id", Cow::Borrowed(self.id.as_str())),
+            ("ce_source", Cow::Borrowed(self.source.as_str())),
+            ("ce_type", Cow::Borrowed(self.ty.as_str())),
+            ("ce_time", Cow::Owned(self.time.to_rfc3339_opts(SecondsFormat::Millis, true))),
+            ("content-type", Cow::Borrowed(CONTENT_TYPE_JSON)),
+        ]);
+        let optional = [
+            ("ce_subject", self.subject.as_deref()),
+            ("ce_dataschema", self.dataschema.as_deref()),
+            ("ce_sourceid", self.source_id.as_deref()),
         ];
-        if let Some(s) = &self.subject {
-            h.push(("ce_subject", s.clone()));
-        }
-        if let Some(s) = &self.dataschema {
-            h.push(("ce_dataschema", s.clone()));
-        }
-        if let Some(s) = &self.source_id {
-            h.push(("ce_sourceid", s.clone()));
-        }
+        h.extend(optional.into_iter().filter_map(|(k, v)| v.map(|v| (k, Cow::Borrowed(v)))));
         if let Some(r) = self.revision {
-            h.push(("ce_revision", r.to_string()));
+            h.push(("ce_revision", Cow::Owned(r.to_string())));
         }
         if let Some(f) = &self.flags {
-            h.push(("ce_flags", f.clone()));
+            h.push(("ce_flags", Cow::Borrowed(f.as_str())));
         }
         h
     }
@@ -351,7 +352,7 @@ mod tests {
         assert_eq!(h["ce_specversion"], "1.0");
         assert_eq!(h["ce_time"], "2026-01-02T03:04:05.000Z");
         assert_eq!(h["content-type"], "application/json");
-        assert_eq!((h["ce_sourceid"].as_str(), h["ce_revision"].as_str()), ("HJ1", "3"));
+        assert_eq!((&*h["ce_sourceid"], &*h["ce_revision"]), ("HJ1", "3"));
         for k in ["ce_id", "ce_source", "ce_type", "ce_subject", "ce_dataschema"] {
             assert!(h.contains_key(k), "{k}");
         }

@@ -60,7 +60,7 @@ impl IngestService {
         result
     }
 
-    async fn deliver(&self, department: &str, req: SubmitRequest) -> Result<SubmitResponse, Failed> {
+    async fn deliver(&self, department: &str, mut req: SubmitRequest) -> Result<SubmitResponse, Failed> {
         let received = Utc::now();
         // The whole batch runs on the pipeline current at its start, even if a reload lands meanwhile.
         let pipeline = self.pipelines.current();
@@ -69,20 +69,27 @@ impl IngestService {
         // a dead letter): its event ids are derived from that on the failure path only.
         let mut sent: Vec<(usize, ContentDigest, Option<usize>)> = Vec::with_capacity(req.records.len());
         let mut work = Vec::with_capacity(req.records.len());
-        for (index, rec) in req.records.iter().enumerate() {
+        for (index, rec) in req.records.iter_mut().enumerate() {
             let key = Dedupe::key(department, rec);
             let digest = hutong_pipeline::record_digest(rec);
             // The same revision with other content is not a retry: it is published as a new event.
-            match self.delivery.dedupe.published(&key, &digest) {
-                Some(receipts) => work.push(Err(record_result(
+            let outcome = match self.delivery.dedupe.published(&key, &digest) {
+                Some(receipts) => Err(receipts),
+                None => Ok(pipeline.prepare_for_bus(department, rec, &digest, received)),
+            };
+            // Nothing reads the payload once prepared: it is freed now, while still in cache, not
+            // with the request after the batch's delivery reports.
+            rec.payload = Vec::new();
+            let rec = &*rec;
+            match outcome {
+                Err(receipts) => work.push(Err(record_result(
                     index,
                     rec,
                     RecordStatus::Duplicate,
                     receipts.as_ref().clone(),
                     vec![],
                 ))),
-                None => {
-                    let outcome = pipeline.prepare_for_bus(department, rec, &digest, received);
+                Ok(outcome) => {
                     sent.push((index, digest, outcome.outputs()));
                     work.push(Ok((index, rec, outcome, (key, digest))));
                 }
