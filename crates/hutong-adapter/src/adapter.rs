@@ -70,6 +70,8 @@ pub struct Canonical {
 struct Field {
     to: String,
     segments: Vec<String>,
+    /// `segments` as [`set_pointer`] walks them (read once, at load).
+    path: Vec<Step>,
     from: Vec<String>,
     sep: String,
     value: Option<String>,
@@ -89,6 +91,7 @@ struct Each {
     /// The target array's pointer and segments.
     to: String,
     segments: Vec<String>,
+    path: Vec<Step>,
     when: Option<Expr>,
     /// The element's fields; their segments are relative to the element.
     fields: Vec<Field>,
@@ -101,6 +104,8 @@ struct Each {
 struct Output {
     entity: String,
     key_field: String,
+    /// How many top-level fields its records may have: the record's map is sized once.
+    width: usize,
     when: Option<Expr>,
     fields: Vec<Field>,
     each: Vec<Each>,
@@ -213,7 +218,16 @@ impl Adapter {
                     return Err(check(format!("output {} does not fill required field /{req}", out.entity)));
                 }
             }
-            outputs.push(Output { entity: out.entity, key_field: entity.key.clone(), when, fields, each });
+            let mut tops: Vec<&str> = fields
+                .iter()
+                .map(|f| &f.segments)
+                .chain(each.iter().map(|e| &e.segments))
+                .filter_map(|s| s.first().map(String::as_str))
+                .collect();
+            tops.sort_unstable();
+            tops.dedup();
+            let width = tops.len();
+            outputs.push(Output { entity: out.entity, key_field: entity.key.clone(), width, when, fields, each });
         }
         let (source_id_field, source_id_pii) = match spec.source_id {
             Some(s) => (s.from, s.pii),
@@ -301,10 +315,10 @@ impl Adapter {
                 }
                 Some(Ok(true)) | None => {}
             }
-            let mut record = Value::Object(Map::new());
+            let mut record = Value::Object(Map::with_capacity(out.width));
             for field in &out.fields {
                 match field.produce(payload, ctx, &scope, &[]) {
-                    Ok(Some(v)) => set_pointer(&mut record, &field.segments, v),
+                    Ok(Some(v)) => set_pointer(&mut record, &[&field.path], v),
                     Ok(None) => {}
                     Err(v) => violations.push(v),
                 }
@@ -461,16 +475,14 @@ impl Each {
                     }
                 }
             }
+            let element = [Step::index(i)];
             for field in &self.fields {
-                let mut at = self.segments.clone();
-                at.push(i.to_string());
-                at.extend(field.segments.iter().cloned());
                 match field.produce(item, ctx, scope, &vars) {
-                    Ok(Some(v)) => set_pointer(record, &at, v),
+                    Ok(Some(v)) => set_pointer(record, &[&self.path, &element, &field.path], v),
                     Ok(None) => {}
                     Err(mut v) => {
                         // The element's own pointer and source place.
-                        v.pointer = format!("/{}", at.join("/"));
+                        v.pointer = format!("/{}/{i}/{}", self.segments.join("/"), field.segments.join("/"));
                         v.message =
                             v.message.replacen("source field ", &format!("source field {}[{i}].", self.over), 1);
                         violations.push(v);
@@ -508,6 +520,7 @@ fn build_each(e: crate::spec::EachSpec, entity: &str, standard: &Standard) -> Re
         f.to = format!("{}/0{}", e.to, f.to);
         let mut field = build_field(f, entity, standard)?;
         field.to = format!("{}/…/{}", e.to, relative.join("/"));
+        field.path = Step::of(&relative);
         field.segments = relative;
         fields.push(field);
     }
@@ -516,7 +529,7 @@ fn build_each(e: crate::spec::EachSpec, entity: &str, standard: &Standard) -> Re
     }
     let mut exprs = when.iter().chain(fields.iter().flat_map(|f| f.when.iter().chain(f.expr.iter())));
     let reads_element = exprs.any(|x| x.names("item") || x.names("index"));
-    Ok(Each { over: e.over, to: e.to, segments, when, fields, reads_element })
+    Ok(Each { over: e.over, to: e.to, path: Step::of(&segments), segments, when, fields, reads_element })
 }
 
 /// The string result of a field as the JSON type its target wants.
@@ -620,6 +633,7 @@ fn build_field(f: FieldSpec, entity: &str, standard: &Standard) -> Result<Field,
     }
     Ok(Field {
         to: f.to,
+        path: Step::of(&segments),
         segments,
         from: f.from.map(|s| s.names().into_iter().map(str::to_owned).collect()).unwrap_or_default(),
         sep: f.sep.unwrap_or_else(|| ",".to_owned()),
@@ -709,15 +723,48 @@ fn required_of(schema: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Sets `value` at `segments`, creating objects, and arrays for numeric segments.
-fn set_pointer(root: &mut Value, segments: &[String], value: Value) {
-    let Some((last, parents)) = segments.split_last() else { return };
+/// One segment of a target pointer: its text (the key in an object) and, when it is a number,
+/// the index in an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Step {
+    key: String,
+    index: Option<usize>,
+}
+
+impl Step {
+    fn of(segments: &[String]) -> Vec<Step> {
+        segments.iter().map(|s| Step { key: s.clone(), index: s.parse().ok() }).collect()
+    }
+
+    fn index(i: usize) -> Step {
+        Step { key: i.to_string(), index: Some(i) }
+    }
+}
+
+/// Sets `value` at the pointer made of `parts` one after the other, creating objects, and arrays
+/// for numeric segments.
+fn set_pointer(root: &mut Value, parts: &[&[Step]], value: Value) {
+    let mut steps = parts.iter().flat_map(|p| p.iter()).peekable();
     let mut node = root;
-    for (i, seg) in parents.iter().enumerate() {
-        let next_is_index = segments[i + 1].parse::<usize>().is_ok();
-        let fresh = || if next_is_index { Value::Array(Vec::new()) } else { Value::Object(Map::new()) };
-        node = match (node, seg.parse::<usize>()) {
-            (Value::Array(items), Ok(idx)) => {
+    while let Some(step) = steps.next() {
+        let Some(next) = steps.peek() else {
+            match (node, step.index) {
+                (Value::Array(items), Some(idx)) => {
+                    if items.len() <= idx {
+                        items.resize(idx + 1, Value::Null);
+                    }
+                    items[idx] = value;
+                }
+                (Value::Object(map), _) => {
+                    map.insert(step.key.clone(), value);
+                }
+                _ => {}
+            }
+            return;
+        };
+        let fresh = || if next.index.is_some() { Value::Array(Vec::new()) } else { Value::Object(Map::new()) };
+        node = match (node, step.index) {
+            (Value::Array(items), Some(idx)) => {
                 if items.len() <= idx {
                     items.resize(idx + 1, Value::Null);
                 }
@@ -726,21 +773,15 @@ fn set_pointer(root: &mut Value, segments: &[String], value: Value) {
                 }
                 &mut items[idx]
             }
-            (Value::Object(map), _) => map.entry(seg.clone()).or_insert_with(fresh),
+            // No copy of the key when the object is already there (most parents, after the first field).
+            (Value::Object(map), _) => {
+                if !map.contains_key(&step.key) {
+                    map.insert(step.key.clone(), fresh());
+                }
+                map.get_mut(&step.key).expect("there or just made")
+            }
             _ => return,
         };
-    }
-    match (node, last.parse::<usize>()) {
-        (Value::Array(items), Ok(idx)) => {
-            if items.len() <= idx {
-                items.resize(idx + 1, Value::Null);
-            }
-            items[idx] = value;
-        }
-        (Value::Object(map), _) => {
-            map.insert(last.clone(), value);
-        }
-        _ => {}
     }
 }
 
