@@ -84,8 +84,14 @@ impl Postgres {
     /// Runs `sql` with psql (without TLS, so it is not one of the connections it counts) and
     /// gives the unaligned answer.
     pub fn psql(&self, sql: &str) -> anyhow::Result<String> {
+        self.psql_in("postgres", sql)
+    }
+
+    /// [`Self::psql`] in `database` (one of [`Self::database`]).
+    pub fn psql_in(&self, database: &str, sql: &str) -> anyhow::Result<String> {
+        let port = self.port.to_string();
         let out = Command::new(self.bin.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-At", "-c", sql])
+            .args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-d", database, "-At", "-c", sql])
             .env("PGSSLMODE", "disable")
             .output()?;
         ensure!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));

@@ -560,10 +560,13 @@ fn a_store_of_an_older_layout_is_brought_to_the_current_one() -> anyhow::Result<
         let index = "SELECT sql FROM sqlite_master WHERE name = 'relations_by_object'";
         migrates(&StoreUrl::Sqlite(path.clone()), layout, made, &sql, index);
     }
-    // PostgreSQL from layout 2 (layout 1 differs only by the column it adds, as on SQLite).
     let pg = Postgres::start()?;
     let index = "SELECT indexdef FROM pg_indexes WHERE indexname = 'relations_by_object'";
-    migrates(&pg.url().parse()?, OLD_LAYOUTS[1].0, OLD_LAYOUTS[1].1, &|sql| pg.psql(sql), index);
+    for (layout, made) in OLD_LAYOUTS {
+        let database = format!("layout{layout}");
+        let url = pg.database(&database)?.parse()?;
+        migrates(&url, layout, made, &|sql| pg.psql_in(&database, sql), index);
+    }
     Ok(())
 }
 

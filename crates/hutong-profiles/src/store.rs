@@ -591,30 +591,34 @@ impl Store {
         db.batch(SCHEMA)?;
         db.batch(crate::governance::SCHEMA)?;
         db.batch(crate::access::SCHEMA)?;
-        let layout = db.rows("SELECT value FROM hutong_meta WHERE name = 'layout'", &[])?;
-        match layout.into_iter().next().and_then(|r| r.into_iter().next()).and_then(Cell::text) {
-            None => {
-                db.exec(
-                    "INSERT INTO hutong_meta (name, value) VALUES ('layout', $1) ON CONFLICT (name) DO NOTHING",
-                    &[P::T(LAYOUT)],
-                )?;
-            }
-            Some(l) if l == LAYOUT => {}
-            Some(l) if MIGRATIONS.iter().any(|(from, _)| *from == l) => {
-                // One instance migrates: the others wait on the row and then find it done.
-                db.batch("BEGIN")?;
-                let migrating = db.exec(
-                    "UPDATE hutong_meta SET value = $1 WHERE name = 'layout' AND value = $2",
-                    &[P::T(LAYOUT), P::T(&l)],
-                )?;
-                if migrating == 1 {
-                    for (_, step) in MIGRATIONS.iter().skip_while(|(from, _)| *from != l) {
-                        db.batch(step)?;
-                    }
+        // Read again after each migration: another instance may have moved the store meanwhile,
+        // an older version to an older layout during a rolling upgrade among them.
+        for attempt in 0.. {
+            let layout = db.rows("SELECT value FROM hutong_meta WHERE name = 'layout'", &[])?;
+            match layout.into_iter().next().and_then(|r| r.into_iter().next()).and_then(Cell::text) {
+                None => {
+                    db.exec(
+                        "INSERT INTO hutong_meta (name, value) VALUES ('layout', $1) ON CONFLICT (name) DO NOTHING",
+                        &[P::T(LAYOUT)],
+                    )?;
                 }
-                db.batch("COMMIT")?;
+                Some(l) if l == LAYOUT => break,
+                Some(l) if attempt <= MIGRATIONS.len() && MIGRATIONS.iter().any(|(from, _)| *from == l) => {
+                    // One instance migrates: the others wait on the row and then find it done.
+                    db.batch("BEGIN")?;
+                    let migrating = db.exec(
+                        "UPDATE hutong_meta SET value = $1 WHERE name = 'layout' AND value = $2",
+                        &[P::T(LAYOUT), P::T(&l)],
+                    )?;
+                    if migrating == 1 {
+                        for (_, step) in MIGRATIONS.iter().skip_while(|(from, _)| *from != l) {
+                            db.batch(step)?;
+                        }
+                    }
+                    db.batch("COMMIT")?;
+                }
+                Some(l) => return Err(StoreError::Corrupt(format!("store layout {l}, this version reads {LAYOUT}"))),
             }
-            Some(l) => return Err(StoreError::Corrupt(format!("store layout {l}, this version reads {LAYOUT}"))),
         }
         Ok(Self {
             db,
