@@ -365,7 +365,11 @@ fn print_answer(answer: &Value) {
         }
     }
     if let Some(people) = answer.get("people").and_then(Value::as_array) {
-        println!("people: {}", answer["population"]);
+        let population = answer["population"].as_u64().unwrap_or_default();
+        match people.len() as u64 {
+            shown if shown < population => println!("people: {population} (the first {shown} shown; --people N)"),
+            _ => println!("people: {population}"),
+        }
         for person in people {
             let name = person["profile"]["record"]["name"].as_str().unwrap_or("(no profile)");
             let links: Vec<String> = person["link"]
