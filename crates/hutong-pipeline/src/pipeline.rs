@@ -368,12 +368,16 @@ enum Views {
 fn personal_source_id(raw: &str, declared: Option<&str>) -> Option<String> {
     use hutong_standard::checks::check_cn_phone;
     use unicode_normalization::UnicodeNormalization as _;
-    let folded: String = raw.trim().nfkc().collect();
-    let citizen_id = || normalise_citizen_id(&folded);
+    // ASCII is its own NFKC form: most source ids are folded without a copy.
+    let trimmed = raw.trim();
+    let folded: std::borrow::Cow<'_, str> =
+        if trimmed.is_ascii() { trimmed.into() } else { trimmed.nfkc().collect::<String>().into() };
+    // Folded, a citizen ID is 15 or 18 ASCII characters: anything else is none, unread.
+    let citizen_id = || matches!(folded.len(), 15 | 18).then(|| normalise_citizen_id(&folded)).flatten();
     match declared {
-        Some("citizen-id") => Some(citizen_id().unwrap_or_else(|| folded.clone())),
-        Some(_) => Some(folded),
-        None => citizen_id().or_else(|| check_cn_phone(&folded).then(|| folded.clone())),
+        Some("citizen-id") => Some(citizen_id().unwrap_or_else(|| folded.clone().into_owned())),
+        Some(_) => Some(folded.into_owned()),
+        None => citizen_id().or_else(|| check_cn_phone(&folded).then(|| folded.into_owned())),
     }
 }
 
