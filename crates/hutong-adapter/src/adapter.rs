@@ -69,8 +69,7 @@ pub struct Canonical {
 #[derive(Debug, Clone)]
 struct Field {
     to: String,
-    segments: Vec<String>,
-    /// `segments` as [`set_pointer`] walks them (read once, at load).
+    /// The target pointer's segments, read once at load ([`set_pointer`] walks them).
     path: Vec<Step>,
     from: Vec<String>,
     sep: String,
@@ -90,10 +89,9 @@ struct Each {
     over: String,
     /// The target array's pointer and segments.
     to: String,
-    segments: Vec<String>,
     path: Vec<Step>,
     when: Option<Expr>,
-    /// The element's fields; their segments are relative to the element.
+    /// The element's fields; their paths are relative to the element.
     fields: Vec<Field>,
     /// Whether an expression of the block reads `item` or `index` (the element is converted for
     /// CEL only then).
@@ -198,32 +196,26 @@ impl Adapter {
             for e in out.each {
                 let e = build_each(e, &out.entity, standard).map_err(&check)?;
                 // One writer per array: elements of two writers would merge by position.
-                let mut taken = fields.iter().map(|f| &f.segments).chain(each.iter().map(|x| &x.segments));
-                if let Some(other) = taken.find(|s| s.starts_with(&e.segments) || e.segments.starts_with(s)) {
+                let mut taken = fields.iter().map(|f| &f.path).chain(each.iter().map(|x| &x.path));
+                if let Some(other) = taken.find(|s| s.starts_with(&e.path) || e.path.starts_with(s)) {
                     return Err(check(format!(
                         "each {}: /{} is also filled elsewhere in output {}; one array, one writer",
                         e.to,
-                        other.join("/"),
+                        pointer(other),
                         out.entity
                     )));
                 }
                 each.push(e);
             }
-            if !fields.iter().any(|f| f.segments == [entity.key.clone()]) {
+            if !fields.iter().any(|f| matches!(f.path.as_slice(), [only] if only.key == entity.key)) {
                 return Err(check(format!("output {} does not fill its key /{}", out.entity, entity.key)));
             }
             for req in required_of(&entity.schema) {
-                let filled = fields.iter().map(|f| &f.segments).chain(each.iter().map(|e| &e.segments));
-                if !filled.clone().any(|s| s.first() == Some(&req)) {
+                if !top_fields(&fields, &each).any(|t| t == req) {
                     return Err(check(format!("output {} does not fill required field /{req}", out.entity)));
                 }
             }
-            let mut tops: Vec<&str> = fields
-                .iter()
-                .map(|f| &f.segments)
-                .chain(each.iter().map(|e| &e.segments))
-                .filter_map(|s| s.first().map(String::as_str))
-                .collect();
+            let mut tops: Vec<&str> = top_fields(&fields, &each).collect();
             tops.sort_unstable();
             tops.dedup();
             let width = tops.len();
@@ -294,10 +286,7 @@ impl Adapter {
     /// The top-level fields this adapter fills in its `entity` records (none if it produces
     /// no such record).
     pub fn fields_of<'s>(&'s self, entity: &'s str) -> impl Iterator<Item = &'s str> + 's {
-        self.outputs.iter().filter(move |o| o.entity == entity).flat_map(|o| {
-            let fields = o.fields.iter().map(|f| &f.segments);
-            fields.chain(o.each.iter().map(|e| &e.segments)).filter_map(|s| s.first().map(String::as_str))
-        })
+        self.outputs.iter().filter(move |o| o.entity == entity).flat_map(|o| top_fields(&o.fields, &o.each))
     }
 
     /// Maps a source payload to canonical records, or every violation found.
@@ -482,7 +471,7 @@ impl Each {
                     Ok(None) => {}
                     Err(mut v) => {
                         // The element's own pointer and source place.
-                        v.pointer = format!("/{}/{i}/{}", self.segments.join("/"), field.segments.join("/"));
+                        v.pointer = format!("/{}/{i}/{}", pointer(&self.path), pointer(&field.path));
                         v.message =
                             v.message.replacen("source field ", &format!("source field {}[{i}].", self.over), 1);
                         violations.push(v);
@@ -521,7 +510,6 @@ fn build_each(e: crate::spec::EachSpec, entity: &str, standard: &Standard) -> Re
         let mut field = build_field(f, entity, standard)?;
         field.to = format!("{}/…/{}", e.to, relative.join("/"));
         field.path = Step::of(&relative);
-        field.segments = relative;
         fields.push(field);
     }
     if fields.is_empty() {
@@ -529,7 +517,7 @@ fn build_each(e: crate::spec::EachSpec, entity: &str, standard: &Standard) -> Re
     }
     let mut exprs = when.iter().chain(fields.iter().flat_map(|f| f.when.iter().chain(f.expr.iter())));
     let reads_element = exprs.any(|x| x.names("item") || x.names("index"));
-    Ok(Each { over: e.over, to: e.to, path: Step::of(&segments), segments, when, fields, reads_element })
+    Ok(Each { over: e.over, to: e.to, path: Step::of(&segments), when, fields, reads_element })
 }
 
 /// The string result of a field as the JSON type its target wants.
@@ -634,7 +622,6 @@ fn build_field(f: FieldSpec, entity: &str, standard: &Standard) -> Result<Field,
     Ok(Field {
         to: f.to,
         path: Step::of(&segments),
-        segments,
         from: f.from.map(|s| s.names().into_iter().map(str::to_owned).collect()).unwrap_or_default(),
         sep: f.sep.unwrap_or_else(|| ",".to_owned()),
         value: f.value,
@@ -739,6 +726,17 @@ impl Step {
     fn index(i: usize) -> Step {
         Step { key: i.to_string(), index: Some(i) }
     }
+}
+
+/// The top-level fields that `fields` and `each` fill.
+fn top_fields<'a>(fields: &'a [Field], each: &'a [Each]) -> impl Iterator<Item = &'a str> {
+    let paths = fields.iter().map(|f| &f.path).chain(each.iter().map(|e| &e.path));
+    paths.filter_map(|p| p.first().map(|s| s.key.as_str()))
+}
+
+/// `path` as written in a pointer, without its leading `/`.
+fn pointer(path: &[Step]) -> String {
+    path.iter().map(|s| s.key.as_str()).collect::<Vec<_>>().join("/")
 }
 
 /// Sets `value` at the pointer made of `parts` one after the other, creating objects, and arrays

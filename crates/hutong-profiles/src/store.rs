@@ -638,6 +638,7 @@ impl Store {
     pub fn ping(&mut self) -> Result<(), StoreError> {
         self.db.rows("SELECT 1", &[]).map(drop)
     }
+
     /// Applies `facts` (in log order) in one transaction, then merges every entity they touched
     /// under `rules`. Per source record (department, kind, source id) only the highest
     /// revision counts: a lower one changes nothing; a higher one retires the record's facts of
