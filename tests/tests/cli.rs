@@ -375,3 +375,33 @@ fn access_acls_apply_reconciles_the_brokers_with_the_grants() -> anyhow::Result<
     assert!(said.contains("DescribeAcls") && !said.contains("tansu"), "{said}");
     Ok(())
 }
+
+/// A reader that stops early (`hutong validate … | head -1`) ends the command quietly, with the
+/// status of a process ended by SIGPIPE, not a panic and its backtrace.
+#[test]
+fn validate_into_a_reader_that_stops_early_ends_quietly() -> anyhow::Result<()> {
+    use std::io::{BufRead as _, BufReader};
+    // Far more output than a pipe holds (64 KiB), so the writer cannot finish before the close.
+    let sample =
+        std::fs::read_to_string(repo_root().join("schemas/departments/gongan/samples/household_registration.ndjson"))?;
+    let dir = tempfile::tempdir()?;
+    let export = dir.path().join("large.ndjson");
+    std::fs::write(&export, sample.repeat(50))?;
+    let mut child = std::process::Command::new(hutong_tests::hutong_bin()?)
+        .args(["validate", "-d", "gongan", "-k", "household_registration"])
+        .arg(&export)
+        .current_dir(repo_root())
+        .env("HUTONG_PSEUDONYM_KEY", "cli-test-key-0123456789abcdef")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Read one line, then close the pipe: the 2,399 lines after it meet a closed stdout.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().expect("piped")).read_line(&mut first)?;
+    assert!(first.contains("\"line\":1"), "{first:?}");
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(141), "{stderr}");
+    Ok(())
+}

@@ -1,4 +1,5 @@
 use std::{
+    borrow::Cow,
     collections::BTreeMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
@@ -32,15 +33,23 @@ pub struct EntityPartitioner;
 impl Partitioner for EntityPartitioner {
     fn partition(&self, _topic: &str, key: Option<&[u8]>, partition_cnt: i32, _available: impl Fn(i32) -> bool) -> i32 {
         let Some(key) = key else { return 0 };
-        let entity = serde_json::from_slice::<Vec<std::borrow::Cow<'_, str>>>(key)
-            .ok()
-            .and_then(|mut v| if v.len() == 4 { Some(v.swap_remove(0)) } else { None });
-        match entity {
-            Some(e) => crate::partition_for(&e, partition_cnt),
-            None => (crate::murmur2(key) & 0x7fff_ffff) % partition_cnt.max(1),
+        match serde_json::from_slice::<FactKey<'_>>(key) {
+            Ok(FactKey(entity, ..)) => crate::partition_for(&entity, partition_cnt),
+            Err(_) => (crate::murmur2(key) & 0x7fff_ffff) % partition_cnt.max(1),
         }
     }
 }
+
+/// A fact key as [`EntityPartitioner`] reads it: exactly four strings, read in place (a string
+/// is copied only when it holds an escape), for every message the gateway enqueues.
+#[derive(serde::Deserialize)]
+#[expect(dead_code, reason = "the last three are read only to require exactly four strings")]
+struct FactKey<'a>(
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+);
 
 /// The answer to one enqueued record: its partition and offset, or why it failed.
 type DeliveryAnswer = Result<(i32, i64), KafkaError>;
@@ -367,13 +376,18 @@ mod tests {
     fn facts_go_to_the_partition_of_their_entity_key() {
         let p = EntityPartitioner;
         for n in [1, 3, 12] {
-            for entity in ["abc", "21", "foobar", "gongan:3301060040530001"] {
+            // Read in place, or copied where an escape makes the key's text differ from its bytes.
+            for entity in ["abc", "21", "foobar", "gongan:3301060040530001", "石灰桥\"5\\幢\n"] {
                 let fact = crate::fact_key(entity, "gongan", "household_registration", "k1:ff");
                 assert_eq!(p.partition("t", Some(fact.as_bytes()), n, |_| true), crate::partition_for(entity, n));
             }
             // Any other key (the dead-letter topic's event ids, the audit's sequence numbers):
             // the whole key, as Java's default partitioner.
             assert_eq!(p.partition("t", Some(b"17"), n, |_| true), crate::partition_for("17", n));
+            // Not exactly four strings: the whole key too.
+            for other in [r#"["abc","gongan","k"]"#, r#"["abc","gongan","k","s","t"]"#, r#"["abc",1,"k","s"]"#] {
+                assert_eq!(p.partition("t", Some(other.as_bytes()), n, |_| true), crate::partition_for(other, n));
+            }
         }
     }
 }

@@ -157,8 +157,29 @@ struct ServeArgs {
     print_config: bool,
 }
 
+/// A reader that stops early (`hutong validate … | head`) closes stdout: the command ends
+/// there, quietly, with the status a shell gives a process ended by SIGPIPE (141), instead of
+/// a panic and its backtrace. Only stdout: a closed socket stays an error the code handles
+/// (SIGPIPE itself stays ignored, as Rust sets it, so a peer's reset never kills a client).
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied());
+        // std's words for it: "failed printing to stdout: Broken pipe (os error 32)".
+        if message.is_some_and(|m| m.starts_with("failed printing to stdout") && m.contains("Broken pipe")) {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    quiet_on_closed_stdout();
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_env("HUTONG_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
