@@ -19,17 +19,19 @@ import re
 import sys
 
 PHASES = [
+    # A record's own work first: these frames run inside the transport's (a stream's batch is
+    # handled while its response body is polled), so the transport phases come last.
     ("pipeline (adapter, standard, envelope)", r"Pipeline::prepare_for_bus|Pipeline::run"),
     ("enqueue into librdkafka", r"KafkaPublisher as hutong_bus::publisher::Publisher>::publish$|KafkaPublisher::enqueue"),
     ("dedupe window", r"Dedupe|quick_cache"),
     ("audit", r"hutong_gateway::audit|Auditor"),
-    ("gRPC request decode", r"prost::|tonic::codec::decode|Streaming<"),
-    ("gRPC response encode", r"tonic::codec::encode|EncodeBody"),
     ("answers and receipts", r"ingest::delivery::record_result|Delivery::record|spool_in_order|IngestService.*count"),
     ("publish futures (await, receipt)", r"publisher::Publisher>::publish::\{\{closure|publish::\{closure"),
-    ("HTTP/2", r"(?<![a-z0-9])h2::|hyper::"),
-    ("TLS", r"rustls|(?<![A-Za-z_])ring::|aws_lc"),
     ("a batch's futures (join, poll)", r"try_join_all|FuturesUnordered|FuturesOrdered|TryMaybeDone"),
+    ("gRPC request decode", r"tonic::codec::decode|Streaming<|ProstDecoder|prost::Message>::(decode|merge)"),
+    ("gRPC response encode", r"tonic::codec::encode|EncodeBody|ProstEncoder|prost::Message>::encode"),
+    ("TLS", r"rustls|(?<![A-Za-z_])ring::|ring_core_|aws_lc"),
+    ("HTTP/2", r"(?<![a-z0-9])h2::|hyper::"),
 ]
 DETAIL = [
     ("adapter", r"hutong_adapter::adapter|hutong_adapter::transform|hutong_adapter::expr|pseudonym"),
@@ -41,7 +43,7 @@ DETAIL = [
     ("headers", r"header"),
     ("message copy", r"rd_kafka_producev|rd_kafka_msg_new"),
 ]
-ALLOC = re.compile(r"_mi_|mi_free|mi_theap|mi_page|^(malloc|_int_malloc|_int_free|cfree|free|malloc_consolidate|unlink_chunk)")
+ALLOC = re.compile(r"(^|_)mi_|__libc_|^_int_|^(malloc|free|cfree|realloc|calloc|malloc_consolidate|unlink_chunk)\b")
 
 
 def main(path: str) -> None:

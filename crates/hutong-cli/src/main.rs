@@ -161,6 +161,8 @@ struct ServeArgs {
 /// there, quietly, with the status a shell gives a process ended by SIGPIPE (141), instead of
 /// a panic and its backtrace. Only stdout: a closed socket stays an error the code handles
 /// (SIGPIPE itself stays ignored, as Rust sets it, so a peer's reset never kills a client).
+/// Whichever thread meets the closed stdout ends the process, a task of the runtime included,
+/// and librdkafka's threads with it (`hutong tail … | head`): nothing is left to write to.
 fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

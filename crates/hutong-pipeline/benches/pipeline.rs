@@ -5,8 +5,8 @@
 //!
 //! `cargo bench -p hutong-pipeline --bench pipeline`
 //!
-//! It allocates with mimalloc, as `hutong serve` does: allocation is a fifth of the pipeline's
-//! samples, and the system allocator's costs are not the gateway's (docs/benchmarks.md).
+//! It allocates with mimalloc, as `hutong serve` does: allocation is about a quarter of the
+//! pipeline's samples, and the system allocator's costs are not the gateway's (docs/benchmarks.md).
 
 use std::{hint::black_box, path::Path};
 
