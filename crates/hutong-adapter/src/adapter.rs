@@ -1,4 +1,5 @@
 use std::{
+    borrow::Cow,
     collections::BTreeMap,
     path::{Path, PathBuf},
 };
@@ -377,19 +378,29 @@ impl Field {
         } else if let Some(e) = &self.expr {
             e.eval_string_with(scope, vars).map_err(|e| fail("adapter:expr", e))?
         } else {
-            let mut parts = Vec::with_capacity(self.from.len());
+            // The parts written straight into the value: one allocation for the field, however
+            // many parts it joins.
+            let mut joined: Option<String> = None;
+            let mut present = 0;
             for name in &self.from {
-                match payload.get(name) {
-                    None | Some(Value::Null) => {}
-                    Some(Value::String(s)) if s.trim().is_empty() => {}
-                    Some(Value::String(s)) => parts.push(s.clone()),
-                    Some(Value::Number(n)) => parts.push(n.to_string()),
-                    Some(Value::Bool(b)) => parts.push(b.to_string()),
+                let part: Cow<'_, str> = match payload.get(name) {
+                    None | Some(Value::Null) => continue,
+                    Some(Value::String(s)) if s.trim().is_empty() => continue,
+                    Some(Value::String(s)) => Cow::Borrowed(s),
+                    Some(Value::Number(n)) => Cow::Owned(n.to_string()),
+                    Some(Value::Bool(b)) => Cow::Borrowed(if *b { "true" } else { "false" }),
                     Some(_) => return Err(fail("adapter:type", "must be a string or number".to_owned())),
+                };
+                present += 1;
+                if let Some(j) = joined.as_mut() {
+                    j.push_str(&self.sep);
+                    j.push_str(&part);
+                } else {
+                    joined = Some(part.into_owned());
                 }
             }
             // A joined value needs every part; a single one may be absent.
-            (parts.len() == self.from.len() && !parts.is_empty()).then(|| parts.join(&self.sep))
+            joined.filter(|_| present == self.from.len())
         };
         let mut value = match raw {
             Some(s) if !s.trim().is_empty() => s,
@@ -420,7 +431,7 @@ impl Field {
         if value.is_empty() {
             return Ok(None);
         }
-        convert(&value, self.as_type).map(Some).map_err(|m| fail("adapter:type", m))
+        convert(value, self.as_type).map(Some).map_err(|m| fail("adapter:type", m))
     }
 }
 
@@ -521,9 +532,10 @@ fn build_each(e: crate::spec::EachSpec, entity: &str, standard: &Standard) -> Re
 }
 
 /// The string result of a field as the JSON type its target wants.
-fn convert(value: &str, ty: ValueType) -> Result<Value, String> {
+fn convert(value: String, ty: ValueType) -> Result<Value, String> {
     match ty {
-        ValueType::String => Ok(Value::String(value.to_owned())),
+        // The field's own string becomes the value: no copy.
+        ValueType::String => Ok(Value::String(value)),
         ValueType::Integer => {
             value.trim().parse::<i64>().map(Value::from).map_err(|_| format!("{value:?} is not an integer"))
         }
