@@ -105,7 +105,11 @@ fn nesting_depth(v: &Value) -> usize {
 }
 
 /// A payload as `serde_json::Value` reads it, its top-level object sized once: a payload has
-/// tens of fields, and an object grown from empty re-hashed every key several times.
+/// tens of fields, and an object grown from empty re-hashed every key several times. One
+/// difference: where serde_json's `raw_value` feature is on (axum's `json` turns it on in builds
+/// with the profile service), `Value` reads a top-level object whose first key is serde_json's
+/// private raw-value marker as the JSON text of its value; here the top level is always the
+/// object it is.
 struct Payload;
 
 impl<'de> serde::de::Visitor<'de> for Payload {
@@ -181,6 +185,7 @@ mod tests {
             r#"{"XM":"张三","b":{"c":[1,-2,3.5,18446744073709551615,true,null,"\u5f20"]},"a":"x"}"#.to_owned(),
             r#"{"k":1,"j":2,"k":3}"#.to_owned(),
             r#"{}"#.to_owned(),
+            " {\"e\":1e3,\"n\":-0.0,\"z\":0} \n".to_owned(),
             format!("{{{wide}\"last\":[{{}},[]]}}"),
         ] {
             let ours = decode_payload(text.as_bytes(), "", PayloadLimits::default()).unwrap();
@@ -189,7 +194,9 @@ mod tests {
             assert_eq!(ours.to_string(), theirs.to_string(), "key order: {text}");
         }
         let lim = PayloadLimits::default();
-        assert_eq!(decode_payload(br#"{"a":1} x"#, "", lim).unwrap_err().rule, "payload:json");
+        for broken in [&br#"{"a":1} x"#[..], b"", b"  \n"] {
+            assert_eq!(decode_payload(broken, "", lim).unwrap_err().rule, "payload:json");
+        }
         for other in [&b"\"s\""[..], b"1", b"null", b"true", b"[{}]"] {
             assert_eq!(decode_payload(other, "", lim).unwrap_err().message, "payload must be a JSON object");
         }

@@ -1,5 +1,5 @@
-//! Iteration over a source array (`[[output.each]]`) and conditions on the normalised value
-//! (`when` reading `value`).
+//! Iteration over a source array (`[[output.each]]`), conditions on the normalised value
+//! (`when` reading `value`), and a field joined from several source fields.
 
 use std::path::{Path, PathBuf};
 
@@ -141,4 +141,37 @@ fn each_targets_are_checked_against_the_standard() {
     );
     let e = adapter(&twice).unwrap_err();
     assert!(e.contains("one array, one writer"), "{e}");
+}
+
+#[test]
+fn joined_fields_need_every_part_and_keep_numbers_and_booleans_as_written() {
+    let joined = EVENT.replace(
+        "from = \"title\"\ntransforms = [\"trim\", \"nfkc\"]",
+        "from = [\"street\", \"building\", \"flag\"]\nsep = \"·\"",
+    );
+    assert_ne!(joined, EVENT, "the title is joined");
+    let a = adapter(&joined).unwrap();
+    let key = PseudonymKey::new(b"adapter-test-key-0123".to_vec()).unwrap();
+    let ctx = MapContext { key: &key, source_id: "t", revision: 1, op: "upsert" };
+    let title = |row: serde_json::Value| a.map(&row, &ctx).unwrap()[0].record.get("title").cloned();
+    // Strings, numbers and booleans joined in the order named, by `sep`.
+    assert_eq!(
+        title(json!({"no": "J1", "street": "石灰桥", "building": 5, "flag": true})),
+        Some(json!("石灰桥·5·true"))
+    );
+    assert_eq!(title(json!({"no": "J2", "street": "a", "building": "2.5", "flag": false})), Some(json!("a·2.5·false")));
+    // A missing, null or blank part leaves the whole field out.
+    for missing in [
+        json!({"no": "J3", "street": "a", "flag": true}),
+        json!({"no": "J4", "street": "a", "building": null, "flag": true}),
+        json!({"no": "J5", "street": "a", "building": " \u{3000}", "flag": true}),
+    ] {
+        assert_eq!(title(missing.clone()), None, "{missing}");
+    }
+    // An object is no part, even after a missing one.
+    for bad in [json!({"no": "J6", "street": {"x": 1}, "building": "b", "flag": "c"}), json!({"no": "J7", "flag": [1]})]
+    {
+        let errs = a.map(&bad, &ctx).unwrap_err();
+        assert_eq!((errs[0].pointer.as_str(), errs[0].rule.as_str()), ("/title", "adapter:type"), "{bad}");
+    }
 }
