@@ -759,12 +759,7 @@ fn set_pointer(root: &mut Value, parts: &[&[Step]], value: Value) {
     while let Some(step) = steps.next() {
         let Some(next) = steps.peek() else {
             match (node, step.index) {
-                (Value::Array(items), Some(idx)) => {
-                    if items.len() <= idx {
-                        items.resize(idx + 1, Value::Null);
-                    }
-                    items[idx] = value;
-                }
+                (Value::Array(items), Some(idx)) => *slot(items, idx) = value,
                 (Value::Object(map), _) => {
                     map.insert(step.key.clone(), value);
                 }
@@ -775,13 +770,11 @@ fn set_pointer(root: &mut Value, parts: &[&[Step]], value: Value) {
         let fresh = || if next.index.is_some() { Value::Array(Vec::new()) } else { Value::Object(Map::new()) };
         node = match (node, step.index) {
             (Value::Array(items), Some(idx)) => {
-                if items.len() <= idx {
-                    items.resize(idx + 1, Value::Null);
+                let item = slot(items, idx);
+                if item.is_null() {
+                    *item = fresh();
                 }
-                if items[idx].is_null() {
-                    items[idx] = fresh();
-                }
-                &mut items[idx]
+                item
             }
             // No copy of the key when the object is already there (most parents, after the first field).
             (Value::Object(map), _) => {
@@ -793,6 +786,14 @@ fn set_pointer(root: &mut Value, parts: &[&[Step]], value: Value) {
             _ => return,
         };
     }
+}
+
+/// Element `idx` of `items`, the array grown with `null`s to hold it.
+fn slot(items: &mut Vec<Value>, idx: usize) -> &mut Value {
+    if items.len() <= idx {
+        items.resize(idx + 1, Value::Null);
+    }
+    &mut items[idx]
 }
 
 /// Drops the holes (`null`s) that optional array elements left behind.
